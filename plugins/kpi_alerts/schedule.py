@@ -141,6 +141,7 @@ def next_run_after(schedule: Schedule | Mapping[str, Any], after: datetime) -> d
 
 def _next_after(schedule: Schedule, tz: ZoneInfo, after: datetime) -> datetime:
     hourly = schedule.frequency_interval == "hour"
+    after = after.astimezone(UTC)  # compare instants in one zone: fold-safe
     # Wall times earlier than this resolve to instants before `after`, so they need no look.
     start = after.astimezone(tz).replace(tzinfo=None) - _MARGIN
     best: datetime | None = None
