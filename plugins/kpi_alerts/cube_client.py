@@ -1,0 +1,365 @@
+"""A plain-Python client for Cube.js's REST API (``/cubejs-api/v1``): no Airflow imports.
+
+It mints a short-lived HS256 token per request whose security context carries the alert's
+``organization_id`` (Cube filters every query on it), polls "Continue wait" answers up to a deadline,
+retries connection errors and 5xx answers with jittered exponential backoff, pages through large
+results and returns :class:`~kpi_alerts.kpi_data.KpiData`. The secret and the tokens never appear
+in logs or exception messages.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jwt
+import requests
+import tenacity
+
+from kpi_alerts.cube_query import check_timezone, total_order
+from kpi_alerts.errors import AlertValidationError, KpiAlertError, PermanentAlertError, TransientAlertError
+from kpi_alerts.kpi_data import CellValue, Column, ColumnKind, KpiData
+
+log = logging.getLogger(__name__)
+
+TOKEN_TTL_SECONDS = 300
+# Cube answers 400 for database failures too; these messages mean "down", not "bad query".
+_DATABASE_DOWN_MARKERS = (
+    "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENOTFOUND", "Connection terminated",
+    "timeout exceeded when trying to connect", "the database system is", "too many clients",
+    "terminating connection", "could not connect",
+)  # fmt: skip
+
+
+class CubeError(KpiAlertError):
+    """Base of Cube failures. :attr:`status` is the HTTP status when Cube answered."""
+
+    def __init__(self, message: str, *, status: int | None = None, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.request_id = request_id
+
+
+class CubeQueryError(CubeError, PermanentAlertError):
+    """Cube rejected the query (unknown member, bad format, too many rows...): fix the alert."""
+
+
+class CubeAuthError(CubeError, PermanentAlertError):
+    """Cube refused the token (403): wrong secret, expired token or no organization_id."""
+
+
+class CubeUnavailableError(CubeError, TransientAlertError):
+    """Cube or its database could not be reached, after retries."""
+
+
+class CubeTimeoutError(CubeError, TransientAlertError):
+    """Cube kept answering "Continue wait" until the client's deadline passed."""
+
+
+class _ContinueWait(Exception):
+    """Internal: Cube is still computing the query."""
+
+
+class CubeClient:
+    """Talks to one Cube deployment.
+
+    :param base_url: e.g. ``http://127.0.0.1:4010`` (without ``/cubejs-api``).
+    :param api_secret: HS256 secret: a token is minted per request from the security context.
+    :param token: a pre-made token used verbatim instead (then ``api_secret`` is not needed).
+    :param extra_security_context: claims added to every minted token (``organization_id`` always
+        comes from the call).
+    :param continue_wait_deadline: seconds one :meth:`load` may spend polling "Continue wait".
+    :param request_timeout: seconds per HTTP request (connect and read).
+    :param max_rows: cap on a result; a larger one raises :class:`CubeQueryError` rather than being
+        silently truncated (an alert on partial data would be wrong).
+    :param page_size: rows per request when the query sets no ``limit``.
+    :param retries: extra attempts after a connection error or a 5xx answer.
+    :param backoff: first retry delay in seconds (doubles each time, plus up to ``backoff`` jitter).
+    :param backoff_max: longest retry delay.
+    :param renew_query: send ``renewQuery: true`` unless the query says otherwise: alerts want fresh
+        data, not Cube's ~10 s cache.
+    :param base_path: the API prefix, ``/cubejs-api`` by default.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_secret: str | None = None,
+        token: str | None = None,
+        extra_security_context: Mapping[str, Any] | None = None,
+        continue_wait_deadline: float = 60,
+        request_timeout: float = 30,
+        max_rows: int = 50_000,
+        page_size: int = 10_000,
+        retries: int = 3,
+        backoff: float = 0.5,
+        backoff_max: float = 8,
+        renew_query: bool = True,
+        base_path: str = "/cubejs-api",
+    ) -> None:
+        if not api_secret and not token:
+            raise ValueError("CubeClient needs an api_secret or a token")
+        self.base_url = base_url.rstrip("/")
+        self.api_url = self.base_url + "/" + base_path.strip("/")
+        self._api_secret = api_secret
+        self._token = token
+        self.extra_security_context = dict(extra_security_context or {})
+        self.continue_wait_deadline = continue_wait_deadline
+        self.request_timeout = request_timeout
+        self.max_rows = max_rows
+        self.page_size = min(page_size, max_rows + 1)
+        self.retries = retries
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self.renew_query = renew_query
+        self.session = requests.Session()
+
+    def __repr__(self) -> str:  # no secret, no token
+        return f"CubeClient({self.base_url!r})"
+
+    def __enter__(self) -> CubeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def load(
+        self, query: Mapping[str, Any], *, security_context: Mapping[str, Any], timezone: str
+    ) -> KpiData:
+        """Run ``query`` for one organization in ``timezone`` and return typed rows.
+
+        :param query: a Cube query (``measures``, ``dimensions``, ``timeDimensions``, ``filters``...).
+        :param security_context: must contain the integer ``organization_id``.
+        :param timezone: IANA name: buckets and relative date ranges are computed in it.
+        :raises CubeQueryError, CubeAuthError: permanent; :raises CubeTimeoutError,
+            CubeUnavailableError: transient.
+        """
+        zone = check_timezone(timezone)
+        headers = self._auth_headers(security_context)
+        sent = copy.deepcopy(dict(query))
+        sent["timezone"] = timezone
+        sent.setdefault("renewQuery", self.renew_query)
+        sent.pop("responseFormat", None)  # rows are parsed from the default format
+        paging = "limit" not in sent
+        if paging and (sent.get("dimensions") or sent.get("timeDimensions")):
+            sent["order"] = total_order(sent)
+        request_id = str(uuid.uuid4())
+        started = time.monotonic()
+        offset = int(sent.get("offset") or 0)
+        rows: list[Mapping[str, Any]] = []
+        page = 1
+        while True:
+            body = dict(sent)
+            if paging:
+                body.update(
+                    limit=min(self.page_size, self.max_rows + 1 - len(rows)), offset=offset + len(rows)
+                )
+            answer = self._load_page(body, headers, f"{request_id}-span-{page}", started)
+            data = answer.get("data") or []
+            rows.extend(data)
+            if len(rows) > self.max_rows:
+                raise CubeQueryError(
+                    f"the result exceeds {self.max_rows} rows: add a limit, filters or a coarser granularity",
+                    request_id=request_id,
+                )
+            if not paging or len(data) < body["limit"]:
+                break
+            page += 1
+        return _to_kpi_data(sent, answer.get("annotation") or {}, rows, timezone, zone)
+
+    def meta(self, security_context: Mapping[str, Any]) -> dict[str, Any]:
+        """The cubes, measures and dimensions visible to this organization (``GET /v1/meta``)."""
+        headers = self._auth_headers(security_context)
+        return self._send("GET", "/v1/meta", headers, f"{uuid.uuid4()}-span-1")
+
+    def ready(self) -> bool:
+        """Whether Cube answers ``/readyz`` with 200 (it checks its database too). Never raises."""
+        try:
+            return self.session.get(f"{self.base_url}/readyz", timeout=min(self.request_timeout, 5)).ok
+        except requests.RequestException:
+            return False
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _auth_headers(self, security_context: Mapping[str, Any]) -> dict[str, str]:
+        org = security_context.get("organization_id")
+        if not isinstance(org, int) or isinstance(org, bool):
+            raise AlertValidationError(f"security_context needs an integer organization_id, got {org!r}")
+        if self._token is not None:
+            _check_token_tenant(self._token, org)
+            return {"Authorization": self._token}
+        now = int(time.time())
+        claims = {**self.extra_security_context, **security_context, "organization_id": org}
+        claims.update(iat=now, exp=now + TOKEN_TTL_SECONDS)
+        assert self._api_secret is not None  # __init__ guarantees a secret or a token
+        return {"Authorization": jwt.encode(claims, self._api_secret, algorithm="HS256")}
+
+    def _load_page(
+        self, body: Mapping[str, Any], headers: Mapping[str, str], request_id: str, started: float
+    ) -> dict[str, Any]:
+        """POST one page; re-send the identical request while Cube answers "Continue wait"."""
+        polls = 0
+        while True:
+            try:
+                return self._send("POST", "/v1/load", headers, request_id, json={"query": body})
+            except _ContinueWait:
+                polls += 1
+                waited = time.monotonic() - started
+                if waited >= self.continue_wait_deadline:
+                    raise CubeTimeoutError(
+                        f"Cube was still computing the query after {waited:.1f} s ({polls} 'Continue wait' "
+                        f"answers; deadline {self.continue_wait_deadline:g} s, request {request_id})",
+                        request_id=request_id,
+                    ) from None
+                log.debug("Cube request %s: Continue wait after %.1f s", request_id, waited)
+
+    def _send(
+        self, method: str, path: str, headers: Mapping[str, str], request_id: str, **kwargs: Any
+    ) -> dict[str, Any]:
+        """One logical request, retried on connection errors and 5xx (and database-down 400s)."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(CubeUnavailableError),
+            stop=tenacity.stop_after_attempt(self.retries + 1),
+            wait=tenacity.wait_exponential_jitter(
+                initial=self.backoff, max=self.backoff_max, jitter=self.backoff
+            ),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        started = time.monotonic()
+        try:
+            return retrying(self._send_once, method, path, headers, request_id, **kwargs)
+        except CubeUnavailableError as exc:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            raise CubeUnavailableError(
+                f"{exc} (gave up after {attempts} attempts in {time.monotonic() - started:.1f} s)",
+                status=exc.status,
+                request_id=request_id,
+            ) from None
+
+    def _send_once(
+        self, method: str, path: str, headers: Mapping[str, str], request_id: str, **kwargs: Any
+    ) -> dict[str, Any]:
+        url = self.api_url + path
+        try:
+            response = self.session.request(
+                method,
+                url,
+                headers={**headers, "x-request-id": request_id},
+                timeout=self.request_timeout,
+                **kwargs,
+            )
+        except requests.RequestException as exc:
+            # The exception text names the URL, never the headers.
+            raise CubeUnavailableError(
+                f"Cube at {self.base_url} is unreachable: {type(exc).__name__}: {exc}", request_id=request_id
+            ) from None
+        return _parse_response(response, request_id)
+
+
+def _parse_response(response: requests.Response, request_id: str) -> dict[str, Any]:
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    message = body.get("error") if isinstance(body, dict) else None  # only "error", never "stack"
+    if not isinstance(message, str) or not message:
+        message = f"HTTP {status} {response.reason or ''}".strip()
+    if status == 200 and isinstance(body, dict):
+        if message == "Continue wait":
+            raise _ContinueWait
+        if "error" not in body:
+            return body
+    where = f"(HTTP {status}, request {request_id})"
+    if status == 403:
+        raise CubeAuthError(
+            f"Cube refused the token: {message} {where}", status=status, request_id=request_id
+        )
+    if status >= 500 or any(marker in message for marker in _DATABASE_DOWN_MARKERS):
+        raise CubeUnavailableError(f"Cube failed: {message} {where}", status=status, request_id=request_id)
+    if status == 200:  # 200 with a non-JSON body: a proxy or something else answered
+        raise CubeUnavailableError(
+            f"Cube answered without a JSON result {where}", status=status, request_id=request_id
+        )
+    raise CubeQueryError(f"Cube rejected the query: {message} {where}", status=status, request_id=request_id)
+
+
+def _check_token_tenant(token: str, organization_id: int) -> None:
+    """A pre-made token must be for the alert's organization: never read another tenant's data."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return  # not a JWT we can read: Cube decides
+    if claims.get("organization_id") != organization_id:
+        raise CubeAuthError(
+            f"the configured Cube token is for organization {claims.get('organization_id')!r}, "
+            f"not {organization_id}"
+        )
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    delay = state.next_action.sleep if state.next_action else 0
+    log.warning("Cube request failed (attempt %d): %s; retrying in %.2f s", state.attempt_number, exc, delay)
+
+
+def _to_kpi_data(
+    query: Mapping[str, Any],
+    annotation: Mapping[str, Any],
+    rows: list[Mapping[str, Any]],
+    timezone: str,
+    zone: ZoneInfo,
+) -> KpiData:
+    """Columns in display order (time dimensions, dimensions, measures) and typed cells."""
+    keys: list[tuple[str, ColumnKind, str]] = [
+        (f"{td['dimension']}.{td['granularity']}", "time_dimension", "timeDimensions")
+        for td in query.get("timeDimensions", [])
+        if td.get("granularity")
+    ]
+    keys += [(str(d), "dimension", "dimensions") for d in query.get("dimensions", [])]
+    keys += [(str(m), "measure", "measures") for m in query.get("measures", [])]
+    columns = []
+    for key, kind, section in keys:
+        info = annotation.get(section, {}).get(key) or annotation.get("timeDimensions", {}).get(key) or {}
+        columns.append(
+            Column(
+                key=key,
+                title=info.get("title") or key,
+                kind=kind,
+                type=info.get("type") or ("time" if kind == "time_dimension" else "string"),
+                format=info.get("format"),
+                short_title=info.get("shortTitle"),
+            )
+        )
+    typed = tuple({c.key: _cell(row.get(c.key), c, zone) for c in columns} for row in rows)
+    return KpiData(columns=tuple(columns), rows=typed, timezone=timezone, query=dict(query))
+
+
+def _cell(value: Any, column: Column, zone: ZoneInfo) -> CellValue:
+    if value is None:
+        return None
+    if column.kind == "measure":
+        try:
+            return Decimal(str(value))
+        except InvalidOperation:
+            raise CubeQueryError(f"Cube returned a non-numeric value {value!r} for {column.key}") from None
+    if column.type == "time":
+        # Cube sends local wall time without an offset (e.g. 2026-11-22T00:00:00.000) in the query's zone.
+        return datetime.fromisoformat(str(value)).replace(tzinfo=zone)
+    if column.type == "boolean":
+        return value if isinstance(value, bool) else str(value).lower() == "true"
+    return str(value)
