@@ -1,0 +1,103 @@
+"""A real SMTP server (aiosmtpd) that keeps every message it receives as an ``.eml`` file.
+
+Tests run it in-process and read what arrived; the demo runs it as a background process
+(``python -m devstack mail``) and points people at the folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email
+import email.policy
+import threading
+import time
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from devstack import STATE_DIR
+
+
+class MaildirHandler:
+    """Writes each message (with its SMTP envelope as headers) to ``<folder>/<n>.eml``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        content = envelope.original_content or b""
+        rcpts = ", ".join(envelope.rcpt_tos)
+        envelope_headers = f"X-Envelope-From: {envelope.mail_from}\r\nX-Envelope-To: {rcpts}\r\n".encode()
+        with self._lock:
+            name = f"{time.time_ns()}-{len(list(self.folder.glob('*.eml'))):06d}.eml"
+            (self.folder / name).write_bytes(envelope_headers + content)
+        return "250 Message accepted for delivery"
+
+
+class MailCatcher:
+    """An SMTP server on 127.0.0.1 whose received messages can be listed and parsed."""
+
+    def __init__(self, folder: Path, port: int = 0) -> None:
+        self.folder = folder
+        self.handler = MaildirHandler(folder)
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=port or _free_port())
+
+    @property
+    def port(self) -> int:
+        return int(self.controller.port)
+
+    def start(self) -> MailCatcher:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def clear(self) -> None:
+        for path in self.folder.glob("*.eml"):
+            path.unlink()
+
+    def messages(self) -> list[EmailMessage]:
+        return [read_message(p) for p in sorted(self.folder.glob("*.eml"))]
+
+    def __enter__(self) -> MailCatcher:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def read_message(path: Path) -> EmailMessage:
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the local mail catcher in the foreground.")
+    parser.add_argument("--port", type=int, default=2525)
+    parser.add_argument("--folder", type=Path, default=STATE_DIR / "mail")
+    args = parser.parse_args()
+    catcher = MailCatcher(args.folder, args.port).start()
+    print(f"mail catcher on 127.0.0.1:{catcher.port}, messages in {args.folder}", flush=True)
+    try:
+        threading.Event().wait()
+    finally:
+        catcher.stop()
+
+
+if __name__ == "__main__":
+    main()

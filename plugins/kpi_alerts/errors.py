@@ -1,0 +1,19 @@
+"""The project's error types: every failure an alert can meet maps to one of these."""
+
+from __future__ import annotations
+
+
+class KpiAlertError(Exception):
+    """Base class: the message is meant for people (ledger, task log, owner notice)."""
+
+
+class AlertValidationError(KpiAlertError, ValueError):
+    """Bad alert definition (schedule, recipients, query, gating condition...). Never retried."""
+
+
+class PermanentAlertError(KpiAlertError):
+    """The alert cannot succeed for this slot without someone changing something. Not retried."""
+
+
+class TransientAlertError(KpiAlertError):
+    """A dependency is down or slow (Cube, SMTP, database). Retried by Airflow, then recorded."""

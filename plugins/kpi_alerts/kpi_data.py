@@ -1,0 +1,62 @@
+"""The typed result of a Cube.js query: what fetching produces and what checks and reports consume."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+ColumnKind = Literal["measure", "dimension", "time_dimension"]
+CellValue = Decimal | datetime | str | bool | None
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a result, described by Cube's annotation.
+
+    :param key: the Cube member as it appears in rows, e.g. ``orders.total_amount`` or
+        ``orders.created_at.day`` for a time dimension with a granularity.
+    :param title: the human title from the annotation (``Orders Total Amount``): report headers.
+    :param kind: measure, dimension or time dimension.
+    :param type: Cube's type (``number``, ``string``, ``time``, ``boolean``, ``count``, ``sum``...).
+    :param format: Cube's format when declared (``currency``, ``percent``...), else None.
+    """
+
+    key: str
+    title: str
+    kind: ColumnKind
+    type: str = "string"
+    format: str | None = None
+    short_title: str | None = None
+
+
+@dataclass(frozen=True)
+class KpiData:
+    """Rows of a Cube.js result with measures as ``Decimal`` and time dimensions as aware datetimes.
+
+    :param columns: in display order (time dimensions, dimensions, then measures).
+    :param rows: one mapping per row, keyed by :attr:`Column.key`; absent buckets are absent rows.
+    :param timezone: the IANA timezone the query ran in (the alert's timezone).
+    :param query: the Cube query that produced the rows.
+    """
+
+    columns: tuple[Column, ...]
+    rows: tuple[Mapping[str, CellValue], ...]
+    timezone: str
+    query: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def measures(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if c.kind == "measure")
+
+    @property
+    def time_dimension(self) -> Column | None:
+        return next((c for c in self.columns if c.kind == "time_dimension"), None)
+
+    def column(self, key: str) -> Column:
+        for c in self.columns:
+            if c.key == key:
+                return c
+        raise KeyError(key)

@@ -1,0 +1,188 @@
+"""The project's SQL, named and parameterised. Nothing is ever built from strings at run time."""
+
+from __future__ import annotations
+
+# --- due selection ----------------------------------------------------------------------------
+
+# Uses cron_jobs_due_idx; rows paused by an operator or inactive are never listed.
+DUE_ALERTS = """
+SELECT ka.id AS alert_id, ka.alert_name, cj.id AS cron_job_id, cj.next_run_at
+FROM cron_jobs cj
+JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
+WHERE cj.next_run_at <= %(logical_time)s
+  AND NOT cj.master_locked
+  AND ka.is_active
+ORDER BY cj.next_run_at, cj.id
+LIMIT %(limit)s
+"""
+
+# Alerts made by plain SQL have no next_run_at yet (cron_jobs_uninitialised_idx).
+UNINITIALISED_ALERTS = """
+SELECT ka.id AS alert_id
+FROM cron_jobs cj
+JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
+WHERE cj.next_run_at IS NULL AND NOT cj.master_locked AND ka.is_active
+ORDER BY cj.id
+LIMIT %(limit)s
+"""
+
+SET_FIRST_RUN = """
+UPDATE cron_jobs SET next_run_at = %(next_run_at)s WHERE id = %(cron_job_id)s AND next_run_at IS NULL
+"""
+
+# --- one alert --------------------------------------------------------------------------------
+
+_ALERT_COLUMNS = """
+SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.alert_type, ka.alert_name,
+       ka.recipients, ka.cube_query, ka.is_active, ka.dashboard_url, ka.owners,
+       cj.master_locked, cj.next_run_at,
+       ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
+       ks.gating_condition, ks.attachment_type,
+       kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
+       kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
+       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at
+FROM kpi_alerts ka
+JOIN cron_jobs cj ON cj.id = ka.cron_job_id
+LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
+LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
+"""
+
+LOAD_ALERT = _ALERT_COLUMNS + "WHERE ka.id = %(alert_id)s"
+
+LIST_ALERTS = _ALERT_COLUMNS + "WHERE %(organization_id)s::bigint IS NULL OR ka.organization_id = %(organization_id)s ORDER BY ka.id"
+
+# --- creation ---------------------------------------------------------------------------------
+
+NEXT_ALERT_ID = "SELECT nextval(pg_get_serial_sequence('kpi_alerts', 'id')) AS id"
+
+INSERT_CRON_JOB = """
+INSERT INTO cron_jobs (job_name, locked, master_locked, next_run_at)
+VALUES (%(job_name)s, false, false, %(next_run_at)s)
+RETURNING id
+"""
+
+INSERT_ALERT = """
+INSERT INTO kpi_alerts (id, cron_job_id, organization_id, graph_id, dashboard_id, alert_type, alert_name,
+                        recipients, is_active, cube_query, owners, dashboard_url)
+VALUES (%(id)s, %(cron_job_id)s, %(organization_id)s, %(graph_id)s, %(dashboard_id)s, %(alert_type)s,
+        %(alert_name)s, %(recipients)s, %(is_active)s, %(cube_query)s, %(owners)s, %(dashboard_url)s)
+"""
+
+INSERT_SCHEDULE = """
+INSERT INTO kpi_schedules (kpi_alert_id, frequency_interval, schedule_hour, schedule_minute, selected_days,
+                           timezone, gating_condition, attachment_type)
+VALUES (%(kpi_alert_id)s, %(frequency_interval)s, %(schedule_hour)s, %(schedule_minute)s,
+        %(selected_days)s::smallint[], %(timezone)s, %(gating_condition)s, %(attachment_type)s)
+"""
+
+INSERT_THRESHOLD = """
+INSERT INTO kpi_thresholds (kpi_alert_id, condition, threshold_value, timezone, kpi_measure, rearm_minutes,
+                            notify_on_recovery, on_no_data, on_error)
+VALUES (%(kpi_alert_id)s, %(condition)s, %(threshold_value)s, %(timezone)s, %(kpi_measure)s,
+        %(rearm_minutes)s, %(notify_on_recovery)s, %(on_no_data)s, %(on_error)s)
+"""
+
+# --- the claim and the ledger -----------------------------------------------------------------
+
+# SKIP LOCKED: a claimant never waits on another; the one holding the row decides.
+LOCK_CRON_JOB = """
+SELECT id, next_run_at, master_locked, locked FROM cron_jobs WHERE id = %(cron_job_id)s
+FOR UPDATE SKIP LOCKED
+"""
+
+INSERT_CLAIM = """
+INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at, updated_at,
+                              claim_token, claimed_by, lease_expires_at, dag_run_id, task_instance, try_number)
+VALUES (%(cron_job_id)s, %(alert_id)s, %(organization_id)s, %(slot)s, 'claimed', %(now)s, %(now)s,
+        %(token)s, %(claimed_by)s, %(lease_expires_at)s, %(dag_run_id)s, %(task_instance)s, %(try_number)s)
+ON CONFLICT (cron_job_id, slot) DO NOTHING
+RETURNING id, attempts
+"""
+
+MARK_CRON_JOB_CLAIMED = """
+UPDATE cron_jobs
+SET locked = true, next_run_at = %(slot)s,
+    last_ran_at_date = %(date)s, last_ran_at_hour = %(hour)s, last_ran_at_minute = %(minute)s
+WHERE id = %(cron_job_id)s
+"""
+
+LOCK_LEDGER_ROW = """
+SELECT id, status, claim_token, claimed_by, lease_expires_at, attempts, takeovers
+FROM cron_job_results WHERE cron_job_id = %(cron_job_id)s AND slot = %(slot)s
+FOR UPDATE
+"""
+
+TAKE_OVER_CLAIM = """
+UPDATE cron_job_results
+SET status = 'claimed', claim_token = %(token)s, claimed_by = %(claimed_by)s,
+    lease_expires_at = %(lease_expires_at)s, dag_run_id = %(dag_run_id)s, task_instance = %(task_instance)s,
+    try_number = %(try_number)s, attempts = attempts + 1, takeovers = takeovers + %(takeover)s,
+    updated_at = %(now)s,
+    error = CASE WHEN %(note)s::text IS NULL THEN error ELSE concat_ws(E'\\n', error, %(note)s::text) END
+WHERE id = %(result_id)s
+RETURNING attempts
+"""
+
+SET_CRON_JOB_LOCKED = "UPDATE cron_jobs SET locked = %(locked)s WHERE id = %(cron_job_id)s"
+
+ADVANCE_CRON_JOB = """
+UPDATE cron_jobs SET locked = false, next_run_at = %(next_run_at)s WHERE id = %(cron_job_id)s
+"""
+
+RECORD_UNCLAIMED_RESULT = """
+INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at,
+                              finished_at, updated_at, error, details, dag_run_id)
+VALUES (%(cron_job_id)s, %(alert_id)s, %(organization_id)s, %(slot)s, %(status)s, %(now)s, %(now)s, %(now)s,
+        %(error)s, %(details)s, %(dag_run_id)s)
+ON CONFLICT (cron_job_id, slot) DO NOTHING
+"""
+
+# Every write below is fenced by the claim token: a worker whose lease was taken over changes nothing.
+MARK_SENDING = """
+UPDATE cron_job_results SET status = 'sending', lease_expires_at = %(lease_expires_at)s, updated_at = %(now)s
+WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed'
+"""
+
+# The SMTP server refused before accepting: nothing went out, so the claim may try again.
+UNDO_SENDING = """
+UPDATE cron_job_results SET status = 'claimed' WHERE id = %(result_id)s AND claim_token = %(token)s
+"""
+
+FINISH_RESULT = """
+UPDATE cron_job_results
+SET status = %(status)s, finished_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL,
+    value = %(value)s, previous_value = %(previous_value)s, details = %(details)s, recipients = %(recipients)s,
+    attachment = %(attachment)s, attachment_bytes = %(attachment_bytes)s, delivery = %(delivery)s,
+    message_id = %(message_id)s, error = %(error)s
+WHERE id = %(result_id)s AND claim_token = %(token)s
+"""
+
+MARK_SKIPPED = """
+UPDATE cron_job_results
+SET status = 'skipped', finished_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL, error = %(error)s
+WHERE id = %(result_id)s
+"""
+
+RELEASE_FOR_RETRY = """
+UPDATE cron_job_results
+SET status = 'retrying', lease_expires_at = NULL, updated_at = %(now)s, error = %(error)s
+WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed'
+"""
+
+UPDATE_THRESHOLD_STATE = """
+UPDATE kpi_thresholds
+SET state = %(state)s, last_value = %(last_value)s, last_evaluated_at = %(now)s,
+    last_notified_at = COALESCE(%(notified_at)s, last_notified_at),
+    state_changed_at = CASE WHEN state <> %(state)s THEN %(now)s ELSE state_changed_at END,
+    updated_at = %(now)s
+WHERE kpi_alert_id = %(alert_id)s
+"""
+
+RUN_SUMMARY = """
+SELECT status, count(*) AS n FROM cron_job_results WHERE dag_run_id = %(run_id)s GROUP BY status
+"""
+
+PRUNE_RESULTS = """
+DELETE FROM cron_job_results
+WHERE created_at < %(before)s AND status NOT IN ('claimed', 'retrying', 'sending')
+"""

@@ -1,0 +1,39 @@
+"""What a report or an e-mail says about the alert around the data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from kpi_alerts.kpi_data import Column
+
+MessageKind = Literal["report", "threshold_triggered", "threshold_recovered", "threshold_no_data"]
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """Everything a renderer needs besides the rows.
+
+    :param alert_name: user text: escape it wherever it is rendered.
+    :param slot: the scheduled instant this report is for (aware, UTC).
+    :param period: human label of the query's date range, e.g. ``last 7 days``.
+    :param kpi: the measure that is the KPI (the alert's first measure), if any.
+    :param kpi_value: its value as the checks computed it, if any.
+    :param condition: human text of the threshold or gate, e.g. ``Revenue > 10,000``.
+    :param dashboard_url: link back to the graph's dashboard, when configured.
+    """
+
+    alert_name: str
+    organization_id: int
+    timezone: str
+    slot: datetime
+    period: str
+    generated_at: datetime
+    kind: MessageKind = "report"
+    kpi: Column | None = None
+    kpi_value: Decimal | None = None
+    previous_value: Decimal | None = None
+    condition: str | None = None
+    dashboard_url: str | None = None
