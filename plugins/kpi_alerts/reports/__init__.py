@@ -1,0 +1,84 @@
+"""Report attachments (CSV, Excel, PDF) rendered from a :class:`~kpi_alerts.kpi_data.KpiData`.
+
+Plain Python, no Airflow. pandas/openpyxl/WeasyPrint/matplotlib are imported inside the functions
+that need them, so importing this package costs nothing at DAG parse time.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.kpi_data import KpiData
+from kpi_alerts.report_context import ReportContext
+from kpi_alerts.reports.csv_report import render_csv
+from kpi_alerts.reports.excel_report import render_excel
+from kpi_alerts.reports.formatting import local_date, slug
+from kpi_alerts.reports.pdf_report import render_pdf
+
+AttachmentKind = Literal["csv", "excel", "pdf"]
+
+EXTENSIONS: dict[str, str] = {"csv": "csv", "excel": "xlsx", "pdf": "pdf"}
+MIME_TYPES: dict[str, str] = {
+    "csv": "text/csv",
+    "excel": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "pdf": "application/pdf",
+}
+
+__all__ = [
+    "Attachment",
+    "AttachmentKind",
+    "attachment_filename",
+    "render_attachment",
+    "render_csv",
+    "render_excel",
+    "render_pdf",
+]
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A rendered file ready to attach: ``filename`` is what the recipient sees."""
+
+    path: Path
+    filename: str
+    mime_type: str
+    size: int
+
+
+def attachment_filename(kind: str, ctx: ReportContext) -> str:
+    """``<alert-name-slug>-<YYYY-MM-DD>.<ext>``, the date being the slot's date in the alert's timezone."""
+    if kind not in EXTENSIONS:
+        raise AlertValidationError(f"unknown attachment type {kind!r}; expected one of {sorted(EXTENSIONS)}")
+    day = local_date(ctx.slot, ctx.timezone).isoformat()
+    return f"{slug(ctx.alert_name)}-{day}.{EXTENSIONS[kind]}"
+
+
+def render_attachment(kind: AttachmentKind, data: KpiData, ctx: ReportContext, dest_dir: Path) -> Attachment:
+    """Render ``data`` as ``kind`` into ``dest_dir``.
+
+    The file is written under a temporary name and renamed when complete, so a crash or a retry
+    never leaves a half-written report under the final name.
+    """
+    filename = attachment_filename(kind, ctx)  # validates kind first
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    final = dest_dir / filename
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=dest_dir)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    renderers: dict[str, Callable[[Path], Path]] = {
+        "csv": lambda p: render_csv(data, p),
+        "excel": lambda p: render_excel(data, p, sheet_title=ctx.alert_name),
+        "pdf": lambda p: render_pdf(data, ctx, p),
+    }
+    try:
+        renderers[kind](tmp)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return Attachment(path=final, filename=filename, mime_type=MIME_TYPES[kind], size=final.stat().st_size)
