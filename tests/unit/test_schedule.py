@@ -28,13 +28,13 @@ def sched(freq: str, hour: int, minute: int, days: tuple[int, ...] = (), tz: str
     return Schedule(freq, hour, minute, days, tz)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
-def local(tz: str, *args: int, fold: int = 0) -> datetime:
+def local(tz: str, year: int, month: int, day: int, hour: int, minute: int, fold: int = 0) -> datetime:
     """A local wall time as a UTC instant (== between zones is False for ambiguous times)."""
-    return datetime(*args, tzinfo=ZoneInfo(tz), fold=fold).astimezone(UTC)  # type: ignore[misc]
+    return datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(tz), fold=fold).astimezone(UTC)
 
 
 EXAMPLES = [
@@ -150,6 +150,12 @@ DST_EXAMPLES = [
         utc(2026, 3, 7, 12),
         [local(LA, 2026, 3, 8, 3, 30), local(LA, 2026, 3, 9, 2, 30)],
         id="la-gap-fires-once-shifted",
+    ),
+    pytest.param(
+        sched("day", 2, 30, tz=LA),
+        local(LA, 2026, 3, 8, 3, 10),  # past the wall time 02:30, before its shifted instant
+        [local(LA, 2026, 3, 8, 3, 30), local(LA, 2026, 3, 9, 2, 30)],
+        id="la-gap-after-between-wall-and-instant",
     ),
     pytest.param(
         sched("day", 1, 30, tz=LA),

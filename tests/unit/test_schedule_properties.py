@@ -71,10 +71,12 @@ uniform_instants = st.datetimes(datetime(2024, 1, 1), datetime(2032, 12, 31), ti
 
 @st.composite
 def instants(draw: st.DrawFn, zone: str) -> datetime:
-    """Uniform over 2024-2032, or within two days of a DST transition, sometimes minute-aligned."""
+    """Uniform over 2024-2032, or within hours/days of a DST transition, sometimes minute-aligned."""
     near = transitions(zone)
-    if near and draw(st.booleans()):
-        moment = draw(st.sampled_from(near)) + timedelta(minutes=draw(st.integers(-2880, 2880)))
+    if len(near) > 0 and draw(st.booleans()):
+        moment = draw(st.sampled_from(near)) + timedelta(
+            minutes=draw(st.integers(-240, 240) | st.integers(-2880, 2880))
+        )
     else:
         moment = draw(uniform_instants)
     if draw(st.booleans()):
