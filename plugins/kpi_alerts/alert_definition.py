@@ -131,6 +131,12 @@ class AlertDefinition:
             return next_run_after(self.schedule, after)
         return next_hour_slot_after(after)
 
+    def initial_slot(self, created_at: datetime) -> datetime:
+        """The first slot of a new alert: a schedule's next time; a threshold's current hour (check soon)."""
+        if self.alert_type == "threshold":
+            return floor_to_hour_utc(created_at)
+        return self.next_slot_after(created_at)
+
     def first_slot_at_or_after(self, at: datetime) -> datetime:
         if self.alert_type == "threshold":
             floor = floor_to_hour_utc(at)

@@ -69,7 +69,8 @@ def create_alert(
 ) -> CreatedAlert:
     """Validate and store an alert (cron_jobs → kpi_alerts → kpi_schedules | kpi_thresholds).
 
-    :param now: the creation instant; the first slot is the first one strictly after it.
+    :param now: the creation instant; a schedule's first slot is the first one strictly after it,
+        a threshold alert is first checked at the current hour's slot.
     """
     spec = validate_alert_spec(raw, cube_meta=cube_meta)
     now = now or datetime.now(UTC)
@@ -77,7 +78,7 @@ def create_alert(
         alert_id = conn.execute(queries.NEXT_ALERT_ID).fetchone()["id"]  # type: ignore[index]
         job_name = f"kpi_alert_{spec.alert_type}_{alert_id}"
         draft = _definition(spec, alert_id, cron_job_id=0, job_name=job_name)
-        next_run_at = draft.next_slot_after(now)
+        next_run_at = draft.initial_slot(now)
         cron_job_id = conn.execute(queries.INSERT_CRON_JOB, {"job_name": job_name,
                                                              "next_run_at": next_run_at}).fetchone()["id"]  # type: ignore[index]
         conn.execute(queries.INSERT_ALERT, {

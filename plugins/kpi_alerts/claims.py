@@ -217,7 +217,7 @@ class Outcome:
 class ThresholdStateUpdate:
     state: str
     last_value: Decimal | None
-    notified: bool
+    last_notified_at: datetime | None
 
 
 def finish_claim(
@@ -240,7 +240,7 @@ def finish_claim(
         if threshold_state is not None:
             conn.execute(queries.UPDATE_THRESHOLD_STATE, {
                 "state": threshold_state.state, "last_value": threshold_state.last_value, "now": now,
-                "notified_at": now if threshold_state.notified else None, "alert_id": alert.alert_id})
+                "last_notified_at": threshold_state.last_notified_at, "alert_id": alert.alert_id})
         _advance(conn, alert, claim.slot, next_run_at)
 
 

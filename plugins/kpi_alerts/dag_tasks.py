@@ -122,4 +122,8 @@ def summarize(context: Any) -> dict[str, Any]:
         rows = conn.execute(queries.RUN_SUMMARY, {"run_id": context["run_id"]}).fetchall()
     counts = Counter({r["status"]: r["n"] for r in rows})
     log.info("KPI alerts run %s: %s", context["run_id"], dict(counts) or "nothing was due")
+    if counts["failed"]:
+        # The other alerts were processed; failing here makes the run itself show red in the UI.
+        raise KpiAlertError(f"{counts['failed']} alert(s) failed in this run; see the failed task instances "
+                            "and cron_job_results.error")
     return dict(counts)

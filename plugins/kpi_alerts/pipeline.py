@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 
@@ -36,6 +36,9 @@ from kpi_alerts.claims import (
 from kpi_alerts.errors import AlertValidationError, KpiAlertError, PermanentAlertError, TransientAlertError
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.report_context import MessageKind, ReportContext
+
+if TYPE_CHECKING:
+    from kpi_alerts.alert_state import Transition
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +123,11 @@ def process_alert(
 def _fail(conn: psycopg.Connection[Any], alert: AlertDefinition, claim: Claim, settings: RunSettings,
           reason: str) -> AlertRun:
     state = None
-    if alert.threshold is not None:
-        state = _state_after(alert, "error", settings.clock(), value=None)
+    if alert.threshold is not None:  # error notices are not e-mailed yet: keep the re-arm clock as it was
+        transition = _transition(alert, "error", settings.clock())
+        state = ThresholdStateUpdate(str(transition.new_state), None, alert.threshold.last_notified_at)
     finish_claim(conn, alert, claim, Outcome("failed", error=reason), now=settings.clock(),
-                 threshold_state=state and ThresholdStateUpdate(state[0], None, notified=False))
+                 threshold_state=state)
     raise AlertFailed(f"alert {alert.alert_id} ({alert.alert_name}) failed: {reason}")
 
 
@@ -178,10 +182,11 @@ class _SlotRun:
         condition = parse_condition(threshold.condition)
         result = evaluate_threshold(condition, threshold.threshold_value, reading)
         now = self.settings.clock()
-        new_state, notify, reason = _state_after(self.alert, result.status, now, value=result.value)
+        transition = _transition(self.alert, result.status, now)
+        notify, reason = transition.notify, transition.reason
         details = {"observation": result.status, "description": result.description, "transition": reason,
                    "change_percent": str(result.change_percent) if result.change_percent is not None else None}
-        state = ThresholdStateUpdate(new_state, result.value, notified=notify is not None)
+        state = ThresholdStateUpdate(str(transition.new_state), result.value, transition.last_notified_at)
         if notify is None:
             status = "suppressed" if result.status == "breached" else "not_triggered"
             return self._finish(Outcome(status, value=result.value, previous_value=result.previous,
@@ -245,7 +250,7 @@ def _reclaim_after_failed_send(conn: psycopg.Connection[Any], claim: Claim, sett
         conn.execute(queries.UNDO_SENDING, {"result_id": claim.result_id, "token": claim.token})
 
 
-def _state_after(alert: AlertDefinition, observation: str, now: datetime, *, value: Any) -> tuple[str, str | None, str]:
+def _transition(alert: AlertDefinition, observation: str, now: datetime) -> Transition:
     from kpi_alerts.alert_state import AlertState, ErrorPolicy, NoDataPolicy, Settings, StoredState, decide
 
     threshold = alert.threshold
@@ -254,8 +259,7 @@ def _state_after(alert: AlertDefinition, observation: str, now: datetime, *, val
     settings = Settings(rearm=timedelta(minutes=threshold.rearm_minutes),
                         notify_on_recovery=threshold.notify_on_recovery,
                         on_no_data=NoDataPolicy(threshold.on_no_data), on_error=ErrorPolicy(threshold.on_error))
-    transition = decide(stored, observation, now=now, settings=settings)  # type: ignore[arg-type]
-    return str(transition.new_state), transition.notify, transition.reason
+    return decide(stored, observation, now=now, settings=settings)  # type: ignore[arg-type]
 
 
 def reading_measure(data: KpiData, measure: str | None) -> str:
@@ -270,7 +274,12 @@ def _headline(data: KpiData, kpi: Any, slot: datetime) -> Any:
     """The report's headline value, by the same rule thresholds use (docs/conditions.md)."""
     from kpi_alerts.thresholds import kpi_value
 
-    return kpi_value(data, kpi.key, now=slot).value if kpi is not None else None
+    if kpi is None:
+        return None
+    try:
+        return kpi_value(data, kpi.key, now=slot).value
+    except KpiAlertError:  # e.g. an average over several categories: no single headline, still a report
+        return None
 
 
 def describe_period(query: Mapping[str, Any]) -> str:

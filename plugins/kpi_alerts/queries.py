@@ -172,7 +172,7 @@ WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed'
 UPDATE_THRESHOLD_STATE = """
 UPDATE kpi_thresholds
 SET state = %(state)s, last_value = %(last_value)s, last_evaluated_at = %(now)s,
-    last_notified_at = COALESCE(%(notified_at)s, last_notified_at),
+    last_notified_at = %(last_notified_at)s,
     state_changed_at = CASE WHEN state <> %(state)s THEN %(now)s ELSE state_changed_at END,
     updated_at = %(now)s
 WHERE kpi_alert_id = %(alert_id)s
@@ -180,6 +180,13 @@ WHERE kpi_alert_id = %(alert_id)s
 
 RUN_SUMMARY = """
 SELECT status, count(*) AS n FROM cron_job_results WHERE dag_run_id = %(run_id)s GROUP BY status
+"""
+
+ALERT_HISTORY = """
+SELECT r.slot, r.status, r.value, r.error, r.attachment
+FROM cron_job_results r JOIN kpi_alerts ka ON ka.cron_job_id = r.cron_job_id
+WHERE ka.id = %(alert_id)s
+ORDER BY r.slot DESC LIMIT %(limit)s
 """
 
 PRUNE_RESULTS = """

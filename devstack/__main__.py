@@ -1,0 +1,31 @@
+"""``python -m devstack {up,down,env}``: the local stack for the demo and the tests."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+from devstack import STATE_DIR
+from devstack.stack import airflow_env, down, up
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m devstack")
+    parser.add_argument("command", choices=["up", "down", "env"])
+    args = parser.parse_args()
+    if args.command == "down":
+        down()
+        print("stack stopped")
+        return
+    stack = up()
+    if args.command == "up":
+        print(f"PostgreSQL  {stack.alerts_db_url}\nCube.js     {stack.cube_url}\n"
+              f"SMTP        127.0.0.1:{stack.smtp_port} (messages in {stack.mail_dir})")
+        print("Run `eval \"$(.venv/bin/python -m devstack env)\"` to point Airflow at it.")
+    else:
+        for key, value in airflow_env(stack, STATE_DIR / "airflow").items():
+            print(f"export {key}={shlex.quote(value)}")
+
+
+if __name__ == "__main__":
+    main()

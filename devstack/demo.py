@@ -1,0 +1,143 @@
+"""``make demo``: the product end to end on the local stack.
+
+Creates demo alerts for two organizations (scheduled reports in CSV, Excel and PDF, a gated one,
+threshold alerts), runs ``airflow dags test kpi_alerts <T>`` at a logical time T when they are
+due, then prints the ledger and the messages the mail catcher received, with their attachments.
+Re-running it starts again from a fresh ``kpi_alerts`` database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from devstack import STATE_DIR
+from devstack.mail import read_message
+from devstack.postgres import ensure_database
+from devstack.stack import ALERTS_DB, airflow_env, up
+
+REVENUE_LAST_7_DAYS: dict[str, Any] = {
+    "measures": ["orders.total_amount", "orders.count"],
+    "timeDimensions": [{"dimension": "orders.created_at", "granularity": "day", "dateRange": "last 7 days"}],
+}
+REVENUE_BY_CATEGORY: dict[str, Any] = {
+    "measures": ["orders.total_amount", "orders.average_amount"],
+    "dimensions": ["orders.category"],
+    "timeDimensions": [{"dimension": "orders.created_at", "dateRange": "last 7 days"}],
+}
+ORDERS_YESTERDAY: dict[str, Any] = {
+    "measures": ["orders.count"],
+    "timeDimensions": [{"dimension": "orders.created_at", "granularity": "day", "dateRange": "last 2 days"}],
+}
+
+
+def demo_alerts(due_at: datetime) -> list[dict[str, Any]]:
+    """Alerts whose first slot is ``due_at``, each in its own timezone."""
+
+    def at(tz: str) -> dict[str, Any]:
+        local = due_at.astimezone(ZoneInfo(tz))
+        return {"schedule_hour": local.hour, "schedule_minute": local.minute, "timezone": tz,
+                "weekday": (local.isoweekday() % 7)}
+
+    la, london, kolkata = at("America/Los_Angeles"), at("Europe/London"), at("Asia/Kolkata")
+    common = {"dashboard_url": "https://analytics.example.com/dashboards/7"}
+    return [
+        {**common, "organization_id": 1, "alert_name": "Daily revenue (CSV)", "cube_query": REVENUE_LAST_7_DAYS,
+         "recipients": ["finance@org1.example.com", "ceo@org1.example.com"],
+         "schedule": {"frequency_interval": "day", **_without(la, "weekday"), "attachment_type": "csv"}},
+        {**common, "organization_id": 2, "alert_name": "Weekly revenue by category (Excel)",
+         "cube_query": REVENUE_BY_CATEGORY, "recipients": ["sales@org2.example.com"],
+         "schedule": {"frequency_interval": "week", **_without(london, "weekday"),
+                      "selected_days": [london["weekday"]], "attachment_type": "excel"}},
+        {**common, "organization_id": 1, "alert_name": "Revenue board pack (PDF, gated: revenue > 100)",
+         "cube_query": REVENUE_LAST_7_DAYS, "recipients": ["board@org1.example.com"],
+         "schedule": {"frequency_interval": "day", **_without(kolkata, "weekday"), "attachment_type": "pdf",
+                      "gating_condition": {"measure": "orders.total_amount", "op": ">", "value": 100,
+                                           "aggregate": "total"}}},
+        {**common, "organization_id": 2, "alert_name": "Only if revenue > 1 trillion (gated out)",
+         "cube_query": REVENUE_LAST_7_DAYS, "recipients": ["sales@org2.example.com"],
+         "schedule": {"frequency_interval": "day", **_without(la, "weekday"), "attachment_type": "csv",
+                      "gating_condition": {"measure": "orders.total_amount", "op": ">",
+                                           "value": 1_000_000_000_000, "aggregate": "total"}}},
+        {"organization_id": 1, "alert_name": "Orders yesterday above 1", "cube_query": ORDERS_YESTERDAY,
+         "recipients": ["ops@org1.example.com"],
+         "threshold": {"condition": "GREATER_THAN", "threshold_value": "1", "timezone": "America/Los_Angeles"}},
+        {"organization_id": 2, "alert_name": "Orders yesterday below zero", "cube_query": ORDERS_YESTERDAY,
+         "recipients": ["ops@org2.example.com"],
+         "threshold": {"condition": "LESS_THAN", "threshold_value": "0", "timezone": "Europe/London"}},
+    ]
+
+
+def _without(d: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k != key}
+
+
+def next_tick(after: datetime) -> datetime:
+    """The first 5-minute tick at least five minutes after ``after`` (the DAG's */5 schedule)."""
+    base = after.replace(second=0, microsecond=0) + timedelta(minutes=5)
+    return base + timedelta(minutes=(-base.minute) % 5)
+
+
+def main() -> int:
+    from kpi_alerts.alert_store import create_alert
+    from kpi_alerts.database import connect
+    from kpi_alerts.migrations import migrate
+
+    stack = up()
+    url = ensure_database(stack.pg, ALERTS_DB, recreate=True)
+    migrate(url)
+    shutil.rmtree(stack.mail_dir, ignore_errors=True)
+    stack.mail_dir.mkdir(parents=True)
+    due_at = next_tick(datetime.now(UTC))
+    with connect(url) as conn:
+        for spec in demo_alerts(due_at):
+            created = create_alert(conn, spec, now=due_at - timedelta(minutes=1))
+            print(f"created alert {created.alert_id:>2} {spec['alert_name']!r}, next run {created.next_run_at:%Y-%m-%d %H:%M}Z")
+
+    airflow_home = STATE_DIR / "airflow"
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **airflow_env(stack, airflow_home)}
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    print(f"\n$ airflow dags test kpi_alerts {due_at.isoformat()}")
+    run = subprocess.run([airflow, "dags", "test", "kpi_alerts", due_at.isoformat()], env=env,
+                         capture_output=True, text=True)
+    (STATE_DIR / "demo-dags-test.log").write_text(run.stdout + run.stderr)
+    print(f"  exit code {run.returncode}; full log in {STATE_DIR / 'demo-dags-test.log'}")
+
+    with connect(url) as conn:
+        print("\nLedger (cron_job_results):")
+        for row in conn.execute(
+            "SELECT ka.id, ka.alert_name, r.status, r.delivery, r.attachment, r.value, r.error "
+            "FROM cron_job_results r JOIN kpi_alerts ka ON ka.cron_job_id = r.cron_job_id ORDER BY ka.id"
+        ).fetchall():
+            extra = row["attachment"] or row["error"] or (f"value {row['value']}" if row["value"] is not None else "")
+            print(f"  alert {row['id']:>2}  {row['status']:<13} {row['alert_name'][:48]:<48} {extra}")
+    print_mailbox(stack.mail_dir)
+    return run.returncode
+
+
+def print_mailbox(mail_dir: Path) -> None:
+    attachments = mail_dir / "attachments"
+    attachments.mkdir(exist_ok=True)
+    messages = sorted(mail_dir.glob("*.eml"))
+    print(f"\nThe mail catcher received {len(messages)} message(s) in {mail_dir}:")
+    for path in messages:
+        message = read_message(path)
+        print(f"  {path.name}\n    To: {message['To']}\n    Subject: {message['Subject']}")
+        for part in message.iter_attachments():
+            name = part.get_filename() or "attachment"
+            target = attachments / f"{path.stem}-{name}"
+            target.write_bytes(part.get_payload(decode=True) or b"")
+            print(f"    Attachment: {name} ({part.get_content_type()}) -> {target}")
+    print("\nOpen a message with any mail client (they are plain .eml files), or the attachments directly.")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,103 @@
+"""The whole local stack: PostgreSQL (alerts + analytics databases), Cube.js and a mail catcher,
+plus the Airflow environment (connections as ``AIRFLOW_CONN_*``) that points at them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack import REPO_ROOT, STATE_DIR
+from devstack.cube import DEV_API_SECRET, ensure_cube, stop_cube
+from devstack.postgres import PostgresServer, ensure_database, ensure_postgres, stop_postgres
+
+MAIL_PORT = int(os.environ.get("KPI_DEVSTACK_SMTP_PORT", "2525"))
+MAIL_DIR = STATE_DIR / "mail"
+ALERTS_DB = "kpi_alerts"
+
+
+@dataclass(frozen=True)
+class Stack:
+    pg: PostgresServer
+    alerts_db_url: str
+    cube_url: str
+    cube_secret: str
+    smtp_port: int
+    mail_dir: Path
+
+
+def airflow_env(stack: Stack, airflow_home: Path, *, production: bool = True) -> dict[str, str]:
+    """Environment for a local Airflow pointed at the stack (SQLite metadata DB in ``airflow_home``)."""
+    cube_host, _, cube_port = stack.cube_url.removeprefix("http://").partition(":")
+    return {
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW_CONN_KPI_ALERTS_DB": stack.alerts_db_url,
+        "AIRFLOW_CONN_CUBE_DEFAULT": json.dumps({"conn_type": "http", "host": cube_host, "port": int(cube_port),
+                                                 "schema": "http", "password": stack.cube_secret}),
+        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({
+            "conn_type": "smtp", "host": "127.0.0.1", "port": stack.smtp_port,
+            "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "kpi-alerts@example.com",
+                      "timeout": 10, "retry_limit": 1}}),
+        "AIRFLOW_VAR_KPI_ALERTS_ENVIRONMENT": "production" if production else "development",
+        "AIRFLOW_VAR_KPI_ALERTS_SENDER": "KPI Alerts <kpi-alerts@example.com>",
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)]),
+    }
+
+
+def up(*, with_mail: bool = True) -> Stack:
+    """Start everything that is not running yet (idempotent) and migrate the alerts database."""
+    from kpi_alerts.migrations import migrate
+
+    pg = ensure_postgres()
+    alerts_db_url = ensure_database(pg, ALERTS_DB)
+    migrate(alerts_db_url)
+    cube = ensure_cube(pg)
+    if with_mail:
+        ensure_mail_catcher()
+    return Stack(pg, alerts_db_url, cube.url, DEV_API_SECRET, MAIL_PORT, MAIL_DIR)
+
+
+def ensure_mail_catcher(port: int = MAIL_PORT) -> None:
+    """Run ``python -m devstack.mail`` in the background unless something already answers on the port."""
+    import socket
+
+    with socket.socket() as sock:
+        if sock.connect_ex(("127.0.0.1", port)) == 0:
+            return
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    log = (STATE_DIR / "mail.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devstack.mail", "--port", str(port), "--folder", str(MAIL_DIR)],
+        cwd=REPO_ROOT, stdout=log, stderr=log, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    (STATE_DIR / "mail.pid").write_text(str(process.pid))
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"mail catcher did not start; see {STATE_DIR / 'mail.log'}")
+
+
+def down() -> None:
+    stop_cube()
+    pid_file = STATE_DIR / "mail.pid"
+    if pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        except (ProcessLookupError, ValueError):
+            pass
+        pid_file.unlink()
+    stop_postgres()
