@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import jwt
 import requests
 import tenacity
 
-from kpi_alerts.cube_query import check_timezone, total_order
+from kpi_alerts.cube_query import check_timezone, kpi_data_from_result, total_order
 from kpi_alerts.errors import AlertValidationError, KpiAlertError, PermanentAlertError, TransientAlertError
-from kpi_alerts.kpi_data import CellValue, Column, ColumnKind, KpiData
+from kpi_alerts.kpi_data import KpiData
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +145,8 @@ class CubeClient:
         :raises CubeQueryError, CubeAuthError: permanent; :raises CubeTimeoutError,
             CubeUnavailableError: transient.
         """
-        zone = check_timezone(timezone)
-        headers = self._auth_headers(security_context)
+        check_timezone(timezone)  # both checked before anything is sent
+        self._auth_header(security_context)
         sent = copy.deepcopy(dict(query))
         sent["timezone"] = timezone
         sent.setdefault("renewQuery", self.renew_query)
@@ -167,7 +165,7 @@ class CubeClient:
                 body.update(
                     limit=min(self.page_size, self.max_rows + 1 - len(rows)), offset=offset + len(rows)
                 )
-            answer = self._load_page(body, headers, f"{request_id}-span-{page}", started)
+            answer = self._load_page(body, security_context, f"{request_id}-span-{page}", started)
             data = answer.get("data") or []
             rows.extend(data)
             if len(rows) > self.max_rows:
@@ -178,12 +176,12 @@ class CubeClient:
             if not paging or len(data) < body["limit"]:
                 break
             page += 1
-        return _to_kpi_data(sent, answer.get("annotation") or {}, rows, timezone, zone)
+        return kpi_data_from_result(sent, answer.get("annotation") or {}, rows)
 
     def meta(self, security_context: Mapping[str, Any]) -> dict[str, Any]:
         """The cubes, measures and dimensions visible to this organization (``GET /v1/meta``)."""
-        headers = self._auth_headers(security_context)
-        return self._send("GET", "/v1/meta", headers, f"{uuid.uuid4()}-span-1")
+        self._auth_header(security_context)
+        return self._send("GET", "/v1/meta", security_context, f"{uuid.uuid4()}-span-1")
 
     def ready(self) -> bool:
         """Whether Cube answers ``/readyz`` with 200 (it checks its database too). Never raises."""
@@ -194,27 +192,28 @@ class CubeClient:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _auth_headers(self, security_context: Mapping[str, Any]) -> dict[str, str]:
+    def _auth_header(self, security_context: Mapping[str, Any]) -> str:
+        """The Authorization value, minted per HTTP request so long polls never outlive their token."""
         org = security_context.get("organization_id")
         if not isinstance(org, int) or isinstance(org, bool):
             raise AlertValidationError(f"security_context needs an integer organization_id, got {org!r}")
         if self._token is not None:
             _check_token_tenant(self._token, org)
-            return {"Authorization": self._token}
+            return self._token
         now = int(time.time())
         claims = {**self.extra_security_context, **security_context, "organization_id": org}
         claims.update(iat=now, exp=now + TOKEN_TTL_SECONDS)
         assert self._api_secret is not None  # __init__ guarantees a secret or a token
-        return {"Authorization": jwt.encode(claims, self._api_secret, algorithm="HS256")}
+        return jwt.encode(claims, self._api_secret, algorithm="HS256")
 
     def _load_page(
-        self, body: Mapping[str, Any], headers: Mapping[str, str], request_id: str, started: float
+        self, body: Mapping[str, Any], security_context: Mapping[str, Any], request_id: str, started: float
     ) -> dict[str, Any]:
         """POST one page; re-send the identical request while Cube answers "Continue wait"."""
         polls = 0
         while True:
             try:
-                return self._send("POST", "/v1/load", headers, request_id, json={"query": body})
+                return self._send("POST", "/v1/load", security_context, request_id, json={"query": body})
             except _ContinueWait:
                 polls += 1
                 waited = time.monotonic() - started
@@ -227,7 +226,7 @@ class CubeClient:
                 log.debug("Cube request %s: Continue wait after %.1f s", request_id, waited)
 
     def _send(
-        self, method: str, path: str, headers: Mapping[str, str], request_id: str, **kwargs: Any
+        self, method: str, path: str, security_context: Mapping[str, Any], request_id: str, **kwargs: Any
     ) -> dict[str, Any]:
         """One logical request, retried on connection errors and 5xx (and database-down 400s)."""
         retrying = tenacity.Retrying(
@@ -241,7 +240,7 @@ class CubeClient:
         )
         started = time.monotonic()
         try:
-            return retrying(self._send_once, method, path, headers, request_id, **kwargs)
+            return retrying(self._send_once, method, path, security_context, request_id, **kwargs)
         except CubeUnavailableError as exc:
             attempts = retrying.statistics.get("attempt_number", 1)
             raise CubeUnavailableError(
@@ -251,21 +250,20 @@ class CubeClient:
             ) from None
 
     def _send_once(
-        self, method: str, path: str, headers: Mapping[str, str], request_id: str, **kwargs: Any
+        self, method: str, path: str, security_context: Mapping[str, Any], request_id: str, **kwargs: Any
     ) -> dict[str, Any]:
         url = self.api_url + path
         try:
             response = self.session.request(
                 method,
                 url,
-                headers={**headers, "x-request-id": request_id},
+                headers={"Authorization": self._auth_header(security_context), "x-request-id": request_id},
                 timeout=self.request_timeout,
                 **kwargs,
             )
         except requests.RequestException as exc:
-            # The exception text names the URL, never the headers.
             raise CubeUnavailableError(
-                f"Cube at {self.base_url} is unreachable: {type(exc).__name__}: {exc}", request_id=request_id
+                f"Cube at {self.base_url} is unreachable: {_describe(exc)}", request_id=request_id
             ) from None
         return _parse_response(response, request_id)
 
@@ -298,6 +296,16 @@ def _parse_response(response: requests.Response, request_id: str) -> dict[str, A
     raise CubeQueryError(f"Cube rejected the query: {message} {where}", status=status, request_id=request_id)
 
 
+def _describe(exc: requests.RequestException) -> str:
+    """A short reason such as ``[Errno 111] Connection refused`` (the text names the URL, never headers)."""
+    if isinstance(exc, requests.Timeout):
+        return f"{type(exc).__name__} (no answer in time)"
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    text = str(reason or exc)
+    errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    return errno.group(0) if errno else f"{type(exc).__name__}: {text}"
+
+
 def _check_token_tenant(token: str, organization_id: int) -> None:
     """A pre-made token must be for the alert's organization: never read another tenant's data."""
     try:
@@ -315,51 +323,3 @@ def _log_retry(state: tenacity.RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
     delay = state.next_action.sleep if state.next_action else 0
     log.warning("Cube request failed (attempt %d): %s; retrying in %.2f s", state.attempt_number, exc, delay)
-
-
-def _to_kpi_data(
-    query: Mapping[str, Any],
-    annotation: Mapping[str, Any],
-    rows: list[Mapping[str, Any]],
-    timezone: str,
-    zone: ZoneInfo,
-) -> KpiData:
-    """Columns in display order (time dimensions, dimensions, measures) and typed cells."""
-    keys: list[tuple[str, ColumnKind, str]] = [
-        (f"{td['dimension']}.{td['granularity']}", "time_dimension", "timeDimensions")
-        for td in query.get("timeDimensions", [])
-        if td.get("granularity")
-    ]
-    keys += [(str(d), "dimension", "dimensions") for d in query.get("dimensions", [])]
-    keys += [(str(m), "measure", "measures") for m in query.get("measures", [])]
-    columns = []
-    for key, kind, section in keys:
-        info = annotation.get(section, {}).get(key) or annotation.get("timeDimensions", {}).get(key) or {}
-        columns.append(
-            Column(
-                key=key,
-                title=info.get("title") or key,
-                kind=kind,
-                type=info.get("type") or ("time" if kind == "time_dimension" else "string"),
-                format=info.get("format"),
-                short_title=info.get("shortTitle"),
-            )
-        )
-    typed = tuple({c.key: _cell(row.get(c.key), c, zone) for c in columns} for row in rows)
-    return KpiData(columns=tuple(columns), rows=typed, timezone=timezone, query=dict(query))
-
-
-def _cell(value: Any, column: Column, zone: ZoneInfo) -> CellValue:
-    if value is None:
-        return None
-    if column.kind == "measure":
-        try:
-            return Decimal(str(value))
-        except InvalidOperation:
-            raise CubeQueryError(f"Cube returned a non-numeric value {value!r} for {column.key}") from None
-    if column.type == "time":
-        # Cube sends local wall time without an offset (e.g. 2026-11-22T00:00:00.000) in the query's zone.
-        return datetime.fromisoformat(str(value)).replace(tzinfo=zone)
-    if column.type == "boolean":
-        return value if isinstance(value, bool) else str(value).lower() == "true"
-    return str(value)

@@ -1,4 +1,5 @@
-"""Cube.js queries as alerts store them: validation against ``/v1/meta`` and what a load adds.
+"""The Cube.js REST format without the HTTP: queries (validation against ``/v1/meta``, timezone,
+stable paging order) and results (``/load`` rows typed as :class:`~kpi_alerts.kpi_data.KpiData`).
 
 Validation runs before a query is sent (and when an alert is created), so an alert's owner reads
 "unknown member 'orders.nope' (did you mean 'orders.count'?)" instead of a Cube stack trace.
@@ -9,10 +10,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.errors import AlertValidationError, PermanentAlertError
+from kpi_alerts.kpi_data import CellValue, Column, ColumnKind, KpiData
 
 GRANULARITIES = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
 FILTER_OPERATORS = frozenset(
@@ -246,3 +249,61 @@ def total_order(query: Mapping[str, Any]) -> list[list[str]]:
             pairs.append((member, "asc"))
             seen.add(member)
     return [[member, direction] for member, direction in pairs]
+
+
+def kpi_data_from_result(
+    query: Mapping[str, Any],
+    annotation: Mapping[str, Any],
+    rows: list[Mapping[str, Any]],
+) -> KpiData:
+    """Cube's ``data`` rows as :class:`KpiData`: columns in display order (time dimensions,
+    dimensions, measures) from the annotation; measures as Decimal, times as aware datetimes.
+
+    :param query: the query as sent (its member lists decide the columns, its timezone the zone).
+    :param annotation: the ``annotation`` of the ``/load`` answer.
+    :param rows: the ``data`` rows, possibly from several pages.
+    :raises PermanentAlertError: when a measure is not numeric (a model defect, not a Cube outage).
+    """
+    timezone = str(query.get("timezone") or "UTC")
+    zone = check_timezone(timezone)
+    keys: list[tuple[str, ColumnKind, str]] = [
+        (f"{td['dimension']}.{td['granularity']}", "time_dimension", "timeDimensions")
+        for td in query.get("timeDimensions", [])
+        if td.get("granularity")
+    ]
+    keys += [(str(d), "dimension", "dimensions") for d in query.get("dimensions", [])]
+    keys += [(str(m), "measure", "measures") for m in query.get("measures", [])]
+    columns = []
+    for key, kind, section in keys:
+        info = annotation.get(section, {}).get(key) or annotation.get("timeDimensions", {}).get(key) or {}
+        columns.append(
+            Column(
+                key=key,
+                title=info.get("title") or key,
+                kind=kind,
+                type=info.get("type") or ("time" if kind == "time_dimension" else "string"),
+                format=info.get("format"),
+                short_title=info.get("shortTitle"),
+            )
+        )
+    typed = tuple({c.key: _cell(row.get(c.key), c, zone) for c in columns} for row in rows)
+    return KpiData(columns=tuple(columns), rows=typed, timezone=timezone, query=dict(query))
+
+
+def _cell(value: Any, column: Column, zone: ZoneInfo) -> CellValue:
+    if value is None:
+        return None
+    if column.kind == "measure":
+        try:
+            return Decimal(str(value))
+        except InvalidOperation:
+            raise PermanentAlertError(
+                f"Cube returned a non-numeric value {value!r} for {column.key}"
+            ) from None
+    if column.type == "time":
+        # Cube sends local wall time without an offset (2026-11-22T00:00:00.000) in the query's zone. Its
+        # buckets are truncated local times, so a DST fall-back hour is one bucket: fold=0 is right.
+        return datetime.fromisoformat(str(value)).replace(tzinfo=zone)
+    if column.type == "boolean":
+        return value if isinstance(value, bool) else str(value).lower() == "true"
+    return str(value)

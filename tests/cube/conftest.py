@@ -1,0 +1,71 @@
+"""Fixtures for the Cube.js tests: a real PostgreSQL and a real Cube server (see devstack.cube).
+
+The shared server on ``KPI_DEVSTACK_CUBE_PORT`` (4010) is reused when already up and left running;
+extra instances (database down, stopped process) get free ports and are stopped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+# Airflow reads AIRFLOW_HOME at import time; the hook tests import it.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="kpi-cube-tests-airflow-"))
+
+import psycopg
+import pytest
+
+from devstack.cube import CubeServer, ensure_cube, stop_cube
+from devstack.postgres import PostgresServer, ensure_postgres
+from kpi_alerts.cube_client import CubeClient
+
+
+def free_port() -> int:
+    """A port nobody listens on (bound then released; good enough on a test machine)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def pg() -> PostgresServer:
+    return ensure_postgres()
+
+
+@pytest.fixture(scope="session")
+def cube_server(pg: PostgresServer) -> CubeServer:
+    return ensure_cube(pg)
+
+
+@pytest.fixture(scope="session")
+def analytics(pg: PostgresServer, cube_server: CubeServer) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to the database Cube reads, for computing the expected answers directly."""
+    with psycopg.connect(pg.url("analytics"), autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def client(cube_server: CubeServer) -> Iterator[CubeClient]:
+    with CubeClient(
+        cube_server.url, api_secret=cube_server.api_secret, backoff=0.01, backoff_max=0.05
+    ) as cube:
+        yield cube
+
+
+@pytest.fixture
+def spare_cube(pg: PostgresServer) -> Iterator[CubeServer]:
+    """A second, private Cube instance (so stopping it cannot disturb the shared one)."""
+    server = ensure_cube(pg, port=free_port())
+    yield server
+    stop_cube(server.port)
+
+
+@pytest.fixture(scope="module")
+def db_down_cube(pg: PostgresServer) -> Iterator[CubeServer]:
+    """A Cube instance whose database port is closed: it answers HTTP, every query fails."""
+    server = ensure_cube(pg, port=free_port(), db_port=free_port())
+    yield server
+    stop_cube(server.port)
