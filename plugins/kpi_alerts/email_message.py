@@ -37,6 +37,10 @@ from kpi_alerts.reports.formatting import (
 #: Rows shown in the body; the attachment and the dashboard have the rest.
 BODY_ROWS = 10
 MAX_SUBJECT = 200
+#: Headers fold at 256 (RFC 5322 allows 998), above the longest Subject: Python folds a 70-78 character
+#: Subject onto a continuation line of its own, which parsers then read back with a leading space.
+#: Parts are built under plain ``policy.SMTP`` first, so base64 bodies keep 76-character lines.
+_HEADER_POLICY = policy.SMTP.clone(max_line_length=256)
 _DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _UNSAFE_URL = re.compile(r"[\x00-\x20\x7f-\x9f\"'<>\\`]")
 
@@ -65,11 +69,13 @@ def message_id(key: str | None, domain: str) -> str:
 
 
 def _sender(sender: str) -> Address:
-    """``Name <addr>`` or ``addr``; the address must be valid, the name is flattened to one line."""
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in sender):
-        raise AlertValidationError(f"invalid sender {sender!r}: control characters")
+    """``Name <addr>`` or ``addr``; the address must be valid, the name is flattened to one line.
+
+    Control characters become spaces before parsing: in a display name that is harmless, in the
+    address it leaves something that no longer parses as exactly one address, which is refused.
+    """
     try:
-        header = HeaderRegistry()("From", sender)
+        header = HeaderRegistry()("From", single_line(sender))
         addresses = header.addresses  # type: ignore[attr-defined]
     except (ValueError, IndexError, AttributeError):
         addresses = ()
@@ -107,6 +113,11 @@ def _table(data: KpiData | None) -> dict[str, Any]:
     }
 
 
+def _shorten(text: str, limit: int) -> str:
+    """Cut long user text for a header, keeping the end of the subject (the date) intact."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+
+
 def _mb(size: int) -> str:
     return f"{size / 1_048_576:.1f}".removesuffix(".0")
 
@@ -129,7 +140,7 @@ def build_message(
     kpi = ctx.kpi or (data.measures[0] if data is not None and data.measures else None)
     oversize = attachment is not None and attachment.size > max_attachment_bytes
     chart_png = None
-    if data is not None and kpi is not None and len(data.rows) > 1:
+    if data is not None and kpi is not None and len(data.rows) > 1 and kpi in data.columns:
         from kpi_alerts.reports.chart import kpi_chart_png
 
         chart_png = kpi_chart_png(data, kpi.key)
@@ -159,9 +170,13 @@ def build_message(
         "limit_mb": _mb(max_attachment_bytes),
     }
     env = template_env()
-    subject = single_line(env.get_template("subject.txt").render(**context))
-    if len(subject) > MAX_SUBJECT:
-        subject = subject[: MAX_SUBJECT - 1].rstrip() + "…"
+    short = {
+        "alert_name": _shorten(context["alert_name"], 120),
+        "condition": _shorten(context["condition"], 60) if context["condition"] else None,
+    }
+    subject = _shorten(
+        single_line(env.get_template("subject.txt").render(**{**context, **short})), MAX_SUBJECT
+    )
 
     msg = EmailMessage(policy=policy.SMTP)
     msg["Subject"] = subject
@@ -188,4 +203,5 @@ def build_message(
         msg.add_attachment(
             attachment.path.read_bytes(), maintype, subtype, filename=single_line(attachment.filename)
         )
+    msg.policy = _HEADER_POLICY
     return msg

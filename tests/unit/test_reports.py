@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kpi_alerts.errors import AlertValidationError
-from kpi_alerts.kpi_data import Column, KpiData
+from kpi_alerts.kpi_data import CellValue, Column, KpiData
 from kpi_alerts.report_context import ReportContext
 from kpi_alerts.reports import Attachment, render_attachment, render_csv, render_excel, render_pdf
 from kpi_alerts.reports.chart import kpi_chart_png, kpi_chart_svg
@@ -44,7 +44,7 @@ INJECTIONS = ('=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tTAB", "\r
 def daily_revenue(days: int = 14) -> KpiData:
     """14 days of revenue in Europe/London across the DST change of 2026-03-29."""
     start = datetime(2026, 3, 20, tzinfo=LONDON)
-    rows = tuple(
+    rows: tuple[dict[str, CellValue], ...] = tuple(
         {DAY.key: start + timedelta(days=i), REVENUE.key: Decimal(1000 + 37 * i) + Decimal("0.45")}
         for i in range(days)
     )
@@ -56,13 +56,15 @@ def by_region() -> KpiData:
     regions = ("Zürich ☃", *INJECTIONS, "plain")
     revenue = [Decimal("-1234.5") if i == 2 else Decimal(i * 100) for i in range(len(regions))]
     pairs = enumerate(zip(regions, revenue, strict=True))
-    rows = tuple({REGION.key: r, REVENUE.key: v, COUNT.key: Decimal(i)} for i, (r, v) in pairs)
+    rows: tuple[dict[str, CellValue], ...] = tuple(
+        {REGION.key: r, REVENUE.key: v, COUNT.key: Decimal(i)} for i, (r, v) in pairs
+    )
     return KpiData(columns=(REGION, REVENUE, COUNT), rows=rows, timezone="Europe/London")
 
 
 def big(n: int = 1000) -> KpiData:
     start = datetime(2026, 1, 1, tzinfo=LONDON)
-    rows = tuple(
+    rows: tuple[dict[str, CellValue], ...] = tuple(
         {
             HOUR.key: start + timedelta(hours=i),
             REGION.key: ("EU", "US", "APAC")[i % 3],
@@ -158,7 +160,7 @@ def test_csv_reads_back_exactly_with_pandas(tmp_path: Path) -> None:
 
 
 def test_csv_sub_day_times_are_iso_with_the_local_offset(tmp_path: Path) -> None:
-    rows = (
+    rows: tuple[dict[str, CellValue], ...] = (
         {HOUR.key: datetime(2026, 3, 28, 23, tzinfo=UTC), REVENUE.key: Decimal("1")},  # GMT
         {HOUR.key: datetime(2026, 3, 29, 9, tzinfo=UTC), REVENUE.key: Decimal("2")},  # BST
     )
@@ -179,12 +181,24 @@ def test_csv_neutralises_formulas_but_not_numbers(tmp_path: Path) -> None:
     assert df["Revenue"].tolist()[1] == "100"
 
 
+def test_odd_numbers_are_written_plainly(tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    values = (Decimal("1E+3"), Decimal("-0.0000001"), Decimal("1234.5600"), Decimal("NaN"), None, True)
+    rows: tuple[dict[str, CellValue], ...] = tuple({REVENUE.key: v} for v in values)
+    data = KpiData((REVENUE,), rows, "UTC")
+    got = [r[0] if r else "" for r in read_csv_rows(render_csv(data, tmp_path / "n.csv"))[1:]]
+    assert got == ["1000", "-0.0000001", "1234.5600", "NaN", "", "true"]
+    ws = load_workbook(render_excel(data, tmp_path / "n.xlsx")).active
+    assert [c.value for (c,) in ws.iter_rows(min_row=2)] == [1000, -1e-07, 1234.56, "NaN", None, True]
+
+
 def test_csv_of_empty_data_is_the_header_only(tmp_path: Path) -> None:
     assert read_csv_rows(render_csv(empty(), tmp_path / "e.csv")) == [["Order Date", "Revenue"]]
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30))
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=30))
 def test_csv_round_trips_any_text(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
     path = tmp_path_factory.mktemp("h") / "t.csv"
     render_csv(KpiData((REGION,), ({REGION.key: text},), "UTC"), path)

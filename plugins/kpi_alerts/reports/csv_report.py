@@ -8,7 +8,8 @@ Decisions (documented for recipients and other code):
 * **Dates**: a time dimension with granularity ``day`` or coarser is written as a date
   (``2026-03-14``); finer ones and other datetimes as ISO 8601 with the UTC offset of the report's
   timezone (``2026-03-14T09:00:00+00:00``), so every value is unambiguous without a side note.
-* **Numbers** are ``str(Decimal)``: no rounding, no thousands separators, ``.`` as decimal point.
+* **Numbers** are the Decimal's exact digits in positional notation (``format(d, "f")``: never
+  ``1E+3``): no rounding, no thousands separators, ``.`` as decimal point.
 * **Formula injection**: text starting with ``= + - @``, tab or CR gets a leading ``'`` (OWASP);
   numbers are never touched, so ``-12.5`` stays a number.
 * RFC 4180 quoting and CRLF line ends (the ``csv`` module's defaults).
@@ -38,7 +39,7 @@ def _cell_writer(data: KpiData, column: Column) -> Callable[[CellValue], str]:
         if isinstance(value, bool):
             return "true" if value else "false"
         if isinstance(value, Decimal):
-            return str(value)
+            return format(value, "f") if value.is_finite() else str(value)
         if isinstance(value, datetime):
             local = to_local(value, tz)
             return local.date().isoformat() if date_only else local.isoformat()

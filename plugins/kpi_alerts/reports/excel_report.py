@@ -48,6 +48,8 @@ def _excel_value(value: CellValue, tz: str) -> Any:
         return neutralise_formula(text)
     if isinstance(value, datetime):
         return to_local(value, tz).replace(tzinfo=None)
+    if isinstance(value, Decimal) and not value.is_finite():
+        return str(value)  # "NaN" as a number would make the workbook unreadable
     return value  # Decimal, bool, None: native cell types
 
 

@@ -71,7 +71,10 @@ def local_url_fetcher(root: Path, *, on_fetch: Callable[[str], None] | None = No
 def _template_context(data: KpiData, ctx: ReportContext, max_rows: int) -> dict[str, Any]:
     label, value, note = kpi_headline(ctx, data)
     measure = ctx.kpi or (data.measures[0] if data.measures else None)
-    chart = kpi_chart_svg(data, measure.key) if measure and len(data.rows) > 1 else None
+    keys = {c.key for c in data.columns}
+    chart = (
+        kpi_chart_svg(data, measure.key) if measure and measure.key in keys and len(data.rows) > 1 else None
+    )
     numeric = [c.kind == "measure" for c in data.columns]
     shown = data.rows[:max_rows]
     rows = [[display_value(r.get(c.key), c, data) for c in data.columns] for r in shown]
