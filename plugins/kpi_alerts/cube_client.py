@@ -151,6 +151,8 @@ class CubeClient:
         sent["timezone"] = timezone
         sent.setdefault("renewQuery", self.renew_query)
         sent.pop("responseFormat", None)  # rows are parsed from the default format
+        if sent.get("limit") is None:
+            sent.pop("limit", None)
         paging = "limit" not in sent
         if paging and (sent.get("dimensions") or sent.get("timeDimensions")):
             sent["order"] = total_order(sent)
@@ -182,6 +184,14 @@ class CubeClient:
         """The cubes, measures and dimensions visible to this organization (``GET /v1/meta``)."""
         self._auth_header(security_context)
         return self._send("GET", "/v1/meta", security_context, f"{uuid.uuid4()}-span-1")
+
+    def probe_context(self) -> dict[str, Any]:
+        """A security context for a connection check: the pre-made token's own, else organization 0
+        (which reads the model through ``/v1/meta``, never rows)."""
+        org = token_organization(self._token) if self._token else None
+        if not isinstance(org, int):
+            org = self.extra_security_context.get("organization_id", 0)
+        return {"organization_id": org}
 
     def ready(self) -> bool:
         """Whether Cube answers ``/readyz`` with 200 (it checks its database too). Never raises."""
@@ -283,16 +293,16 @@ def _parse_response(response: requests.Response, request_id: str) -> dict[str, A
         if "error" not in body:
             return body
     where = f"(HTTP {status}, request {request_id})"
+    if status == 200 and not isinstance(body, dict):  # a proxy or something else answered
+        raise CubeUnavailableError(
+            f"Cube answered without a JSON result {where}", status=status, request_id=request_id
+        )
     if status == 403:
         raise CubeAuthError(
             f"Cube refused the token: {message} {where}", status=status, request_id=request_id
         )
-    if status >= 500 or any(marker in message for marker in _DATABASE_DOWN_MARKERS):
+    if status >= 500 or status == 429 or any(marker in message for marker in _DATABASE_DOWN_MARKERS):
         raise CubeUnavailableError(f"Cube failed: {message} {where}", status=status, request_id=request_id)
-    if status == 200:  # 200 with a non-JSON body: a proxy or something else answered
-        raise CubeUnavailableError(
-            f"Cube answered without a JSON result {where}", status=status, request_id=request_id
-        )
     raise CubeQueryError(f"Cube rejected the query: {message} {where}", status=status, request_id=request_id)
 
 
@@ -306,16 +316,20 @@ def _describe(exc: requests.RequestException) -> str:
     return errno.group(0) if errno else f"{type(exc).__name__}: {text}"
 
 
+def token_organization(token: str) -> object:
+    """The ``organization_id`` claim of a pre-made token (unverified: only Cube holds the secret)."""
+    try:
+        return jwt.decode(token, options={"verify_signature": False}).get("organization_id")
+    except jwt.InvalidTokenError:
+        return None
+
+
 def _check_token_tenant(token: str, organization_id: int) -> None:
     """A pre-made token must be for the alert's organization: never read another tenant's data."""
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.InvalidTokenError:
-        return  # not a JWT we can read: Cube decides
-    if claims.get("organization_id") != organization_id:
+    claimed = token_organization(token)
+    if claimed != organization_id:
         raise CubeAuthError(
-            f"the configured Cube token is for organization {claims.get('organization_id')!r}, "
-            f"not {organization_id}"
+            f"the configured Cube token is for organization {claimed!r}, not {organization_id}"
         )
 
 

@@ -76,6 +76,7 @@ class TestHook:
         assert data.rows
         with pytest.raises(CubeAuthError):  # the token is organization 2's only
             CubeHook().load(QUERY, security_context={"organization_id": 1}, timezone="UTC")
+        assert CubeHook().test_connection()[0]
 
     def test_meta(self, cube_conn: None) -> None:
         assert "orders" in {c["name"] for c in CubeHook().meta(ORG2)["cubes"]}

@@ -109,9 +109,7 @@ class CubeHook(BaseHook):
             client = self.get_conn()
             if not client.ready():
                 return False, f"Cube at {client.base_url} is not ready (/readyz)"
-            # meta() proves the secret; org 0 (or the connection's own) reads only the model, no rows.
-            org = client.extra_security_context.get("organization_id", 0)
-            cubes = client.meta({"organization_id": org}).get("cubes", [])
+            cubes = client.meta(client.probe_context()).get("cubes", [])  # proves the credentials
         except (CubeError, AlertValidationError, ValueError) as exc:
             return False, str(exc)
         return True, f"Cube at {client.base_url} is ready; {len(cubes)} cubes visible"
