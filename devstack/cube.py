@@ -103,10 +103,11 @@ def _check_secret(url: str, api_secret: str) -> None:
 
 
 @contextmanager
-def _port_lock(port: int) -> Iterator[None]:
-    """Serialise check-and-start across processes (parallel pytest sessions, the demo)."""
+def _start_lock() -> Iterator[None]:
+    """Serialise check-and-start across processes (parallel pytest sessions, the demo); one file for
+    every port, so stopping an instance never has to delete a lock someone may hold."""
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    with (STATE_DIR / f"cube-{port}.lock").open("w") as lock:
+    with (STATE_DIR / "cube-start.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -171,7 +172,7 @@ def ensure_cube(
     url = f"http://127.0.0.1:{port}"
     db_port = pg.port if db_port is None else db_port
     load_analytics_data(pg, database)
-    with _port_lock(port):
+    with _start_lock():
         if _probe(url) is not None:
             _check_secret(url, api_secret)
             return CubeServer(url=url, api_secret=api_secret, port=port)
@@ -225,8 +226,13 @@ def _is_our_node(pid: int) -> bool:
     return b"node" in Path(cmdline[0].decode(errors="replace")).name.encode() and b"index.js" in cmdline
 
 
-def stop_cube(port: int = DEFAULT_PORT, timeout: float = 10) -> None:
-    """Stop the Cube server this devstack started on ``port`` (no-op when none is running)."""
+def stop_cube(port: int = DEFAULT_PORT, timeout: float = 10, *, remove_log: bool = False) -> None:
+    """Stop the Cube server this devstack started on ``port`` (no-op when none is running).
+
+    :param remove_log: also delete its log (throw-away instances of the tests).
+    """
+    if remove_log:
+        log_path(port).unlink(missing_ok=True)
     pid_file = _pid_path(port)
     if not pid_file.exists():
         return

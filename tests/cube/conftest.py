@@ -60,7 +60,7 @@ def spare_cube(pg: PostgresServer) -> Iterator[CubeServer]:
     """A second, private Cube instance (so stopping it cannot disturb the shared one)."""
     server = ensure_cube(pg, port=free_port())
     yield server
-    stop_cube(server.port)
+    stop_cube(server.port, remove_log=True)
 
 
 @pytest.fixture(scope="module")
@@ -68,4 +68,4 @@ def db_down_cube(pg: PostgresServer) -> Iterator[CubeServer]:
     """A Cube instance whose database port is closed: it answers HTTP, every query fails."""
     server = ensure_cube(pg, port=free_port(), db_port=free_port())
     yield server
-    stop_cube(server.port)
+    stop_cube(server.port, remove_log=True)
