@@ -119,7 +119,8 @@ def _shorten(text: str, limit: int) -> str:
 
 
 def _mb(size: int) -> str:
-    return f"{size / 1_048_576:.1f}".removesuffix(".0")
+    """``25``, ``2.5``; at least ``0.1`` so a tiny limit never reads as "0 MB"."""
+    return f"{max(size / 1_048_576, 0.1):.1f}".removesuffix(".0")
 
 
 def build_message(
@@ -186,7 +187,7 @@ def build_message(
     msg["Message-ID"] = mid
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, no vacation loops
     msg["X-Auto-Response-Suppress"] = "All"
-    msg["X-KPI-Alert-Kind"] = ctx.kind
+    msg["X-KPI-Alert-Kind"] = single_line(ctx.kind)
     msg["X-KPI-Alert-Slot"] = ctx.slot.isoformat()
     # quoted-printable: 7-bit safe through any relay, still readable in the raw source
     text, html = (env.get_template(name).render(**context) for name in ("email.txt", "email.html"))

@@ -11,6 +11,8 @@ from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kpi_alerts.email_message import build_message, message_id, safe_dashboard_url
 from kpi_alerts.errors import AlertValidationError
@@ -168,6 +170,31 @@ def test_control_characters_never_make_a_header() -> None:
     ).as_bytes()
     headers = raw.split(b"\r\n\r\n", 1)[0]
     assert b"\r\nBcc:" not in headers and b"\nBcc:" not in headers
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), min_size=1, max_size=90))
+def test_no_alert_name_can_add_a_header(name: str) -> None:
+    one_row = daily_revenue(1)
+    msg = build(alert_name=name, data=one_row, kind="threshold_triggered", condition=name)
+    assert sorted(msg.keys()) == sorted(
+        [
+            "Subject",
+            "From",
+            "To",
+            "Date",
+            "Message-ID",
+            "Auto-Submitted",
+            "X-Auto-Response-Suppress",
+            "X-KPI-Alert-Kind",
+            "X-KPI-Alert-Slot",
+            "MIME-Version",
+            "Content-Type",
+        ]
+    )
+    subject = msg["Subject"]
+    assert subject.startswith("[KPI alert] ") and subject.endswith(" - 2026-04-02")
+    assert not any(ch in subject for ch in "\r\n\x00")
 
 
 def test_user_text_is_escaped_in_html() -> None:

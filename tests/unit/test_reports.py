@@ -251,6 +251,7 @@ def test_excel_injection_strings_are_text_not_formulas(tmp_path: Path) -> None:
     # XML turns a raw CR into LF on reading; what matters is the leading quote and the string type
     assert [c.value.replace("\n", "\r") for c in cells[1:7]] == ["'" + s for s in INJECTIONS]
     assert ws.cell(row=4, column=2).value == -1234.5 and ws.cell(row=4, column=2).data_type == "n"
+    assert ws.cell(row=4, column=3).number_format == "#,##0"  # a count: whole numbers, grouped
     assert cells[0].value == "Zürich ☃"
 
 

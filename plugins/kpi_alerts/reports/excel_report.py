@@ -19,7 +19,10 @@ from kpi_alerts.kpi_data import CellValue, Column, KpiData
 from kpi_alerts.reports.formatting import display_value, is_date_only, neutralise_formula, to_local
 
 NUMBER_FORMATS = {"currency": "#,##0.00", "percent": "0.00%"}
-DEFAULT_NUMBER_FORMAT = "#,##0.##"
+#: Cube's counting types are whole numbers: grouped digits. Other unformatted numbers stay "General"
+#: (``#,##0.##`` would print "500." for integers), which also spares a styled cell per value.
+COUNT_TYPES = frozenset({"count", "countDistinct", "countDistinctApprox", "count_distinct"})
+COUNT_FORMAT = "#,##0"
 DATE_FORMAT = "yyyy-mm-dd"
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
 WIDTH_SAMPLE_ROWS = 200
@@ -37,9 +40,9 @@ def clean_sheet_title(text: str) -> str:
 def _number_format(data: KpiData, column: Column) -> str | None:
     if column.kind == "time_dimension" or column.type == "time":
         return DATE_FORMAT if is_date_only(data, column) else DATETIME_FORMAT
-    if column.kind == "measure" or column.type in {"number", "count", "sum", "avg", "min", "max"}:
-        return NUMBER_FORMATS.get(column.format or "", DEFAULT_NUMBER_FORMAT)
-    return None
+    if column.format in NUMBER_FORMATS:
+        return NUMBER_FORMATS[column.format]
+    return COUNT_FORMAT if column.type in COUNT_TYPES else None
 
 
 def _excel_value(value: CellValue, tz: str) -> Any:

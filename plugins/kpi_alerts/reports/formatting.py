@@ -123,7 +123,11 @@ def _grouped(value: Decimal, places: int | None) -> str:
 
 
 def format_number(value: Decimal | None, fmt: str | None) -> str:
-    """Human text of a measure: ``1,234.50`` (currency), ``12.50%`` (percent, value 0.125), ``1,234``."""
+    """Human text of a measure: ``1,234.50`` (currency), ``12.50%`` (percent), ``1,234``.
+
+    A ``percent`` measure holds a fraction (0.125 shows as 12.50%), the convention of Excel's ``0.00%``
+    and of Cube's current data-modeling docs; no currency symbol, since Cube declares none.
+    """
     if value is None:
         return "n/a"
     if not value.is_finite():
