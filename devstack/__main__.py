@@ -19,9 +19,11 @@ def main() -> None:
         return
     stack = up()
     if args.command == "up":
-        print(f"PostgreSQL  {stack.alerts_db_url}\nCube.js     {stack.cube_url}\n"
-              f"SMTP        127.0.0.1:{stack.smtp_port} (messages in {stack.mail_dir})")
-        print("Run `eval \"$(.venv/bin/python -m devstack env)\"` to point Airflow at it.")
+        print(
+            f"PostgreSQL  {stack.alerts_db_url}\nCube.js     {stack.cube_url}\n"
+            f"SMTP        127.0.0.1:{stack.smtp_port} (messages in {stack.mail_dir})"
+        )
+        print('Run `eval "$(.venv/bin/python -m devstack env)"` to point Airflow at it.')
     else:
         for key, value in airflow_env(stack, STATE_DIR / "airflow").items():
             print(f"export {key}={shlex.quote(value)}")

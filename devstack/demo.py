@@ -42,35 +42,91 @@ def demo_alerts(due_at: datetime) -> list[dict[str, Any]]:
 
     def at(tz: str) -> dict[str, Any]:
         local = due_at.astimezone(ZoneInfo(tz))
-        return {"schedule_hour": local.hour, "schedule_minute": local.minute, "timezone": tz,
-                "weekday": (local.isoweekday() % 7)}
+        return {
+            "schedule_hour": local.hour,
+            "schedule_minute": local.minute,
+            "timezone": tz,
+            "weekday": (local.isoweekday() % 7),
+        }
 
     la, london, kolkata = at("America/Los_Angeles"), at("Europe/London"), at("Asia/Kolkata")
     common = {"dashboard_url": "https://analytics.example.com/dashboards/7"}
     return [
-        {**common, "organization_id": 1, "alert_name": "Daily revenue (CSV)", "cube_query": REVENUE_LAST_7_DAYS,
-         "recipients": ["finance@org1.example.com", "ceo@org1.example.com"],
-         "schedule": {"frequency_interval": "day", **_without(la, "weekday"), "attachment_type": "csv"}},
-        {**common, "organization_id": 2, "alert_name": "Weekly revenue by category (Excel)",
-         "cube_query": REVENUE_BY_CATEGORY, "recipients": ["sales@org2.example.com"],
-         "schedule": {"frequency_interval": "week", **_without(london, "weekday"),
-                      "selected_days": [london["weekday"]], "attachment_type": "excel"}},
-        {**common, "organization_id": 1, "alert_name": "Revenue board pack (PDF, gated: revenue > 100)",
-         "cube_query": REVENUE_LAST_7_DAYS, "recipients": ["board@org1.example.com"],
-         "schedule": {"frequency_interval": "day", **_without(kolkata, "weekday"), "attachment_type": "pdf",
-                      "gating_condition": {"measure": "orders.total_amount", "op": ">", "value": 100,
-                                           "aggregate": "total"}}},
-        {**common, "organization_id": 2, "alert_name": "Only if revenue > 1 trillion (gated out)",
-         "cube_query": REVENUE_LAST_7_DAYS, "recipients": ["sales@org2.example.com"],
-         "schedule": {"frequency_interval": "day", **_without(la, "weekday"), "attachment_type": "csv",
-                      "gating_condition": {"measure": "orders.total_amount", "op": ">",
-                                           "value": 1_000_000_000_000, "aggregate": "total"}}},
-        {"organization_id": 1, "alert_name": "Orders yesterday above 1", "cube_query": ORDERS_YESTERDAY,
-         "recipients": ["ops@org1.example.com"],
-         "threshold": {"condition": "GREATER_THAN", "threshold_value": "1", "timezone": "America/Los_Angeles"}},
-        {"organization_id": 2, "alert_name": "Orders yesterday below zero", "cube_query": ORDERS_YESTERDAY,
-         "recipients": ["ops@org2.example.com"],
-         "threshold": {"condition": "LESS_THAN", "threshold_value": "0", "timezone": "Europe/London"}},
+        {
+            **common,
+            "organization_id": 1,
+            "alert_name": "Daily revenue (CSV)",
+            "cube_query": REVENUE_LAST_7_DAYS,
+            "recipients": ["finance@org1.example.com", "ceo@org1.example.com"],
+            "schedule": {"frequency_interval": "day", **_without(la, "weekday"), "attachment_type": "csv"},
+        },
+        {
+            **common,
+            "organization_id": 2,
+            "alert_name": "Weekly revenue by category (Excel)",
+            "cube_query": REVENUE_BY_CATEGORY,
+            "recipients": ["sales@org2.example.com"],
+            "schedule": {
+                "frequency_interval": "week",
+                **_without(london, "weekday"),
+                "selected_days": [london["weekday"]],
+                "attachment_type": "excel",
+            },
+        },
+        {
+            **common,
+            "organization_id": 1,
+            "alert_name": "Revenue board pack (PDF, gated: revenue > 100)",
+            "cube_query": REVENUE_LAST_7_DAYS,
+            "recipients": ["board@org1.example.com"],
+            "schedule": {
+                "frequency_interval": "day",
+                **_without(kolkata, "weekday"),
+                "attachment_type": "pdf",
+                "gating_condition": {
+                    "measure": "orders.total_amount",
+                    "op": ">",
+                    "value": 100,
+                    "aggregate": "total",
+                },
+            },
+        },
+        {
+            **common,
+            "organization_id": 2,
+            "alert_name": "Only if revenue > 1 trillion (gated out)",
+            "cube_query": REVENUE_LAST_7_DAYS,
+            "recipients": ["sales@org2.example.com"],
+            "schedule": {
+                "frequency_interval": "day",
+                **_without(la, "weekday"),
+                "attachment_type": "csv",
+                "gating_condition": {
+                    "measure": "orders.total_amount",
+                    "op": ">",
+                    "value": 1_000_000_000_000,
+                    "aggregate": "total",
+                },
+            },
+        },
+        {
+            "organization_id": 1,
+            "alert_name": "Orders yesterday above 1",
+            "cube_query": ORDERS_YESTERDAY,
+            "recipients": ["ops@org1.example.com"],
+            "threshold": {
+                "condition": "GREATER_THAN",
+                "threshold_value": "1",
+                "timezone": "America/Los_Angeles",
+            },
+        },
+        {
+            "organization_id": 2,
+            "alert_name": "Orders yesterday below zero",
+            "cube_query": ORDERS_YESTERDAY,
+            "recipients": ["ops@org2.example.com"],
+            "threshold": {"condition": "LESS_THAN", "threshold_value": "0", "timezone": "Europe/London"},
+        },
     ]
 
 
@@ -98,7 +154,9 @@ def main() -> int:
     with connect(url) as conn:
         for spec in demo_alerts(due_at):
             created = create_alert(conn, spec, now=due_at - timedelta(minutes=1))
-            print(f"created alert {created.alert_id:>2} {spec['alert_name']!r}, next run {created.next_run_at:%Y-%m-%d %H:%M}Z")
+            print(
+                f"created alert {created.alert_id:>2} {spec['alert_name']!r}, next run {created.next_run_at:%Y-%m-%d %H:%M}Z"
+            )
 
     airflow_home = STATE_DIR / "airflow"
     airflow_home.mkdir(parents=True, exist_ok=True)
@@ -106,8 +164,9 @@ def main() -> int:
     airflow = str(Path(sys.executable).with_name("airflow"))
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
     print(f"\n$ airflow dags test kpi_alerts {due_at.isoformat()}")
-    run = subprocess.run([airflow, "dags", "test", "kpi_alerts", due_at.isoformat()], env=env,
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [airflow, "dags", "test", "kpi_alerts", due_at.isoformat()], env=env, capture_output=True, text=True
+    )
     (STATE_DIR / "demo-dags-test.log").write_text(run.stdout + run.stderr)
     print(f"  exit code {run.returncode}; full log in {STATE_DIR / 'demo-dags-test.log'}")
 
@@ -117,7 +176,11 @@ def main() -> int:
             "SELECT ka.id, ka.alert_name, r.status, r.delivery, r.attachment, r.value, r.error "
             "FROM cron_job_results r JOIN kpi_alerts ka ON ka.cron_job_id = r.cron_job_id ORDER BY ka.id"
         ).fetchall():
-            extra = row["attachment"] or row["error"] or (f"value {row['value']}" if row["value"] is not None else "")
+            extra = (
+                row["attachment"]
+                or row["error"]
+                or (f"value {row['value']}" if row["value"] is not None else "")
+            )
             print(f"  alert {row['id']:>2}  {row['status']:<13} {row['alert_name'][:48]:<48} {extra}")
     print_mailbox(stack.mail_dir)
     return run.returncode
@@ -134,7 +197,8 @@ def print_mailbox(mail_dir: Path) -> None:
         for part in message.iter_attachments():
             name = part.get_filename() or "attachment"
             target = attachments / f"{path.stem}-{name}"
-            target.write_bytes(part.get_payload(decode=True) or b"")
+            payload = part.get_payload(decode=True)
+            target.write_bytes(payload if isinstance(payload, bytes) else b"")
             print(f"    Attachment: {name} ({part.get_content_type()}) -> {target}")
     print("\nOpen a message with any mail client (they are plain .eml files), or the attachments directly.")
 

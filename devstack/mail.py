@@ -29,7 +29,7 @@ class MaildirHandler:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
         rcpts = ", ".join(envelope.rcpt_tos)
         envelope_headers = f"X-Envelope-From: {envelope.mail_from}\r\nX-Envelope-To: {rcpts}\r\n".encode()

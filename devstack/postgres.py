@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 from pgserver._commands import POSTGRES_BIN_PATH
+from psycopg import sql
 
 from devstack import STATE_DIR
 
@@ -70,8 +70,19 @@ def ensure_postgres(port: int = DEFAULT_PORT, datadir: Path | None = None) -> Po
             raise RuntimeError(f"initdb failed: {done.stderr or done.stdout}")
     options = f"-h 127.0.0.1 -p {port} -k {datadir} -c max_connections=300 -c fsync=off"
     done = _run_as_owner(
-        [server.bin("pg_ctl"), "-D", str(datadir), "-o", options, "-l", str(datadir / "server.log"),
-         "-w", "-t", "60", "start"]
+        [
+            server.bin("pg_ctl"),
+            "-D",
+            str(datadir),
+            "-o",
+            options,
+            "-l",
+            str(datadir / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ]
     )
     if done.returncode != 0:
         log = (datadir / "server.log").read_text(errors="replace")[-2000:]

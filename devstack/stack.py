@@ -3,6 +3,7 @@ plus the Airflow environment (connections as ``AIRFLOW_CONN_*``) that points at 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -43,12 +44,29 @@ def airflow_env(stack: Stack, airflow_home: Path, *, production: bool = True) ->
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW_CONN_KPI_ALERTS_DB": stack.alerts_db_url,
-        "AIRFLOW_CONN_CUBE_DEFAULT": json.dumps({"conn_type": "http", "host": cube_host, "port": int(cube_port),
-                                                 "schema": "http", "password": stack.cube_secret}),
-        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps({
-            "conn_type": "smtp", "host": "127.0.0.1", "port": stack.smtp_port,
-            "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "kpi-alerts@example.com",
-                      "timeout": 10, "retry_limit": 1}}),
+        "AIRFLOW_CONN_CUBE_DEFAULT": json.dumps(
+            {
+                "conn_type": "http",
+                "host": cube_host,
+                "port": int(cube_port),
+                "schema": "http",
+                "password": stack.cube_secret,
+            }
+        ),
+        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": stack.smtp_port,
+                "extra": {
+                    "disable_ssl": True,
+                    "disable_tls": True,
+                    "from_email": "kpi-alerts@example.com",
+                    "timeout": 10,
+                    "retry_limit": 1,
+                },
+            }
+        ),
         "AIRFLOW_VAR_KPI_ALERTS_ENVIRONMENT": "production" if production else "development",
         "AIRFLOW_VAR_KPI_ALERTS_SENDER": "KPI Alerts <kpi-alerts@example.com>",
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)]),
@@ -79,8 +97,12 @@ def ensure_mail_catcher(port: int = MAIL_PORT) -> None:
     log = (STATE_DIR / "mail.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "devstack.mail", "--port", str(port), "--folder", str(MAIL_DIR)],
-        cwd=REPO_ROOT, stdout=log, stderr=log, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     (STATE_DIR / "mail.pid").write_text(str(process.pid))
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -95,9 +117,7 @@ def down() -> None:
     stop_cube()
     pid_file = STATE_DIR / "mail.pid"
     if pid_file.exists():
-        try:
+        with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid_file.read_text()), signal.SIGTERM)
-        except (ProcessLookupError, ValueError):
-            pass
         pid_file.unlink()
     stop_postgres()

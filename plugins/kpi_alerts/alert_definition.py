@@ -142,5 +142,3 @@ class AlertDefinition:
             floor = floor_to_hour_utc(at)
             return floor if floor == at else next_hour_slot_after(at)
         return self.next_slot_after(at - MICROSECOND)
-
-

@@ -24,7 +24,9 @@ class CreatedAlert:
     next_run_at: datetime
 
 
-def validate_alert_spec(raw: AlertSpec | Mapping[str, Any], *, cube_meta: Mapping[str, Any] | None = None) -> AlertSpec:
+def validate_alert_spec(
+    raw: AlertSpec | Mapping[str, Any], *, cube_meta: Mapping[str, Any] | None = None
+) -> AlertSpec:
     """Check everything about an alert before it is stored; raise :class:`AlertValidationError`.
 
     :param cube_meta: Cube's ``/v1/meta`` answer; when given, the query's members are checked too.
@@ -44,8 +46,13 @@ def validate_alert_spec(raw: AlertSpec | Mapping[str, Any], *, cube_meta: Mappin
     if spec.dashboard_url is not None and not spec.dashboard_url.startswith(("https://", "http://")):
         raise AlertValidationError("dashboard_url must be an http(s) URL")
     if spec.schedule is not None:
-        Schedule(spec.schedule.frequency_interval, spec.schedule.schedule_hour, spec.schedule.schedule_minute,
-                 tuple(spec.schedule.selected_days), spec.schedule.timezone).validate()
+        Schedule(
+            spec.schedule.frequency_interval,
+            spec.schedule.schedule_hour,
+            spec.schedule.schedule_minute,
+            tuple(spec.schedule.selected_days),
+            spec.schedule.timezone,
+        ).validate()
         parse_gating_condition(spec.schedule.gating_condition)
     if spec.threshold is not None:
         parse_condition(spec.threshold.condition)
@@ -79,20 +86,37 @@ def create_alert(
         job_name = f"kpi_alert_{spec.alert_type}_{alert_id}"
         draft = _definition(spec, alert_id, cron_job_id=0, job_name=job_name)
         next_run_at = draft.initial_slot(now)
-        cron_job_id = conn.execute(queries.INSERT_CRON_JOB, {"job_name": job_name,
-                                                             "next_run_at": next_run_at}).fetchone()["id"]  # type: ignore[index]
-        conn.execute(queries.INSERT_ALERT, {
-            "id": alert_id, "cron_job_id": cron_job_id, "organization_id": spec.organization_id,
-            "graph_id": spec.graph_id, "dashboard_id": spec.dashboard_id, "alert_type": spec.alert_type,
-            "alert_name": spec.alert_name.strip(), "recipients": spec.recipients, "is_active": spec.is_active,
-            "cube_query": json.dumps(spec.cube_query), "owners": spec.owners, "dashboard_url": spec.dashboard_url,
-        })
+        cron_job_id = conn.execute(
+            queries.INSERT_CRON_JOB, {"job_name": job_name, "next_run_at": next_run_at}
+        ).fetchone()["id"]  # type: ignore[index]
+        conn.execute(
+            queries.INSERT_ALERT,
+            {
+                "id": alert_id,
+                "cron_job_id": cron_job_id,
+                "organization_id": spec.organization_id,
+                "graph_id": spec.graph_id,
+                "dashboard_id": spec.dashboard_id,
+                "alert_type": spec.alert_type,
+                "alert_name": spec.alert_name.strip(),
+                "recipients": spec.recipients,
+                "is_active": spec.is_active,
+                "cube_query": json.dumps(spec.cube_query),
+                "owners": spec.owners,
+                "dashboard_url": spec.dashboard_url,
+            },
+        )
         if spec.schedule is not None:
-            conn.execute(queries.INSERT_SCHEDULE, {
-                "kpi_alert_id": alert_id, **spec.schedule.model_dump(exclude={"gating_condition"}),
-                "gating_condition": json.dumps(spec.schedule.gating_condition)
-                if spec.schedule.gating_condition is not None else None,
-            })
+            conn.execute(
+                queries.INSERT_SCHEDULE,
+                {
+                    "kpi_alert_id": alert_id,
+                    **spec.schedule.model_dump(exclude={"gating_condition"}),
+                    "gating_condition": json.dumps(spec.schedule.gating_condition)
+                    if spec.schedule.gating_condition is not None
+                    else None,
+                },
+            )
         if spec.threshold is not None:
             conn.execute(queries.INSERT_THRESHOLD, {"kpi_alert_id": alert_id, **spec.threshold.model_dump()})
     return CreatedAlert(alert_id, cron_job_id, job_name, next_run_at)
@@ -114,11 +138,20 @@ def _definition(spec: AlertSpec, alert_id: int, *, cron_job_id: int, job_name: s
     schedule = None
     if spec.schedule is not None:
         s = spec.schedule
-        schedule = Schedule(s.frequency_interval, s.schedule_hour, s.schedule_minute, tuple(s.selected_days),
-                            s.timezone)
+        schedule = Schedule(
+            s.frequency_interval, s.schedule_hour, s.schedule_minute, tuple(s.selected_days), s.timezone
+        )
     return AlertDefinition(
-        alert_id=alert_id, cron_job_id=cron_job_id, job_name=job_name, organization_id=spec.organization_id,
-        alert_type=spec.alert_type, alert_name=spec.alert_name, recipients=tuple(spec.recipients),
-        cube_query=spec.cube_query, is_active=spec.is_active, master_locked=False, next_run_at=None,
+        alert_id=alert_id,
+        cron_job_id=cron_job_id,
+        job_name=job_name,
+        organization_id=spec.organization_id,
+        alert_type=spec.alert_type,
+        alert_name=spec.alert_name,
+        recipients=tuple(spec.recipients),
+        cube_query=spec.cube_query,
+        is_active=spec.is_active,
+        master_locked=False,
+        next_run_at=None,
         schedule=schedule,
     )

@@ -124,17 +124,27 @@ def _claim_or_resume(
             return _refused_by_trigger(conn, alert, inserted["id"], slot, now, str(exc.diag.message_primary))
         return Claim(inserted["id"], alert.cron_job_id, slot, token, inserted["attempts"])
 
-    existing = conn.execute(queries.LOCK_LEDGER_ROW, {"cron_job_id": alert.cron_job_id, "slot": slot}).fetchone()
+    existing = conn.execute(
+        queries.LOCK_LEDGER_ROW, {"cron_job_id": alert.cron_job_id, "slot": slot}
+    ).fetchone()
     assert existing is not None  # the unique index just said it exists; we hold the cron_jobs row lock
     status = existing["status"]
     lease_active = existing["lease_expires_at"] is not None and existing["lease_expires_at"] > now
     if status in ACTIVE and lease_active:
         until = existing["lease_expires_at"].isoformat()
-        return NotClaimed(f"slot {slot.isoformat()} is being processed by {existing['claimed_by']} until {until}")
+        return NotClaimed(
+            f"slot {slot.isoformat()} is being processed by {existing['claimed_by']} until {until}"
+        )
     if status == "sending":
-        _finish_row(conn, existing["id"], existing["claim_token"], status="failed", now=now,
-                    error=f"worker {existing['claimed_by']} stopped during SMTP delivery; not resent, "
-                    "because the message may have been delivered")
+        _finish_row(
+            conn,
+            existing["id"],
+            existing["claim_token"],
+            status="failed",
+            now=now,
+            error=f"worker {existing['claimed_by']} stopped during SMTP delivery; not resent, "
+            "because the message may have been delivered",
+        )
         _advance(conn, alert, slot)
         return NotClaimed("previous delivery was interrupted; recorded as failed")
     if status not in ACTIVE and status != "retrying":
@@ -142,8 +152,10 @@ def _claim_or_resume(
         return NotClaimed(f"slot {slot.isoformat()} already finished ({status})")
     takeover = status == "claimed"  # a lease that expired: its worker died or hung
     note = f"taken over from {existing['claimed_by']} after its lease expired" if takeover else None
-    resumed = conn.execute(queries.TAKE_OVER_CLAIM, {**params, "result_id": existing["id"],
-                                                      "takeover": int(takeover), "note": note}).fetchone()
+    resumed = conn.execute(
+        queries.TAKE_OVER_CLAIM,
+        {**params, "result_id": existing["id"], "takeover": int(takeover), "note": note},
+    ).fetchone()
     conn.execute(queries.SET_CRON_JOB_LOCKED, {"locked": True, "cron_job_id": alert.cron_job_id})
     assert resumed is not None
     return Claim(existing["id"], alert.cron_job_id, slot, token, resumed["attempts"], took_over=takeover)
@@ -165,13 +177,24 @@ def _handle_misfire(
         missed, last_missed = missed + 1, cursor
         cursor = alert.next_slot_after(cursor)
     window_minutes = int(settings.misfire_window.total_seconds() // 60)
-    error = (f"missed {missed} slot(s) from {slot.isoformat()} to {last_missed.isoformat()}: not run within "
-             f"the {window_minutes}-minute misfire window (was the scheduler down?)")
-    conn.execute(queries.RECORD_UNCLAIMED_RESULT, {
-        "cron_job_id": alert.cron_job_id, "alert_id": alert.alert_id, "organization_id": alert.organization_id,
-        "slot": slot, "status": "missed", "now": now, "error": error, "dag_run_id": claimant.dag_run_id,
-        "details": json.dumps({"missed_slots": missed, "last_missed": last_missed.isoformat()}),
-    })
+    error = (
+        f"missed {missed} slot(s) from {slot.isoformat()} to {last_missed.isoformat()}: not run within "
+        f"the {window_minutes}-minute misfire window (was the scheduler down?)"
+    )
+    conn.execute(
+        queries.RECORD_UNCLAIMED_RESULT,
+        {
+            "cron_job_id": alert.cron_job_id,
+            "alert_id": alert.alert_id,
+            "organization_id": alert.organization_id,
+            "slot": slot,
+            "status": "missed",
+            "now": now,
+            "error": error,
+            "dag_run_id": claimant.dag_run_id,
+            "details": json.dumps({"missed_slots": missed, "last_missed": last_missed.isoformat()}),
+        },
+    )
     if in_window <= logical_time:
         return in_window
     conn.execute(queries.ADVANCE_CRON_JOB, {"next_run_at": in_window, "cron_job_id": alert.cron_job_id})
@@ -179,20 +202,35 @@ def _handle_misfire(
 
 
 def _refused_by_trigger(
-    conn: psycopg.Connection[Any], alert: AlertDefinition, result_id: int, slot: datetime, now: datetime,
+    conn: psycopg.Connection[Any],
+    alert: AlertDefinition,
+    result_id: int,
+    slot: datetime,
+    now: datetime,
     message: str,
 ) -> NotClaimed:
-    conn.execute(queries.MARK_SKIPPED, {"result_id": result_id, "now": now,
-                                        "error": f"refused by prevent_multiple_updates(): {message}"})
+    conn.execute(
+        queries.MARK_SKIPPED,
+        {"result_id": result_id, "now": now, "error": f"refused by prevent_multiple_updates(): {message}"},
+    )
     _advance(conn, alert, slot)
     return NotClaimed(f"already executed in this hour: {message}")
 
 
-def start_sending(conn: psycopg.Connection[Any], claim: Claim, *, now: datetime, settings: ClaimSettings) -> None:
+def start_sending(
+    conn: psycopg.Connection[Any], claim: Claim, *, now: datetime, settings: ClaimSettings
+) -> None:
     """Mark the claim as delivering; raise :class:`LostClaim` if it is no longer ours (never send then)."""
     with conn.transaction():
-        updated = conn.execute(queries.MARK_SENDING, {"result_id": claim.result_id, "token": claim.token,
-                                                      "lease_expires_at": now + settings.lease, "now": now})
+        updated = conn.execute(
+            queries.MARK_SENDING,
+            {
+                "result_id": claim.result_id,
+                "token": claim.token,
+                "lease_expires_at": now + settings.lease,
+                "now": now,
+            },
+        )
         if updated.rowcount != 1:
             raise LostClaim(f"claim on slot {claim.slot.isoformat()} was taken over; not sending")
 
@@ -233,22 +271,32 @@ def finish_claim(
     """Record the outcome, the threshold state and the alert's next slot in one transaction."""
     with conn.transaction():
         fields = {**_empty_outcome(), **_outcome_params(outcome)}
-        updated = conn.execute(queries.FINISH_RESULT, {**fields, "now": now, "result_id": claim.result_id,
-                                                       "token": claim.token})
+        updated = conn.execute(
+            queries.FINISH_RESULT, {**fields, "now": now, "result_id": claim.result_id, "token": claim.token}
+        )
         if updated.rowcount != 1:
             raise LostClaim(f"claim on slot {claim.slot.isoformat()} was taken over; outcome not recorded")
         if threshold_state is not None:
-            conn.execute(queries.UPDATE_THRESHOLD_STATE, {
-                "state": threshold_state.state, "last_value": threshold_state.last_value, "now": now,
-                "last_notified_at": threshold_state.last_notified_at, "alert_id": alert.alert_id})
+            conn.execute(
+                queries.UPDATE_THRESHOLD_STATE,
+                {
+                    "state": threshold_state.state,
+                    "last_value": threshold_state.last_value,
+                    "now": now,
+                    "last_notified_at": threshold_state.last_notified_at,
+                    "alert_id": alert.alert_id,
+                },
+            )
         _advance(conn, alert, claim.slot, next_run_at)
 
 
 def release_for_retry(conn: psycopg.Connection[Any], claim: Claim, *, now: datetime, error: str) -> None:
     """Give the slot back after a transient failure; the next try resumes it."""
     with conn.transaction():
-        conn.execute(queries.RELEASE_FOR_RETRY, {"result_id": claim.result_id, "token": claim.token,
-                                                 "now": now, "error": error})
+        conn.execute(
+            queries.RELEASE_FOR_RETRY,
+            {"result_id": claim.result_id, "token": claim.token, "now": now, "error": error},
+        )
         conn.execute(queries.SET_CRON_JOB_LOCKED, {"locked": False, "cron_job_id": claim.cron_job_id})
 
 
@@ -263,19 +311,48 @@ def _advance(
     conn.execute(queries.ADVANCE_CRON_JOB, {"next_run_at": next_run_at, "cron_job_id": alert.cron_job_id})
 
 
-def _finish_row(conn: psycopg.Connection[Any], result_id: int, token: uuid.UUID | None, *, status: str,
-                now: datetime, error: str) -> None:
-    conn.execute(queries.FINISH_RESULT, {**_empty_outcome(), "status": status, "now": now, "error": error,
-                                         "result_id": result_id, "token": token})
+def _finish_row(
+    conn: psycopg.Connection[Any],
+    result_id: int,
+    token: uuid.UUID | None,
+    *,
+    status: str,
+    now: datetime,
+    error: str,
+) -> None:
+    conn.execute(
+        queries.FINISH_RESULT,
+        {
+            **_empty_outcome(),
+            "status": status,
+            "now": now,
+            "error": error,
+            "result_id": result_id,
+            "token": token,
+        },
+    )
 
 
-def _claim_params(alert: AlertDefinition, slot: datetime, now: datetime, claimant: Claimant,
-                  settings: ClaimSettings, token: uuid.UUID) -> dict[str, Any]:
+def _claim_params(
+    alert: AlertDefinition,
+    slot: datetime,
+    now: datetime,
+    claimant: Claimant,
+    settings: ClaimSettings,
+    token: uuid.UUID,
+) -> dict[str, Any]:
     return {
-        "cron_job_id": alert.cron_job_id, "alert_id": alert.alert_id, "organization_id": alert.organization_id,
-        "slot": slot, "now": now, "token": token, "claimed_by": claimant.worker,
-        "lease_expires_at": now + settings.lease, "dag_run_id": claimant.dag_run_id,
-        "task_instance": claimant.task_instance, "try_number": claimant.try_number,
+        "cron_job_id": alert.cron_job_id,
+        "alert_id": alert.alert_id,
+        "organization_id": alert.organization_id,
+        "slot": slot,
+        "now": now,
+        "token": token,
+        "claimed_by": claimant.worker,
+        "lease_expires_at": now + settings.lease,
+        "dag_run_id": claimant.dag_run_id,
+        "task_instance": claimant.task_instance,
+        "try_number": claimant.try_number,
     }
 
 
@@ -283,21 +360,39 @@ def _last_ran_params(alert: AlertDefinition, slot: datetime) -> dict[str, Any]:
     from datetime import UTC
 
     utc = slot.astimezone(UTC)
-    return {"cron_job_id": alert.cron_job_id, "slot": slot, "date": utc.date(), "hour": utc.hour,
-            "minute": utc.minute}
+    return {
+        "cron_job_id": alert.cron_job_id,
+        "slot": slot,
+        "date": utc.date(),
+        "hour": utc.hour,
+        "minute": utc.minute,
+    }
 
 
 def _empty_outcome() -> dict[str, Any]:
-    return {"value": None, "previous_value": None, "details": None, "recipients": None, "attachment": None,
-            "attachment_bytes": None, "delivery": None, "message_id": None, "error": None}
+    return {
+        "value": None,
+        "previous_value": None,
+        "details": None,
+        "recipients": None,
+        "attachment": None,
+        "attachment_bytes": None,
+        "delivery": None,
+        "message_id": None,
+        "error": None,
+    }
 
 
 def _outcome_params(outcome: Outcome) -> dict[str, Any]:
     return {
-        "status": outcome.status, "error": outcome.error, "value": outcome.value,
+        "status": outcome.status,
+        "error": outcome.error,
+        "value": outcome.value,
         "previous_value": outcome.previous_value,
         "details": json.dumps(outcome.details, default=str) if outcome.details is not None else None,
         "recipients": list(outcome.recipients) if outcome.recipients is not None else None,
-        "attachment": outcome.attachment, "attachment_bytes": outcome.attachment_bytes,
-        "delivery": outcome.delivery, "message_id": outcome.message_id,
+        "attachment": outcome.attachment,
+        "attachment_bytes": outcome.attachment_bytes,
+        "delivery": outcome.delivery,
+        "message_id": outcome.message_id,
     }

@@ -24,8 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("migrate", help="apply pending schema migrations (idempotent)")
     create = commands.add_parser("create-alert", help="create an alert from a JSON file ('-' for stdin)")
     create.add_argument("file", help="JSON alert spec (see README)")
-    create.add_argument("--check-cube", action="store_true",
-                        help="also check the query's members against Cube's /v1/meta (cube_default)")
+    create.add_argument(
+        "--check-cube",
+        action="store_true",
+        help="also check the query's members against Cube's /v1/meta (cube_default)",
+    )
     listing = commands.add_parser("list-alerts", help="list alerts with their next run")
     listing.add_argument("--organization", type=int)
     history = commands.add_parser("history", help="an alert's recent ledger rows")
@@ -48,7 +51,11 @@ def _run(args: argparse.Namespace) -> int:
         from kpi_alerts.migrations import migrate
 
         applied = migrate(url)
-        print(f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "schema is up to date")
+        print(
+            f"applied {len(applied)} migration(s): {', '.join(applied)}"
+            if applied
+            else "schema is up to date"
+        )
         return 0
     with connect(url) as conn:
         if args.command == "create-alert":
@@ -81,8 +88,16 @@ def _create(conn: Any, args: argparse.Namespace) -> int:
 
         meta = CubeHook().meta(security_context={"organization_id": raw.get("organization_id")})
     created = create_alert(conn, raw, cube_meta=meta)
-    print(json.dumps({"alert_id": created.alert_id, "cron_job_id": created.cron_job_id,
-                      "job_name": created.job_name, "next_run_at": created.next_run_at.isoformat()}))
+    print(
+        json.dumps(
+            {
+                "alert_id": created.alert_id,
+                "cron_job_id": created.cron_job_id,
+                "job_name": created.job_name,
+                "next_run_at": created.next_run_at.isoformat(),
+            }
+        )
+    )
     return 0
 
 
@@ -92,8 +107,10 @@ def _list(conn: Any, organization_id: int | None) -> int:
     for alert in list_alerts(conn, organization_id):
         next_run = alert.next_run_at.isoformat() if alert.next_run_at else "on first sight"
         state = "active" if alert.is_active and not alert.master_locked else "paused"
-        print(f"{alert.alert_id:>6}  org {alert.organization_id:<5} {alert.alert_type:<9} {state:<6} "
-              f"next {next_run:<25}  {alert.alert_name}")
+        print(
+            f"{alert.alert_id:>6}  org {alert.organization_id:<5} {alert.alert_type:<9} {state:<6} "
+            f"next {next_run:<25}  {alert.alert_name}"
+        )
     return 0
 
 
@@ -101,6 +118,8 @@ def _history(conn: Any, alert_id: int, limit: int) -> int:
     from kpi_alerts import queries
 
     for row in conn.execute(queries.ALERT_HISTORY, {"alert_id": alert_id, "limit": limit}).fetchall():
-        print(f"{row['slot']:%Y-%m-%d %H:%M}Z  {row['status']:<13} {row['value'] if row['value'] is not None else '':>12}  "
-              f"{row['error'] or row['attachment'] or ''}")
+        print(
+            f"{row['slot']:%Y-%m-%d %H:%M}Z  {row['status']:<13} {row['value'] if row['value'] is not None else '':>12}  "
+            f"{row['error'] or row['attachment'] or ''}"
+        )
     return 0

@@ -38,7 +38,7 @@ def _db_connection() -> Any:
     from airflow.providers.postgres.hooks.postgres import PostgresHook
     from psycopg.rows import dict_row
 
-    conn = PostgresHook(postgres_conn_id=DB_CONN_ID).get_conn()
+    conn: Any = PostgresHook(postgres_conn_id=DB_CONN_ID).get_conn()
     conn.autocommit = True  # each conn.transaction() block is then a real, short transaction
     conn.row_factory = dict_row
     return conn
@@ -50,8 +50,10 @@ def logical_time_of(context: Any) -> datetime:
 
 
 def claim_settings() -> ClaimSettings:
-    return ClaimSettings(lease=timedelta(minutes=float(_variable("kpi_alerts_lease_minutes", "30"))),
-                         misfire_window=timedelta(minutes=float(_variable("kpi_alerts_misfire_minutes", "60"))))
+    return ClaimSettings(
+        lease=timedelta(minutes=float(_variable("kpi_alerts_lease_minutes", "30"))),
+        misfire_window=timedelta(minutes=float(_variable("kpi_alerts_misfire_minutes", "60"))),
+    )
 
 
 def find_due_alerts(context: Any) -> list[dict[str, Any]]:
@@ -62,15 +64,20 @@ def find_due_alerts(context: Any) -> list[dict[str, Any]]:
     settings = claim_settings()
     threshold = min(int(_variable("kpi_alerts_batch_threshold", "500")), MAX_MAP_LENGTH - 1)
     with _db_connection() as conn:
-        initialised = initialise_first_runs(conn, logical_time=logical_time, misfire_window=settings.misfire_window)
+        initialised = initialise_first_runs(
+            conn, logical_time=logical_time, misfire_window=settings.misfire_window
+        )
         due = list_due_alerts(conn, logical_time=logical_time, limit=100_000)
     log.info("%d alert(s) due at %s (%d newly initialised)", len(due), logical_time.isoformat(), initialised)
     alerts = [{"alert_id": d.alert_id, "alert_name": d.alert_name} for d in due]
     if len(alerts) <= threshold:
         return [{"alerts": [a], "label": f"alert {a['alert_id']}: {a['alert_name']}"[:200]} for a in alerts]
     size = math.ceil(len(alerts) / threshold)
-    batches = [alerts[i:i + size] for i in range(0, len(alerts), size)]
-    return [{"alerts": b, "label": f"batch {n + 1}/{len(batches)} ({len(b)} alerts)"} for n, b in enumerate(batches)]
+    batches = [alerts[i : i + size] for i in range(0, len(alerts), size)]
+    return [
+        {"alerts": b, "label": f"batch {n + 1}/{len(batches)} ({len(b)} alerts)"}
+        for n, b in enumerate(batches)
+    ]
 
 
 def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
@@ -81,12 +88,19 @@ def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
 
     ti = context["ti"]
     production = _variable("kpi_alerts_environment", "development") == "production"
-    outbox = Path(_variable("kpi_alerts_outbox_dir", str(Path(os.environ.get("AIRFLOW_HOME", ".")) / "kpi_alerts_outbox")))
+    outbox = Path(
+        _variable(
+            "kpi_alerts_outbox_dir", str(Path(os.environ.get("AIRFLOW_HOME", ".")) / "kpi_alerts_outbox")
+        )
+    )
     mailer = SmtpMailer() if production else OutboxMailer(outbox)
     settings = RunSettings(
         logical_time=logical_time_of(context),
-        claimant=Claimant(dag_run_id=context["run_id"], task_instance=f"{ti.task_id}[{ti.map_index}]",
-                          try_number=ti.try_number),
+        claimant=Claimant(
+            dag_run_id=context["run_id"],
+            task_instance=f"{ti.task_id}[{ti.map_index}]",
+            try_number=ti.try_number,
+        ),
         final_attempt=ti.try_number > ti.max_tries,
         sender=_variable("kpi_alerts_sender", "KPI Alerts <kpi-alerts@localhost>"),
         max_attachment_bytes=int(float(_variable("kpi_alerts_max_attachment_mb", "10")) * 1024 * 1024),
@@ -99,8 +113,11 @@ def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
     with _db_connection() as conn:
         for alert in item["alerts"]:
             try:
-                results.append(process_alert(conn, alert["alert_id"], source=source, mailer=mailer,
-                                             settings=settings).as_dict())
+                results.append(
+                    process_alert(
+                        conn, alert["alert_id"], source=source, mailer=mailer, settings=settings
+                    ).as_dict()
+                )
             except TransientAlertError as exc:
                 transient = True
                 failures.append(f"alert {alert['alert_id']}: {exc} (will retry)")
@@ -109,8 +126,12 @@ def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
     for result in results:
         log.info("alert %s: %s — %s", result["alert_id"], result["status"], result["detail"])
     if failures:
-        error = TransientAlertError if transient else KpiAlertError
-        raise error("; ".join(failures))
+        if transient:  # Airflow retries the item; finished alerts are no longer due and are skipped
+            raise TransientAlertError("; ".join(failures))
+        from airflow.sdk.exceptions import AirflowFailException
+
+        # Recorded in the ledger already; retrying cannot help, so fail now without retries.
+        raise AirflowFailException("; ".join(failures))
     return results
 
 
@@ -123,7 +144,11 @@ def summarize(context: Any) -> dict[str, Any]:
     counts = Counter({r["status"]: r["n"] for r in rows})
     log.info("KPI alerts run %s: %s", context["run_id"], dict(counts) or "nothing was due")
     if counts["failed"]:
+        from airflow.sdk.exceptions import AirflowFailException
+
         # The other alerts were processed; failing here makes the run itself show red in the UI.
-        raise KpiAlertError(f"{counts['failed']} alert(s) failed in this run; see the failed task instances "
-                            "and cron_job_results.error")
+        raise AirflowFailException(
+            f"{counts['failed']} alert(s) failed in this run; see the failed task instances "
+            "and cron_job_results.error"
+        )
     return dict(counts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -27,6 +28,6 @@ def resolve_db_url(explicit: str | None = None) -> str:
     return str(conn.get_uri()).replace("postgres://", "postgresql://", 1)
 
 
-def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[dict[str, object]]:
+def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[dict[str, Any]]:
     """A psycopg 3 connection returning dict rows; autocommit, so each ``conn.transaction()`` is a real one."""
-    return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row)  # type: ignore[arg-type]
+    return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row)

@@ -24,7 +24,9 @@ def send_over_smtp(client: smtplib.SMTP, message: EmailMessage) -> Delivery:
     try:
         refused = client.send_message(message)
     except smtplib.SMTPRecipientsRefused as exc:
-        raise PermanentAlertError(f"the SMTP server refused every recipient: {_codes(exc.recipients)}") from None
+        raise PermanentAlertError(
+            f"the SMTP server refused every recipient: {_codes(exc.recipients)}"
+        ) from None
     except smtplib.SMTPResponseException as exc:
         reason = f"SMTP {exc.smtp_code}: {_text(exc.smtp_error)}"
         if 400 <= exc.smtp_code < 500:

@@ -46,7 +46,9 @@ log = logging.getLogger(__name__)
 class KpiSource(Protocol):
     """Where KPI values come from (``CubeHook`` in production)."""
 
-    def load(self, query: Mapping[str, Any], *, security_context: Mapping[str, Any], timezone: str) -> KpiData: ...
+    def load(
+        self, query: Mapping[str, Any], *, security_context: Mapping[str, Any], timezone: str
+    ) -> KpiData: ...
 
 
 @dataclass(frozen=True)
@@ -97,8 +99,14 @@ def process_alert(
         return AlertRun(alert_id, "skipped", "alert no longer exists")
     if not alert.is_active:
         return AlertRun(alert_id, "skipped", "alert is inactive")
-    claim = claim_slot(conn, alert, logical_time=settings.logical_time, now=settings.clock(),
-                       claimant=settings.claimant, settings=settings.claim)
+    claim = claim_slot(
+        conn,
+        alert,
+        logical_time=settings.logical_time,
+        now=settings.clock(),
+        claimant=settings.claimant,
+        settings=settings.claim,
+    )
     if isinstance(claim, NotClaimed):
         log.info("Alert %s not claimed: %s", alert_id, claim.reason)
         return AlertRun(alert_id, "skipped", claim.reason)
@@ -120,20 +128,30 @@ def process_alert(
         return _fail(conn, alert, claim, settings, f"internal error: {type(exc).__name__}: {exc}")
 
 
-def _fail(conn: psycopg.Connection[Any], alert: AlertDefinition, claim: Claim, settings: RunSettings,
-          reason: str) -> AlertRun:
+def _fail(
+    conn: psycopg.Connection[Any], alert: AlertDefinition, claim: Claim, settings: RunSettings, reason: str
+) -> AlertRun:
     state = None
     if alert.threshold is not None:  # error notices are not e-mailed yet: keep the re-arm clock as it was
         transition = _transition(alert, "error", settings.clock())
         state = ThresholdStateUpdate(str(transition.new_state), None, alert.threshold.last_notified_at)
-    finish_claim(conn, alert, claim, Outcome("failed", error=reason), now=settings.clock(),
-                 threshold_state=state)
+    finish_claim(
+        conn, alert, claim, Outcome("failed", error=reason), now=settings.clock(), threshold_state=state
+    )
     raise AlertFailed(f"alert {alert.alert_id} ({alert.alert_name}) failed: {reason}")
 
 
 class _SlotRun:
-    def __init__(self, conn: psycopg.Connection[Any], alert: AlertDefinition, claim: Claim, source: KpiSource,
-                 mailer: Mailer, settings: RunSettings, work_dir: Path) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        alert: AlertDefinition,
+        claim: Claim,
+        source: KpiSource,
+        mailer: Mailer,
+        settings: RunSettings,
+        work_dir: Path,
+    ) -> None:
         self.conn, self.alert, self.claim = conn, alert, claim
         self.source, self.mailer, self.settings, self.work_dir = source, mailer, settings, work_dir
         self._cache: dict[str, KpiData] = {}
@@ -145,8 +163,10 @@ class _SlotRun:
         key = json.dumps(query, sort_keys=True, default=str)
         if key not in self._cache:
             self._cache[key] = self.source.load(
-                query, security_context={"organization_id": self.alert.organization_id},
-                timezone=self.alert.timezone)
+                query,
+                security_context={"organization_id": self.alert.organization_id},
+                timezone=self.alert.timezone,
+            )
         return self._cache[key]
 
     def execute(self) -> AlertRun:
@@ -164,10 +184,15 @@ class _SlotRun:
         details: dict[str, Any] = {}
         if gate is not None:
             decision = evaluate_gate(gate, self.fetch, now=self.claim.slot)
-            details["gate"] = {"passed": decision.passed, "description": decision.description,
-                               "values": [_plain(v) for v in decision.values]}
+            details["gate"] = {
+                "passed": decision.passed,
+                "description": decision.description,
+                "values": [_plain(v) for v in decision.values],
+            }
             if not decision.passed:
-                return self._finish(Outcome("gated", details=details, error=None), detail=decision.description)
+                return self._finish(
+                    Outcome("gated", details=details, error=None), detail=decision.description
+                )
         return self._send("report", data, details=details)
 
     # --- threshold alerts -------------------------------------------------------------------
@@ -184,25 +209,47 @@ class _SlotRun:
         now = self.settings.clock()
         transition = _transition(self.alert, result.status, now)
         notify, reason = transition.notify, transition.reason
-        details = {"observation": result.status, "description": result.description, "transition": reason,
-                   "change_percent": str(result.change_percent) if result.change_percent is not None else None}
+        details = {
+            "observation": result.status,
+            "description": result.description,
+            "transition": reason,
+            "change_percent": str(result.change_percent) if result.change_percent is not None else None,
+        }
         state = ThresholdStateUpdate(str(transition.new_state), result.value, transition.last_notified_at)
         if notify is None:
             status = "suppressed" if result.status == "breached" else "not_triggered"
-            return self._finish(Outcome(status, value=result.value, previous_value=result.previous,
-                                        details=details), detail=reason, threshold_state=state)
+            return self._finish(
+                Outcome(status, value=result.value, previous_value=result.previous, details=details),
+                detail=reason,
+                threshold_state=state,
+            )
         kind: MessageKind = {"recovered": "threshold_recovered", "no_data": "threshold_no_data"}.get(
-            notify, "threshold_triggered")  # type: ignore[assignment]
+            notify, "threshold_triggered"
+        )  # type: ignore[assignment]
         measure = data.column(reading_measure(data, threshold.kpi_measure))
-        return self._send(kind, data, details=details, value=result.value, previous=result.previous,
-                          condition=describe_threshold(condition, threshold.threshold_value, measure.title),
-                          threshold_state=state)
+        return self._send(
+            kind,
+            data,
+            details=details,
+            value=result.value,
+            previous=result.previous,
+            condition=describe_threshold(condition, threshold.threshold_value, measure.title),
+            threshold_state=state,
+        )
 
     # --- shared -------------------------------------------------------------------------------
 
-    def _send(self, kind: MessageKind, data: KpiData, *, details: dict[str, Any], value: Any = None,
-              previous: Any = None, condition: str | None = None,
-              threshold_state: ThresholdStateUpdate | None = None) -> AlertRun:
+    def _send(
+        self,
+        kind: MessageKind,
+        data: KpiData,
+        *,
+        details: dict[str, Any],
+        value: Any = None,
+        previous: Any = None,
+        condition: str | None = None,
+        threshold_state: ThresholdStateUpdate | None = None,
+    ) -> AlertRun:
         from kpi_alerts.email_message import build_message
         from kpi_alerts.reports import render_attachment
 
@@ -210,18 +257,31 @@ class _SlotRun:
         if self.alert.threshold is not None and self.alert.threshold.kpi_measure:
             kpi = data.column(self.alert.threshold.kpi_measure)
         ctx = ReportContext(
-            alert_name=self.alert.alert_name, organization_id=self.alert.organization_id,
-            timezone=self.alert.timezone, slot=self.claim.slot, period=describe_period(self.alert.cube_query),
-            generated_at=self.settings.clock(), kind=kind, kpi=kpi,
-            kpi_value=value if value is not None else _headline(data, kpi, self.claim.slot), previous_value=previous,
-            condition=condition, dashboard_url=self.alert.dashboard_url)
+            alert_name=self.alert.alert_name,
+            organization_id=self.alert.organization_id,
+            timezone=self.alert.timezone,
+            slot=self.claim.slot,
+            period=describe_period(self.alert.cube_query),
+            generated_at=self.settings.clock(),
+            kind=kind,
+            kpi=kpi,
+            kpi_value=value if value is not None else _headline(data, kpi, self.claim.slot),
+            previous_value=previous,
+            condition=condition,
+            dashboard_url=self.alert.dashboard_url,
+        )
         attachment = None
         if kind == "report" and self.alert.attachment_type:
             attachment = render_attachment(self.alert.attachment_type, data, ctx, self.work_dir)  # type: ignore[arg-type]
-        message = build_message(ctx=ctx, data=data, recipients=list(self.alert.recipients),
-                                sender=self.settings.sender, attachment=attachment,
-                                max_attachment_bytes=self.settings.max_attachment_bytes,
-                                message_key=f"{self.alert.cron_job_id}:{self.claim.slot.isoformat()}")
+        message = build_message(
+            ctx=ctx,
+            data=data,
+            recipients=list(self.alert.recipients),
+            sender=self.settings.sender,
+            attachment=attachment,
+            max_attachment_bytes=self.settings.max_attachment_bytes,
+            message_key=f"{self.alert.cron_job_id}:{self.claim.slot.isoformat()}",
+        )
         start_sending(self.conn, self.claim, now=self.settings.clock(), settings=self.settings.claim)
         try:
             delivery = self.mailer.deliver(message)
@@ -230,17 +290,33 @@ class _SlotRun:
             raise
         attached = attachment is not None and attachment.size <= self.settings.max_attachment_bytes
         outcome = Outcome(
-            "sent", value=value, previous_value=previous, details={**details, "delivery": delivery.detail},
-            recipients=self.alert.recipients, attachment=attachment.filename if attached and attachment else None,
-            attachment_bytes=attachment.size if attachment else None, delivery=delivery.kind,
-            message_id=str(message["Message-ID"]))
-        return self._finish(outcome, detail=f"{kind} sent to {len(self.alert.recipients)} recipient(s) "
-                                            f"via {delivery.kind}", threshold_state=threshold_state)
+            "sent",
+            value=value,
+            previous_value=previous,
+            details={**details, "delivery": delivery.detail},
+            recipients=self.alert.recipients,
+            attachment=attachment.filename if attached and attachment else None,
+            attachment_bytes=attachment.size if attachment else None,
+            delivery=delivery.kind,
+            message_id=str(message["Message-ID"]),
+        )
+        return self._finish(
+            outcome,
+            detail=f"{kind} sent to {len(self.alert.recipients)} recipient(s) via {delivery.kind}",
+            threshold_state=threshold_state,
+        )
 
-    def _finish(self, outcome: Outcome, *, detail: str,
-                threshold_state: ThresholdStateUpdate | None = None) -> AlertRun:
-        finish_claim(self.conn, self.alert, self.claim, outcome, now=self.settings.clock(),
-                     threshold_state=threshold_state)
+    def _finish(
+        self, outcome: Outcome, *, detail: str, threshold_state: ThresholdStateUpdate | None = None
+    ) -> AlertRun:
+        finish_claim(
+            self.conn,
+            self.alert,
+            self.claim,
+            outcome,
+            now=self.settings.clock(),
+            threshold_state=threshold_state,
+        )
         return AlertRun(self.alert.alert_id, outcome.status, detail, self.claim.slot.isoformat())
 
 
@@ -256,9 +332,12 @@ def _transition(alert: AlertDefinition, observation: str, now: datetime) -> Tran
     threshold = alert.threshold
     assert threshold is not None
     stored = StoredState(state=AlertState(threshold.state), last_notified_at=threshold.last_notified_at)
-    settings = Settings(rearm=timedelta(minutes=threshold.rearm_minutes),
-                        notify_on_recovery=threshold.notify_on_recovery,
-                        on_no_data=NoDataPolicy(threshold.on_no_data), on_error=ErrorPolicy(threshold.on_error))
+    settings = Settings(
+        rearm=timedelta(minutes=threshold.rearm_minutes),
+        notify_on_recovery=threshold.notify_on_recovery,
+        on_no_data=NoDataPolicy(threshold.on_no_data),
+        on_error=ErrorPolicy(threshold.on_error),
+    )
     return decide(stored, observation, now=now, settings=settings)  # type: ignore[arg-type]
 
 
@@ -295,8 +374,21 @@ def describe_period(query: Mapping[str, Any]) -> str:
 def _plain(value: Any) -> Any:
     from dataclasses import asdict, is_dataclass
 
-    return {k: str(v) if v is not None else None for k, v in asdict(value).items()} if is_dataclass(value) else value
+    return (
+        {k: str(v) if v is not None else None for k, v in asdict(value).items()}
+        if is_dataclass(value) and not isinstance(value, type)
+        else value
+    )
 
 
-__all__ = ["AlertFailed", "AlertRun", "AlertValidationError", "Delivery", "KpiSource", "Mailer", "RunSettings",
-           "TransientAlertError", "process_alert"]
+__all__ = [
+    "AlertFailed",
+    "AlertRun",
+    "AlertValidationError",
+    "Delivery",
+    "KpiSource",
+    "Mailer",
+    "RunSettings",
+    "TransientAlertError",
+    "process_alert",
+]

@@ -49,7 +49,10 @@ LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
 
 LOAD_ALERT = _ALERT_COLUMNS + "WHERE ka.id = %(alert_id)s"
 
-LIST_ALERTS = _ALERT_COLUMNS + "WHERE %(organization_id)s::bigint IS NULL OR ka.organization_id = %(organization_id)s ORDER BY ka.id"
+LIST_ALERTS = (
+    _ALERT_COLUMNS
+    + "WHERE %(organization_id)s::bigint IS NULL OR ka.organization_id = %(organization_id)s ORDER BY ka.id"
+)
 
 # --- creation ---------------------------------------------------------------------------------
 

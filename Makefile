@@ -1,0 +1,68 @@
+# KPI alerts on Airflow 3 — the two commands are `make demo` and `make test`.
+# Everything else is a building block of those two.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: demo test lint typecheck pytest up down env bench system-deps install clean
+
+## The demo: local Postgres + Cube.js + mail catcher, demo alerts, `airflow dags test kpi_alerts <T>`.
+demo: install
+	$(PY) -m devstack.demo
+
+## All checks CI runs: ruff, mypy and the whole pytest suite (unit, DAG, end-to-end with real servers).
+test: install
+	$(PY) -m devstack up
+	$(MAKE) lint typecheck pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+pytest: install
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+up: install
+	$(PY) -m devstack up
+
+down: install
+	$(PY) -m devstack down
+
+## Print `export AIRFLOW_*` lines pointing Airflow at the local stack: eval "$$(make -s env)"
+env: install
+	@$(PY) -m devstack env
+
+bench: install
+	$(PY) -m devstack up
+	$(PY) -m bench
+
+install: $(VENV)/.installed cube/node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(MAKE) system-deps
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+cube/node_modules/.installed: cube/package.json cube/package-lock.json
+	cd cube && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+## weasyprint needs pango; install the Debian packages when missing and we may (root with apt).
+system-deps:
+	@if ! ldconfig -p | grep -q libpangoft2-1.0 || ! ldconfig -p | grep -q libharfbuzz-subset; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
+	      fonts-dejavu-core >/dev/null) || echo "warning: could not install pango/harfbuzz; PDF rendering may fail"; \
+	  else echo "warning: install libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core"; fi; \
+	fi
+
+clean: down
+	rm -rf .devstack .artifacts

@@ -1,0 +1,110 @@
+"""Shared fixtures: a real PostgreSQL, Cube.js and SMTP server, and a real Airflow (SQLite metadata DB).
+
+Airflow reads its configuration when first imported, so its environment is set here, at import
+time, before any test module imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="kpi-alerts-tests-airflow-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    }
+)
+
+import psycopg  # noqa: E402
+import pytest  # noqa: E402
+
+from devstack.cube import CubeServer, ensure_cube  # noqa: E402
+from devstack.mail import MailCatcher  # noqa: E402
+from devstack.postgres import PostgresServer, ensure_database, ensure_postgres  # noqa: E402
+from kpi_alerts.database import connect  # noqa: E402
+from kpi_alerts.migrations import migrate  # noqa: E402
+
+TEST_DB = "kpi_alerts_test"
+
+
+@pytest.fixture(scope="session")
+def pg() -> PostgresServer:
+    return ensure_postgres()
+
+
+@pytest.fixture(scope="session")
+def alerts_db_url(pg: PostgresServer) -> str:
+    """A freshly created and migrated alerts database for this test session."""
+    url = ensure_database(pg, TEST_DB, recreate=True)
+    migrate(url)
+    return url
+
+
+@pytest.fixture
+def db(alerts_db_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to an empty alerts database."""
+    with connect(alerts_db_url) as conn:
+        conn.execute(
+            "TRUNCATE cron_jobs, kpi_alerts, kpi_schedules, kpi_thresholds, cron_job_results CASCADE"
+        )
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def cube_server(pg: PostgresServer) -> CubeServer:
+    return ensure_cube(pg)
+
+
+@pytest.fixture(scope="session")
+def smtp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailCatcher]:
+    with MailCatcher(tmp_path_factory.mktemp("mail")) as catcher:
+        yield catcher
+
+
+@pytest.fixture
+def mailbox(smtp_server: MailCatcher) -> MailCatcher:
+    smtp_server.clear()
+    return smtp_server
+
+
+@pytest.fixture
+def airflow_connections(
+    monkeypatch: pytest.MonkeyPatch, alerts_db_url: str, cube_server: CubeServer, smtp_server: MailCatcher
+) -> dict[str, str]:
+    """The three connections and the production switch, as Airflow environment variables."""
+    from devstack.stack import Stack, airflow_env
+
+    stack = Stack(
+        ensure_postgres(),
+        alerts_db_url,
+        cube_server.url,
+        cube_server.api_secret,
+        smtp_server.port,
+        smtp_server.folder,
+    )
+    env = {
+        k: v
+        for k, v in airflow_env(stack, _AIRFLOW_HOME).items()
+        if k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_"))
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """A fresh Airflow metadata DB (SQLite in this session's AIRFLOW_HOME)."""
+    from airflow.utils.db import resetdb
+
+    resetdb()

@@ -1,0 +1,54 @@
+"""The DAG folder parses, and the kpi_alerts DAG has the contract's shape."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from tests.conftest import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def dagbag(airflow_db: None) -> DagBag:
+    return DagBag(dag_folder=str(REPO_ROOT / "dags"))
+
+
+def test_no_import_errors(dagbag: DagBag) -> None:
+    assert dagbag.import_errors == {}
+
+
+def test_kpi_alerts_dag_contract(dagbag: DagBag) -> None:
+    dag = dagbag.get_dag("kpi_alerts")
+    assert dag is not None
+    assert dag.timetable.expression == "*/5 * * * *"
+    assert str(dag.timezone.name) == "America/Los_Angeles"
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    assert "kpi-alerts" in dag.tags
+    assert dag.doc_md and "KPI alerts" in dag.doc_md
+    assert set(dag.task_ids) == {"find_due_alerts", "process_alert", "summarize"}
+    for task in dag.tasks:
+        assert task.retries >= 1, task.task_id
+    process = dag.get_task("process_alert")
+    assert process.map_index_template == "{{ alert_label }}"
+    assert dag.get_task("summarize").trigger_rule == "all_done"
+
+
+def test_parsing_touches_no_database_network_or_heavy_library() -> None:
+    """Importing the DAG file loads none of the heavy libraries and opens no socket."""
+    code = (
+        "import socket, sys\n"
+        "def refuse(*a, **k): raise AssertionError('network at parse time')\n"
+        "socket.socket.connect = refuse\n"
+        "import airflow.sdk\n"
+        f"sys.path[:0] = [{str(REPO_ROOT / 'plugins')!r}, {str(REPO_ROOT / 'dags')!r}]\n"
+        "import runpy; runpy.run_path(" + repr(str(REPO_ROOT / "dags" / "kpi_alerts.py")) + ")\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'pandas', 'openpyxl', 'weasyprint', 'matplotlib', 'psycopg', 'requests', 'jwt'})\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1:] in ([""], []), out.stdout
