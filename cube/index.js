@@ -7,9 +7,8 @@
 'use strict';
 
 const express = require('express');
-const jwt = require('jsonwebtoken');
 const CubejsServer = require('@cubejs-backend/server');
-const { CubejsHandlerError } = require('@cubejs-backend/api-gateway');
+const { checkAuth, queryRewrite } = require('./tenancy');
 
 const host = process.env.CUBEJS_HOST || '127.0.0.1';
 const port = Number(process.env.PORT || 4000);
@@ -20,60 +19,6 @@ const continueWaitTimeout = Number(process.env.KPI_CUBE_CONTINUE_WAIT_TIMEOUT ||
 if (!apiSecret) {
   console.error('CUBEJS_API_SECRET is required');
   process.exit(2);
-}
-
-function forbidden(message) {
-  return new CubejsHandlerError(403, 'Forbidden', message);
-}
-
-// Replaces Cube's default check: same HS256 verification, plus a mandatory tenant.
-async function checkAuth(req, auth) {
-  if (!auth) {
-    throw forbidden("Authorization header isn't set");
-  }
-  let payload;
-  try {
-    payload = jwt.verify(auth, apiSecret, { algorithms: ['HS256'] });
-  } catch (e) {
-    throw forbidden('Invalid token');
-  }
-  if (!payload || !Number.isSafeInteger(payload.organization_id)) {
-    throw forbidden('Security context must contain an integer organization_id');
-  }
-  req.securityContext = payload;
-}
-
-// Every cube name a query mentions, including nested and/or filters.
-function cubesOf(query) {
-  const names = new Set();
-  const add = (member) => {
-    if (typeof member === 'string' && member.includes('.')) names.add(member.split('.')[0]);
-  };
-  (query.measures || []).forEach(add);
-  (query.dimensions || []).forEach(add);
-  (query.segments || []).forEach(add);
-  (query.timeDimensions || []).forEach((td) => add(td.dimension));
-  const walk = (filters) => (filters || []).forEach((f) => {
-    add(f.member || f.dimension);
-    walk(f.and);
-    walk(f.or);
-  });
-  walk(query.filters);
-  return names;
-}
-
-function queryRewrite(query, { securityContext }) {
-  const org = securityContext && securityContext.organization_id;
-  if (!Number.isSafeInteger(org)) {
-    throw forbidden('Security context must contain an integer organization_id');
-  }
-  const tenantFilters = [...cubesOf(query)].map((cube) => ({
-    member: `${cube}.organization_id`,
-    operator: 'equals',
-    values: [String(org)],
-  }));
-  // Top-level filters are AND-ed: a user filter asking for another organization yields no rows.
-  return { ...query, filters: [...(query.filters || []), ...tenantFilters] };
 }
 
 const server = new CubejsServer({

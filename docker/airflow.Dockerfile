@@ -1,0 +1,9 @@
+# Airflow 3.3.2 with this project's pinned dependencies and weasyprint's system libraries.
+FROM apache/airflow:3.3.2-python3.11
+USER root
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
+ && rm -rf /var/lib/apt/lists/*
+USER airflow
+COPY requirements.txt /requirements.txt
+RUN pip install --no-cache-dir -r /requirements.txt
