@@ -19,15 +19,26 @@ def compose() -> dict:
 
 
 def test_the_production_like_services_are_all_there(compose: dict) -> None:
-    assert {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
-            "airflow-worker", "redis", "postgres", "cube", "mailpit"} <= set(compose["services"])
+    assert {
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+        "redis",
+        "postgres",
+        "cube",
+        "mailpit",
+    } <= set(compose["services"])
     for name, service in compose["services"].items():
         assert "image" in service or "build" in service, name
 
 
 def test_airflow_gets_the_contract_connections_and_the_production_switch(compose: dict) -> None:
     env = compose["services"]["airflow-scheduler"]["environment"]
-    assert {"AIRFLOW_CONN_KPI_ALERTS_DB", "AIRFLOW_CONN_CUBE_DEFAULT", "AIRFLOW_CONN_SMTP_DEFAULT"} <= set(env)
+    assert {"AIRFLOW_CONN_KPI_ALERTS_DB", "AIRFLOW_CONN_CUBE_DEFAULT", "AIRFLOW_CONN_SMTP_DEFAULT"} <= set(
+        env
+    )
     assert env["AIRFLOW_VAR_KPI_ALERTS_ENVIRONMENT"] == "production"
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
 

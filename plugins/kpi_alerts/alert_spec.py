@@ -82,5 +82,9 @@ def describe_validation_error(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False):
         where = ".".join(str(p) for p in error["loc"]) or "alert"
-        parts.append(f"{where}: {error['msg']}")
+        given = error.get("input")
+        shown = (
+            f" (got {given!r})" if isinstance(given, str | int | float | bool) and given is not None else ""
+        )
+        parts.append(f"{where}: {error['msg']}{shown}")
     return "Invalid alert: " + "; ".join(parts)
