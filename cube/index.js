@@ -26,7 +26,12 @@ const server = new CubejsServer({
   checkAuth,
   queryRewrite,
   webSockets: false,
-  orchestratorOptions: { continueWaitTimeout },
+  orchestratorOptions: {
+    continueWaitTimeout,
+    // Seconds a refresh key's own answer is reused. With the model's data-driven refresh keys and
+    // renewQuery, 1 s means an alert sees rows added a second ago (Cube's default is 10 s).
+    queryCacheOptions: { refreshKeyRenewalThreshold: Number(process.env.KPI_CUBE_REFRESH_KEY_RENEWAL_THRESHOLD || 1) },
+  },
 });
 
 const app = express();
