@@ -270,6 +270,9 @@ def finish_claim(
 ) -> None:
     """Record the outcome, the threshold state and the alert's next slot in one transaction."""
     with conn.transaction():
+        conn.execute(
+            queries.LOCK_CRON_JOB_WAIT, {"cron_job_id": alert.cron_job_id}
+        )  # lock order: see queries
         fields = {**_empty_outcome(), **_outcome_params(outcome)}
         updated = conn.execute(
             queries.FINISH_RESULT, {**fields, "now": now, "result_id": claim.result_id, "token": claim.token}
@@ -294,10 +297,14 @@ def release_for_retry(conn: psycopg.Connection[Any], claim: Claim, *, now: datet
     """Give the slot back after a transient failure; the next try resumes it."""
     with conn.transaction():
         conn.execute(
+            queries.LOCK_CRON_JOB_WAIT, {"cron_job_id": claim.cron_job_id}
+        )  # lock order: see queries
+        released = conn.execute(
             queries.RELEASE_FOR_RETRY,
             {"result_id": claim.result_id, "token": claim.token, "now": now, "error": error},
         )
-        conn.execute(queries.SET_CRON_JOB_LOCKED, {"locked": False, "cron_job_id": claim.cron_job_id})
+        if released.rowcount == 1:  # a claim taken over meanwhile is the new claimant's to unlock
+            conn.execute(queries.SET_CRON_JOB_LOCKED, {"locked": False, "cron_job_id": claim.cron_job_id})
 
 
 def _advance(

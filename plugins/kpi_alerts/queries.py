@@ -109,6 +109,10 @@ SET locked = true, next_run_at = %(slot)s,
 WHERE id = %(cron_job_id)s
 """
 
+# Finishing (or releasing) a claim takes the cron_jobs row lock *before* the ledger row, in the same
+# order as a claim does (cron_jobs, then ledger): the other order deadlocks against a concurrent claimant.
+LOCK_CRON_JOB_WAIT = "SELECT id FROM cron_jobs WHERE id = %(cron_job_id)s FOR UPDATE"
+
 LOCK_LEDGER_ROW = """
 SELECT id, status, claim_token, claimed_by, lease_expires_at, attempts, takeovers
 FROM cron_job_results WHERE cron_job_id = %(cron_job_id)s AND slot = %(slot)s
@@ -156,7 +160,10 @@ UPDATE cron_job_results
 SET status = %(status)s, finished_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL,
     value = %(value)s, previous_value = %(previous_value)s, details = %(details)s, recipients = %(recipients)s,
     attachment = %(attachment)s, attachment_bytes = %(attachment_bytes)s, delivery = %(delivery)s,
-    message_id = %(message_id)s, error = %(error)s
+    message_id = %(message_id)s,
+    -- a taken-over row keeps its history ("taken over from <worker> ...") in front of the outcome's error
+    error = CASE WHEN takeovers > 0 THEN nullif(concat_ws(E'\\n', error, %(error)s::text), '')
+                 ELSE %(error)s::text END
 WHERE id = %(result_id)s AND claim_token = %(token)s
 """
 
