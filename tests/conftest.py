@@ -27,6 +27,7 @@ os.environ.update(
 
 import psycopg  # noqa: E402
 import pytest  # noqa: E402
+from psycopg import sql  # noqa: E402
 
 from devstack.cube import CubeServer, ensure_cube  # noqa: E402
 from devstack.mail import MailCatcher  # noqa: E402
@@ -34,7 +35,8 @@ from devstack.postgres import PostgresServer, ensure_database, ensure_postgres  
 from kpi_alerts.database import connect  # noqa: E402
 from kpi_alerts.migrations import migrate  # noqa: E402
 
-TEST_DB = "kpi_alerts_test"
+# One database per pytest process, so concurrent sessions (developers, CI) never clobber each other.
+TEST_DB = f"kpi_alerts_test_{os.getpid()}"
 
 
 @pytest.fixture(scope="session")
@@ -43,11 +45,13 @@ def pg() -> PostgresServer:
 
 
 @pytest.fixture(scope="session")
-def alerts_db_url(pg: PostgresServer) -> str:
-    """A freshly created and migrated alerts database for this test session."""
+def alerts_db_url(pg: PostgresServer) -> Iterator[str]:
+    """A freshly created and migrated alerts database for this test session (dropped afterwards)."""
     url = ensure_database(pg, TEST_DB, recreate=True)
     migrate(url)
-    return url
+    yield url
+    with psycopg.connect(pg.url(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEST_DB)))
 
 
 @pytest.fixture
@@ -108,3 +112,13 @@ def airflow_db() -> None:
     from airflow.utils.db import resetdb
 
     resetdb()
+
+
+@pytest.fixture(scope="session")
+def kpi_dag(airflow_db: None) -> Any:
+    """The real ``kpi_alerts`` DAG, parsed from the dags folder (``dag.test()`` needs it there)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag.get_dag("kpi_alerts")

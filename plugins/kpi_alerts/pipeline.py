@@ -133,7 +133,7 @@ def _fail(
 ) -> AlertRun:
     state = None
     if alert.threshold is not None:  # error notices are not e-mailed yet: keep the re-arm clock as it was
-        transition = _transition(alert, "error", settings.clock())
+        transition = _transition(alert, "error", claim.slot)
         state = ThresholdStateUpdate(str(transition.new_state), None, alert.threshold.last_notified_at)
     finish_claim(
         conn, alert, claim, Outcome("failed", error=reason), now=settings.clock(), threshold_state=state
@@ -206,7 +206,7 @@ class _SlotRun:
         reading = kpi_value(data, threshold.kpi_measure, now=self.claim.slot)
         condition = parse_condition(threshold.condition)
         result = evaluate_threshold(condition, threshold.threshold_value, reading)
-        now = self.settings.clock()
+        now = self.claim.slot  # re-arm is measured in slots (logical time), so runs are reproducible
         transition = _transition(self.alert, result.status, now)
         notify, reason = transition.notify, transition.reason
         details = {

@@ -14,7 +14,6 @@ import pytest
 
 from devstack.mail import MailCatcher
 from kpi_alerts.alert_store import create_alert
-from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
@@ -25,15 +24,6 @@ FIRST_WEEK_OF_NOVEMBER = {
         {"dimension": "orders.created_at", "granularity": "day", "dateRange": ["2026-11-01", "2026-11-07"]}
     ],
 }
-
-
-@pytest.fixture(scope="module")
-def kpi_dag(airflow_db: None) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
-    assert bag.import_errors == {}
-    return bag.get_dag("kpi_alerts")
 
 
 def run_dag(kpi_dag: Any, logical_time: datetime = LOGICAL_TIME) -> Any:
