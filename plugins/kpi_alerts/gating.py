@@ -9,10 +9,11 @@ Schema and the documentation's examples all come from them. A gate is a tree of 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -34,6 +35,7 @@ from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.thresholds import (
     OPERATOR_SYMBOLS,
+    PERCENT_CONDITIONS,
     ThresholdCondition,
     evaluate_threshold,
     kpi_value,
@@ -45,9 +47,17 @@ MAX_LEAVES = 20
 _MAX_JSON_CHARS = 65_536
 _MAX_RAW_NESTING = 32
 _MAX_RAW_NODES = 5_000
-#: ``|value|`` limit: far beyond any KPI, and keeps Decimal arithmetic clear of overflow.
-_MAX_MAGNITUDE = Decimal("1e30")
+_NUMERIC_TEXT = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*$"
 _SHAPES = '{"measure", "op", "value"} or {"all": [...]}, {"any": [...]}, {"not": {...}}'
+#: Pydantic error types reworded for people writing gates.
+_MESSAGES = {
+    "missing": "this required key is missing",
+    "extra_forbidden": f"unknown key; a condition is {_SHAPES}",
+    "union_tag_not_found": f"must be a condition object: {_SHAPES}",
+    "model_type": f"must be a condition object: {_SHAPES}",
+    "string_pattern_mismatch": 'must be a Cube member name such as "orders.total_amount"',
+    "too_short": "must list at least one condition",
+}
 
 
 def _operator(raw: object) -> ThresholdCondition:
@@ -64,21 +74,23 @@ def _operator_json(condition: ThresholdCondition) -> str:
 
 
 def _finite_number(raw: object) -> Decimal:
-    """Numbers and numeric strings; never bools (JSON ``true`` is not 1), NaN or infinities."""
+    """Numbers and numeric strings; never bools (JSON ``true`` is not 1), NaN or infinities.
+
+    Magnitudes stay within 1e-30..1e30 and 50 digits, so arithmetic and display stay cheap.
+    """
     number: Decimal | None = None
     if isinstance(raw, Decimal | int) and not isinstance(raw, bool):
         number = Decimal(raw)
     elif isinstance(raw, float):
         number = Decimal(repr(raw))  # 0.1 stays 0.1, not the binary 0.1000000000000000055...
-    elif isinstance(raw, str) and len(raw) <= 100:
-        try:
-            number = Decimal(raw.strip())
-        except InvalidOperation:
-            number = None
+    elif isinstance(raw, str) and len(raw) <= 100 and re.fullmatch(_NUMERIC_TEXT, raw):
+        number = Decimal(raw.strip())
     if number is None or not number.is_finite():
         raise ValueError(f"must be a finite number, not {_short(raw)}")
-    if abs(number) >= _MAX_MAGNITUDE:
-        raise ValueError(f"must be smaller than {_MAX_MAGNITUDE} in magnitude")
+    if number.is_zero():
+        return Decimal(0)
+    if not -30 <= number.adjusted() < 30 or len(number.as_tuple().digits) > 50:
+        raise ValueError("must be between 1e-30 and 1e30 in magnitude, with at most 50 digits")
     return number
 
 
@@ -100,7 +112,7 @@ Number = Annotated[
     Decimal,
     PlainValidator(_finite_number),
     PlainSerializer(_number_json, when_used="json"),
-    WithJsonSchema({"oneOf": [{"type": "number"}, {"type": "string", "pattern": r"^\s*-?[0-9.eE+-]+\s*$"}]}),
+    WithJsonSchema({"oneOf": [{"type": "number"}, {"type": "string", "pattern": _NUMERIC_TEXT}]}),
 ]
 MemberName = Annotated[str, Field(pattern=r"^[A-Za-z_]\w*\.[A-Za-z_]\w*$", max_length=200)]
 
@@ -142,9 +154,11 @@ class GateLeaf(_Node):
         return query
 
     @model_validator(mode="after")
-    def _measure_in_own_query(self) -> GateLeaf:
+    def _consistent(self) -> GateLeaf:
         if self.query is not None and self.measure not in self.query["measures"]:
             raise ValueError(f"measure {self.measure!r} is not one of the query's measures")
+        if self.aggregate == "total" and self.op in PERCENT_CONDITIONS:
+            raise ValueError('a percent change needs a previous period: use "aggregate": "latest"')
         return self
 
 
@@ -308,26 +322,12 @@ def _explain(error: ValidationError) -> str:
     path = "$" + "".join(
         f"[{part}]" if isinstance(part, int) else f".{part}"
         for part in first["loc"]
-        if part not in _TAGS.values()
+        if part not in _TAGS.values() and part != "[key]"
     )
-    kind, message = first["type"], first["msg"].removeprefix("Value error, ")
-    if kind == "missing":
-        message = "this required key is missing"
-    elif kind == "extra_forbidden":
-        message = f"unknown key; a condition is {_SHAPES}"
-    elif kind in ("union_tag_not_found", "model_type", "model_attributes_type"):
-        message = f"must be a condition object: {_SHAPES}"
-    elif kind == "string_pattern_mismatch":
-        message = 'must be a Cube member name such as "orders.total_amount"'
-    elif kind == "too_short":
-        message = "must list at least one condition"
-    else:
-        message = message[:1].lower() + message[1:]
-    more = (
-        f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
-        if len(problems) > 1
-        else ""
-    )
+    message = first["msg"].removeprefix("Value error, ")
+    message = _MESSAGES.get(first["type"]) or message[:1].lower() + message[1:]
+    others = len(problems) - 1
+    more = f" (and {others} more problem{'s' if others > 1 else ''})" if others else ""
     return f"invalid gating condition at {path}: {message}{more}"
 
 

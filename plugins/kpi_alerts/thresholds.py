@@ -109,8 +109,11 @@ def compare(condition: ThresholdCondition, value: Decimal, threshold: Decimal) -
 
 
 def format_number(number: Decimal) -> str:
-    """``10000`` → ``10,000``, keeping the decimals as written (``0.50`` stays ``0.50``)."""
-    return f"{number:,f}" if number.is_finite() else str(number)
+    """``10000`` → ``10,000``, keeping the decimals as written (``0.50`` stays ``0.50``).
+
+    Extreme exponents stay in scientific notation: ``1E-999999`` must not print a million zeros.
+    """
+    return f"{number:,f}" if number.is_finite() and abs(number.adjusted()) <= 30 else str(number)
 
 
 def describe_threshold(condition: ThresholdCondition, threshold: Decimal, measure_title: str) -> str:
