@@ -58,7 +58,7 @@ class Settings:
     """Per-alert anti-spam choices.
 
     :param rearm: how long a standing problem stays quiet before it is repeated.
-    :param notify_on_recovery: send one "recovered" notice when a notified problem ends.
+    :param notify_on_recovery: send one "recovered" notice when a notified breach or no-data ends.
     """
 
     rearm: timedelta = timedelta(hours=4)
@@ -97,6 +97,9 @@ _PROBLEM_NOTICE: dict[AlertState, Notice] = {
     AlertState.ERROR: "error",
 }
 _REPEAT_NOTICE: dict[AlertState, Notice] = {**_PROBLEM_NOTICE, AlertState.TRIGGERED: "still_triggered"}
+#: Problems whose notices go to the alert's recipients, so their end is news to them too. Errors
+#: go to owners (or nowhere): a "recovered" after one would tell recipients of a problem they never saw.
+_RECOVERABLE = frozenset({AlertState.TRIGGERED, AlertState.NO_DATA})
 
 
 def decide(
@@ -117,7 +120,11 @@ def decide(
     if target is AlertState.OK:
         if current.state is AlertState.OK:
             return Transition(target, None, "still OK", clock)
-        if settings.notify_on_recovery and clock is not None:
+        if current.state not in _RECOVERABLE or clock is None:
+            return Transition(
+                target, None, f"back to OK after {current.state}, which recipients were not told", clock
+            )
+        if settings.notify_on_recovery:
             return Transition(target, "recovered", f"back to OK after {current.state}", now)
         return Transition(target, None, f"back to OK after {current.state}, recovery notice off", clock)
     if target is not current.state or clock is None:

@@ -166,7 +166,9 @@ POLICY_CASES = [
         id="error-keep-last",
     ),
     pytest.param(TRIGGERED, "error", Settings(on_error=ErrorPolicy.OK), (OK, "recovered"), id="error-as-ok"),
-    pytest.param(ERROR, "ok", Settings(), (OK, "recovered"), id="error-then-ok-recovers"),
+    pytest.param(ERROR, "ok", Settings(), (OK, None), id="error-then-ok-is-not-news-to-recipients"),
+    pytest.param(NO_DATA, "ok", Settings(), (OK, "recovered"), id="no-data-then-ok-recovers"),
+    pytest.param(NO_DATA, "ok", Settings(notify_on_recovery=False), (OK, None), id="no-data-recovery-off"),
     pytest.param(NO_DATA, "breached", Settings(), (TRIGGERED, "triggered"), id="no-data-then-breach"),
     pytest.param(ERROR, "breached", Settings(), (TRIGGERED, "triggered"), id="error-then-breach"),
 ]
@@ -207,8 +209,16 @@ class TestPolicies:
             (state, None),
             (state, notice),
             (state, None),
-            (OK, "recovered"),
+            (OK, "recovered" if state is NO_DATA else None),
         ]
+
+    def test_an_undelivered_error_notice_never_causes_a_recovery_notice(self) -> None:
+        """A caller may record ERROR without e-mailing it; recipients must not then hear "recovered"."""
+        assert run([(0 * H, "breached"), (1 * H, "ok")]) == [(TRIGGERED, "triggered"), (OK, "recovered")]
+        error = decide(StoredState(OK, T0 + H), "error", now=T0 + 2 * H, settings=Settings())
+        assert error.notify == "error"
+        unsent = StoredState(error.new_state, T0 + H)  # persisted with the old clock, notice not sent
+        assert decide(unsent, "ok", now=T0 + 3 * H, settings=Settings()).notify is None
 
     def test_keep_last_never_notifies_and_keeps_the_rearm_clock(self) -> None:
         steps: list[tuple[timedelta, Observation]] = [
@@ -262,7 +272,7 @@ def test_no_spam_and_recovery_only_after_a_notice(
         if before is OK and after is TRIGGERED:
             assert notice == "triggered"  # a breach is never missed
         if notice == "recovered":
-            assert config.notify_on_recovery and after is OK and before is not OK
+            assert config.notify_on_recovery and after is OK and before in (TRIGGERED, NO_DATA)
             assert problem_notified
         if after is OK:
             problem_notified = False
