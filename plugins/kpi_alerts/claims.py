@@ -270,9 +270,8 @@ def finish_claim(
 ) -> None:
     """Record the outcome, the threshold state and the alert's next slot in one transaction."""
     with conn.transaction():
-        conn.execute(
-            queries.LOCK_CRON_JOB_WAIT, {"cron_job_id": alert.cron_job_id}
-        )  # lock order: see queries
+        # cron_jobs row first, then the ledger row: a claim's order (the other order deadlocks)
+        conn.execute(queries.LOCK_CRON_JOB_WAIT, {"cron_job_id": alert.cron_job_id})
         fields = {**_empty_outcome(), **_outcome_params(outcome)}
         updated = conn.execute(
             queries.FINISH_RESULT, {**fields, "now": now, "result_id": claim.result_id, "token": claim.token}
@@ -296,9 +295,8 @@ def finish_claim(
 def release_for_retry(conn: psycopg.Connection[Any], claim: Claim, *, now: datetime, error: str) -> None:
     """Give the slot back after a transient failure; the next try resumes it."""
     with conn.transaction():
-        conn.execute(
-            queries.LOCK_CRON_JOB_WAIT, {"cron_job_id": claim.cron_job_id}
-        )  # lock order: see queries
+        # cron_jobs row first, then the ledger row: a claim's order (the other order deadlocks)
+        conn.execute(queries.LOCK_CRON_JOB_WAIT, {"cron_job_id": claim.cron_job_id})
         released = conn.execute(
             queries.RELEASE_FOR_RETRY,
             {"result_id": claim.result_id, "token": claim.token, "now": now, "error": error},
