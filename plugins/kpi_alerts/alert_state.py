@@ -114,7 +114,7 @@ def decide(
         raise ValueError("now must be timezone-aware")
     current = stored or StoredState(AlertState.OK)
     clock = current.last_notified_at
-    target = _target(current.state, observation, settings)
+    target = _target(observation, settings)
     if target is None:
         return Transition(current.state, None, f"{observation}: state kept (policy keep_last)", clock)
     if target is AlertState.OK:
@@ -136,12 +136,14 @@ def decide(
     return Transition(target, None, f"still {target}; re-arm in {settings.rearm - quiet_for}", clock)
 
 
-def _target(state: AlertState, observation: Observation, settings: Settings) -> AlertState | None:
+def _target(observation: Observation, settings: Settings) -> AlertState | None:
     """The state an observation leads to under the policies; None keeps the current one."""
     if observation == "breached":
         return AlertState.TRIGGERED
     if observation == "ok":
         return AlertState.OK
+    if observation not in ("no_data", "error"):
+        raise ValueError(f"unknown observation {observation!r}")
     policy = settings.on_no_data if observation == "no_data" else settings.on_error
     if policy == "keep_last":
         return None

@@ -123,6 +123,10 @@ class TestSequences:
         with pytest.raises(ValueError, match="rearm"):
             Settings(rearm=-H)
 
+    def test_unknown_observation_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="unknown observation 'weird'"):
+            decide(None, "weird", now=T0, settings=Settings())  # type: ignore[arg-type]
+
     def test_naive_now_is_refused(self) -> None:
         with pytest.raises(ValueError, match="aware"):
             decide(None, "ok", now=datetime(2026, 1, 1), settings=Settings())
