@@ -31,7 +31,7 @@ def validate_alert_spec(
 
     :param cube_meta: Cube's ``/v1/meta`` answer; when given, the query's members are checked too.
     """
-    from kpi_alerts.gating import parse_gating_condition
+    from kpi_alerts.gating import check_gate_measures, parse_gating_condition
     from kpi_alerts.recipients import validate_recipients
     from kpi_alerts.schedule import Schedule
     from kpi_alerts.thresholds import parse_condition
@@ -53,7 +53,9 @@ def validate_alert_spec(
             tuple(spec.schedule.selected_days),
             spec.schedule.timezone,
         ).validate()
-        parse_gating_condition(spec.schedule.gating_condition)
+        gate = parse_gating_condition(spec.schedule.gating_condition)
+        if gate is not None:
+            check_gate_measures(gate, spec.cube_query)
     if spec.threshold is not None:
         parse_condition(spec.threshold.condition)
         Schedule("hour", 0, 0, (), spec.threshold.timezone).validate()

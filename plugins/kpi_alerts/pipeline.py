@@ -205,7 +205,8 @@ class _SlotRun:
         data = self.fetch()
         reading = kpi_value(data, threshold.kpi_measure, now=self.claim.slot)
         condition = parse_condition(threshold.condition)
-        result = evaluate_threshold(condition, threshold.threshold_value, reading)
+        measure = data.column(reading_measure(data, threshold.kpi_measure))
+        result = evaluate_threshold(condition, threshold.threshold_value, reading, measure_title=measure.title)
         now = self.claim.slot  # re-arm is measured in slots (logical time), so runs are reproducible
         transition = _transition(self.alert, result.status, now)
         notify, reason = transition.notify, transition.reason
@@ -226,7 +227,6 @@ class _SlotRun:
         kind: MessageKind = {"recovered": "threshold_recovered", "no_data": "threshold_no_data"}.get(
             notify, "threshold_triggered"
         )  # type: ignore[assignment]
-        measure = data.column(reading_measure(data, threshold.kpi_measure))
         return self._send(
             kind,
             data,
