@@ -118,9 +118,18 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
 
 
-def _mb(size: int) -> str:
-    """``25``, ``2.5``; at least ``0.1`` so a tiny limit never reads as "0 MB"."""
-    return f"{max(size / 1_048_576, 0.1):.1f}".removesuffix(".0")
+def human_size(size: int) -> str:
+    """``25 MB``, ``2.5 MB``, ``5.2 KB``, ``900 bytes``: the unit that keeps small sizes readable."""
+    for unit, scale in (("MB", 1_048_576), ("KB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size:,} bytes"
+
+
+def _sizes(size: int, limit: int) -> tuple[str, str]:
+    """The attachment's size and the limit as text that never reads "1 KB, above the 1 KB limit"."""
+    shown = human_size(size), human_size(limit)
+    return shown if shown[0] != shown[1] else (f"{size:,} bytes", f"{limit:,} bytes")
 
 
 def build_message(
@@ -145,6 +154,7 @@ def build_message(
         from kpi_alerts.reports.chart import kpi_chart_png
 
         chart_png = kpi_chart_png(data, kpi.key)
+    size_text, limit_text = _sizes(attachment.size if attachment else 0, max_attachment_bytes)
     mid = message_id(message_key, message_id_domain)
     chart_cid = f"chart.{mid[1:-1]}"
     context: dict[str, Any] = {
@@ -167,8 +177,8 @@ def build_message(
         "chart_cid": chart_cid if chart_png else None,
         "attachment": attachment,
         "oversize": oversize,
-        "size_mb": _mb(attachment.size) if attachment else None,
-        "limit_mb": _mb(max_attachment_bytes),
+        "attachment_size": size_text,
+        "size_limit": limit_text,
     }
     env = template_env()
     short = {

@@ -19,8 +19,9 @@ from kpi_alerts.kpi_data import CellValue, Column, KpiData
 from kpi_alerts.reports.formatting import display_value, is_date_only, neutralise_formula, to_local
 
 NUMBER_FORMATS = {"currency": "#,##0.00", "percent": "0.00%"}
-#: Cube's counting types are whole numbers: grouped digits. Other unformatted numbers stay "General"
-#: (``#,##0.##`` would print "500." for integers), which also spares a styled cell per value.
+#: Cube's counting types, and unformatted measures whose values are all integers, get grouped digits.
+#: Other unformatted numbers stay "General" (``#,##0.##`` would print "500." for integers), which
+#: also spares a styled cell per value.
 COUNT_TYPES = frozenset({"count", "countDistinct", "countDistinctApprox", "count_distinct"})
 COUNT_FORMAT = "#,##0"
 DATE_FORMAT = "yyyy-mm-dd"
@@ -42,7 +43,32 @@ def _number_format(data: KpiData, column: Column) -> str | None:
         return DATE_FORMAT if is_date_only(data, column) else DATETIME_FORMAT
     if column.format in NUMBER_FORMATS:
         return NUMBER_FORMATS[column.format]
-    return COUNT_FORMAT if column.type in COUNT_TYPES else None
+    if column.type in COUNT_TYPES or (column.kind == "measure" and _whole_numbers(data, column)):
+        return COUNT_FORMAT
+    return None
+
+
+def _whole_numbers(data: KpiData, column: Column) -> bool:
+    """True when an unformatted measure holds integers only (no fractional digits at all).
+
+    Cube's ``/load`` annotation types every aggregate as ``number`` (the aggregation, e.g. ``count``,
+    is only in ``/meta``), so a real count column is recognised by its values: Postgres returns counts
+    and integer sums without a fractional part, while ``sum``/``avg`` over decimals keep theirs.
+    """
+    if column.format is not None or column.type != "number":
+        return False
+    seen = False
+    for row in data.rows:
+        value = row.get(column.key)
+        if value is None:
+            continue
+        if not isinstance(value, Decimal) or not value.is_finite():
+            return False
+        exponent = value.as_tuple().exponent
+        if not isinstance(exponent, int) or exponent < 0:
+            return False
+        seen = True
+    return seen
 
 
 def _excel_value(value: CellValue, tz: str) -> Any:
