@@ -10,6 +10,7 @@ in logs or exception messages.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import re
 import time
@@ -118,6 +119,7 @@ class CubeClient:
         self.backoff = backoff
         self.backoff_max = backoff_max
         self.renew_query = renew_query
+        self._aggregation_types: dict[Any, dict[str, str]] = {}
         self.session = requests.Session()
 
     def __repr__(self) -> str:  # no secret, no token
@@ -178,7 +180,34 @@ class CubeClient:
             if not paging or len(data) < body["limit"]:
                 break
             page += 1
-        return kpi_data_from_result(sent, answer.get("annotation") or {}, rows)
+        data = kpi_data_from_result(sent, answer.get("annotation") or {}, rows)
+        return self._with_aggregation_types(data, security_context)
+
+    def _with_aggregation_types(self, data: KpiData, security_context: Mapping[str, Any]) -> KpiData:
+        """Give measure columns their aggregation (count, sum, avg...) from ``/v1/meta``.
+
+        ``/load`` labels every measure ``number``; whether rows of a measure may be added up (the
+        KPI rule for several rows per period) depends on the aggregation, which only ``/meta`` says.
+        Fetched once per organization per client.
+        """
+        if not any(c.kind == "measure" for c in data.columns):
+            return data
+        org = security_context.get("organization_id")
+        if org not in self._aggregation_types:
+            try:
+                cubes = self.meta(security_context).get("cubes") or []
+            except CubeError as exc:  # the rows are fine; only multi-row sums will refuse "number"
+                log.warning("Cube /v1/meta unavailable, measure aggregations unknown: %s", exc)
+                return data
+            self._aggregation_types[org] = {
+                m["name"]: m["aggType"] for c in cubes for m in c.get("measures") or [] if m.get("aggType")
+            }
+        types = self._aggregation_types[org]
+        columns = tuple(
+            dataclasses.replace(c, type=types.get(c.key, c.type)) if c.kind == "measure" else c
+            for c in data.columns
+        )
+        return dataclasses.replace(data, columns=columns)
 
     def meta(self, security_context: Mapping[str, Any]) -> dict[str, Any]:
         """The cubes, measures and dimensions visible to this organization (``GET /v1/meta``)."""

@@ -24,12 +24,13 @@ BY_DAY_AND_CATEGORY = {
 
 
 def counting(cube: CubeClient) -> list[dict[str, Any]]:
-    """Record the query of every request the client sends."""
+    """Record the query of every /load request the client sends (not its one /meta lookup)."""
     sent: list[dict[str, Any]] = []
     request = cube.session.request
 
     def spy(method: str, url: str, **kwargs: Any) -> Any:
-        sent.append(json.loads(json.dumps(kwargs.get("json", {}))).get("query", {}))
+        if url.endswith("/load"):
+            sent.append(json.loads(json.dumps(kwargs.get("json", {}))).get("query", {}))
         return request(method, url, **kwargs)
 
     cube.session.request = spy  # type: ignore[method-assign,assignment]

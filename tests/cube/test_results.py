@@ -184,3 +184,20 @@ class TestFilters:
         assert {r["orders.status"]: r["orders.count"] for r in data.rows} == {
             k: Decimal(v) for k, v in expected.items()
         }
+
+
+def test_measure_columns_carry_their_aggregation_from_meta(client: CubeClient) -> None:
+    """/load says "number" for every measure; the KPI rule needs count/sum vs avg (from /v1/meta)."""
+    data = client.load(
+        {
+            "measures": ["orders.total_amount", "orders.average_amount", "orders.count"],
+            "dimensions": ["orders.category"],
+        },
+        security_context={"organization_id": 1},
+        timezone="UTC",
+    )
+    assert {c.key: c.type for c in data.measures} == {
+        "orders.total_amount": "sum",
+        "orders.average_amount": "avg",
+        "orders.count": "count",
+    }
