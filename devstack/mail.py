@@ -22,12 +22,27 @@ from devstack import STATE_DIR
 
 
 class MaildirHandler:
-    """Writes each message (with its SMTP envelope as headers) to ``<folder>/<n>.eml``."""
+    """Writes each message (with its SMTP envelope as headers) to ``<folder>/<n>.eml``.
+
+    Like a real server with unknown mailboxes, it refuses recipients whose local part starts with
+    ``bounce`` (550), and answers 451 (try later) for ``greylist...`` ones.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        local = address.split("@")[0].lower()
+        if local.startswith("bounce"):
+            return "550 5.1.1 Mailbox unavailable"
+        if local.startswith("greylist"):
+            return "451 4.7.1 Greylisted, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
