@@ -243,3 +243,44 @@ def test_alert_created_by_plain_sql_is_picked_up(
     assert [m["To"] for m in mailbox.messages()] == ["seed@org1.example.com"]
     (row,) = ledger(db)
     assert row["status"] == "sent" and row["slot"] == datetime(2026, 12, 7, 17, 0, tzinfo=UTC)
+
+
+def test_many_due_alerts_are_mapped_in_batches(
+    kpi_dag: Any,
+    db: psycopg.Connection[Any],
+    mailbox: MailCatcher,
+    airflow_connections: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above kpi_alerts_batch_threshold the map items are batches, so the map stays short."""
+    monkeypatch.setenv("AIRFLOW_VAR_KPI_ALERTS_BATCH_THRESHOLD", "2")
+    for n in range(5):
+        create_alert(
+            db,
+            schedule_alert(1, f"Batch alert {n}", [f"r{n}@org1.example.com"], "UTC", 17, 5),
+            now=LOGICAL_TIME - timedelta(minutes=4),
+        )
+
+    dag_run = run_dag(kpi_dag)
+
+    assert str(dag_run.state) == "success"
+    mapped = [ti for ti in dag_run.get_task_instances() if ti.task_id == "process_alert"]
+    assert sorted(ti.rendered_map_index for ti in mapped) == ["batch 1/2 (3 alerts)", "batch 2/2 (2 alerts)"]
+    assert sorted(m["To"] for m in mailbox.messages()) == [f"r{n}@org1.example.com" for n in range(5)]
+    assert [r["status"] for r in ledger(db)] == ["sent"] * 5
+
+
+def test_one_task_per_alert_is_labelled_with_its_id_and_name(
+    kpi_dag: Any,
+    db: psycopg.Connection[Any],
+    mailbox: MailCatcher,
+    airflow_connections: dict[str, str],
+) -> None:
+    created = create_alert(
+        db,
+        schedule_alert(1, "Labelled", ["l@org1.example.com"], "UTC", 17, 5),
+        now=LOGICAL_TIME - timedelta(minutes=4),
+    )
+    dag_run = run_dag(kpi_dag)
+    (ti,) = [ti for ti in dag_run.get_task_instances() if ti.task_id == "process_alert"]
+    assert ti.rendered_map_index == f"alert {created.alert_id}: Labelled"
