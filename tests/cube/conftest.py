@@ -1,25 +1,21 @@
 """Fixtures for the Cube.js tests: a real PostgreSQL and a real Cube server (see devstack.cube).
 
-The shared server on ``KPI_DEVSTACK_CUBE_PORT`` (4010) is reused when already up and left running;
-extra instances (database down, stopped process) get free ports and are stopped afterwards.
+``pg`` and ``cube_server`` (the shared server on ``KPI_DEVSTACK_CUBE_PORT``, reused when already up)
+come from ``tests/conftest.py``; extra instances (database down, stopped process) get free ports
+and are stopped afterwards.
 """
 
 from __future__ import annotations
 
-import os
 import socket
-import tempfile
 from collections.abc import Iterator
 from typing import Any
-
-# Airflow reads AIRFLOW_HOME at import time; the hook tests import it.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="kpi-cube-tests-airflow-"))
 
 import psycopg
 import pytest
 
 from devstack.cube import CubeServer, ensure_cube, stop_cube
-from devstack.postgres import PostgresServer, ensure_postgres
+from devstack.postgres import PostgresServer
 from kpi_alerts.cube_client import CubeClient
 
 
@@ -28,16 +24,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def pg() -> PostgresServer:
-    return ensure_postgres()
-
-
-@pytest.fixture(scope="session")
-def cube_server(pg: PostgresServer) -> CubeServer:
-    return ensure_cube(pg)
 
 
 @pytest.fixture(scope="session")
