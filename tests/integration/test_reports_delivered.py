@@ -390,6 +390,8 @@ def test_csv_excel_and_pdf_reports_arrive_readable(
     last_day = expected[(END,)][0]
     for body in (text, html):  # the headline is the latest complete day; the period and zone are said
         assert money(last_day) in body and PERIOD in body and "America/Los_Angeles" in body
+        assert f"latest complete day: {END}" in body  # never read as the total of the whole period
+    assert f"Orders Revenue: {money(last_day)} (latest complete day: {END})" in text
     assert rows[csv_to[0]]["attachment"] == csv_name
     assert rows[csv_to[0]]["attachment_bytes"] == len(payload)
 
@@ -397,7 +399,7 @@ def test_csv_excel_and_pdf_reports_arrive_readable(
     import openpyxl
 
     xlsx_name = "org-2-revenue-by-category-2026-12-07.xlsx"
-    _, _, payload = check_message(
+    text, html, payload = check_message(
         messages[xlsx_to[0]],
         name="Org 2 revenue by category",
         day="2026-12-07",
@@ -430,6 +432,10 @@ def test_csv_excel_and_pdf_reports_arrive_readable(
     expected = analytics_totals(pg, 2, "Europe/London", by_category=True)
     assert len(expected) > 14 and cells == expected
     assert rows[xlsx_to[0]]["attachment"] == xlsx_name
+    # Three categories a day: the headline is the day's total over them (revenue is a sum measure).
+    day_total = sum((v[0] for k, v in expected.items() if k[0] == END), Decimal(0))
+    assert f"Orders Revenue: {money(day_total)} (latest complete day: {END})" in text
+    assert money(day_total) in html and f"latest complete day: {END}" in html
 
     # PDF, organization 2, Auckland days: the slot is already 2026-12-08 there.
     pdf_name = "org-2-daily-revenue-2026-12-08.pdf"
@@ -446,8 +452,9 @@ def test_csv_excel_and_pdf_reports_arrive_readable(
     expected = analytics_totals(pg, 2, "Pacific/Auckland")
     kpi = money(expected[(END,)][0])
     words = " ".join(content.split())
-    for needle in ("Org 2 daily revenue", PERIOD, "Pacific/Auckland", kpi, "Organization 2", "2026-12-08"):
+    for needle in ("Org 2 daily revenue", PERIOD, "Pacific/Auckland", "Organization 2", "2026-12-08"):
         assert needle in words, (needle, words[:600])
+    assert flat(f"Orders Revenue {kpi} latest complete day: {END}") in flat(content), words[:600]
     assert pages == 1 and "Page 1 of 1" in words
     for day, (revenue, _count) in expected.items():  # every day of the table, with its SQL total
         assert f"{day[0]} {money(revenue)}" in words
@@ -509,6 +516,8 @@ def test_user_text_is_neutralised_everywhere_and_nothing_calls_out(
             assert str(escape(category)) in html, (str(escape(category)), html[html.find("<tbody") :])
         assert not re.search(r"<(img|a|iframe|link|object)\b[^>]*127\.0\.0\.1", html)
         assert name in text  # plain text shows it as it is: nothing there can run
+        total = sum((v[0] for v in expected.values()), Decimal(0))  # no time dimension: every category
+        assert f"Orders Revenue: {money(total)}\r\n" in text and money(total) in html
         assert str(msg["Subject"]).startswith("[KPI report] =HYPERLINK(")  # a header is plain text too
 
     # CSV: formula-looking text gets a leading quote; numbers stay exact numbers.

@@ -51,9 +51,10 @@ def _number_format(data: KpiData, column: Column) -> str | None:
 def _whole_numbers(data: KpiData, column: Column) -> bool:
     """True when an unformatted measure holds integers only (no fractional digits at all).
 
-    Cube's ``/load`` annotation types every aggregate as ``number`` (the aggregation, e.g. ``count``,
-    is only in ``/meta``), so a real count column is recognised by its values: Postgres returns counts
-    and integer sums without a fractional part, while ``sum``/``avg`` over decimals keep theirs.
+    Cube's ``/load`` annotation types every aggregate as ``number``; the client adds the aggregation
+    from ``/meta`` when it can. Where it could not (or for a calculated ``number`` measure), a count is
+    recognised by its values: Postgres returns counts and integer sums without a fractional part,
+    while ``sum``/``avg`` over decimals keep theirs.
     """
     if column.format is not None or column.type != "number":
         return False

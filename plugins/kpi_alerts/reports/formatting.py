@@ -23,6 +23,8 @@ from kpi_alerts.report_context import ReportContext
 if TYPE_CHECKING:
     import jinja2
 
+    from kpi_alerts.thresholds import KpiReading
+
 #: Cube granularities; those from ``day`` up are shown as a date without a time of day.
 GRANULARITIES = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
 DATE_GRANULARITIES = frozenset(GRANULARITIES[3:])
@@ -155,28 +157,86 @@ def display_value(value: CellValue, column: Column, data: KpiData) -> str:
     return str(value)
 
 
-def kpi_headline(ctx: ReportContext, data: KpiData | None) -> tuple[str, str, str | None]:
-    """(label, value text, note) of the KPI: the checked value, else the only or latest row's.
+def kpi_headline(ctx: ReportContext, data: KpiData | None) -> tuple[str, str | None, str | None]:
+    """(label, value text, note) of the KPI shown above the report; value None means no headline.
 
-    The checks set ``ctx.kpi_value`` for thresholds; a plain scheduled report may not, and then the
-    most recent bucket is what a reader looks for first (the note says which bucket it is).
+    Threshold messages show the value the check computed (``ctx.kpi_value``). A scheduled report shows
+    the KPI by the rule the checks use (docs/conditions.md): the latest *complete* period of a time
+    series, and the note names that period so "42,953.00" under "Period: 2026-11-01 to 2026-11-14"
+    is never read as the total of the range; before any period is complete (e.g. ``today``), the
+    latest one so far. Rows that cannot make one value (a breakdown of a measure that cannot be added
+    up, such as an average) give no headline: the table shows them, where one row's value shown as
+    "the KPI" would mislead.
     """
     kpi = ctx.kpi or (data.measures[0] if data is not None and data.measures else None)
     label = (kpi.title if kpi else None) or "KPI"
     fmt = kpi.format if kpi else None
-    if ctx.kpi_value is not None or kpi is None or data is None or not data.rows:
+    if ctx.kind != "report" or kpi is None or data is None or not data.rows:
         return label, format_number(ctx.kpi_value, fmt), None
+    reading = _reading(data, kpi, ctx.slot)
     time_col = data.time_dimension
-    if len(data.rows) == 1 or time_col is None:
-        value = data.rows[0].get(kpi.key) if len(data.rows) == 1 else None
-        return label, format_number(value if isinstance(value, Decimal) else None, fmt), None
-    dated = [
-        (r[time_col.key], r.get(kpi.key))
-        for r in data.rows
-        if isinstance(r.get(time_col.key), datetime) and isinstance(r.get(kpi.key), Decimal)
-    ]
-    if not dated:
-        return label, format_number(None, fmt), None
-    when, value = max(dated, key=lambda p: p[0])  # type: ignore[arg-type,return-value]
-    note = "latest: " + display_value(when, time_col, data)
-    return label, format_number(value if isinstance(value, Decimal) else None, fmt), note
+    if ctx.kpi_value is not None:  # the pipeline's value: name its period when it is the one read here
+        same = reading is not None and reading.value == ctx.kpi_value
+        note = _period_note(reading.bucket_start, data, "latest complete") if same and reading else None
+        return label, format_number(ctx.kpi_value, fmt), note
+    if reading is not None and reading.value is not None:
+        return (
+            label,
+            format_number(reading.value, fmt),
+            _period_note(reading.bucket_start, data, "latest complete"),
+        )
+    if time_col is None:
+        return label, None, None
+    when, value = _latest_period(data, kpi, time_col)
+    if value is None:
+        return label, None, None
+    return label, format_number(value, fmt), _period_note(when, data, "latest")
+
+
+def _reading(data: KpiData, kpi: Column, slot: datetime) -> KpiReading | None:
+    from kpi_alerts.errors import AlertValidationError
+    from kpi_alerts.thresholds import kpi_value
+
+    if slot.utcoffset() is None:
+        slot = slot.replace(tzinfo=ZoneInfo("UTC"))
+    try:
+        return kpi_value(data, kpi.key, now=slot)
+    except (AlertValidationError, KeyError):
+        return None
+
+
+def _latest_period(data: KpiData, kpi: Column, time_col: Column) -> tuple[datetime | None, Decimal | None]:
+    """The most recent period's value: its only row, or the total of a count/sum over several rows."""
+    by_time: dict[datetime, list[CellValue]] = {}
+    for row in data.rows:
+        start = row.get(time_col.key)
+        if isinstance(start, datetime):
+            by_time.setdefault(start, []).append(row.get(kpi.key))
+    if not by_time:
+        return None, None
+    when = max(by_time)
+    values = [v for v in by_time[when] if isinstance(v, Decimal) and v.is_finite()]
+    if len(values) != len(by_time[when]):
+        return None, None
+    if len(values) == 1:
+        return when, values[0]
+    if kpi.type in ("count", "sum"):
+        return when, sum(values, Decimal(0))
+    return None, None
+
+
+def _period_note(when: datetime | None, data: KpiData, prefix: str) -> str | None:
+    """``latest complete day: 2026-11-14``, ``... month: 2026-11``, ``... week: starting 2026-11-09``."""
+    time_col = data.time_dimension
+    if when is None or time_col is None:
+        return None
+    unit = granularity(data, time_col)
+    local = to_local(when, data.timezone)
+    text = {
+        "year": f"{local:%Y}",
+        "quarter": f"{local:%Y} Q{(local.month - 1) // 3 + 1}",
+        "month": f"{local:%Y-%m}",
+        "week": f"starting {local:%Y-%m-%d}",
+        "day": f"{local:%Y-%m-%d}",
+    }.get(unit or "", f"{local:%Y-%m-%d %H:%M}")
+    return f"{prefix} {unit or 'period'}: {text}"
