@@ -120,25 +120,43 @@ def process_alert(
         if not settings.final_attempt:
             release_for_retry(conn, claim, now=settings.clock(), error=str(exc))
             raise
-        return _fail(conn, alert, claim, settings, f"{exc} (gave up after {claim.attempts} attempt(s))")
+        reason = f"{exc} (gave up after {claim.attempts} attempt(s))"
     except KpiAlertError as exc:
-        return _fail(conn, alert, claim, settings, str(exc))
+        reason = str(exc)
     except Exception as exc:
         log.exception("Unexpected error in alert %s", alert_id)
-        return _fail(conn, alert, claim, settings, f"internal error: {type(exc).__name__}: {exc}")
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+    _fail(conn, alert, claim, reason, mailer=mailer, settings=settings)
+    raise AlertFailed(f"alert {alert.alert_id} ({alert.alert_name}) failed: {reason}")
 
 
 def _fail(
-    conn: psycopg.Connection[Any], alert: AlertDefinition, claim: Claim, settings: RunSettings, reason: str
-) -> AlertRun:
+    conn: psycopg.Connection[Any],
+    alert: AlertDefinition,
+    claim: Claim,
+    reason: str,
+    *,
+    mailer: Mailer,
+    settings: RunSettings,
+) -> None:
+    """Record the slot as failed (and a threshold alert's ERROR state), then notify if due."""
+    from kpi_alerts.error_notices import report_failure_needs_notice, send_error_notice
+
+    notify: tuple[str, ...] = ()
     state = None
-    if alert.threshold is not None:  # error notices are not e-mailed yet: keep the re-arm clock as it was
+    if alert.threshold is not None:
         transition = _transition(alert, "error", claim.slot)
-        state = ThresholdStateUpdate(str(transition.new_state), None, alert.threshold.last_notified_at)
+        if transition.notify == "error":
+            notify = alert.owners or alert.recipients
+        clock = transition.last_notified_at if notify else alert.threshold.last_notified_at
+        state = ThresholdStateUpdate(str(transition.new_state), None, clock)
+    elif report_failure_needs_notice(conn, alert, claim):
+        notify = alert.owners
     finish_claim(
         conn, alert, claim, Outcome("failed", error=reason), now=settings.clock(), threshold_state=state
     )
-    raise AlertFailed(f"alert {alert.alert_id} ({alert.alert_name}) failed: {reason}")
+    if notify:
+        send_error_notice(alert, claim, reason, notify, mailer=mailer, settings=settings)
 
 
 class _SlotRun:
@@ -206,7 +224,9 @@ class _SlotRun:
         reading = kpi_value(data, threshold.kpi_measure, now=self.claim.slot)
         condition = parse_condition(threshold.condition)
         measure = data.column(reading_measure(data, threshold.kpi_measure))
-        result = evaluate_threshold(condition, threshold.threshold_value, reading, measure_title=measure.title)
+        result = evaluate_threshold(
+            condition, threshold.threshold_value, reading, measure_title=measure.title
+        )
         now = self.claim.slot  # re-arm is measured in slots (logical time), so runs are reproducible
         transition = _transition(self.alert, result.status, now)
         notify, reason = transition.notify, transition.reason

@@ -188,6 +188,13 @@ SET state = %(state)s, last_value = %(last_value)s, last_evaluated_at = %(now)s,
 WHERE kpi_alert_id = %(alert_id)s
 """
 
+# The slot before this one: failure notices go out on the first failure of a streak only.
+PREVIOUS_RESULT = """
+SELECT status FROM cron_job_results
+WHERE cron_job_id = %(cron_job_id)s AND slot < %(slot)s AND status <> 'missed'
+ORDER BY slot DESC LIMIT 1
+"""
+
 RUN_SUMMARY = """
 SELECT status, count(*) AS n FROM cron_job_results WHERE dag_run_id = %(run_id)s GROUP BY status
 """

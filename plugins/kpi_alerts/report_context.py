@@ -9,7 +9,9 @@ from typing import Literal
 
 from kpi_alerts.kpi_data import Column
 
-MessageKind = Literal["report", "threshold_triggered", "threshold_recovered", "threshold_no_data"]
+MessageKind = Literal[
+    "report", "threshold_triggered", "threshold_recovered", "threshold_no_data", "alert_error"
+]
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,8 @@ class ReportContext:
     :param period: human label of the query's date range, e.g. ``last 7 days``.
     :param kpi: the measure that is the KPI (the alert's first measure), if any.
     :param kpi_value: its value as the checks computed it, if any.
-    :param condition: human text of the threshold or gate, e.g. ``Revenue > 10,000``.
+    :param condition: human text of the threshold or gate, e.g. ``Revenue > 10,000``; for
+        ``alert_error`` notices, the reason the alert failed.
     :param dashboard_url: link back to the graph's dashboard, when configured.
     """
 

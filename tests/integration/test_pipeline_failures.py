@@ -220,3 +220,56 @@ def test_alert_creation_checks_the_query_against_cube_meta(
             cube_meta=meta,
         )
     assert db.execute("SELECT count(*) AS n FROM kpi_alerts").fetchone()["n"] == 0
+
+
+def test_failure_notices_go_out_once_per_streak(
+    db: psycopg.Connection[Any],
+    mailbox: MailCatcher,
+    airflow_connections: dict[str, str],
+    live_cube: CubeClient,
+) -> None:
+    """A report's owners hear of the first failure only; a threshold alert's ERROR state re-arms."""
+    bad_query = {"measures": ["orders.nope"]}
+    report_id = report(
+        db, 1, ["cfo@org1.example.com"], owners=["owner@org1.example.com"], cube_query=bad_query
+    )
+    threshold_id = create_alert(
+        db,
+        {
+            "organization_id": 2,
+            "alert_name": "Broken threshold",
+            "recipients": ["ops@org2.example.com"],
+            "cube_query": bad_query,
+            "threshold": {
+                "condition": "GREATER_THAN",
+                "threshold_value": 1,
+                "timezone": "UTC",
+                "rearm_minutes": 120,
+            },
+        },
+        now=SLOT - timedelta(minutes=1),
+    ).alert_id
+    db.execute("UPDATE cron_jobs SET next_run_at = %s", (SLOT,))
+    notices: list[list[str]] = []
+    for hour in range(3):  # three hourly ticks; the daily report is made due each time
+        mailbox.clear()
+        db.execute(
+            "UPDATE cron_jobs cj SET next_run_at = %s FROM kpi_alerts ka "
+            "WHERE ka.cron_job_id = cj.id AND ka.id = %s",
+            (SLOT + timedelta(hours=hour), report_id),
+        )
+        tick = RunSettings(logical_time=SLOT + timedelta(hours=hour, minutes=5), final_attempt=True)
+        for alert_id in (report_id, threshold_id):
+            with pytest.raises(AlertFailed, match="orders.nope"):
+                process_alert(db, alert_id, source=live_cube, mailer=SmtpMailer(), settings=tick)
+        notices.append(sorted(str(m["To"]) for m in mailbox.messages()))
+
+    assert notices == [["ops@org2.example.com", "owner@org1.example.com"], [], ["ops@org2.example.com"]]
+    state = db.execute("SELECT state FROM kpi_thresholds WHERE kpi_alert_id = %s", (threshold_id,)).fetchone()
+    assert state["state"] == "ERROR"
+    first = SLOT
+    subjects = [str(m["Subject"]) for m in mailbox.messages()]
+    assert subjects and all(s.startswith("[KPI alert] Failed: Broken threshold") for s in subjects), (
+        first,
+        subjects,
+    )
