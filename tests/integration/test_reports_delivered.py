@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.server
 import io
-import os
 import re
 import threading
 import zipfile
@@ -26,7 +25,6 @@ import pandas as pd
 import psycopg
 import pytest
 from markupsafe import escape
-from psycopg import sql
 
 from devstack.mail import MailCatcher, read_message
 from kpi_alerts.alert_store import create_alert
@@ -62,33 +60,6 @@ Totals = dict[tuple[str, ...], tuple[Decimal, int]]
 
 
 # --- fixtures ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def alerts_db_url(pg: Any) -> Iterator[str]:
-    """A private alerts database for this module (overrides the session's shared one).
-
-    The session database has a fixed name, so a second pytest session on the same Postgres (another
-    engineer's run, CI) would see this module's alerts and send them, and vice versa.
-    """
-    from devstack.postgres import ensure_database
-    from kpi_alerts.migrations import migrate
-
-    name = f"kpi_alerts_reports_{os.getpid()}"
-    url = ensure_database(pg, name, recreate=True)
-    migrate(url)
-    yield url
-    with psycopg.connect(pg.url(), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-@pytest.fixture(scope="module")
-def kpi_dag(airflow_db: None) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
-    assert bag.import_errors == {}
-    return bag.get_dag("kpi_alerts")
 
 
 @pytest.fixture
