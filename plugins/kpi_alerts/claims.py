@@ -270,8 +270,9 @@ def finish_claim(
 ) -> None:
     """Record the outcome, the threshold state and the alert's next slot in one transaction."""
     with conn.transaction():
-        # cron_jobs row first, then the ledger row: a claim's order (the other order deadlocks)
-        conn.execute(queries.LOCK_CRON_JOB_WAIT, {"cron_job_id": alert.cron_job_id})
+        # The cron_jobs row first (advancing it locks it), then the ledger row: a claim's order; the
+        # other order deadlocks against a concurrent claimant. A lost claim rolls the advance back.
+        _advance(conn, alert, claim.slot, next_run_at)
         fields = {**_empty_outcome(), **_outcome_params(outcome)}
         updated = conn.execute(
             queries.FINISH_RESULT, {**fields, "now": now, "result_id": claim.result_id, "token": claim.token}
@@ -289,13 +290,12 @@ def finish_claim(
                     "alert_id": alert.alert_id,
                 },
             )
-        _advance(conn, alert, claim.slot, next_run_at)
 
 
 def release_for_retry(conn: psycopg.Connection[Any], claim: Claim, *, now: datetime, error: str) -> None:
     """Give the slot back after a transient failure; the next try resumes it."""
     with conn.transaction():
-        # cron_jobs row first, then the ledger row: a claim's order (the other order deadlocks)
+        # The cron_jobs row first, then the ledger row: a claim's order (the other order deadlocks).
         conn.execute(queries.LOCK_CRON_JOB_WAIT, {"cron_job_id": claim.cron_job_id})
         released = conn.execute(
             queries.RELEASE_FOR_RETRY,

@@ -109,8 +109,8 @@ SET locked = true, next_run_at = %(slot)s,
 WHERE id = %(cron_job_id)s
 """
 
-# Finishing (or releasing) a claim takes the cron_jobs row lock *before* the ledger row, in the same
-# order as a claim does (cron_jobs, then ledger): the other order deadlocks against a concurrent claimant.
+# Finishing (advancing first) or releasing a claim locks the cron_jobs row *before* the ledger row, in the
+# order a claim does (cron_jobs, then ledger): the other order deadlocks against a concurrent claimant.
 LOCK_CRON_JOB_WAIT = "SELECT id FROM cron_jobs WHERE id = %(cron_job_id)s FOR UPDATE"
 
 LOCK_LEDGER_ROW = """
