@@ -141,7 +141,17 @@ INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, 
                               finished_at, updated_at, error, details, dag_run_id)
 VALUES (%(cron_job_id)s, %(alert_id)s, %(organization_id)s, %(slot)s, %(status)s, %(now)s, %(now)s, %(now)s,
         %(error)s, %(details)s, %(dag_run_id)s)
-ON CONFLICT (cron_job_id, slot) DO NOTHING
+ON CONFLICT (cron_job_id, slot) DO UPDATE
+-- A claim abandoned on that slot (its worker died, e.g. with the scheduler that then stayed down past
+-- the misfire window) is closed too, and fenced off (token cleared); a dead delivery stays unsent.
+SET status = CASE WHEN cron_job_results.status = 'sending' THEN 'failed' ELSE EXCLUDED.status END,
+    finished_at = EXCLUDED.finished_at, updated_at = EXCLUDED.updated_at, lease_expires_at = NULL,
+    claim_token = NULL, details = EXCLUDED.details,
+    error = concat_ws(E'\\n', cron_job_results.error,
+                      'abandoned by ' || cron_job_results.claimed_by || ' (' || cron_job_results.status || ')',
+                      EXCLUDED.error)
+WHERE cron_job_results.status IN ('claimed', 'retrying', 'sending')
+  AND (cron_job_results.lease_expires_at IS NULL OR cron_job_results.lease_expires_at <= EXCLUDED.updated_at)
 """
 
 # Every write below is fenced by the claim token: a worker whose lease was taken over changes nothing.

@@ -317,6 +317,30 @@ def test_slots_older_than_the_misfire_window_are_recorded_missed_once(db: psycop
     assert len(ledger(db, alert)) == 1
 
 
+@pytest.mark.parametrize(("left_in", "closed_as"), [("claimed", "missed"), ("sending", "failed")])
+def test_a_claim_abandoned_past_the_misfire_window_is_closed_not_left_active(
+    db: psycopg.Connection[Any], left_in: str, closed_as: str
+) -> None:
+    """The host died mid-claim, scheduler and worker together, and came back three hours later."""
+    alert = new_alert(db)
+    dead = claimed(claim(db, alert))
+    if left_in == "sending":
+        start_sending(db, dead, now=T, settings=SETTINGS)
+
+    reason = refused(claim(db, reload(db, alert), at=T + timedelta(hours=3), who=B))
+
+    assert "missed 1 slot(s) from 2026-12-07T17:05:00+00:00" in reason
+    (row,) = ledger(db, alert)
+    assert row["status"] == closed_as and row["claim_token"] is None and row["lease_expires_at"] is None
+    assert f"abandoned by worker-a:101 ({left_in})" in row["error"] and "missed 1 slot(s)" in row["error"]
+    assert cron_job(db, alert)["next_run_at"] == T + timedelta(days=1)
+    with pytest.raises(LostClaim):  # were the old worker only hung, it is fenced off: it never sends
+        start_sending(db, dead, now=T + timedelta(hours=3), settings=SETTINGS)
+    with pytest.raises(LostClaim):
+        finish_claim(db, alert, dead, Outcome("sent"), now=T + timedelta(hours=3))
+    assert ledger(db, alert) == [row]
+
+
 def test_misfire_skips_to_the_slot_still_inside_the_window(db: psycopg.Connection[Any]) -> None:
     alert = new_alert(db, schedule_spec(frequency="hour", minute=0))
     db.execute(
