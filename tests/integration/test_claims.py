@@ -491,15 +491,19 @@ def test_dag_records_an_invalid_alert_as_failed_and_runs_the_others(
         },
     )
     # The seed's documented way (plain SQL), but the kpi_schedules row was never written.
-    cron_job_id = db.execute(
+    job = db.execute(
         "INSERT INTO cron_jobs (job_name, locked, master_locked) VALUES ('kpi_alert_broken', false, false) "
         "RETURNING id"
-    ).fetchone()["id"]
-    broken_id = db.execute(
+    ).fetchone()
+    assert job is not None
+    cron_job_id = job["id"]
+    broken = db.execute(
         "INSERT INTO kpi_alerts (cron_job_id, organization_id, alert_type, alert_name, recipients, cube_query) "
         "VALUES (%s, 1, 'schedule', 'Broken', ARRAY['x@org1.example.com'], %s) RETURNING id",
         (cron_job_id, json.dumps(QUERY)),
-    ).fetchone()["id"]
+    ).fetchone()
+    assert broken is not None
+    broken_id = broken["id"]
 
     dag = DagBag(dag_folder=str(REPO_ROOT / "dags")).get_dag("kpi_alerts")
     dag_run = dag.test(logical_date=T)
@@ -513,4 +517,4 @@ def test_dag_records_an_invalid_alert_as_failed_and_runs_the_others(
     assert rows[broken_id]["status"] == "failed" and "no kpi_schedules row" in rows[broken_id]["error"]
     assert rows[broken_id]["slot"] == T  # initialised on first sight, due now, so the reason is recorded
     next_run = db.execute("SELECT next_run_at FROM cron_jobs WHERE id = %s", (cron_job_id,)).fetchone()
-    assert next_run["next_run_at"] == T + timedelta(hours=24)
+    assert next_run is not None and next_run["next_run_at"] == T + timedelta(hours=24)

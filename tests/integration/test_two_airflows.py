@@ -130,7 +130,7 @@ def test_two_airflows_at_the_same_logical_time_send_each_report_exactly_once(
     received = Counter(address for m in mailbox.messages() for address in m["To"].split(", "))
     assert received == Counter(recipients.values())  # every due report, each exactly once
     attachments = [[a.get_filename() for a in m.iter_attachments()] for m in mailbox.messages()]
-    assert all(len(names) == 1 and names[0].endswith(".csv") for names in attachments)
+    assert all(len(names) == 1 and str(names[0]).endswith(".csv") for names in attachments)
     rows = db.execute("SELECT * FROM cron_job_results ORDER BY kpi_alert_id").fetchall()
     assert [r["kpi_alert_id"] for r in rows] == sorted(recipients)
     assert {(r["status"], r["delivery"], r["takeovers"]) for r in rows} == {("sent", "smtp", 0)}
