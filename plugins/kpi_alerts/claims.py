@@ -24,6 +24,7 @@ import json
 import os
 import socket
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -88,6 +89,11 @@ def claim_slot(
     settings: ClaimSettings = ClaimSettings(),
 ) -> Claim | NotClaimed:
     """Claim the alert's due slot at ``logical_time``, or say why not. Commits before returning."""
+    fresh = _claim_fresh_slot(
+        conn, alert, logical_time=logical_time, now=now, claimant=claimant, settings=settings
+    )
+    if fresh is not None:
+        return fresh
     with conn.transaction():
         row = conn.execute(queries.LOCK_CRON_JOB, {"cron_job_id": alert.cron_job_id}).fetchone()
         if row is None:
@@ -103,6 +109,37 @@ def claim_slot(
                 return slot_or_reason
             slot = slot_or_reason
         return _claim_or_resume(conn, alert, slot, now, claimant, settings)
+
+
+def _claim_fresh_slot(
+    conn: psycopg.Connection[Any],
+    alert: AlertDefinition,
+    *,
+    logical_time: datetime,
+    now: datetime,
+    claimant: Claimant,
+    settings: ClaimSettings,
+) -> Claim | None:
+    """The common case in one statement (``CLAIM_FRESH_SLOT``); None sends the caller the long way."""
+    token = uuid.uuid4()
+    params = {
+        **_claim_params(alert, logical_time, now, claimant, settings, token),
+        "logical_time": logical_time,
+        "oldest_slot": logical_time - settings.misfire_window,
+    }
+    try:
+        with _one_statement(conn):
+            row = conn.execute(queries.CLAIM_FRESH_SLOT, params).fetchone()
+    except psycopg.errors.RaiseException:  # prevent_multiple_updates(): the long way records it
+        return None
+    if row is None:
+        return None
+    return Claim(row["id"], alert.cron_job_id, row["slot"], token, row["attempts"])
+
+
+def _one_statement(conn: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
+    """Autocommit connections run a statement as its own transaction, saving BEGIN/COMMIT round trips."""
+    return nullcontext() if conn.autocommit else conn.transaction()
 
 
 def _claim_or_resume(
@@ -136,16 +173,13 @@ def _claim_or_resume(
             f"slot {slot.isoformat()} is being processed by {existing['claimed_by']} until {until}"
         )
     if status == "sending":
-        _finish_row(
-            conn,
-            existing["id"],
-            existing["claim_token"],
-            status="failed",
-            now=now,
-            error=f"worker {existing['claimed_by']} stopped during SMTP delivery; not resent, "
-            "because the message may have been delivered",
+        error = (
+            f"worker {existing['claimed_by']} stopped during SMTP delivery; not resent, "
+            "because the message may have been delivered"
         )
-        _advance(conn, alert, slot)
+        _finish_slot(
+            conn, alert, existing["id"], existing["claim_token"], slot, Outcome("failed", error), now
+        )
         return NotClaimed("previous delivery was interrupted; recorded as failed")
     if status not in ACTIVE and status != "retrying":
         _advance(conn, alert, slot)  # finished earlier; make sure the alert has moved on
@@ -269,27 +303,12 @@ def finish_claim(
     next_run_at: datetime | None = None,
 ) -> None:
     """Record the outcome, the threshold state and the alert's next slot in one transaction."""
-    with conn.transaction():
-        # The cron_jobs row first (advancing it locks it), then the ledger row: a claim's order; the
-        # other order deadlocks against a concurrent claimant. A lost claim rolls the advance back.
-        _advance(conn, alert, claim.slot, next_run_at)
-        fields = {**_empty_outcome(), **_outcome_params(outcome)}
-        updated = conn.execute(
-            queries.FINISH_RESULT, {**fields, "now": now, "result_id": claim.result_id, "token": claim.token}
+    with _one_statement(conn):
+        finished = _finish_slot(
+            conn, alert, claim.result_id, claim.token, claim.slot, outcome, now, next_run_at, threshold_state
         )
-        if updated.rowcount != 1:
+        if not finished:
             raise LostClaim(f"claim on slot {claim.slot.isoformat()} was taken over; outcome not recorded")
-        if threshold_state is not None:
-            conn.execute(
-                queries.UPDATE_THRESHOLD_STATE,
-                {
-                    "state": threshold_state.state,
-                    "last_value": threshold_state.last_value,
-                    "now": now,
-                    "last_notified_at": threshold_state.last_notified_at,
-                    "alert_id": alert.alert_id,
-                },
-            )
 
 
 def release_for_retry(conn: psycopg.Connection[Any], claim: Claim, *, now: datetime, error: str) -> None:
@@ -305,37 +324,49 @@ def release_for_retry(conn: psycopg.Connection[Any], claim: Claim, *, now: datet
             conn.execute(queries.SET_CRON_JOB_LOCKED, {"locked": False, "cron_job_id": claim.cron_job_id})
 
 
+def _next_slot(alert: AlertDefinition, slot: datetime) -> datetime:
+    try:
+        return alert.next_slot_after(slot)
+    except KpiAlertError:  # an invalid schedule: look again tomorrow rather than every tick
+        return slot + INVALID_RECHECK
+
+
 def _advance(
     conn: psycopg.Connection[Any], alert: AlertDefinition, slot: datetime, next_run_at: datetime | None = None
 ) -> None:
-    if next_run_at is None:
-        try:
-            next_run_at = alert.next_slot_after(slot)
-        except KpiAlertError:  # an invalid schedule: look again tomorrow rather than every tick
-            next_run_at = slot + INVALID_RECHECK
-    conn.execute(queries.ADVANCE_CRON_JOB, {"next_run_at": next_run_at, "cron_job_id": alert.cron_job_id})
+    conn.execute(
+        queries.ADVANCE_CRON_JOB,
+        {"next_run_at": next_run_at or _next_slot(alert, slot), "cron_job_id": alert.cron_job_id},
+    )
 
 
-def _finish_row(
+def _finish_slot(
     conn: psycopg.Connection[Any],
+    alert: AlertDefinition,
     result_id: int,
     token: uuid.UUID | None,
-    *,
-    status: str,
+    slot: datetime,
+    outcome: Outcome,
     now: datetime,
-    error: str,
-) -> None:
-    conn.execute(
-        queries.FINISH_RESULT,
-        {
-            **_empty_outcome(),
-            "status": status,
-            "now": now,
-            "error": error,
-            "result_id": result_id,
-            "token": token,
-        },
-    )
+    next_run_at: datetime | None = None,
+    threshold_state: ThresholdStateUpdate | None = None,
+) -> bool:
+    """Write the outcome (if the claim is still ours), move the alert on and store a threshold alert's
+    state, in one statement; False if the claim was not ours (then nothing changed)."""
+    params = {
+        **_outcome_params(outcome),
+        "now": now,
+        "result_id": result_id,
+        "token": token,
+        "cron_job_id": alert.cron_job_id,
+        "alert_id": alert.alert_id,
+        "next_run_at": next_run_at or _next_slot(alert, slot),
+        "state": threshold_state.state if threshold_state else None,
+        "last_value": threshold_state.last_value if threshold_state else None,
+        "last_notified_at": threshold_state.last_notified_at if threshold_state else None,
+    }
+    row = conn.execute(queries.FINISH_SLOT, params).fetchone()
+    return row is not None and row["finished"] == 1
 
 
 def _claim_params(
@@ -371,20 +402,6 @@ def _last_ran_params(alert: AlertDefinition, slot: datetime) -> dict[str, Any]:
         "date": utc.date(),
         "hour": utc.hour,
         "minute": utc.minute,
-    }
-
-
-def _empty_outcome() -> dict[str, Any]:
-    return {
-        "value": None,
-        "previous_value": None,
-        "details": None,
-        "recipients": None,
-        "attachment": None,
-        "attachment_bytes": None,
-        "delivery": None,
-        "message_id": None,
-        "error": None,
     }
 
 

@@ -93,6 +93,36 @@ SELECT id, next_run_at, master_locked, locked FROM cron_jobs WHERE id = %(cron_j
 FOR UPDATE SKIP LOCKED
 """
 
+# claim_slot() in one round trip for the common case: a due slot inside the misfire window that was
+# never claimed. Anything else (busy, not due, a misfire, an earlier claim) returns no row, and the
+# trigger may raise; claim_slot() then takes the step-by-step path, which handles every case.
+CLAIM_FRESH_SLOT = """
+WITH job AS (
+    SELECT id, next_run_at AS slot FROM cron_jobs
+    WHERE id = %(cron_job_id)s AND NOT master_locked
+      AND next_run_at <= %(logical_time)s AND next_run_at >= %(oldest_slot)s
+    FOR UPDATE SKIP LOCKED
+), claim AS (
+    INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at, updated_at,
+                                  claim_token, claimed_by, lease_expires_at, dag_run_id, task_instance, try_number)
+    SELECT id, %(alert_id)s, %(organization_id)s, slot, 'claimed', %(now)s, %(now)s, %(token)s, %(claimed_by)s,
+           %(lease_expires_at)s, %(dag_run_id)s, %(task_instance)s, %(try_number)s
+    FROM job
+    ON CONFLICT (cron_job_id, slot) DO NOTHING
+    RETURNING id, attempts, slot
+), marked AS (
+    UPDATE cron_jobs
+    SET locked = true,
+        last_ran_at_date = (claim.slot AT TIME ZONE 'UTC')::date,
+        last_ran_at_hour = extract(hour FROM claim.slot AT TIME ZONE 'UTC'),
+        last_ran_at_minute = extract(minute FROM claim.slot AT TIME ZONE 'UTC')
+    FROM claim
+    WHERE cron_jobs.id = %(cron_job_id)s
+    RETURNING cron_jobs.id
+)
+SELECT claim.id, claim.attempts, claim.slot FROM claim JOIN marked ON true
+"""
+
 INSERT_CLAIM = """
 INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at, updated_at,
                               claim_token, claimed_by, lease_expires_at, dag_run_id, task_instance, try_number)
@@ -165,16 +195,40 @@ UNDO_SENDING = """
 UPDATE cron_job_results SET status = 'claimed' WHERE id = %(result_id)s AND claim_token = %(token)s
 """
 
-FINISH_RESULT = """
-UPDATE cron_job_results
-SET status = %(status)s, finished_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL,
-    value = %(value)s, previous_value = %(previous_value)s, details = %(details)s, recipients = %(recipients)s,
-    attachment = %(attachment)s, attachment_bytes = %(attachment_bytes)s, delivery = %(delivery)s,
-    message_id = %(message_id)s,
-    -- a taken-over row keeps its history ("taken over from <worker> ...") in front of the outcome's error
-    error = CASE WHEN takeovers > 0 THEN nullif(concat_ws(E'\\n', error, %(error)s::text), '')
-                 ELSE %(error)s::text END
-WHERE id = %(result_id)s AND claim_token = %(token)s
+
+# finish_claim() in one round trip: the cron_jobs row is locked first (a claim's lock order; the other
+# order deadlocks against a concurrent claimant), the ledger row is written only if the claim is
+# still ours (fencing token), and only then do the alert move on and a threshold alert's state
+# (when %(state)s is given) change — all in the same transaction.
+FINISH_SLOT = """
+WITH job AS (
+    SELECT id FROM cron_jobs WHERE id = %(cron_job_id)s FOR UPDATE
+), result AS (
+    UPDATE cron_job_results
+    SET status = %(status)s, finished_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL,
+        value = %(value)s, previous_value = %(previous_value)s, details = %(details)s, recipients = %(recipients)s,
+        attachment = %(attachment)s, attachment_bytes = %(attachment_bytes)s, delivery = %(delivery)s,
+        message_id = %(message_id)s,
+        -- a taken-over row keeps its history ("taken over from <worker> ...") in front of the outcome's error
+        error = CASE WHEN takeovers > 0 THEN nullif(concat_ws(E'\\n', error, %(error)s::text), '')
+                     ELSE %(error)s::text END
+    WHERE id = %(result_id)s AND claim_token = %(token)s
+      AND EXISTS (SELECT 1 FROM job)
+    RETURNING id
+), advanced AS (
+    UPDATE cron_jobs SET locked = false, next_run_at = %(next_run_at)s
+    WHERE id = %(cron_job_id)s AND EXISTS (SELECT 1 FROM result)
+    RETURNING id
+), threshold_state AS (
+    UPDATE kpi_thresholds
+    SET state = %(state)s, last_value = %(last_value)s, last_evaluated_at = %(now)s,
+        last_notified_at = %(last_notified_at)s,
+        state_changed_at = CASE WHEN state <> %(state)s THEN %(now)s ELSE state_changed_at END,
+        updated_at = %(now)s
+    WHERE kpi_alert_id = %(alert_id)s AND %(state)s::text IS NOT NULL AND EXISTS (SELECT 1 FROM result)
+    RETURNING id
+)
+SELECT count(*) AS finished FROM result
 """
 
 MARK_SKIPPED = """
@@ -187,15 +241,6 @@ RELEASE_FOR_RETRY = """
 UPDATE cron_job_results
 SET status = 'retrying', lease_expires_at = NULL, updated_at = %(now)s, error = %(error)s
 WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed'
-"""
-
-UPDATE_THRESHOLD_STATE = """
-UPDATE kpi_thresholds
-SET state = %(state)s, last_value = %(last_value)s, last_evaluated_at = %(now)s,
-    last_notified_at = %(last_notified_at)s,
-    state_changed_at = CASE WHEN state <> %(state)s THEN %(now)s ELSE state_changed_at END,
-    updated_at = %(now)s
-WHERE kpi_alert_id = %(alert_id)s
 """
 
 # The slot before this one: failure notices go out on the first failure of a streak only.
