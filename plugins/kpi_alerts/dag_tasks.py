@@ -58,12 +58,13 @@ def claim_settings() -> ClaimSettings:
 
 def find_due_alerts(context: Any) -> list[dict[str, Any]]:
     """List due alerts as map items: one alert per item, or batches when there are many."""
-    from kpi_alerts.due_alerts import initialise_first_runs, list_due_alerts
+    from kpi_alerts.due_alerts import initialise_first_runs, list_due_alerts, park_inactive_alerts
 
     logical_time = logical_time_of(context)
     settings = claim_settings()
     threshold = min(int(_variable("kpi_alerts_batch_threshold", "500")), MAX_MAP_LENGTH - 1)
     with _db_connection() as conn:
+        park_inactive_alerts(conn, logical_time=logical_time)
         initialised = initialise_first_runs(
             conn, logical_time=logical_time, misfire_window=settings.misfire_window
         )

@@ -43,6 +43,11 @@ def initialise_first_runs(
     return initialised
 
 
+def park_inactive_alerts(conn: psycopg.Connection[Any], *, logical_time: datetime) -> int:
+    """Take due-but-inactive alerts out of the due index; they are re-initialised when reactivated."""
+    return conn.execute(queries.PARK_INACTIVE_ALERTS, {"logical_time": logical_time}).rowcount
+
+
 def list_due_alerts(conn: psycopg.Connection[Any], *, logical_time: datetime, limit: int) -> list[DueAlert]:
     rows = conn.execute(queries.DUE_ALERTS, {"logical_time": logical_time, "limit": limit}).fetchall()
     return [DueAlert(r["alert_id"], r["alert_name"], r["cron_job_id"], r["next_run_at"]) for r in rows]

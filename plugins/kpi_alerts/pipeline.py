@@ -25,6 +25,7 @@ from kpi_alerts.claims import (
     Claim,
     Claimant,
     ClaimSettings,
+    LostClaim,
     NotClaimed,
     Outcome,
     ThresholdStateUpdate,
@@ -116,6 +117,9 @@ def process_alert(
         with tempfile.TemporaryDirectory(prefix="kpi-alert-") as work_dir:
             run = _SlotRun(conn, alert, claim, source, mailer, settings, Path(work_dir))
             return run.execute()
+    except LostClaim as exc:  # another claimant took the slot over: it finishes it, we stop quietly
+        log.warning("Alert %s: %s", alert_id, exc)
+        return AlertRun(alert_id, "skipped", str(exc), claim.slot.isoformat())
     except TransientAlertError as exc:
         if not settings.final_attempt:
             release_for_retry(conn, claim, now=settings.clock(), error=str(exc))

@@ -16,6 +16,14 @@ ORDER BY cj.next_run_at, cj.id
 LIMIT %(limit)s
 """
 
+# An inactive alert leaves the due index (it would be scanned on every tick otherwise); when it is
+# made active again, a NULL next_run_at is initialised on first sight like a new alert's.
+PARK_INACTIVE_ALERTS = """
+UPDATE cron_jobs cj SET next_run_at = NULL
+FROM kpi_alerts ka
+WHERE ka.cron_job_id = cj.id AND NOT ka.is_active AND cj.next_run_at <= %(logical_time)s AND NOT cj.locked
+"""
+
 # Alerts made by plain SQL have no next_run_at yet (cron_jobs_uninitialised_idx).
 UNINITIALISED_ALERTS = """
 SELECT ka.id AS alert_id

@@ -260,7 +260,7 @@ def test_failure_notices_go_out_once_per_streak(
         )
         tick = RunSettings(logical_time=SLOT + timedelta(hours=hour, minutes=5), final_attempt=True)
         for alert_id in (report_id, threshold_id):
-            with pytest.raises(AlertFailed, match="orders.nope"):
+            with pytest.raises(AlertFailed, match=r"orders\.nope"):
                 process_alert(db, alert_id, source=live_cube, mailer=SmtpMailer(), settings=tick)
         notices.append(sorted(str(m["To"]) for m in mailbox.messages()))
 
@@ -272,4 +272,71 @@ def test_failure_notices_go_out_once_per_streak(
     assert subjects and all(s.startswith("[KPI alert] Failed: Broken threshold") for s in subjects), (
         first,
         subjects,
+    )
+
+
+def test_a_worker_whose_claim_was_taken_over_stops_without_sending(
+    db: psycopg.Connection[Any],
+    mailbox: MailCatcher,
+    airflow_connections: dict[str, str],
+    live_cube: CubeClient,
+) -> None:
+    """A hung worker (its lease expired while Cube was slow) must not send once another took over."""
+    from kpi_alerts.alert_store import load_alert
+    from kpi_alerts.claims import Claim, ClaimSettings, claim_slot
+
+    alert_id = report(db, 1, ["cfo@org1.example.com"])
+    short = ClaimSettings(lease=timedelta(seconds=1))
+    taken_over: list[Any] = []
+
+    class SlowCube:
+        """While the first worker fetches, its lease expires and a second claimant takes the slot."""
+
+        def load(self, query: Mapping[str, Any], **kwargs: Any) -> KpiData:
+            alert = load_alert(db, alert_id)
+            assert alert is not None
+            later = datetime.now(UTC) + timedelta(seconds=5)
+            taken_over.append(
+                claim_slot(
+                    db,
+                    alert,
+                    logical_time=SLOT + timedelta(minutes=5),
+                    now=later,
+                    claimant=Claimant(worker="second"),
+                    settings=short,
+                )
+            )
+            return live_cube.load(query, **kwargs)
+
+    hung = RunSettings(logical_time=SLOT + timedelta(minutes=5), claim=short)
+    run = process_alert(db, alert_id, source=SlowCube(), mailer=SmtpMailer(), settings=hung)
+
+    assert run.status == "skipped" and "taken over" in run.detail
+    assert isinstance(taken_over[0], Claim) and taken_over[0].took_over
+    assert mailbox.messages() == []
+    row = ledger(db, alert_id)
+    assert row["status"] == "claimed" and row["claimed_by"] == "second" and row["takeovers"] == 1
+
+
+def test_inactive_alerts_leave_the_due_index_and_come_back_when_reactivated(
+    db: psycopg.Connection[Any],
+    mailbox: MailCatcher,
+    airflow_connections: dict[str, str],
+    live_cube: CubeClient,
+) -> None:
+    from kpi_alerts.due_alerts import initialise_first_runs, list_due_alerts, park_inactive_alerts
+
+    alert_id = report(db, 1, ["cfo@org1.example.com"])
+    db.execute("UPDATE kpi_alerts SET is_active = false WHERE id = %s", (alert_id,))
+    tick = SLOT + timedelta(minutes=5)
+    assert park_inactive_alerts(db, logical_time=tick) == 1
+    assert db.execute("SELECT next_run_at FROM cron_jobs").fetchone()["next_run_at"] is None
+    assert list_due_alerts(db, logical_time=tick, limit=10) == []
+
+    db.execute("UPDATE kpi_alerts SET is_active = true WHERE id = %s", (alert_id,))
+    assert initialise_first_runs(db, logical_time=tick, misfire_window=timedelta(hours=1)) == 1
+    assert [d.alert_id for d in list_due_alerts(db, logical_time=tick, limit=10)] == [alert_id]
+    assert (
+        process_alert(db, alert_id, source=live_cube, mailer=SmtpMailer(), settings=settings(True)).status
+        == "sent"
     )
