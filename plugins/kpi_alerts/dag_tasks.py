@@ -137,11 +137,16 @@ def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
 
 
 def summarize(context: Any) -> dict[str, Any]:
-    """Count this run's ledger rows by status (reads the ledger, so failed tasks are counted too)."""
+    """Count this run's ledger rows by status (reads the ledger, so failed tasks are counted too),
+    and prune finished ledger rows older than ``kpi_alerts_retention_days``."""
     from kpi_alerts import queries
 
+    retention = timedelta(days=float(_variable("kpi_alerts_retention_days", "90")))
     with _db_connection() as conn:
         rows = conn.execute(queries.RUN_SUMMARY, {"run_id": context["run_id"]}).fetchall()
+        pruned = conn.execute(queries.PRUNE_RESULTS, {"before": logical_time_of(context) - retention}).rowcount
+    if pruned:
+        log.info("Pruned %d ledger row(s) older than %s", pruned, retention)
     counts = Counter({r["status"]: r["n"] for r in rows})
     log.info("KPI alerts run %s: %s", context["run_id"], dict(counts) or "nothing was due")
     if counts["failed"]:
