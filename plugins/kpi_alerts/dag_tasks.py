@@ -144,7 +144,9 @@ def summarize(context: Any) -> dict[str, Any]:
     retention = timedelta(days=float(_variable("kpi_alerts_retention_days", "90")))
     with _db_connection() as conn:
         rows = conn.execute(queries.RUN_SUMMARY, {"run_id": context["run_id"]}).fetchall()
-        pruned = conn.execute(queries.PRUNE_RESULTS, {"before": logical_time_of(context) - retention}).rowcount
+        pruned = conn.execute(
+            queries.PRUNE_RESULTS, {"before": logical_time_of(context) - retention}
+        ).rowcount
     if pruned:
         log.info("Pruned %d ledger row(s) older than %s", pruned, retention)
     counts = Counter({r["status"]: r["n"] for r in rows})

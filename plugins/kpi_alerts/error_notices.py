@@ -20,7 +20,7 @@ from kpi_alerts.report_context import ReportContext
 
 if TYPE_CHECKING:
     from kpi_alerts.claims import Claim
-    from kpi_alerts.pipeline import Mailer, RunSettings
+    from kpi_alerts.run_context import Mailer, RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def send_error_notice(
     settings: RunSettings,
 ) -> None:
     from kpi_alerts.email_message import build_message
-    from kpi_alerts.pipeline import describe_period
+    from kpi_alerts.report_context import describe_period
 
     ctx = ReportContext(
         alert_name=alert.alert_name,

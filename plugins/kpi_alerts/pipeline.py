@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -23,8 +22,6 @@ from kpi_alerts.alert_definition import AlertDefinition
 from kpi_alerts.alert_store import load_alert
 from kpi_alerts.claims import (
     Claim,
-    Claimant,
-    ClaimSettings,
     LostClaim,
     NotClaimed,
     Outcome,
@@ -36,43 +33,13 @@ from kpi_alerts.claims import (
 )
 from kpi_alerts.errors import AlertValidationError, KpiAlertError, PermanentAlertError, TransientAlertError
 from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.report_context import MessageKind, ReportContext
+from kpi_alerts.report_context import MessageKind, ReportContext, describe_period
+from kpi_alerts.run_context import Delivery, KpiSource, Mailer, RunSettings
 
 if TYPE_CHECKING:
     from kpi_alerts.alert_state import Transition
 
 log = logging.getLogger(__name__)
-
-
-class KpiSource(Protocol):
-    """Where KPI values come from (``CubeHook`` in production)."""
-
-    def load(
-        self, query: Mapping[str, Any], *, security_context: Mapping[str, Any], timezone: str
-    ) -> KpiData: ...
-
-
-@dataclass(frozen=True)
-class Delivery:
-    kind: str  # "smtp" or "outbox"
-    detail: str
-
-
-class Mailer(Protocol):
-    def deliver(self, message: EmailMessage) -> Delivery: ...
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """:param final_attempt: on the last Airflow try a transient error is recorded as failed."""
-
-    logical_time: datetime
-    claimant: Claimant = field(default_factory=Claimant)
-    final_attempt: bool = True
-    sender: str = "KPI Alerts <kpi-alerts@localhost>"
-    max_attachment_bytes: int = 10 * 1024 * 1024
-    claim: ClaimSettings = field(default_factory=ClaimSettings)
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -289,7 +256,7 @@ class _SlotRun:
             generated_at=self.settings.clock(),
             kind=kind,
             kpi=kpi,
-            kpi_value=value if value is not None else _headline(data, kpi, self.claim.slot),
+            kpi_value=value,  # None for reports: the renderers show the latest complete period's value
             previous_value=previous,
             condition=condition,
             dashboard_url=self.alert.dashboard_url,
@@ -371,28 +338,6 @@ def reading_measure(data: KpiData, measure: str | None) -> str:
     if not data.measures:
         raise PermanentAlertError("the query returned no measure")
     return data.measures[0].key
-
-
-def _headline(data: KpiData, kpi: Any, slot: datetime) -> Any:
-    """The report's headline value, by the same rule thresholds use (docs/conditions.md)."""
-    from kpi_alerts.thresholds import kpi_value
-
-    if kpi is None:
-        return None
-    try:
-        return kpi_value(data, kpi.key, now=slot).value
-    except KpiAlertError:  # e.g. an average over several categories: no single headline, still a report
-        return None
-
-
-def describe_period(query: Mapping[str, Any]) -> str:
-    for td in query.get("timeDimensions") or ():
-        date_range = td.get("dateRange")
-        if isinstance(date_range, str):
-            return date_range
-        if isinstance(date_range, list | tuple) and len(date_range) == 2:
-            return f"{date_range[0]} to {date_range[1]}"
-    return "all time"
 
 
 def _plain(value: Any) -> Any:

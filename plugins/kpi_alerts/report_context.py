@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from kpi_alerts.kpi_data import Column
 
@@ -40,3 +41,14 @@ class ReportContext:
     previous_value: Decimal | None = None
     condition: str | None = None
     dashboard_url: str | None = None
+
+
+def describe_period(query: Mapping[str, Any]) -> str:
+    """The query's date range as people read it: ``last 7 days``, ``2026-11-01 to 2026-11-07``."""
+    for td in query.get("timeDimensions") or ():
+        date_range = td.get("dateRange")
+        if isinstance(date_range, str):
+            return date_range
+        if isinstance(date_range, list | tuple) and len(date_range) == 2:
+            return f"{date_range[0]} to {date_range[1]}"
+    return "all time"
