@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import smtplib
 from email.message import EmailMessage
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,8 @@ class OutboxMailer:
 
 
 def _recipients(message: EmailMessage) -> list[str]:
-    return [a for field in ("To", "Cc", "Bcc") for a in message.get_all(field, [])]
+    headers = [str(h) for name in ("To", "Cc", "Bcc") for h in message.get_all(name, [])]
+    return [address for _, address in getaddresses(headers)]
 
 
 def _codes(refused: dict[str, tuple[int, bytes]]) -> str:
