@@ -107,11 +107,10 @@ def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
         max_attachment_bytes=int(float(_variable("kpi_alerts_max_attachment_mb", "10")) * 1024 * 1024),
         claim=claim_settings(),
     )
-    source = CubeHook()
     results: list[dict[str, Any]] = []
     failures: list[str] = []
     transient = False
-    with _db_connection() as conn:
+    with CubeHook() as source, _db_connection() as conn:
         for alert in item["alerts"]:
             try:
                 results.append(
