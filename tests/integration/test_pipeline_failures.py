@@ -267,12 +267,8 @@ def test_failure_notices_go_out_once_per_streak(
     assert notices == [["ops@org2.example.com", "owner@org1.example.com"], [], ["ops@org2.example.com"]]
     state = db.execute("SELECT state FROM kpi_thresholds WHERE kpi_alert_id = %s", (threshold_id,)).fetchone()
     assert state["state"] == "ERROR"
-    first = SLOT
     subjects = [str(m["Subject"]) for m in mailbox.messages()]
-    assert subjects and all(s.startswith("[KPI alert] Failed: Broken threshold") for s in subjects), (
-        first,
-        subjects,
-    )
+    assert subjects and all(s.startswith("[KPI alert] Failed: Broken threshold") for s in subjects), subjects
 
 
 def test_a_worker_whose_claim_was_taken_over_stops_without_sending(
