@@ -8,7 +8,6 @@ functions: importing :mod:`kpi_alerts.reports` must stay cheap for the DAG proce
 from __future__ import annotations
 
 import functools
-import os
 import re
 import unicodedata
 from datetime import date, datetime
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from kpi_alerts.kpi_data import CellValue, Column, KpiData
+from kpi_alerts.paths import TEMPLATES_DIR
 from kpi_alerts.report_context import ReportContext
 
 if TYPE_CHECKING:
@@ -35,15 +35,8 @@ _SLUG_JUNK = re.compile(r"[^a-z0-9]+")
 
 
 def templates_dir() -> Path:
-    """``include/templates`` of the deployment (``$KPI_ALERTS_TEMPLATES_DIR`` overrides it).
-
-    The package lives in ``<root>/plugins/kpi_alerts`` both in the repo and under ``$AIRFLOW_HOME``,
-    so ``<root>/include/templates`` is found without configuration.
-    """
-    override = os.environ.get("KPI_ALERTS_TEMPLATES_DIR")
-    if override:
-        return Path(override).resolve()
-    return Path(__file__).resolve().parents[3] / "include" / "templates"
+    """``include/templates`` of the deployment (see :mod:`kpi_alerts.paths`)."""
+    return TEMPLATES_DIR
 
 
 @functools.cache
