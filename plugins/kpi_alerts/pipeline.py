@@ -166,7 +166,8 @@ class _SlotRun:
     # --- scheduled reports ------------------------------------------------------------------
 
     def _scheduled_report(self) -> AlertRun:
-        from kpi_alerts.gating import evaluate_gate, parse_gating_condition
+        from kpi_alerts.gate_evaluation import evaluate_gate
+        from kpi_alerts.gating import parse_gating_condition
 
         data = self.fetch()
         gate = parse_gating_condition(self.alert.gating_condition)

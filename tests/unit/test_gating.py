@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.gate_evaluation import evaluate_gate
 from kpi_alerts.gating import (
     MAX_DEPTH,
     MAX_LEAVES,
@@ -23,7 +24,6 @@ from kpi_alerts.gating import (
     GateLeaf,
     GatingCondition,
     check_gate_measures,
-    evaluate_gate,
     gating_json_schema,
     parse_gating_condition,
 )
