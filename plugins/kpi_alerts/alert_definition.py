@@ -50,6 +50,7 @@ class AlertDefinition:
     next_run_at: datetime | None
     dashboard_url: str | None = None
     owners: tuple[str, ...] = ()
+    message: str | None = None
     schedule: Schedule | None = None
     gating_condition: Mapping[str, Any] | None = None
     attachment_type: str | None = None
@@ -97,6 +98,7 @@ class AlertDefinition:
             next_run_at=row["next_run_at"],
             dashboard_url=row["dashboard_url"],
             owners=tuple(row["owners"] or ()),
+            message=row["message"],
             schedule=schedule,
             gating_condition=row["gating_condition"],
             attachment_type=row["attachment_type"],

@@ -52,6 +52,7 @@ class AlertSpec(BaseModel):
     graph_id: int | None = None
     dashboard_id: int | None = None
     dashboard_url: str | None = None
+    message: str | None = Field(default=None, max_length=2000)
     owners: list[str] = Field(default_factory=list)
     is_active: bool = True
     schedule: ScheduleSpec | None = None

@@ -105,6 +105,7 @@ def create_alert(
                 "is_active": spec.is_active,
                 "cube_query": json.dumps(spec.cube_query),
                 "owners": spec.owners,
+                "message": (spec.message or "").strip() or None,
                 "dashboard_url": spec.dashboard_url,
             },
         )

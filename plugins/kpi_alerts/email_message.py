@@ -173,6 +173,7 @@ def build_message(
         else format_number(ctx.previous_value, kpi.format if kpi else None),
         "condition": single_line(ctx.condition) if ctx.condition else None,
         "dashboard_url": safe_dashboard_url(ctx.dashboard_url),
+        "message": ctx.message,
         "table": _table(data),
         "chart_cid": chart_cid if chart_png else None,
         "attachment": attachment,

@@ -261,6 +261,7 @@ class _SlotRun:
             previous_value=previous,
             condition=condition,
             dashboard_url=self.alert.dashboard_url,
+            message=self.alert.message,
         )
         attachment = None
         if kind == "report" and self.alert.attachment_type:

@@ -42,7 +42,7 @@ UPDATE cron_jobs SET next_run_at = %(next_run_at)s WHERE id = %(cron_job_id)s AN
 
 _ALERT_COLUMNS = """
 SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.alert_type, ka.alert_name,
-       ka.recipients, ka.cube_query, ka.is_active, ka.dashboard_url, ka.owners,
+       ka.recipients, ka.cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
        cj.master_locked, cj.next_run_at,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
        ks.gating_condition, ks.attachment_type,
@@ -74,9 +74,9 @@ RETURNING id
 
 INSERT_ALERT = """
 INSERT INTO kpi_alerts (id, cron_job_id, organization_id, graph_id, dashboard_id, alert_type, alert_name,
-                        recipients, is_active, cube_query, owners, dashboard_url)
+                        recipients, is_active, cube_query, owners, dashboard_url, message)
 VALUES (%(id)s, %(cron_job_id)s, %(organization_id)s, %(graph_id)s, %(dashboard_id)s, %(alert_type)s,
-        %(alert_name)s, %(recipients)s, %(is_active)s, %(cube_query)s, %(owners)s, %(dashboard_url)s)
+        %(alert_name)s, %(recipients)s, %(is_active)s, %(cube_query)s, %(owners)s, %(dashboard_url)s, %(message)s)
 """
 
 INSERT_SCHEDULE = """

@@ -27,6 +27,7 @@ class ReportContext:
     :param condition: human text of the threshold or gate, e.g. ``Revenue > 10,000``; for
         ``alert_error`` notices, the reason the alert failed.
     :param dashboard_url: link back to the graph's dashboard, when configured.
+    :param message: the alert author's note for recipients (user text: escape it).
     """
 
     alert_name: str
@@ -41,6 +42,7 @@ class ReportContext:
     previous_value: Decimal | None = None
     condition: str | None = None
     dashboard_url: str | None = None
+    message: str | None = None
 
 
 def describe_period(query: Mapping[str, Any]) -> str:

@@ -311,3 +311,21 @@ def test_the_summary_prunes_old_finished_ledger_rows(
         (old - timedelta(hours=1), "retrying"),
         (recent, "sent"),
     ]
+
+
+def test_the_alert_authors_note_is_in_both_bodies_escaped(
+    kpi_dag: Any, db: psycopg.Connection[Any], mailbox: MailCatcher, airflow_connections: dict[str, str]
+) -> None:
+    note = 'Numbers for the <b>board</b> & "finance".\nCall Ana before forwarding.'
+    spec = {**schedule_alert(1, "With a note", ["n@org1.example.com"], "UTC", 17, 5), "message": note}
+    create_alert(db, spec, now=LOGICAL_TIME - timedelta(minutes=4))
+
+    assert str(run_dag(kpi_dag).state) == "success"
+
+    (message,) = mailbox.messages()
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    html = message.get_body(preferencelist=("html",)).get_content()
+    assert note.replace("\n", "\r\n") in text  # SMTP line ends
+    assert (
+        "Numbers for the &lt;b&gt;board&lt;/b&gt; &amp; &#34;finance&#34;." in html and "<b>board" not in html
+    )
