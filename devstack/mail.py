@@ -18,7 +18,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from devstack import STATE_DIR
+from devstack import STATE_DIR, free_port
 
 
 class MaildirHandler:
@@ -60,7 +60,7 @@ class MailCatcher:
     def __init__(self, folder: Path, port: int = 0) -> None:
         self.folder = folder
         self.handler = MaildirHandler(folder)
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=port or _free_port())
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=port or free_port())
 
     @property
     def port(self) -> int:
@@ -91,14 +91,6 @@ def read_message(path: Path) -> EmailMessage:
     message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     return message
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from psycopg import sql  # noqa: E402
 from devstack.cube import CubeServer, ensure_cube  # noqa: E402
 from devstack.mail import MailCatcher  # noqa: E402
 from devstack.postgres import PostgresServer, ensure_database, ensure_postgres  # noqa: E402
+from devstack.stack import Stack  # noqa: E402
 from kpi_alerts.database import connect  # noqa: E402
 from kpi_alerts.migrations import migrate  # noqa: E402
 
@@ -81,21 +82,19 @@ def mailbox(smtp_server: MailCatcher) -> MailCatcher:
     return smtp_server
 
 
-@pytest.fixture
-def airflow_connections(
-    monkeypatch: pytest.MonkeyPatch, alerts_db_url: str, cube_server: CubeServer, smtp_server: MailCatcher
-) -> dict[str, str]:
-    """The three connections and the production switch, as Airflow environment variables."""
-    from devstack.stack import Stack, airflow_env
-
-    stack = Stack(
-        ensure_postgres(),
-        alerts_db_url,
-        cube_server.url,
-        cube_server.api_secret,
-        smtp_server.port,
-        smtp_server.folder,
+@pytest.fixture(scope="session")
+def stack(pg: PostgresServer, alerts_db_url: str, cube_server: CubeServer, smtp_server: MailCatcher) -> Stack:
+    """The test session's servers, as ``devstack.stack.airflow_env`` takes them."""
+    return Stack(
+        pg, alerts_db_url, cube_server.url, cube_server.api_secret, smtp_server.port, smtp_server.folder
     )
+
+
+@pytest.fixture
+def airflow_connections(monkeypatch: pytest.MonkeyPatch, stack: Stack) -> dict[str, str]:
+    """The three connections and the production switch, as Airflow environment variables."""
+    from devstack.stack import airflow_env
+
     env = {
         k: v
         for k, v in airflow_env(stack, _AIRFLOW_HOME).items()

@@ -7,23 +7,16 @@ and are stopped afterwards.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
+from devstack import free_port
 from devstack.cube import CubeServer, ensure_cube, stop_cube
 from devstack.postgres import PostgresServer
 from kpi_alerts.cube_client import CubeClient
-
-
-def free_port() -> int:
-    """A port nobody listens on (bound then released; good enough on a test machine)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ the SMTP server refuses) are recorded at once. Either way the next alert is proc
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from devstack import free_port
 from devstack.cube import CubeServer
 from devstack.mail import MailCatcher
 from kpi_alerts.alert_store import create_alert
@@ -33,12 +33,6 @@ QUERY = {
     "measures": ["orders.total_amount"],
     "timeDimensions": [{"dimension": "orders.created_at", "dateRange": ["2026-11-01", "2026-11-07"]}],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def report(db: psycopg.Connection[Any], org: int, recipients: list[str], **overrides: Any) -> int:

@@ -19,9 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from devstack.cube import CubeServer
 from devstack.mail import MailCatcher
-from devstack.postgres import PostgresServer
 from devstack.stack import Stack, airflow_env
 from kpi_alerts.alert_store import create_alert
 
@@ -88,9 +86,7 @@ def run_both(args: list[str], envs: list[dict[str, str]], timeout: float) -> lis
 
 def test_two_airflows_at_the_same_logical_time_send_each_report_exactly_once(
     db: psycopg.Connection[Any],
-    pg: PostgresServer,
-    alerts_db_url: str,
-    cube_server: CubeServer,
+    stack: Stack,
     mailbox: MailCatcher,
     tmp_path: Path,
 ) -> None:
@@ -118,7 +114,6 @@ def test_two_airflows_at_the_same_logical_time_send_each_report_exactly_once(
         )
         assert created.next_run_at in (T, T - timedelta(minutes=5)), (tz, frequency, created.next_run_at)
         recipients[created.alert_id] = address
-    stack = Stack(pg, alerts_db_url, cube_server.url, cube_server.api_secret, mailbox.port, mailbox.folder)
     envs = [installation(tmp_path / name, stack) for name in ("airflow_a", "airflow_b")]
 
     for _, code, log in run_both(["db", "migrate"], envs, timeout=120):

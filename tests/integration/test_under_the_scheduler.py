@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,9 +20,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from devstack.cube import CubeServer
+from devstack import free_port
 from devstack.mail import MailCatcher
-from devstack.postgres import ensure_postgres
 from devstack.stack import Stack, airflow_env
 from kpi_alerts.alert_store import create_alert
 
@@ -32,18 +30,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.services]
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_a_triggered_run_sends_each_due_alert_once_under_the_scheduler(
     tmp_path: Path,
-    alerts_db_url: str,
+    stack: Stack,
     db: psycopg.Connection[Any],
-    cube_server: CubeServer,
-    smtp_server: MailCatcher,
     mailbox: MailCatcher,
 ) -> None:
     now = datetime.now(UTC)
@@ -86,14 +76,6 @@ def test_a_triggered_run_sends_each_due_alert_once_under_the_scheduler(
         now=now,
     )
 
-    stack = Stack(
-        ensure_postgres(),
-        alerts_db_url,
-        cube_server.url,
-        cube_server.api_secret,
-        smtp_server.port,
-        smtp_server.folder,
-    )
     home = tmp_path / "airflow"
     home.mkdir()
     env = {**os.environ, **airflow_env(stack, home)}
@@ -157,7 +139,7 @@ def test_a_triggered_run_sends_each_due_alert_once_under_the_scheduler(
         )  # after any warnings
         states = [r["state"] for r in json.loads(listing)]
         assert "failed" not in states
-        secret = cube_server.api_secret
+        secret = stack.cube_secret
         logs = [p.read_text(errors="replace") for p in (home / "logs").rglob("*.log")]
         assert logs and not any(secret in text for text in logs)  # no secret in any task log
     finally:
