@@ -153,7 +153,8 @@ def build_message(
     if data is not None and kpi is not None and len(data.rows) > 1 and kpi in data.columns:
         from kpi_alerts.reports.chart import kpi_chart_png
 
-        chart_png = kpi_chart_png(data, kpi.key)
+        threshold = float(ctx.threshold_value) if ctx.threshold_value is not None else None
+        chart_png = kpi_chart_png(data, kpi.key, threshold=threshold)
     size_text, limit_text = _sizes(attachment.size if attachment else 0, max_attachment_bytes)
     mid = message_id(message_key, message_id_domain)
     chart_cid = f"chart.{mid[1:-1]}"

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -188,7 +189,13 @@ class _SlotRun:
     # --- threshold alerts -------------------------------------------------------------------
 
     def _threshold_alert(self) -> AlertRun:
-        from kpi_alerts.thresholds import describe_threshold, evaluate_threshold, kpi_value, parse_condition
+        from kpi_alerts.thresholds import (
+            PERCENT_CONDITIONS,
+            describe_threshold,
+            evaluate_threshold,
+            kpi_value,
+            parse_condition,
+        )
 
         threshold = self.alert.threshold
         assert threshold is not None
@@ -226,6 +233,7 @@ class _SlotRun:
             value=result.value,
             previous=result.previous,
             condition=describe_threshold(condition, threshold.threshold_value, measure.title),
+            threshold_value=None if condition in PERCENT_CONDITIONS else threshold.threshold_value,
             threshold_state=state,
         )
 
@@ -240,6 +248,7 @@ class _SlotRun:
         value: Any = None,
         previous: Any = None,
         condition: str | None = None,
+        threshold_value: Decimal | None = None,
         threshold_state: ThresholdStateUpdate | None = None,
     ) -> AlertRun:
         from kpi_alerts.email_message import build_message
@@ -260,6 +269,7 @@ class _SlotRun:
             kpi_value=value,  # None for reports: the renderers show the latest complete period's value
             previous_value=previous,
             condition=condition,
+            threshold_value=threshold_value,
             dashboard_url=self.alert.dashboard_url,
             message=self.alert.message,
         )

@@ -26,6 +26,8 @@ class ReportContext:
     :param kpi_value: its value as the checks computed it, if any.
     :param condition: human text of the threshold or gate, e.g. ``Revenue > 10,000``; for
         ``alert_error`` notices, the reason the alert failed.
+    :param threshold_value: a threshold alert's level (drawn on its chart); None for percent-change
+        conditions and reports.
     :param dashboard_url: link back to the graph's dashboard, when configured.
     :param message: the alert author's note for recipients (user text: escape it).
     """
@@ -41,6 +43,7 @@ class ReportContext:
     kpi_value: Decimal | None = None
     previous_value: Decimal | None = None
     condition: str | None = None
+    threshold_value: Decimal | None = None
     dashboard_url: str | None = None
     message: str | None = None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import http.server
+import re
 import subprocess
 import sys
 import threading
@@ -22,7 +23,16 @@ from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.kpi_data import CellValue, Column, KpiData
 from kpi_alerts.report_context import ReportContext
 from kpi_alerts.reports import Attachment, render_attachment, render_csv, render_excel, render_pdf
-from kpi_alerts.reports.chart import kpi_chart_png, kpi_chart_svg
+from kpi_alerts.reports.chart import (
+    ChartData,
+    axis_range,
+    chart_from_kpi_data,
+    kpi_chart_png,
+    kpi_chart_svg,
+    nice_ticks,
+    render_chart_png,
+    render_chart_svg,
+)
 from kpi_alerts.reports.excel_report import clean_sheet_title
 from kpi_alerts.reports.formatting import templates_dir
 from kpi_alerts.reports.pdf_report import FetchRefused, local_url_fetcher
@@ -280,6 +290,70 @@ def test_charts() -> None:
     assert kpi_chart_svg(empty(), REVENUE.key) is None
     png = kpi_chart_png(daily_revenue(), REVENUE.key)
     assert png is not None and png.startswith(b"\x89PNG") and len(png) < 100_000
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "chart-daily-revenue.png").write_bytes(png)
+
+
+def _tick_labels(svg: str) -> list[str]:
+    return re.findall(r'<text x="[\d.]+" y="[\d.]+" text-anchor="end">([^<]*)</text>', svg)
+
+
+class TestChartReadability:
+    def test_counts_get_whole_number_ticks(self) -> None:
+        chart = ChartData("Orders", ["a", "b", "c"], [0.0, 1.0, 3.0], whole_numbers=True)
+        assert _tick_labels(render_chart_svg(chart)) == ["0", "1", "2", "3"]
+
+    def test_a_flat_series_sits_on_a_zero_based_axis(self) -> None:
+        chart = ChartData("Orders", [f"d{i}" for i in range(5)], [4.0] * 5, whole_numbers=True)
+        labels = _tick_labels(render_chart_svg(chart))
+        assert labels[0] == "0" and all("." not in t for t in labels)  # not 3.80 .. 4.20
+        assert float(labels[-1]) >= 4
+
+    def test_a_small_change_on_a_large_value_is_framed_not_flattened(self) -> None:
+        low, high = axis_range([1020.0, 1040.0, 1060.0])
+        assert 980 <= low < 1020 and 1060 < high <= 1100
+
+    def test_the_threshold_is_a_dashed_line_with_its_value(self) -> None:
+        chart = ChartData("Revenue", ["a", "b"], [10.0, 50.0], threshold=35000.0)
+        svg = render_chart_svg(chart)
+        assert 'stroke-dasharray="6 4"' in svg and "threshold 35,000" in svg
+        assert "35,000" in _tick_labels(svg) or float(_tick_labels(svg)[-1].replace(",", "")) >= 35000
+
+    def test_the_previous_period_is_a_faint_line(self) -> None:
+        chart = ChartData("Revenue", ["a", "b", "c"], [3.0, 4.0, 5.0], previous_values=[2.0, 2.5, 3.0])
+        svg = render_chart_svg(chart)
+        assert svg.count("<polyline") == 2 and "previous period" in svg
+
+    def test_user_text_is_escaped(self) -> None:
+        chart = ChartData("<b>&", ["<script>", "x"], [1.0, 2.0], kind="bar")
+        svg = render_chart_svg(chart)
+        assert "<script>" not in svg and "&lt;script&gt;" in svg and "&lt;b&gt;&amp;" in svg
+
+    def test_a_threshold_alert_chart_from_kpi_data(self) -> None:
+        chart = chart_from_kpi_data(daily_revenue(), REVENUE.key, threshold=1200.0)
+        assert chart is not None and chart.threshold == 1200.0 and len(chart.values) == 14
+        assert chart.x_labels[0] == "Mar 20" and not chart.whole_numbers  # currency keeps its cents
+
+    def test_png_is_small_and_sharp(self) -> None:
+        chart = ChartData("Revenue", ["a", "b", "c"], [3.0, 4.0, 5.0], threshold=4.5)
+        png = render_chart_png(chart)
+        assert png.startswith(b"\x89PNG") and len(png) < 60_000
+
+    @given(
+        st.lists(st.floats(min_value=-1e9, max_value=1e9, allow_nan=False), min_size=1, max_size=40),
+        st.booleans(),
+    )
+    @settings(max_examples=200, deadline=None)
+    def test_ticks_cover_the_data_in_round_steps(self, values: list[float], whole: bool) -> None:
+        if whole:
+            values = [float(round(v)) for v in values]
+        low, high = axis_range(values, whole_numbers=whole)
+        ticks = nice_ticks(low, high, whole_numbers=whole)
+        tolerance = 1e-9 * (ticks[-1] - ticks[0])  # a value within a billionth of a tick is on it
+        assert ticks[0] <= min(values) + tolerance and ticks[-1] >= max(values) - tolerance
+        assert 2 <= len(ticks) <= 6
+        if whole:
+            assert all(float(t).is_integer() for t in ticks)
 
 
 # --------------------------------------------------------------------------- PDF
