@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kpi_alerts.database import connect, resolve_db_url
 from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.ledger.database import connect, resolve_db_url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     url = resolve_db_url(args.db)
     if args.command == "migrate":
-        from kpi_alerts.migrations import migrate
+        from kpi_alerts.ledger.migrations import migrate
 
         applied = migrate(url)
         print(
@@ -65,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "history":
             return _history(conn, args.alert_id, args.limit)
         if args.command == "prune-results":
-            from kpi_alerts import queries
+            from kpi_alerts.ledger import queries
 
             before = datetime.now(UTC) - timedelta(days=args.days)
             deleted = conn.execute(queries.PRUNE_RESULTS, {"before": before}).rowcount
@@ -75,7 +75,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _create(conn: Any, args: argparse.Namespace) -> int:
-    from kpi_alerts.alert_store import create_alert
+    from kpi_alerts.ledger.alert_store import create_alert
 
     text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
     try:
@@ -102,7 +102,7 @@ def _create(conn: Any, args: argparse.Namespace) -> int:
 
 
 def _list(conn: Any, organization_id: int | None) -> int:
-    from kpi_alerts.alert_store import list_alerts
+    from kpi_alerts.ledger.alert_store import list_alerts
 
     for alert in list_alerts(conn, organization_id):
         next_run = alert.next_run_at.isoformat() if alert.next_run_at else "on first sight"
@@ -115,7 +115,7 @@ def _list(conn: Any, organization_id: int | None) -> int:
 
 
 def _history(conn: Any, alert_id: int, limit: int) -> int:
-    from kpi_alerts import queries
+    from kpi_alerts.ledger import queries
 
     for row in conn.execute(queries.ALERT_HISTORY, {"alert_id": alert_id, "limit": limit}).fetchall():
         print(

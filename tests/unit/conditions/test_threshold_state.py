@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kpi_alerts.alert_state import (
+from kpi_alerts.conditions.threshold_state import (
     AlertState,
     ErrorPolicy,
     NoDataPolicy,

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from kpi_alerts import queries
-from kpi_alerts.alert_definition import AlertDefinition
-from kpi_alerts.report_context import ReportContext
+from kpi_alerts.alerts.definition import AlertDefinition
+from kpi_alerts.ledger import queries
+from kpi_alerts.reports.context import ReportContext
 
 if TYPE_CHECKING:
-    from kpi_alerts.claims import Claim
-    from kpi_alerts.run_context import Mailer, RunSettings
+    from kpi_alerts.ledger.claims import Claim
+    from kpi_alerts.pipeline.inputs import Mailer, RunSettings
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ def send_error_notice(
     mailer: Mailer,
     settings: RunSettings,
 ) -> None:
-    from kpi_alerts.email_message import build_message
-    from kpi_alerts.report_context import describe_period
+    from kpi_alerts.delivery.email_message import build_message
+    from kpi_alerts.reports.context import describe_period
 
     ctx = ReportContext(
         alert_name=alert.alert_name,

@@ -19,11 +19,11 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from kpi_alerts.delivery.recipients import validate_address, validate_recipients
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.recipients import validate_address, validate_recipients
-from kpi_alerts.report_context import ReportContext
 from kpi_alerts.reports import Attachment
+from kpi_alerts.reports.context import ReportContext
 from kpi_alerts.reports.formatting import (
     display_value,
     format_number,

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kpi_alerts.email_message import build_message, message_id, safe_dashboard_url
+from kpi_alerts.delivery.email_message import build_message, message_id, safe_dashboard_url
+from kpi_alerts.delivery.recipients import MAX_RECIPIENTS, validate_recipients
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.recipients import MAX_RECIPIENTS, validate_recipients
 from kpi_alerts.reports import Attachment, render_attachment
-from tests.unit.test_reports import REGION, REVENUE, UTC, by_region, context, daily_revenue
+from tests.unit.reports.test_reports import REGION, REVENUE, UTC, by_region, context, daily_revenue
 
 SENDER = "KPI Alerts <alerts@kpi-alerts.local>"
 
@@ -304,7 +304,7 @@ def test_wire_format_and_a_sample_for_people(csv_attachment: Attachment) -> None
     long_lines = [line for line in body.split(b"\r\n") if len(line) > 78]
     assert all(line.startswith(b"Content-") and len(line) <= 998 for line in long_lines)  # part headers only
     assert raw.isascii()  # 7-bit clean: any relay can carry it
-    root = Path(__file__).resolve().parents[2] / ".artifacts"
+    root = Path(__file__).resolve().parents[3] / ".artifacts"
     root.mkdir(exist_ok=True)
     (root / "alert-email.eml").write_bytes(raw)
     (root / "alert-email.html").write_text(bodies(parse(msg))[1], encoding="utf-8")

@@ -19,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kpi_alerts.claims import Claimant, ClaimSettings
-from kpi_alerts.database import DB_CONN_ID
 from kpi_alerts.errors import KpiAlertError, TransientAlertError
+from kpi_alerts.ledger.claims import Claimant, ClaimSettings
+from kpi_alerts.ledger.database import DB_CONN_ID
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def claim_settings() -> ClaimSettings:
 
 def find_due_alerts(context: Any) -> list[dict[str, Any]]:
     """List due alerts as map items: one alert per item, or batches when there are many."""
-    from kpi_alerts.due_alerts import initialise_first_runs, list_due_alerts, park_inactive_alerts
+    from kpi_alerts.ledger.due_alerts import initialise_first_runs, list_due_alerts, park_inactive_alerts
 
     logical_time = logical_time_of(context)
     settings = claim_settings()
@@ -83,9 +83,9 @@ def find_due_alerts(context: Any) -> list[dict[str, Any]]:
 
 def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
     """Process one map item; every alert is attempted, then the task fails if any alert failed."""
+    from kpi_alerts.delivery.mailers import OutboxMailer, SmtpMailer
     from kpi_alerts.hooks.cube import CubeHook
-    from kpi_alerts.mailers import OutboxMailer, SmtpMailer
-    from kpi_alerts.pipeline import RunSettings, process_alert
+    from kpi_alerts.pipeline.alert_run import RunSettings, process_alert
 
     ti = context["ti"]
     production = _variable("kpi_alerts_environment", "development") == "production"
@@ -138,7 +138,7 @@ def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
 def summarize(context: Any) -> dict[str, Any]:
     """Count this run's ledger rows by status (reads the ledger, so failed tasks are counted too),
     and prune finished ledger rows older than ``kpi_alerts_retention_days``."""
-    from kpi_alerts import queries
+    from kpi_alerts.ledger import queries
 
     retention = timedelta(days=float(_variable("kpi_alerts_retention_days", "90")))
     with _db_connection() as conn:

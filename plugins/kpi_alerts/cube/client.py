@@ -22,7 +22,7 @@ import jwt
 import requests
 import tenacity
 
-from kpi_alerts.cube_query import check_timezone, kpi_data_from_result, total_order
+from kpi_alerts.cube.rest_format import check_timezone, kpi_data_from_result, total_order
 from kpi_alerts.errors import AlertValidationError, KpiAlertError, PermanentAlertError, TransientAlertError
 from kpi_alerts.kpi_data import KpiData
 

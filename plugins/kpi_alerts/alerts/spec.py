@@ -2,7 +2,7 @@
 
 pydantic checks the shape; the domain modules check the meaning (schedule, recipients, gating
 condition, threshold condition), so a definition in the table is judged by the same rules at
-run time (:func:`kpi_alerts.alert_definition.AlertDefinition.validate`).
+run time (:func:`kpi_alerts.alerts.definition.AlertDefinition.validate`).
 """
 
 from __future__ import annotations

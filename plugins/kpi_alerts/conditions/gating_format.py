@@ -3,7 +3,7 @@
 The pydantic models below are the single source of truth for the format: parsing, the JSON
 Schema and the documentation's examples all come from them. A gate is a tree of leaves
 (``{"measure": "orders.total_amount", "op": ">", "value": 10000}``) under ``all`` / ``any`` /
-``not``; :mod:`kpi_alerts.gate_evaluation` evaluates it.
+``not``; :mod:`kpi_alerts.conditions.gating_evaluation` evaluates it.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ from pydantic import (
     model_validator,
 )
 
-from kpi_alerts.errors import AlertValidationError
-from kpi_alerts.thresholds import (
+from kpi_alerts.conditions.thresholds import (
     OPERATOR_SYMBOLS,
     PERCENT_CONDITIONS,
     ThresholdCondition,
     parse_condition,
 )
+from kpi_alerts.errors import AlertValidationError
 
 MAX_DEPTH = 5
 MAX_LEAVES = 20

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from kpi_alerts import queries
-from kpi_alerts.alert_definition import AlertDefinition
-from kpi_alerts.alert_store import load_alert
-from kpi_alerts.claims import (
+from kpi_alerts.alerts.definition import AlertDefinition
+from kpi_alerts.errors import AlertValidationError, KpiAlertError, PermanentAlertError, TransientAlertError
+from kpi_alerts.kpi_data import KpiData
+from kpi_alerts.ledger import queries
+from kpi_alerts.ledger.alert_store import load_alert
+from kpi_alerts.ledger.claims import (
     Claim,
     LostClaim,
     NotClaimed,
@@ -31,13 +33,11 @@ from kpi_alerts.claims import (
     release_for_retry,
     start_sending,
 )
-from kpi_alerts.errors import AlertValidationError, KpiAlertError, PermanentAlertError, TransientAlertError
-from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.report_context import MessageKind, ReportContext, describe_period
-from kpi_alerts.run_context import Delivery, KpiSource, Mailer, RunSettings
+from kpi_alerts.pipeline.inputs import Delivery, KpiSource, Mailer, RunSettings
+from kpi_alerts.reports.context import MessageKind, ReportContext, describe_period
 
 if TYPE_CHECKING:
-    from kpi_alerts.alert_state import Transition
+    from kpi_alerts.conditions.threshold_state import Transition
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def _fail(
     settings: RunSettings,
 ) -> None:
     """Record the slot as failed (and a threshold alert's ERROR state), then notify if due."""
-    from kpi_alerts.error_notices import report_failure_needs_notice, send_error_notice
+    from kpi_alerts.delivery.error_notices import report_failure_needs_notice, send_error_notice
 
     notify: tuple[str, ...] = ()
     state = None
@@ -166,8 +166,8 @@ class _SlotRun:
     # --- scheduled reports ------------------------------------------------------------------
 
     def _scheduled_report(self) -> AlertRun:
-        from kpi_alerts.gate_evaluation import evaluate_gate
-        from kpi_alerts.gating import parse_gating_condition
+        from kpi_alerts.conditions.gating_evaluation import evaluate_gate
+        from kpi_alerts.conditions.gating_format import parse_gating_condition
 
         data = self.fetch()
         gate = parse_gating_condition(self.alert.gating_condition)
@@ -188,7 +188,12 @@ class _SlotRun:
     # --- threshold alerts -------------------------------------------------------------------
 
     def _threshold_alert(self) -> AlertRun:
-        from kpi_alerts.thresholds import describe_threshold, evaluate_threshold, kpi_value, parse_condition
+        from kpi_alerts.conditions.thresholds import (
+            describe_threshold,
+            evaluate_threshold,
+            kpi_value,
+            parse_condition,
+        )
 
         threshold = self.alert.threshold
         assert threshold is not None
@@ -242,7 +247,7 @@ class _SlotRun:
         condition: str | None = None,
         threshold_state: ThresholdStateUpdate | None = None,
     ) -> AlertRun:
-        from kpi_alerts.email_message import build_message
+        from kpi_alerts.delivery.email_message import build_message
         from kpi_alerts.reports import render_attachment
 
         kpi = data.measures[0] if data.measures else None
@@ -320,7 +325,14 @@ def _reclaim_after_failed_send(conn: psycopg.Connection[Any], claim: Claim, sett
 
 
 def _transition(alert: AlertDefinition, observation: str, now: datetime) -> Transition:
-    from kpi_alerts.alert_state import AlertState, ErrorPolicy, NoDataPolicy, Settings, StoredState, decide
+    from kpi_alerts.conditions.threshold_state import (
+        AlertState,
+        ErrorPolicy,
+        NoDataPolicy,
+        Settings,
+        StoredState,
+        decide,
+    )
 
     threshold = alert.threshold
     assert threshold is not None

@@ -8,9 +8,9 @@ from typing import Any
 
 import psycopg
 
-from kpi_alerts import queries
-from kpi_alerts.alert_store import load_alert
 from kpi_alerts.errors import KpiAlertError
+from kpi_alerts.ledger import queries
+from kpi_alerts.ledger.alert_store import load_alert
 
 
 @dataclass(frozen=True)

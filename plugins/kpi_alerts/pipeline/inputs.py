@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, Protocol
 
-from kpi_alerts.claims import Claimant, ClaimSettings
 from kpi_alerts.kpi_data import KpiData
+from kpi_alerts.ledger.claims import Claimant, ClaimSettings
 
 
 class KpiSource(Protocol):

@@ -15,9 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kpi_alerts.errors import AlertValidationError
-from kpi_alerts.gate_evaluation import evaluate_gate
-from kpi_alerts.gating import (
+from kpi_alerts.conditions.gating_evaluation import evaluate_gate
+from kpi_alerts.conditions.gating_format import (
     MAX_DEPTH,
     MAX_LEAVES,
     AllOf,
@@ -27,8 +26,9 @@ from kpi_alerts.gating import (
     gating_json_schema,
     parse_gating_condition,
 )
+from kpi_alerts.conditions.thresholds import ThresholdCondition
+from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.kpi_data import Column, KpiData
-from kpi_alerts.thresholds import ThresholdCondition
 
 UTC_NOON = datetime(2026, 11, 24, 12, tzinfo=ZoneInfo("UTC"))
 YESTERDAY = {

@@ -20,14 +20,14 @@ from hypothesis import strategies as st
 
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.kpi_data import CellValue, Column, KpiData
-from kpi_alerts.report_context import ReportContext
 from kpi_alerts.reports import Attachment, render_attachment, render_csv, render_excel, render_pdf
 from kpi_alerts.reports.chart import kpi_chart_png, kpi_chart_svg
+from kpi_alerts.reports.context import ReportContext
 from kpi_alerts.reports.excel_report import clean_sheet_title
 from kpi_alerts.reports.formatting import templates_dir
 from kpi_alerts.reports.pdf_report import FetchRefused, local_url_fetcher
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 ARTIFACTS = REPO / ".artifacts"
 UTC = ZoneInfo("UTC")
 LONDON = ZoneInfo("Europe/London")
@@ -128,7 +128,7 @@ def test_unknown_kind_is_a_validation_error(tmp_path: Path) -> None:
 
 def test_importing_the_package_loads_no_heavy_library() -> None:
     code = (
-        "import sys, kpi_alerts.reports, kpi_alerts.email_message, kpi_alerts.recipients;"
+        "import sys, kpi_alerts.reports, kpi_alerts.delivery.email_message, kpi_alerts.delivery.recipients;"
         "print(sorted(m for m in ('pandas','openpyxl','weasyprint','matplotlib','jinja2','email_validator')"
         " if m in sys.modules))"
     )

@@ -1,4 +1,4 @@
-"""Examples for kpi_alerts.schedule: every frequency, month ends, time zones and DST days."""
+"""Examples for kpi_alerts.scheduling.schedule: every frequency, month ends, time zones and DST days."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from kpi_alerts.errors import AlertValidationError
-from kpi_alerts.schedule import (
+from kpi_alerts.scheduling.schedule import (
     Schedule,
     describe,
     floor_to_hour_utc,

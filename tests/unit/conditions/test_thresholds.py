@@ -9,9 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kpi_alerts.errors import AlertValidationError
-from kpi_alerts.kpi_data import CellValue, Column, KpiData
-from kpi_alerts.thresholds import (
+from kpi_alerts.conditions.thresholds import (
     KpiReading,
     ThresholdCondition,
     describe_threshold,
@@ -19,6 +17,8 @@ from kpi_alerts.thresholds import (
     kpi_value,
     parse_condition,
 )
+from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.kpi_data import CellValue, Column, KpiData
 
 C = ThresholdCondition
 Rows = tuple[dict[str, CellValue], ...]

@@ -32,9 +32,9 @@ from typing import Any
 
 import psycopg
 
-from kpi_alerts import queries
-from kpi_alerts.alert_definition import AlertDefinition
+from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.errors import KpiAlertError
+from kpi_alerts.ledger import queries
 
 ACTIVE = frozenset({"claimed", "sending"})
 MAX_COUNTED_MISSES = 10_000

@@ -1,4 +1,4 @@
-"""Property tests for kpi_alerts.schedule against independent oracles.
+"""Property tests for kpi_alerts.scheduling.schedule against independent oracles.
 
 Oracles: croniter computes the calendar (in naive local wall time, so its own DST handling plays no
 part) and dateutil resolves wall times with the documented rule (``resolve_imaginary`` for gaps,
@@ -21,7 +21,7 @@ from dateutil import tz as dateutil_tz
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from kpi_alerts.schedule import Schedule, next_run_after, scheduled_times
+from kpi_alerts.scheduling.schedule import Schedule, next_run_after, scheduled_times
 
 ZONES = ("America/Los_Angeles", "Europe/London", "Australia/Lord_Howe", "Asia/Kolkata", "UTC")
 WHOLE_HOUR_ZONES = ("America/Los_Angeles", "Europe/London", "Asia/Kolkata", "UTC")

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from kpi_alerts.errors import AlertValidationError
-from kpi_alerts.schedule import Schedule, floor_to_hour_utc, next_hour_slot_after, next_run_after
+from kpi_alerts.scheduling.schedule import Schedule, floor_to_hour_utc, next_hour_slot_after, next_run_after
 
 MICROSECOND = timedelta(microseconds=1)
 
@@ -107,9 +107,9 @@ class AlertDefinition:
 
     def validate(self) -> None:
         """Raise :class:`AlertValidationError` naming the first thing wrong with this alert."""
-        from kpi_alerts.gating import parse_gating_condition
-        from kpi_alerts.recipients import validate_recipients
-        from kpi_alerts.thresholds import parse_condition
+        from kpi_alerts.conditions.gating_format import parse_gating_condition
+        from kpi_alerts.conditions.thresholds import parse_condition
+        from kpi_alerts.delivery.recipients import validate_recipients
 
         validate_recipients(self.recipients)
         if not isinstance(self.cube_query, Mapping) or not self.cube_query.get("measures"):

@@ -1,6 +1,6 @@
-"""Evaluating a gating condition (see :mod:`kpi_alerts.gating` for the format) against Cube data.
+"""Evaluating a gating condition (see :mod:`kpi_alerts.conditions.gating_format` for the format) against Cube data.
 
-Leaves read "the KPI" exactly as threshold alerts do (:func:`~kpi_alerts.thresholds.kpi_value`).
+Leaves read "the KPI" exactly as threshold alerts do (:func:`~kpi_alerts.conditions.thresholds.kpi_value`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from kpi_alerts.gating import AllOf, GateLeaf, GateNode, GatingCondition, NotOf, operator_json
+from kpi_alerts.conditions.gating_format import (
+    AllOf,
+    GateLeaf,
+    GateNode,
+    GatingCondition,
+    NotOf,
+    operator_json,
+)
+from kpi_alerts.conditions.thresholds import evaluate_threshold, kpi_value
 from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.thresholds import evaluate_threshold, kpi_value
 
 
 @dataclass(frozen=True)

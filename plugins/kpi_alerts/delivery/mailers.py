@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kpi_alerts.errors import PermanentAlertError, TransientAlertError
-from kpi_alerts.run_context import Delivery
+from kpi_alerts.pipeline.inputs import Delivery
 
 SMTP_CONN_ID = "smtp_default"
 

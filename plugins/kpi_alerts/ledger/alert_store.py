@@ -10,10 +10,10 @@ from typing import Any
 
 import psycopg
 
-from kpi_alerts import queries
-from kpi_alerts.alert_definition import AlertDefinition
-from kpi_alerts.alert_spec import AlertSpec, parse_alert_spec
+from kpi_alerts.alerts.definition import AlertDefinition
+from kpi_alerts.alerts.spec import AlertSpec, parse_alert_spec
 from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.ledger import queries
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,10 @@ def validate_alert_spec(
 
     :param cube_meta: Cube's ``/v1/meta`` answer; when given, the query's members are checked too.
     """
-    from kpi_alerts.gating import check_gate_measures, parse_gating_condition
-    from kpi_alerts.recipients import validate_recipients
-    from kpi_alerts.schedule import Schedule
-    from kpi_alerts.thresholds import parse_condition
+    from kpi_alerts.conditions.gating_format import check_gate_measures, parse_gating_condition
+    from kpi_alerts.conditions.thresholds import parse_condition
+    from kpi_alerts.delivery.recipients import validate_recipients
+    from kpi_alerts.scheduling.schedule import Schedule
 
     spec = parse_alert_spec(raw if isinstance(raw, AlertSpec) else dict(raw))
     if any(ord(ch) < 32 for ch in spec.alert_name) or not spec.alert_name.strip():
@@ -62,7 +62,7 @@ def validate_alert_spec(
         if not spec.threshold.threshold_value.is_finite():
             raise AlertValidationError("threshold_value must be a finite number")
     if cube_meta is not None:
-        from kpi_alerts.cube_query import validate_cube_query
+        from kpi_alerts.cube.rest_format import validate_cube_query
 
         kpi = spec.threshold.kpi_measure if spec.threshold is not None else None
         validate_cube_query(spec.cube_query, cube_meta, kpi_measure=kpi)
@@ -136,7 +136,7 @@ def list_alerts(conn: psycopg.Connection[Any], organization_id: int | None = Non
 
 
 def _definition(spec: AlertSpec, alert_id: int, *, cron_job_id: int, job_name: str) -> AlertDefinition:
-    from kpi_alerts.schedule import Schedule
+    from kpi_alerts.scheduling.schedule import Schedule
 
     schedule = None
     if spec.schedule is not None:
