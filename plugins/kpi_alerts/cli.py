@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from kpi_alerts.database import connect, resolve_db_url
 from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.ledger.database import connect, resolve_db_url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     history.add_argument("alert_id", type=int)
     history.add_argument("--limit", type=int, default=20)
     prune = commands.add_parser("prune-results", help="delete finished ledger rows older than --days")
-    prune.add_argument("--days", type=int, default=90)
+    prune.add_argument("--days", type=_positive_int, default=90)
     args = parser.parse_args(argv)
 
     try:
@@ -45,10 +45,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number of days, not {text[:40]!r}")
+    return int(text)
+
+
 def _run(args: argparse.Namespace) -> int:
     url = resolve_db_url(args.db)
     if args.command == "migrate":
-        from kpi_alerts.migrations import migrate
+        from kpi_alerts.ledger.migrations import migrate
 
         applied = migrate(url)
         print(
@@ -65,17 +71,16 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "history":
             return _history(conn, args.alert_id, args.limit)
         if args.command == "prune-results":
-            from kpi_alerts import queries
+            from kpi_alerts.ledger.retention import prune_results
 
-            before = datetime.now(UTC) - timedelta(days=args.days)
-            deleted = conn.execute(queries.PRUNE_RESULTS, {"before": before}).rowcount
+            deleted = prune_results(conn, retention=timedelta(days=args.days))
             print(f"deleted {deleted} ledger row(s) older than {args.days} days")
             return 0
     raise AssertionError(args.command)
 
 
 def _create(conn: Any, args: argparse.Namespace) -> int:
-    from kpi_alerts.alert_store import create_alert
+    from kpi_alerts.ledger.alert_store import create_alert
 
     text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
     try:
@@ -102,7 +107,7 @@ def _create(conn: Any, args: argparse.Namespace) -> int:
 
 
 def _list(conn: Any, organization_id: int | None) -> int:
-    from kpi_alerts.alert_store import list_alerts
+    from kpi_alerts.ledger.alert_store import list_alerts
 
     for alert in list_alerts(conn, organization_id):
         next_run = alert.next_run_at.isoformat() if alert.next_run_at else "on first sight"
@@ -115,7 +120,7 @@ def _list(conn: Any, organization_id: int | None) -> int:
 
 
 def _history(conn: Any, alert_id: int, limit: int) -> int:
-    from kpi_alerts import queries
+    from kpi_alerts.ledger import queries
 
     for row in conn.execute(queries.ALERT_HISTORY, {"alert_id": alert_id, "limit": limit}).fetchall():
         print(

@@ -1,0 +1,278 @@
+"""The project's SQL, named and parameterised. Nothing is ever built from strings at run time."""
+
+from __future__ import annotations
+
+# --- due selection ----------------------------------------------------------------------------
+
+# Uses cron_jobs_due_idx; rows paused by an operator or inactive are never listed.
+DUE_ALERTS = """
+SELECT ka.id AS alert_id, ka.alert_name, cj.id AS cron_job_id, cj.next_run_at
+FROM cron_jobs cj
+JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
+WHERE cj.next_run_at <= %(logical_time)s
+  AND NOT cj.master_locked
+  AND ka.is_active
+ORDER BY cj.next_run_at, cj.id
+LIMIT %(limit)s
+"""
+
+# An inactive alert leaves the due index (it would be scanned on every tick otherwise); when it is
+# made active again, a NULL next_run_at is initialised on first sight like a new alert's.
+PARK_INACTIVE_ALERTS = """
+UPDATE cron_jobs cj SET next_run_at = NULL
+FROM kpi_alerts ka
+WHERE ka.cron_job_id = cj.id AND NOT ka.is_active AND cj.next_run_at <= %(logical_time)s AND NOT cj.locked
+"""
+
+# Alerts made by plain SQL have no next_run_at yet (cron_jobs_uninitialised_idx).
+UNINITIALISED_ALERTS = """
+SELECT ka.id AS alert_id
+FROM cron_jobs cj
+JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
+WHERE cj.next_run_at IS NULL AND NOT cj.master_locked AND ka.is_active
+ORDER BY cj.id
+LIMIT %(limit)s
+"""
+
+SET_FIRST_RUN = """
+UPDATE cron_jobs SET next_run_at = %(next_run_at)s WHERE id = %(cron_job_id)s AND next_run_at IS NULL
+"""
+
+# --- one alert --------------------------------------------------------------------------------
+
+_ALERT_COLUMNS = """
+SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.alert_type, ka.alert_name,
+       ka.recipients, ka.cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
+       cj.master_locked, cj.next_run_at,
+       ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
+       ks.gating_condition, ks.attachment_type,
+       kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
+       kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
+       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at
+FROM kpi_alerts ka
+JOIN cron_jobs cj ON cj.id = ka.cron_job_id
+LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
+LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
+"""
+
+LOAD_ALERT = _ALERT_COLUMNS + "WHERE ka.id = %(alert_id)s"
+
+LIST_ALERTS = (
+    _ALERT_COLUMNS
+    + "WHERE %(organization_id)s::bigint IS NULL OR ka.organization_id = %(organization_id)s ORDER BY ka.id"
+)
+
+# --- creation ---------------------------------------------------------------------------------
+
+NEXT_ALERT_ID = "SELECT nextval(pg_get_serial_sequence('kpi_alerts', 'id')) AS id"
+
+INSERT_CRON_JOB = """
+INSERT INTO cron_jobs (job_name, locked, master_locked, next_run_at)
+VALUES (%(job_name)s, false, false, %(next_run_at)s)
+RETURNING id
+"""
+
+INSERT_ALERT = """
+INSERT INTO kpi_alerts (id, cron_job_id, organization_id, graph_id, dashboard_id, alert_type, alert_name,
+                        recipients, is_active, cube_query, owners, dashboard_url, message)
+VALUES (%(id)s, %(cron_job_id)s, %(organization_id)s, %(graph_id)s, %(dashboard_id)s, %(alert_type)s,
+        %(alert_name)s, %(recipients)s, %(is_active)s, %(cube_query)s, %(owners)s, %(dashboard_url)s, %(message)s)
+"""
+
+INSERT_SCHEDULE = """
+INSERT INTO kpi_schedules (kpi_alert_id, frequency_interval, schedule_hour, schedule_minute, selected_days,
+                           timezone, gating_condition, attachment_type)
+VALUES (%(kpi_alert_id)s, %(frequency_interval)s, %(schedule_hour)s, %(schedule_minute)s,
+        %(selected_days)s::smallint[], %(timezone)s, %(gating_condition)s, %(attachment_type)s)
+"""
+
+INSERT_THRESHOLD = """
+INSERT INTO kpi_thresholds (kpi_alert_id, condition, threshold_value, timezone, kpi_measure, rearm_minutes,
+                            notify_on_recovery, on_no_data, on_error)
+VALUES (%(kpi_alert_id)s, %(condition)s, %(threshold_value)s, %(timezone)s, %(kpi_measure)s,
+        %(rearm_minutes)s, %(notify_on_recovery)s, %(on_no_data)s, %(on_error)s)
+"""
+
+# --- the claim and the ledger -----------------------------------------------------------------
+
+# SKIP LOCKED: a claimant never waits on another; the one holding the row decides.
+LOCK_CRON_JOB = """
+SELECT id, next_run_at, master_locked, locked FROM cron_jobs WHERE id = %(cron_job_id)s
+FOR UPDATE SKIP LOCKED
+"""
+
+# claim_slot() in one round trip for the common case: a due slot inside the misfire window that was
+# never claimed. Anything else (busy, not due, a misfire, an earlier claim) returns no row, and the
+# trigger may raise; claim_slot() then takes the step-by-step path, which handles every case.
+CLAIM_FRESH_SLOT = """
+WITH job AS (
+    SELECT id, next_run_at AS slot FROM cron_jobs
+    WHERE id = %(cron_job_id)s AND NOT master_locked
+      AND next_run_at <= %(logical_time)s AND next_run_at >= %(oldest_slot)s
+    FOR UPDATE SKIP LOCKED
+), claim AS (
+    INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at, updated_at,
+                                  claim_token, claimed_by, lease_expires_at, dag_run_id, task_instance, try_number)
+    SELECT id, %(alert_id)s, %(organization_id)s, slot, 'claimed', %(now)s, %(now)s, %(token)s, %(claimed_by)s,
+           %(lease_expires_at)s, %(dag_run_id)s, %(task_instance)s, %(try_number)s
+    FROM job
+    ON CONFLICT (cron_job_id, slot) DO NOTHING
+    RETURNING id, attempts, slot
+), marked AS (
+    UPDATE cron_jobs
+    SET locked = true,
+        last_ran_at_date = (claim.slot AT TIME ZONE 'UTC')::date,
+        last_ran_at_hour = extract(hour FROM claim.slot AT TIME ZONE 'UTC'),
+        last_ran_at_minute = extract(minute FROM claim.slot AT TIME ZONE 'UTC')
+    FROM claim
+    WHERE cron_jobs.id = %(cron_job_id)s
+    RETURNING cron_jobs.id
+)
+SELECT claim.id, claim.attempts, claim.slot FROM claim JOIN marked ON true
+"""
+
+INSERT_CLAIM = """
+INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at, updated_at,
+                              claim_token, claimed_by, lease_expires_at, dag_run_id, task_instance, try_number)
+VALUES (%(cron_job_id)s, %(alert_id)s, %(organization_id)s, %(slot)s, 'claimed', %(now)s, %(now)s,
+        %(token)s, %(claimed_by)s, %(lease_expires_at)s, %(dag_run_id)s, %(task_instance)s, %(try_number)s)
+ON CONFLICT (cron_job_id, slot) DO NOTHING
+RETURNING id, attempts
+"""
+
+MARK_CRON_JOB_CLAIMED = """
+UPDATE cron_jobs
+SET locked = true, next_run_at = %(slot)s,
+    last_ran_at_date = %(date)s, last_ran_at_hour = %(hour)s, last_ran_at_minute = %(minute)s
+WHERE id = %(cron_job_id)s
+"""
+
+# Finishing (advancing first) or releasing a claim locks the cron_jobs row *before* the ledger row, in the
+# order a claim does (cron_jobs, then ledger): the other order deadlocks against a concurrent claimant.
+LOCK_CRON_JOB_WAIT = "SELECT id FROM cron_jobs WHERE id = %(cron_job_id)s FOR UPDATE"
+
+LOCK_LEDGER_ROW = """
+SELECT id, status, claim_token, claimed_by, lease_expires_at, attempts, takeovers
+FROM cron_job_results WHERE cron_job_id = %(cron_job_id)s AND slot = %(slot)s
+FOR UPDATE
+"""
+
+TAKE_OVER_CLAIM = """
+UPDATE cron_job_results
+SET status = 'claimed', claim_token = %(token)s, claimed_by = %(claimed_by)s,
+    lease_expires_at = %(lease_expires_at)s, dag_run_id = %(dag_run_id)s, task_instance = %(task_instance)s,
+    try_number = %(try_number)s, attempts = attempts + 1, takeovers = takeovers + %(takeover)s,
+    updated_at = %(now)s,
+    error = CASE WHEN %(note)s::text IS NULL THEN error ELSE concat_ws(E'\\n', error, %(note)s::text) END
+WHERE id = %(result_id)s
+RETURNING attempts
+"""
+
+SET_CRON_JOB_LOCKED = "UPDATE cron_jobs SET locked = %(locked)s WHERE id = %(cron_job_id)s"
+
+ADVANCE_CRON_JOB = """
+UPDATE cron_jobs SET locked = false, next_run_at = %(next_run_at)s WHERE id = %(cron_job_id)s
+"""
+
+RECORD_UNCLAIMED_RESULT = """
+INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at,
+                              finished_at, updated_at, error, details, dag_run_id)
+VALUES (%(cron_job_id)s, %(alert_id)s, %(organization_id)s, %(slot)s, %(status)s, %(now)s, %(now)s, %(now)s,
+        %(error)s, %(details)s, %(dag_run_id)s)
+ON CONFLICT (cron_job_id, slot) DO UPDATE
+-- A claim abandoned on that slot (its worker died, e.g. with the scheduler that then stayed down past
+-- the misfire window) is closed too, and fenced off (token cleared); a dead delivery stays unsent.
+SET status = CASE WHEN cron_job_results.status = 'sending' THEN 'failed' ELSE EXCLUDED.status END,
+    finished_at = EXCLUDED.finished_at, updated_at = EXCLUDED.updated_at, lease_expires_at = NULL,
+    claim_token = NULL, details = EXCLUDED.details,
+    error = concat_ws(E'\\n', cron_job_results.error,
+                      'abandoned by ' || cron_job_results.claimed_by || ' (' || cron_job_results.status || ')',
+                      EXCLUDED.error)
+WHERE cron_job_results.status IN ('claimed', 'retrying', 'sending')
+  AND (cron_job_results.lease_expires_at IS NULL OR cron_job_results.lease_expires_at <= EXCLUDED.updated_at)
+"""
+
+# Every write below is fenced by the claim token: a worker whose lease was taken over changes nothing.
+MARK_SENDING = """
+UPDATE cron_job_results SET status = 'sending', lease_expires_at = %(lease_expires_at)s, updated_at = %(now)s
+WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed'
+"""
+
+# The SMTP server refused before accepting: nothing went out, so the claim may try again.
+UNDO_SENDING = """
+UPDATE cron_job_results SET status = 'claimed' WHERE id = %(result_id)s AND claim_token = %(token)s
+"""
+
+
+# finish_claim() in one round trip: the cron_jobs row is locked first (a claim's lock order; the other
+# order deadlocks against a concurrent claimant), the ledger row is written only if the claim is
+# still ours (fencing token), and only then do the alert move on and a threshold alert's state
+# (when %(state)s is given) change — all in the same transaction.
+FINISH_SLOT = """
+WITH job AS (
+    SELECT id FROM cron_jobs WHERE id = %(cron_job_id)s FOR UPDATE
+), result AS (
+    UPDATE cron_job_results
+    SET status = %(status)s, finished_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL,
+        value = %(value)s, previous_value = %(previous_value)s, details = %(details)s, recipients = %(recipients)s,
+        attachment = %(attachment)s, attachment_bytes = %(attachment_bytes)s, delivery = %(delivery)s,
+        message_id = %(message_id)s,
+        -- a taken-over row keeps its history ("taken over from <worker> ...") in front of the outcome's error
+        error = CASE WHEN takeovers > 0 THEN nullif(concat_ws(E'\\n', error, %(error)s::text), '')
+                     ELSE %(error)s::text END
+    WHERE id = %(result_id)s AND claim_token = %(token)s
+      AND EXISTS (SELECT 1 FROM job)
+    RETURNING id
+), advanced AS (
+    UPDATE cron_jobs SET locked = false, next_run_at = %(next_run_at)s
+    WHERE id = %(cron_job_id)s AND EXISTS (SELECT 1 FROM result)
+    RETURNING id
+), threshold_state AS (
+    UPDATE kpi_thresholds
+    SET state = %(state)s, last_value = %(last_value)s, last_evaluated_at = %(now)s,
+        last_notified_at = %(last_notified_at)s,
+        state_changed_at = CASE WHEN state <> %(state)s THEN %(now)s ELSE state_changed_at END,
+        updated_at = %(now)s
+    WHERE kpi_alert_id = %(alert_id)s AND %(state)s::text IS NOT NULL AND EXISTS (SELECT 1 FROM result)
+    RETURNING id
+)
+SELECT count(*) AS finished FROM result
+"""
+
+MARK_SKIPPED = """
+UPDATE cron_job_results
+SET status = 'skipped', finished_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL, error = %(error)s
+WHERE id = %(result_id)s
+"""
+
+RELEASE_FOR_RETRY = """
+UPDATE cron_job_results
+SET status = 'retrying', lease_expires_at = NULL, updated_at = %(now)s, error = %(error)s
+WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed'
+"""
+
+# The slot before this one: failure notices go out on the first failure of a streak only.
+PREVIOUS_RESULT = """
+SELECT status FROM cron_job_results
+WHERE cron_job_id = %(cron_job_id)s AND slot < %(slot)s AND status <> 'missed'
+ORDER BY slot DESC LIMIT 1
+"""
+
+RUN_SUMMARY = """
+SELECT status, count(*) AS n FROM cron_job_results WHERE dag_run_id = %(run_id)s GROUP BY status
+"""
+
+ALERT_HISTORY = """
+SELECT r.slot, r.status, r.value, r.error, r.attachment
+FROM cron_job_results r JOIN kpi_alerts ka ON ka.cron_job_id = r.cron_job_id
+WHERE ka.id = %(alert_id)s
+ORDER BY r.slot DESC LIMIT %(limit)s
+"""
+
+# retention.prune_results(): created_at is the database's wall clock, so is the cut-off (like with like).
+PRUNE_RESULTS = """
+DELETE FROM cron_job_results
+WHERE created_at < now() - make_interval(secs => %(retention_seconds)s)
+  AND status NOT IN ('claimed', 'retrying', 'sending')
+  AND (%(keep_dag_run_id)s::text IS NULL OR dag_run_id IS DISTINCT FROM %(keep_dag_run_id)s::text)
+"""
