@@ -165,7 +165,9 @@ def ensure_database(server: PostgresServer, name: str, *, recreate: bool = False
             except psycopg.errors.DuplicateDatabase:
                 return server.url(name)  # a concurrent caller created it (and records it)
             conn.execute(
-                sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(CREATED_MARK))
+                sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                    sql.Identifier(name), sql.Literal(CREATED_MARK)
+                )
             )
     return server.url(name)
 

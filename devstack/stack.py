@@ -100,7 +100,17 @@ def ensure_mail_catcher(port: int = MAIL_PORT) -> None:
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     log = (STATE_DIR / "mail.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "devstack.mail", "--port", str(port), "--folder", str(MAIL_DIR), "--owner", OWNER],
+        [
+            sys.executable,
+            "-m",
+            "devstack.mail",
+            "--port",
+            str(port),
+            "--folder",
+            str(MAIL_DIR),
+            "--owner",
+            OWNER,
+        ],
         cwd=REPO_ROOT,
         stdout=log,
         stderr=log,
