@@ -141,9 +141,9 @@ def next_tick(after: datetime) -> datetime:
 
 
 def main() -> int:
-    from kpi_alerts.alert_store import create_alert
-    from kpi_alerts.database import connect
-    from kpi_alerts.migrations import migrate
+    from kpi_alerts.ledger.alert_store import create_alert
+    from kpi_alerts.ledger.database import connect
+    from kpi_alerts.ledger.migrations import migrate
 
     stack = up()
     url = ensure_database(stack.pg, ALERTS_DB, recreate=True)

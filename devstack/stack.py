@@ -75,7 +75,7 @@ def airflow_env(stack: Stack, airflow_home: Path, *, production: bool = True) ->
 
 def up(*, with_mail: bool = True) -> Stack:
     """Start everything that is not running yet (idempotent) and migrate the alerts database."""
-    from kpi_alerts.migrations import migrate
+    from kpi_alerts.ledger.migrations import migrate
 
     pg = ensure_postgres()
     alerts_db_url = ensure_database(pg, ALERTS_DB)

@@ -33,8 +33,8 @@ from devstack.cube import CubeServer, ensure_cube  # noqa: E402
 from devstack.mail import MailCatcher  # noqa: E402
 from devstack.postgres import PostgresServer, ensure_database, ensure_postgres  # noqa: E402
 from devstack.stack import Stack  # noqa: E402
-from kpi_alerts.database import connect  # noqa: E402
-from kpi_alerts.migrations import migrate  # noqa: E402
+from kpi_alerts.ledger.database import connect  # noqa: E402
+from kpi_alerts.ledger.migrations import migrate  # noqa: E402
 from tests.fault_table import fault_table, pytest_terminal_summary  # noqa: E402, F401  (the fault suite)
 
 # One database per pytest process, so concurrent sessions (developers, CI) never clobber each other.

@@ -13,8 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from kpi_alerts.database import connect, resolve_db_url
 from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.ledger.database import connect, resolve_db_url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +54,7 @@ def _positive_int(text: str) -> int:
 def _run(args: argparse.Namespace) -> int:
     url = resolve_db_url(args.db)
     if args.command == "migrate":
-        from kpi_alerts.migrations import migrate
+        from kpi_alerts.ledger.migrations import migrate
 
         applied = migrate(url)
         print(
@@ -71,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "history":
             return _history(conn, args.alert_id, args.limit)
         if args.command == "prune-results":
-            from kpi_alerts.retention import prune_results
+            from kpi_alerts.ledger.retention import prune_results
 
             deleted = prune_results(conn, retention=timedelta(days=args.days))
             print(f"deleted {deleted} ledger row(s) older than {args.days} days")
@@ -80,7 +80,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _create(conn: Any, args: argparse.Namespace) -> int:
-    from kpi_alerts.alert_store import create_alert
+    from kpi_alerts.ledger.alert_store import create_alert
 
     text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
     try:
@@ -107,7 +107,7 @@ def _create(conn: Any, args: argparse.Namespace) -> int:
 
 
 def _list(conn: Any, organization_id: int | None) -> int:
-    from kpi_alerts.alert_store import list_alerts
+    from kpi_alerts.ledger.alert_store import list_alerts
 
     for alert in list_alerts(conn, organization_id):
         next_run = alert.next_run_at.isoformat() if alert.next_run_at else "on first sight"
@@ -120,7 +120,7 @@ def _list(conn: Any, organization_id: int | None) -> int:
 
 
 def _history(conn: Any, alert_id: int, limit: int) -> int:
-    from kpi_alerts import queries
+    from kpi_alerts.ledger import queries
 
     for row in conn.execute(queries.ALERT_HISTORY, {"alert_id": alert_id, "limit": limit}).fetchall():
         print(

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from devstack.mail import MailCatcher
-from kpi_alerts.alert_store import create_alert
+from kpi_alerts.ledger.alert_store import create_alert
 from tests.fault_table import FaultTable, deliveries, duplicates
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.services]

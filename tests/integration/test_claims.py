@@ -16,10 +16,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from kpi_alerts import queries
-from kpi_alerts.alert_definition import AlertDefinition
-from kpi_alerts.alert_store import create_alert, load_alert
-from kpi_alerts.claims import (
+from kpi_alerts.alerts.definition import AlertDefinition
+from kpi_alerts.ledger import queries
+from kpi_alerts.ledger.alert_store import create_alert, load_alert
+from kpi_alerts.ledger.claims import (
     Claim,
     Claimant,
     ClaimSettings,
@@ -32,7 +32,7 @@ from kpi_alerts.claims import (
     release_for_retry,
     start_sending,
 )
-from kpi_alerts.database import connect
+from kpi_alerts.ledger.database import connect
 
 T = datetime(2026, 12, 7, 17, 5, tzinfo=UTC)  # the DAG run's logical time in most tests
 A = Claimant(dag_run_id="run-a", task_instance="process_alert[0]", try_number=1, worker="worker-a:101")

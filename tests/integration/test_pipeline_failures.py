@@ -18,13 +18,13 @@ import pytest
 from devstack import free_port
 from devstack.cube import CubeServer
 from devstack.mail import MailCatcher
-from kpi_alerts.alert_store import create_alert
-from kpi_alerts.claims import Claimant
-from kpi_alerts.cube_client import CubeClient
+from kpi_alerts.cube.client import CubeClient
+from kpi_alerts.delivery.mailers import SmtpMailer
 from kpi_alerts.errors import TransientAlertError
 from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.mailers import SmtpMailer
-from kpi_alerts.pipeline import AlertFailed, RunSettings, process_alert
+from kpi_alerts.ledger.alert_store import create_alert
+from kpi_alerts.ledger.claims import Claimant
+from kpi_alerts.pipeline.alert_run import AlertFailed, RunSettings, process_alert
 
 pytestmark = pytest.mark.services
 
@@ -272,8 +272,8 @@ def test_a_worker_whose_claim_was_taken_over_stops_without_sending(
     live_cube: CubeClient,
 ) -> None:
     """A hung worker (its lease expired while Cube was slow) must not send once another took over."""
-    from kpi_alerts.alert_store import load_alert
-    from kpi_alerts.claims import Claim, ClaimSettings, claim_slot
+    from kpi_alerts.ledger.alert_store import load_alert
+    from kpi_alerts.ledger.claims import Claim, ClaimSettings, claim_slot
 
     alert_id = report(db, 1, ["cfo@org1.example.com"])
     short = ClaimSettings(lease=timedelta(seconds=1))
@@ -314,7 +314,7 @@ def test_inactive_alerts_leave_the_due_index_and_come_back_when_reactivated(
     airflow_connections: dict[str, str],
     live_cube: CubeClient,
 ) -> None:
-    from kpi_alerts.due_alerts import initialise_first_runs, list_due_alerts, park_inactive_alerts
+    from kpi_alerts.ledger.due_alerts import initialise_first_runs, list_due_alerts, park_inactive_alerts
 
     alert_id = report(db, 1, ["cfo@org1.example.com"])
     db.execute("UPDATE kpi_alerts SET is_active = false WHERE id = %s", (alert_id,))

@@ -13,9 +13,9 @@ import psycopg
 import pytest
 
 from devstack.postgres import PostgresServer, ensure_database
-from kpi_alerts.alert_store import create_alert, load_alert
 from kpi_alerts.errors import AlertValidationError
-from kpi_alerts.migrations import migrate, pending_migrations
+from kpi_alerts.ledger.alert_store import create_alert, load_alert
+from kpi_alerts.ledger.migrations import migrate, pending_migrations
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.services
