@@ -109,11 +109,11 @@ class AlertDefinition:
         """Raise :class:`AlertValidationError` naming the first thing wrong with this alert."""
         from kpi_alerts.conditions.gating_format import parse_gating_condition
         from kpi_alerts.conditions.thresholds import parse_condition
+        from kpi_alerts.cube.rest_format import check_query_shape
         from kpi_alerts.delivery.recipients import validate_recipients
 
         validate_recipients(self.recipients)
-        if not isinstance(self.cube_query, Mapping) or not self.cube_query.get("measures"):
-            raise AlertValidationError("cube_query must be a Cube.js query with at least one measure")
+        check_query_shape(self.cube_query)
         if self.alert_type == "schedule":
             if self.schedule is None:
                 raise AlertValidationError("schedule alert has no kpi_schedules row")

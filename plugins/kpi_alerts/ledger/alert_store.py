@@ -33,6 +33,7 @@ def validate_alert_spec(
     """
     from kpi_alerts.conditions.gating_format import check_gate_measures, parse_gating_condition
     from kpi_alerts.conditions.thresholds import parse_condition
+    from kpi_alerts.cube.rest_format import check_query_shape
     from kpi_alerts.delivery.recipients import validate_recipients
     from kpi_alerts.scheduling.schedule import Schedule
 
@@ -41,8 +42,7 @@ def validate_alert_spec(
         raise AlertValidationError("alert_name must be non-blank text on one line")
     recipients = validate_recipients(spec.recipients)
     owners = validate_recipients(spec.owners) if spec.owners else []
-    if not spec.cube_query.get("measures"):
-        raise AlertValidationError("cube_query must be a Cube.js query with at least one measure")
+    check_query_shape(spec.cube_query)
     if spec.dashboard_url is not None and not spec.dashboard_url.startswith(("https://", "http://")):
         raise AlertValidationError("dashboard_url must be an http(s) URL")
     if spec.schedule is not None:
