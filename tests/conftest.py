@@ -35,6 +35,7 @@ from devstack.postgres import PostgresServer, ensure_database, ensure_postgres  
 from devstack.stack import Stack  # noqa: E402
 from kpi_alerts.ledger.database import connect  # noqa: E402
 from kpi_alerts.ledger.migrations import migrate  # noqa: E402
+from tests.fault_table import fault_table, pytest_terminal_summary  # noqa: E402, F401  (the fault suite)
 
 # One database per pytest process, so concurrent sessions (developers, CI) never clobber each other.
 TEST_DB = f"kpi_alerts_test_{os.getpid()}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     history.add_argument("alert_id", type=int)
     history.add_argument("--limit", type=int, default=20)
     prune = commands.add_parser("prune-results", help="delete finished ledger rows older than --days")
-    prune.add_argument("--days", type=int, default=90)
+    prune.add_argument("--days", type=_positive_int, default=90)
     args = parser.parse_args(argv)
 
     try:
@@ -43,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     except AlertValidationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number of days, not {text[:40]!r}")
+    return int(text)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -65,10 +71,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "history":
             return _history(conn, args.alert_id, args.limit)
         if args.command == "prune-results":
-            from kpi_alerts.ledger import queries
+            from kpi_alerts.ledger.retention import prune_results
 
-            before = datetime.now(UTC) - timedelta(days=args.days)
-            deleted = conn.execute(queries.PRUNE_RESULTS, {"before": before}).rowcount
+            deleted = prune_results(conn, retention=timedelta(days=args.days))
             print(f"deleted {deleted} ledger row(s) older than {args.days} days")
             return 0
     raise AssertionError(args.command)

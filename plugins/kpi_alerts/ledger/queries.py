@@ -449,7 +449,10 @@ WHERE id IN (SELECT id FROM job)
 RETURNING (SELECT count(*) FROM skipped) AS recorded
 """
 
+# retention.prune_results(): created_at is the database's wall clock, so is the cut-off (like with like).
 PRUNE_RESULTS = """
 DELETE FROM cron_job_results
-WHERE created_at < %(before)s AND status NOT IN ('claimed', 'retrying', 'sending')
+WHERE created_at < now() - make_interval(secs => %(retention_seconds)s)
+  AND status NOT IN ('claimed', 'retrying', 'sending')
+  AND (%(keep_dag_run_id)s::text IS NULL OR dag_run_id IS DISTINCT FROM %(keep_dag_run_id)s::text)
 """

@@ -143,13 +143,12 @@ def summarize(context: Any) -> dict[str, Any]:
     """Count this run's ledger rows by status (reads the ledger, so failed tasks are counted too),
     and prune finished ledger rows older than ``kpi_alerts_retention_days``."""
     from kpi_alerts.ledger import queries
+    from kpi_alerts.ledger.retention import prune_results
 
     retention = timedelta(days=float(_variable("kpi_alerts_retention_days", "90")))
     with _db_connection() as conn:
         rows = conn.execute(queries.RUN_SUMMARY, {"run_id": context["run_id"]}).fetchall()
-        pruned = conn.execute(
-            queries.PRUNE_RESULTS, {"before": logical_time_of(context) - retention}
-        ).rowcount
+        pruned = prune_results(conn, retention=retention, keep_dag_run_id=context["run_id"])
     if pruned:
         log.info("Pruned %d ledger row(s) older than %s", pruned, retention)
     counts = Counter({r["status"]: r["n"] for r in rows})
