@@ -85,7 +85,9 @@ def update_alert(
         spec = plan.spec
         conn.execute(queries.UPDATE_ALERT, {"id": alert_id, "now": now, **alert_row(spec)})
         if spec.schedule is not None:
-            conn.execute(queries.UPDATE_SCHEDULE, {"kpi_alert_id": alert_id, "now": now, **schedule_row(spec)})
+            conn.execute(
+                queries.UPDATE_SCHEDULE, {"kpi_alert_id": alert_id, "now": now, **schedule_row(spec)}
+            )
         if spec.threshold is not None:
             conn.execute(
                 queries.UPDATE_THRESHOLD, {"kpi_alert_id": alert_id, "now": now, **threshold_row(spec)}
@@ -121,7 +123,9 @@ def pause_alert(
         alert = _lock(conn, alert_id)
         if alert.master_locked:
             return PauseChange((), (alert_id,))
-        conn.execute(queries.SET_PAUSED, {"paused": True, "next_run_at": None, "cron_job_id": alert.cron_job_id})
+        conn.execute(
+            queries.SET_PAUSED, {"paused": True, "next_run_at": None, "cron_job_id": alert.cron_job_id}
+        )
         _event(conn, alert, "paused", actor, now)
     return PauseChange((alert_id,))
 
@@ -168,7 +172,10 @@ def resume_alerts(
     """Resume every paused KPI alert of an organization (or all); each starts at its next slot after now."""
     now = now or datetime.now(UTC)
     with conn.transaction():
-        ids = [r["alert_id"] for r in conn.execute(queries.LOCK_PAUSED_ALERTS, {"organization_id": organization_id})]
+        ids = [
+            r["alert_id"]
+            for r in conn.execute(queries.LOCK_PAUSED_ALERTS, {"organization_id": organization_id})
+        ]
         alerts = [a for a in (load_alert(conn, i) for i in ids) if a is not None]
         conn.execute(
             queries.RESUME_ALERTS,
@@ -285,7 +292,9 @@ def record_paused_slots(
     """Record each paused alert whose slot came due as ``skipped`` ("paused by an operator"), and move
     it to its next slot after ``logical_time``; return how many were recorded."""
     recorded = 0
-    for row in conn.execute(queries.PAUSED_DUE_ALERTS, {"logical_time": logical_time, "limit": limit}).fetchall():
+    for row in conn.execute(
+        queries.PAUSED_DUE_ALERTS, {"logical_time": logical_time, "limit": limit}
+    ).fetchall():
         alert = load_alert(conn, row["alert_id"])
         if alert is None or alert.next_run_at is None:
             continue
@@ -320,7 +329,9 @@ def _lock(conn: psycopg.Connection[Any], alert_id: int) -> AlertDefinition:
     return alert
 
 
-def _event(conn: psycopg.Connection[Any], alert: AlertDefinition, action: str, actor: str | None, now: datetime) -> None:
+def _event(
+    conn: psycopg.Connection[Any], alert: AlertDefinition, action: str, actor: str | None, now: datetime
+) -> None:
     record_event(
         conn,
         alert_id=alert.alert_id,

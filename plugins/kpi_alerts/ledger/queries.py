@@ -65,37 +65,44 @@ LIST_ALERTS = (
 
 # The management overview (REST API, UI page, list-alerts): filtered, paged, with each alert's latest
 # ledger row (one index probe per listed alert on cron_job_results_slot_key).
-_OVERVIEW_FILTER = """
+ALERT_OVERVIEW = """
+SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.alert_type, ka.alert_name,
+       ka.recipients, ka.cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
+       ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
+       cj.master_locked, cj.locked, cj.next_run_at,
+       ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
+       ks.gating_condition, ks.attachment_type,
+       kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
+       kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
+       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at,
+       last.slot AS last_slot, last.status AS last_status, last.error AS last_error,
+       last.finished_at AS last_finished_at
+FROM kpi_alerts ka
+JOIN cron_jobs cj ON cj.id = ka.cron_job_id
+LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
+LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
+LEFT JOIN LATERAL (
+    SELECT r.slot, r.status, r.error, r.finished_at FROM cron_job_results r
+    WHERE r.cron_job_id = ka.cron_job_id ORDER BY r.slot DESC LIMIT 1
+) last ON true
+WHERE (%(organization_id)s::bigint IS NULL OR ka.organization_id = %(organization_id)s)
+  AND (%(alert_type)s::text IS NULL OR ka.alert_type = %(alert_type)s)
+  AND (%(state)s::text IS NULL OR kt.state = %(state)s)
+  AND (%(is_active)s::boolean IS NULL OR ka.is_active = %(is_active)s)
+  AND (%(paused)s::boolean IS NULL OR cj.master_locked = %(paused)s)
+ORDER BY ka.id LIMIT %(limit)s OFFSET %(offset)s
+"""
+
+COUNT_ALERTS = """
+SELECT count(*) AS n FROM kpi_alerts ka
+JOIN cron_jobs cj ON cj.id = ka.cron_job_id
+LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
 WHERE (%(organization_id)s::bigint IS NULL OR ka.organization_id = %(organization_id)s)
   AND (%(alert_type)s::text IS NULL OR ka.alert_type = %(alert_type)s)
   AND (%(state)s::text IS NULL OR kt.state = %(state)s)
   AND (%(is_active)s::boolean IS NULL OR ka.is_active = %(is_active)s)
   AND (%(paused)s::boolean IS NULL OR cj.master_locked = %(paused)s)
 """
-
-ALERT_OVERVIEW = (
-    _ALERT_COLUMNS.replace(
-        "FROM kpi_alerts ka",
-        """     , last.slot AS last_slot, last.status AS last_status, last.error AS last_error,
-       last.finished_at AS last_finished_at
-FROM kpi_alerts ka""",
-    )
-    + """LEFT JOIN LATERAL (
-    SELECT r.slot, r.status, r.error, r.finished_at FROM cron_job_results r
-    WHERE r.cron_job_id = ka.cron_job_id ORDER BY r.slot DESC LIMIT 1
-) last ON true
-"""
-    + _OVERVIEW_FILTER
-    + "ORDER BY ka.id LIMIT %(limit)s OFFSET %(offset)s"
-)
-
-COUNT_ALERTS = (
-    """SELECT count(*) AS n FROM kpi_alerts ka
-JOIN cron_jobs cj ON cj.id = ka.cron_job_id
-LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
-"""
-    + _OVERVIEW_FILTER
-)
 
 # --- creation ---------------------------------------------------------------------------------
 

@@ -38,8 +38,8 @@ from kpi_alerts.pipeline.inputs import Delivery, KpiSource, Mailer, RunSettings
 from kpi_alerts.reports.context import MessageKind, ReportContext, describe_period
 
 if TYPE_CHECKING:
-    from kpi_alerts.reports import Attachment
     from kpi_alerts.conditions.threshold_state import Transition
+    from kpi_alerts.reports import Attachment
 
 log = logging.getLogger(__name__)
 

@@ -90,7 +90,9 @@ def compose_trial(alert: AlertDefinition, to: str, *, source: KpiSource, setting
         condition = parse_condition(threshold.condition)
         measure = data.column(reading_measure(data, threshold.kpi_measure))
         reading = kpi_value(data, threshold.kpi_measure, now=slot)
-        result = evaluate_threshold(condition, threshold.threshold_value, reading, measure_title=measure.title)
+        result = evaluate_threshold(
+            condition, threshold.threshold_value, reading, measure_title=measure.title
+        )
         kind = "threshold_triggered"
         extra = {
             "value": result.value,
@@ -214,4 +216,4 @@ def _write(path: Path, content: bytes) -> None:
     shutil.move(tmp, path)
 
 
-__all__ = ["PreviewFiles", "TrialSent", "Trial", "compose_trial", "preview", "send_test_message"]
+__all__ = ["PreviewFiles", "Trial", "TrialSent", "compose_trial", "preview", "send_test_message"]
