@@ -194,14 +194,25 @@ WHERE id = %(cron_job_id)s
 LOCK_CRON_JOB_WAIT = "SELECT id FROM cron_jobs WHERE id = %(cron_job_id)s FOR UPDATE"
 
 LOCK_LEDGER_ROW = """
-SELECT id, status, claim_token, claimed_by, lease_expires_at, attempts, takeovers
+SELECT id, status, claim_token, claimed_by, lease_expires_at, attempts, takeovers, dag_run_id, task_instance,
+       try_number
 FROM cron_job_results WHERE cron_job_id = %(cron_job_id)s AND slot = %(slot)s
 FOR UPDATE
 """
 
-TAKE_OVER_CLAIM = """
+# One attempt that did not finish its slot, as an attempt_history entry (the row's values before the update).
+_ATTEMPT_ENTRY = """jsonb_build_array(jsonb_build_object(
+    'attempt', attempts, 'try_number', try_number, 'claimed_by', claimed_by, 'dag_run_id', dag_run_id,
+    'at', %(now)s::timestamptz, 'error', {error}))"""
+
+TAKE_OVER_CLAIM = (
+    """
 UPDATE cron_job_results
-SET status = 'claimed', claim_token = %(token)s, claimed_by = %(claimed_by)s,
+SET attempt_history = CASE WHEN %(note)s::text IS NULL THEN attempt_history
+                           ELSE attempt_history || """
+    + _ATTEMPT_ENTRY.format(error="%(note)s::text")
+    + """ END,
+    status = 'claimed', claim_token = %(token)s, claimed_by = %(claimed_by)s,
     lease_expires_at = %(lease_expires_at)s, dag_run_id = %(dag_run_id)s, task_instance = %(task_instance)s,
     try_number = %(try_number)s, attempts = attempts + 1, takeovers = takeovers + %(takeover)s,
     updated_at = %(now)s,
@@ -209,6 +220,7 @@ SET status = 'claimed', claim_token = %(token)s, claimed_by = %(claimed_by)s,
 WHERE id = %(result_id)s
 RETURNING attempts
 """
+)
 
 SET_CRON_JOB_LOCKED = "UPDATE cron_jobs SET locked = %(locked)s WHERE id = %(cron_job_id)s"
 
@@ -223,13 +235,21 @@ VALUES (%(cron_job_id)s, %(alert_id)s, %(organization_id)s, %(slot)s, %(status)s
         %(error)s, %(details)s, %(dag_run_id)s)
 ON CONFLICT (cron_job_id, slot) DO UPDATE
 -- A claim abandoned on that slot (its worker died, e.g. with the scheduler that then stayed down past
--- the misfire window) is closed too, and fenced off (token cleared); a dead delivery stays unsent.
-SET status = CASE WHEN cron_job_results.status = 'sending' THEN 'failed' ELSE EXCLUDED.status END,
+-- the misfire window) is closed too, and fenced off (token cleared): a dead delivery is recorded as
+-- delivery_unknown (never resent), a slot still failing transiently when the window closed as failed;
+-- the run that closes it owns the row (its summary shows it).
+SET status = CASE cron_job_results.status WHEN 'sending' THEN 'delivery_unknown'
+                                          WHEN 'retrying' THEN 'failed'
+                                          ELSE EXCLUDED.status END,
     finished_at = EXCLUDED.finished_at, updated_at = EXCLUDED.updated_at, lease_expires_at = NULL,
-    claim_token = NULL, details = EXCLUDED.details,
-    error = concat_ws(E'\\n', cron_job_results.error,
-                      'abandoned by ' || cron_job_results.claimed_by || ' (' || cron_job_results.status || ')',
-                      EXCLUDED.error)
+    claim_token = NULL, details = EXCLUDED.details, dag_run_id = EXCLUDED.dag_run_id,
+    error = CASE WHEN cron_job_results.status = 'retrying'
+                 THEN concat_ws(E'\\n', cron_job_results.error,
+                                'gave up after ' || cron_job_results.attempts || ' attempt(s): still failing '
+                                || 'when the slot''s misfire window closed')
+                 ELSE concat_ws(E'\\n', cron_job_results.error,
+                                'abandoned by ' || cron_job_results.claimed_by || ' (' || cron_job_results.status
+                                || ')', EXCLUDED.error) END
 WHERE cron_job_results.status IN ('claimed', 'retrying', 'sending')
   AND (cron_job_results.lease_expires_at IS NULL OR cron_job_results.lease_expires_at <= EXCLUDED.updated_at)
 """
@@ -290,11 +310,16 @@ SET status = 'skipped', finished_at = %(now)s, updated_at = %(now)s, lease_expir
 WHERE id = %(result_id)s
 """
 
-RELEASE_FOR_RETRY = """
+RELEASE_FOR_RETRY = (
+    """
 UPDATE cron_job_results
-SET status = 'retrying', lease_expires_at = NULL, updated_at = %(now)s, error = %(error)s
+SET status = 'retrying', lease_expires_at = NULL, updated_at = %(now)s, error = %(error)s,
+    attempt_history = attempt_history || """
+    + _ATTEMPT_ENTRY.format(error="%(error)s::text")
+    + """
 WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed'
 """
+)
 
 # The slot before this one: failure notices go out on the first failure of a streak only.
 PREVIOUS_RESULT = """

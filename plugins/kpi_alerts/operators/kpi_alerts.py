@@ -140,9 +140,12 @@ def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
 
 
 def summarize(context: Any) -> dict[str, Any]:
-    """Count this run's ledger rows by status (reads the ledger, so failed tasks are counted too),
-    and prune finished ledger rows older than ``kpi_alerts_retention_days``."""
+    """Count this run's ledger rows by status (reads the ledger, so failed tasks are counted too), prune
+    finished ledger rows older than ``kpi_alerts_retention_days``, and fail — so the run shows red — when
+    anything went wrong: a failed slot, a delivery never confirmed, a claim left unfinished, or a task
+    of the run that did not succeed (the due listing itself, a map item that crashed)."""
     from kpi_alerts.ledger import queries
+    from kpi_alerts.ledger.claims import UNFINISHED
     from kpi_alerts.ledger.retention import prune_results
 
     retention = timedelta(days=float(_variable("kpi_alerts_retention_days", "90")))
@@ -153,12 +156,34 @@ def summarize(context: Any) -> dict[str, Any]:
         log.info("Pruned %d ledger row(s) older than %s", pruned, retention)
     counts = Counter({r["status"]: r["n"] for r in rows})
     log.info("KPI alerts run %s: %s", context["run_id"], dict(counts) or "nothing was due")
+    problems = []
     if counts["failed"]:
+        problems.append(f"{counts['failed']} alert(s) failed (see cron_job_results.error)")
+    if counts["delivery_unknown"]:
+        problems.append(
+            f"{counts['delivery_unknown']} message(s) were transmitted but never confirmed by the SMTP server; "
+            "not resent (status delivery_unknown: check and replay if needed)"
+        )
+    unfinished = {status: counts[status] for status in sorted(UNFINISHED) if counts[status]}
+    if unfinished:
+        problems.append(f"{sum(unfinished.values())} slot(s) left unfinished {unfinished}")
+    not_succeeded = _tasks_not_succeeded(context)
+    if not_succeeded:
+        problems.append(f"task(s) that did not succeed: {', '.join(not_succeeded)}")
+    if problems:
         from airflow.sdk.exceptions import AirflowFailException
 
         # The other alerts were processed; failing here makes the run itself show red in the UI.
-        raise AirflowFailException(
-            f"{counts['failed']} alert(s) failed in this run; see the failed task instances "
-            "and cron_job_results.error"
-        )
+        raise AirflowFailException("; ".join(problems))
     return dict(counts)
+
+
+def _tasks_not_succeeded(context: Any) -> list[str]:
+    """This run's other task instances that failed (or never ran because an upstream one failed)."""
+    ti = context["ti"]
+    states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+    return sorted(
+        key
+        for key, state in states.items()
+        if key != ti.task_id and str(state) in {"failed", "upstream_failed"}
+    )

@@ -19,9 +19,14 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from kpi_alerts.alerts.definition import AlertDefinition
-from kpi_alerts.errors import AlertValidationError, KpiAlertError, PermanentAlertError, TransientAlertError
+from kpi_alerts.errors import (
+    AlertValidationError,
+    DeliveryUnknown,
+    KpiAlertError,
+    PermanentAlertError,
+    TransientAlertError,
+)
 from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.ledger import queries
 from kpi_alerts.ledger.alert_store import load_alert
 from kpi_alerts.ledger.claims import (
     Claim,
@@ -29,8 +34,10 @@ from kpi_alerts.ledger.claims import (
     NotClaimed,
     Outcome,
     ThresholdStateUpdate,
+    cancel_sending,
     claim_slot,
     finish_claim,
+    may_retry_at_a_later_tick,
     release_for_retry,
     start_sending,
 )
@@ -90,10 +97,22 @@ def process_alert(
         log.warning("Alert %s: %s", alert_id, exc)
         return AlertRun(alert_id, "skipped", str(exc), claim.slot.isoformat())
     except TransientAlertError as exc:
-        if not settings.final_attempt:
+        # The next Airflow try resumes the slot; after the last one, a later tick (inside the misfire window).
+        later_tick = settings.final_attempt and may_retry_at_a_later_tick(
+            claim, logical_time=settings.logical_time, settings=settings.claim
+        )
+        if not settings.final_attempt or later_tick:
             release_for_retry(conn, claim, now=settings.clock(), error=str(exc))
+            if later_tick:
+                until = (claim.slot + settings.claim.misfire_window).isoformat()
+                raise TransientAlertError(
+                    f"{exc} (attempt {claim.attempts}; later ticks retry the slot until {until})"
+                ) from exc
             raise
         reason = f"{exc} (gave up after {claim.attempts} attempt(s))"
+    except DeliveryUnknown as exc:
+        _fail(conn, alert, claim, str(exc), mailer=mailer, settings=settings, status="delivery_unknown")
+        raise AlertFailed(f"alert {alert.alert_id} ({alert.alert_name}): {exc}") from None
     except KpiAlertError as exc:
         reason = str(exc)
     except Exception as exc:
@@ -111,8 +130,10 @@ def _fail(
     *,
     mailer: Mailer,
     settings: RunSettings,
+    status: str = "failed",
 ) -> None:
-    """Record the slot as failed (and a threshold alert's ERROR state), then notify if due."""
+    """Record the slot as failed (or ``delivery_unknown``) and a threshold alert's ERROR state, then
+    notify if due."""
     from kpi_alerts.delivery.error_notices import report_failure_needs_notice, send_error_notice
 
     notify: tuple[str, ...] = ()
@@ -126,7 +147,7 @@ def _fail(
     elif report_failure_needs_notice(conn, alert, claim):
         notify = alert.owners
     finish_claim(
-        conn, alert, claim, Outcome("failed", error=reason), now=settings.clock(), threshold_state=state
+        conn, alert, claim, Outcome(status, error=reason), now=settings.clock(), threshold_state=state
     )
     if notify:
         send_error_notice(alert, claim, reason, notify, mailer=mailer, settings=settings)
@@ -265,9 +286,13 @@ class _SlotRun:
         start_sending(self.conn, self.claim, now=self.settings.clock(), settings=self.settings.claim)
         try:
             delivery = self.mailer.deliver(message)
+        except DeliveryUnknown:
+            raise  # the slot stays 'sending' until recorded as delivery_unknown: never resent
         except KpiAlertError:
-            _reclaim_after_failed_send(self.conn, self.claim, self.settings)
+            cancel_sending(self.conn, self.claim)  # refused: nothing went out, so it may be tried again
             raise
+        except Exception as exc:  # a mailer's bug: we cannot tell whether anything went out
+            raise DeliveryUnknown(f"delivery failed unexpectedly: {type(exc).__name__}: {exc}") from exc
         attached = attachment is not None and attachment.size <= self.settings.max_attachment_bytes
         outcome = Outcome(
             "sent",
@@ -350,12 +375,6 @@ def compose_message(
         message_key=message_key,
     )
     return message, attachment
-
-
-def _reclaim_after_failed_send(conn: psycopg.Connection[Any], claim: Claim, settings: RunSettings) -> None:
-    """The SMTP server refused before accepting: the message did not go out, so 'sending' is undone."""
-    with conn.transaction():
-        conn.execute(queries.UNDO_SENDING, {"result_id": claim.result_id, "token": claim.token})
 
 
 def _transition(alert: AlertDefinition, observation: str, now: datetime) -> Transition:
