@@ -70,7 +70,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def snapshot(db: psycopg.Connection[Any]) -> list[Any]:
     return [
-        db.execute(f"SELECT * FROM {t} ORDER BY id").fetchall()  # noqa: S608 - fixed table names
+        db.execute(f"SELECT * FROM {t} ORDER BY id").fetchall()
         for t in ("cron_jobs", "kpi_alerts", "kpi_schedules", "kpi_thresholds", "cron_job_results")
     ]
 
@@ -324,7 +324,7 @@ class TestTrySends:
     ) -> None:
         created = create_alert(db, report(), now=NOW)
         before = snapshot(db)
-        code, out, err = run(
+        code, _, err = run(
             capsys, "preview", str(created.alert_id), "--out", str(tmp_path / "out"), "--db", alerts_db_url
         )
         assert (code, err) == (0, "")
