@@ -77,8 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("alert_id", type=int)
     history.add_argument("--limit", type=int, default=20)
     prune = command("prune-results", "delete finished ledger rows older than --days")
-    prune.add_argument("--days", type=int, default=90)
+    prune.add_argument("--days", type=_positive_int, default=90)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number of days, not {text[:40]!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
