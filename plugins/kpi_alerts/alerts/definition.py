@@ -55,6 +55,11 @@ class AlertDefinition:
     gating_condition: Mapping[str, Any] | None = None
     attachment_type: str | None = None
     threshold: ThresholdDefinition | None = None
+    graph_id: int | None = None
+    dashboard_id: int | None = None
+    locked: bool = False  # a claim is in flight
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
 
     @property
     def timezone(self) -> str:
@@ -103,6 +108,11 @@ class AlertDefinition:
             gating_condition=row["gating_condition"],
             attachment_type=row["attachment_type"],
             threshold=threshold,
+            graph_id=row.get("graph_id"),
+            dashboard_id=row.get("dashboard_id"),
+            locked=bool(row.get("locked")),
+            created_at=row.get("created_at"),
+            updated_at=row.get("updated_at"),
         )
 
     def validate(self) -> None:

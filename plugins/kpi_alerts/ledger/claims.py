@@ -419,6 +419,7 @@ def _finish_slot(
         "token": token,
         "cron_job_id": alert.cron_job_id,
         "alert_id": alert.alert_id,
+        "slot": slot,
         "next_run_at": next_run_at or _next_slot(alert, slot),
         "state": threshold_state.state if threshold_state else None,
         "last_value": threshold_state.last_value if threshold_state else None,

@@ -58,6 +58,7 @@ def claim_settings() -> ClaimSettings:
 
 def find_due_alerts(context: Any) -> list[dict[str, Any]]:
     """List due alerts as map items: one alert per item, or batches when there are many."""
+    from kpi_alerts.ledger.alert_changes import record_paused_slots
     from kpi_alerts.ledger.due_alerts import initialise_first_runs, list_due_alerts, park_inactive_alerts
 
     logical_time = logical_time_of(context)
@@ -65,6 +66,9 @@ def find_due_alerts(context: Any) -> list[dict[str, Any]]:
     threshold = min(int(_variable("kpi_alerts_batch_threshold", "500")), MAX_MAP_LENGTH - 1)
     with _db_connection() as conn:
         park_inactive_alerts(conn, logical_time=logical_time)
+        paused = record_paused_slots(conn, logical_time=logical_time, dag_run_id=context["run_id"])
+        if paused:
+            log.info("%d paused alert(s) had a slot due: recorded as skipped (paused by an operator)", paused)
         initialised = initialise_first_runs(
             conn, logical_time=logical_time, misfire_window=settings.misfire_window
         )

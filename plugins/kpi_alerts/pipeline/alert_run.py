@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ from kpi_alerts.reports.context import MessageKind, ReportContext, describe_peri
 
 if TYPE_CHECKING:
     from kpi_alerts.conditions.threshold_state import Transition
+    from kpi_alerts.reports import Attachment
 
 log = logging.getLogger(__name__)
 
@@ -268,38 +270,18 @@ class _SlotRun:
         condition: str | None = None,
         threshold_state: ThresholdStateUpdate | None = None,
     ) -> AlertRun:
-        from kpi_alerts.delivery.email_message import build_message
-        from kpi_alerts.reports import render_attachment
-
-        kpi = data.measures[0] if data.measures else None
-        if self.alert.threshold is not None and self.alert.threshold.kpi_measure:
-            kpi = data.column(self.alert.threshold.kpi_measure)
-        ctx = ReportContext(
-            alert_name=self.alert.alert_name,
-            organization_id=self.alert.organization_id,
-            timezone=self.alert.timezone,
-            slot=self.claim.slot,
-            period=describe_period(self.alert.cube_query),
-            generated_at=self.settings.clock(),
+        message, attachment = compose_message(
+            self.alert,
+            data,
             kind=kind,
-            kpi=kpi,
-            kpi_value=value,  # None for reports: the renderers show the latest complete period's value
-            previous_value=previous,
-            condition=condition,
-            dashboard_url=self.alert.dashboard_url,
-            message=self.alert.message,
-        )
-        attachment = None
-        if kind == "report" and self.alert.attachment_type:
-            attachment = render_attachment(self.alert.attachment_type, data, ctx, self.work_dir)  # type: ignore[arg-type]
-        message = build_message(
-            ctx=ctx,
-            data=data,
-            recipients=list(self.alert.recipients),
-            sender=self.settings.sender,
-            attachment=attachment,
-            max_attachment_bytes=self.settings.max_attachment_bytes,
+            slot=self.claim.slot,
+            settings=self.settings,
+            work_dir=self.work_dir,
+            recipients=self.alert.recipients,
             message_key=f"{self.alert.cron_job_id}:{self.claim.slot.isoformat()}",
+            value=value,
+            previous=previous,
+            condition=condition,
         )
         start_sending(self.conn, self.claim, now=self.settings.clock(), settings=self.settings.claim)
         try:
@@ -341,6 +323,58 @@ class _SlotRun:
             threshold_state=threshold_state,
         )
         return AlertRun(self.alert.alert_id, outcome.status, detail, self.claim.slot.isoformat())
+
+
+def compose_message(
+    alert: AlertDefinition,
+    data: KpiData,
+    *,
+    kind: MessageKind,
+    slot: datetime,
+    settings: RunSettings,
+    work_dir: Path,
+    recipients: Sequence[str],
+    message_key: str,
+    value: Any = None,
+    previous: Any = None,
+    condition: str | None = None,
+) -> tuple[EmailMessage, Attachment | None]:
+    """The message (and its attachment) that recipients get: the one code path for a run, a test send
+    and a preview (:mod:`kpi_alerts.pipeline.trial`)."""
+    from kpi_alerts.delivery.email_message import build_message
+    from kpi_alerts.reports import render_attachment
+
+    kpi = data.measures[0] if data.measures else None
+    if alert.threshold is not None and alert.threshold.kpi_measure:
+        kpi = data.column(alert.threshold.kpi_measure)
+    ctx = ReportContext(
+        alert_name=alert.alert_name,
+        organization_id=alert.organization_id,
+        timezone=alert.timezone,
+        slot=slot,
+        period=describe_period(alert.cube_query),
+        generated_at=settings.clock(),
+        kind=kind,
+        kpi=kpi,
+        kpi_value=value,  # None for reports: the renderers show the latest complete period's value
+        previous_value=previous,
+        condition=condition,
+        dashboard_url=alert.dashboard_url,
+        message=alert.message,
+    )
+    attachment = None
+    if kind == "report" and alert.attachment_type:
+        attachment = render_attachment(alert.attachment_type, data, ctx, work_dir)  # type: ignore[arg-type]
+    message = build_message(
+        ctx=ctx,
+        data=data,
+        recipients=list(recipients),
+        sender=settings.sender,
+        attachment=attachment,
+        max_attachment_bytes=settings.max_attachment_bytes,
+        message_key=message_key,
+    )
+    return message, attachment
 
 
 def _transition(alert: AlertDefinition, observation: str, now: datetime) -> Transition:
