@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test lint typecheck pytest up down env bench system-deps install clean
+.PHONY: demo test faults lint typecheck pytest up down env bench system-deps install clean
 
 ## The demo: local Postgres + Cube.js + mail catcher, demo alerts, `airflow dags test kpi_alerts <T>`.
 demo: install
@@ -17,6 +17,11 @@ demo: install
 test: install
 	$(PY) -m devstack up
 	$(MAKE) lint typecheck pytest
+
+## The fault suite only (pytest -m faults; `make test` runs it too): prints the fault table, see tests/fault_table.py.
+faults: install
+	$(PY) -m devstack up
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m faults
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 
 from devstack.postgres import PostgresServer, ensure_database, ensure_postgres
-from kpi_alerts.migrations import migrate
+from kpi_alerts.ledger.migrations import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 DATABASE = "kpi_alerts_bench_claims"
@@ -87,8 +87,8 @@ def prepare(url: str) -> None:
 
 def claimant(number: int, processes: int, url: str, seconds: float, start: Any, results: Any) -> None:
     """One claimant process: claim + finish its own alerts, hour after hour, until the deadline."""
-    from kpi_alerts.alert_store import list_alerts
-    from kpi_alerts.claims import (
+    from kpi_alerts.ledger.alert_store import list_alerts
+    from kpi_alerts.ledger.claims import (
         Claim,
         Claimant,
         ClaimSettings,
@@ -97,7 +97,7 @@ def claimant(number: int, processes: int, url: str, seconds: float, start: Any, 
         claim_slot,
         finish_claim,
     )
-    from kpi_alerts.database import connect
+    from kpi_alerts.ledger.database import connect
 
     with connect(url) as conn:
         mine = [a for a in list_alerts(conn) if a.alert_id % processes == number]
@@ -132,7 +132,7 @@ def claimant(number: int, processes: int, url: str, seconds: float, start: Any, 
 
 def round_trips(number: int, processes: int, url: str, seconds: float, start: Any, results: Any) -> None:
     """The client-side floor: the same transactions and round trips as a claim, of ``SELECT 1``."""
-    from kpi_alerts.database import connect
+    from kpi_alerts.ledger.database import connect
 
     with connect(url) as conn:
         units = 0

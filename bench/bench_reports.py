@@ -31,7 +31,7 @@ if str(ROOT / "plugins") not in sys.path:
     sys.path.insert(0, str(ROOT / "plugins"))
 
 from kpi_alerts.kpi_data import CellValue, Column, KpiData  # noqa: E402
-from kpi_alerts.report_context import ReportContext  # noqa: E402
+from kpi_alerts.reports.context import ReportContext  # noqa: E402
 
 TZ = "Europe/London"
 COLUMNS = (

@@ -9,7 +9,7 @@ once, whatever the number of schedulers, workers or retries), **fetch** the KPI 
 
 Connections: `kpi_alerts_db` (Postgres), `cube_default` (Cube.js), `smtp_default` (SMTP).
 E-mail is sent only when the Variable `kpi_alerts_environment` is `production`; otherwise each
-message is written to an outbox folder (see `kpi_alerts.dag_tasks`).
+message is written to an outbox folder (see `kpi_alerts.operators.kpi_alerts`).
 
 Parsing this file imports only Airflow and the standard library: no database, network or heavy
 libraries at parse time.
@@ -43,13 +43,13 @@ from airflow.sdk import dag, get_current_context, task
 def kpi_alerts() -> None:
     @task
     def find_due_alerts() -> list[dict[str, Any]]:
-        from kpi_alerts.dag_tasks import find_due_alerts
+        from kpi_alerts.operators.kpi_alerts import find_due_alerts
 
         return find_due_alerts(get_current_context())
 
     @task(map_index_template="{{ alert_label }}")
     def process_alert(item: dict[str, Any]) -> list[dict[str, Any]]:
-        from kpi_alerts.dag_tasks import process_alerts
+        from kpi_alerts.operators.kpi_alerts import process_alerts
 
         context = get_current_context()
         context["alert_label"] = item["label"]  # type: ignore[typeddict-unknown-key]
@@ -57,7 +57,7 @@ def kpi_alerts() -> None:
 
     @task(trigger_rule="all_done")
     def summarize() -> dict[str, Any]:
-        from kpi_alerts.dag_tasks import summarize
+        from kpi_alerts.operators.kpi_alerts import summarize
 
         return summarize(get_current_context())
 

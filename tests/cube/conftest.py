@@ -16,7 +16,7 @@ import pytest
 from devstack import free_port
 from devstack.cube import CubeServer, ensure_cube, stop_cube
 from devstack.postgres import PostgresServer
-from kpi_alerts.cube_client import CubeClient
+from kpi_alerts.cube.client import CubeClient
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from devstack.cube import CubeServer, stop_cube
-from kpi_alerts.cube_client import (
+from kpi_alerts.cube.client import (
     CubeAuthError,
     CubeClient,
     CubeQueryError,
@@ -66,7 +66,7 @@ class TestContinueWait:
     """``slow_orders`` sleeps 4 s in PostgreSQL; the devstack Cube answers "Continue wait" after 2 s."""
 
     def test_polling_until_data(self, client: CubeClient, caplog: pytest.LogCaptureFixture) -> None:
-        caplog.set_level(logging.DEBUG, logger="kpi_alerts.cube_client")
+        caplog.set_level(logging.DEBUG, logger="kpi_alerts.cube.client")
         query = {
             "measures": ["slow_orders.count"],
             "filters": [uncached("slow_orders")],
@@ -93,7 +93,7 @@ class TestOutages:
     def test_database_down_is_retried_then_unavailable(
         self, db_down_cube: CubeServer, caplog: pytest.LogCaptureFixture
     ) -> None:
-        caplog.set_level(logging.WARNING, logger="kpi_alerts.cube_client")
+        caplog.set_level(logging.WARNING, logger="kpi_alerts.cube.client")
         with fast_client(db_down_cube.url, db_down_cube.api_secret, retries=2) as cube:
             with pytest.raises(CubeUnavailableError, match="ECONNREFUSED") as caught:
                 cube.load(TOTALS, security_context=ORG1, timezone="UTC")

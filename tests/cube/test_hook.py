@@ -11,7 +11,7 @@ import jwt
 import pytest
 
 from devstack.cube import CubeServer
-from kpi_alerts.cube_client import CubeAuthError, CubeClient
+from kpi_alerts.cube.client import CubeAuthError, CubeClient
 from kpi_alerts.hooks.cube import CubeHook
 
 from .conftest import free_port

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from devstack.cube import CubeServer
-from kpi_alerts.cube_client import CubeClient, CubeQueryError
+from kpi_alerts.cube.client import CubeClient, CubeQueryError
 
 pytestmark = pytest.mark.services
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from kpi_alerts.cube_client import CubeClient
-from kpi_alerts.cube_query import validate_cube_query, with_timezone
+from kpi_alerts.cube.client import CubeClient
+from kpi_alerts.cube.rest_format import validate_cube_query, with_timezone
 from kpi_alerts.errors import AlertValidationError
 
 pytestmark = pytest.mark.services

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from kpi_alerts.cube_client import CubeClient
+from kpi_alerts.cube.client import CubeClient
 
 pytestmark = pytest.mark.services
 

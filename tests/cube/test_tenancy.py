@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from devstack.cube import CubeServer
-from kpi_alerts.cube_client import CubeAuthError, CubeClient
+from kpi_alerts.cube.client import CubeAuthError, CubeClient
 from kpi_alerts.errors import AlertValidationError
 
 pytestmark = pytest.mark.services

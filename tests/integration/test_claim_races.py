@@ -12,9 +12,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from kpi_alerts.alert_store import list_alerts
-from kpi_alerts.claims import Claim, Claimant, ClaimSettings, Outcome, claim_slot, finish_claim
-from kpi_alerts.database import connect
+from kpi_alerts.ledger.alert_store import list_alerts
+from kpi_alerts.ledger.claims import Claim, Claimant, ClaimSettings, Outcome, claim_slot, finish_claim
+from kpi_alerts.ledger.database import connect
 
 pytestmark = pytest.mark.slow
 
@@ -116,9 +116,9 @@ def test_every_slot_is_claimed_exactly_once_by_racing_processes(
 CLAIM_AND_HANG = """
 import json, sys, time
 from datetime import UTC, datetime, timedelta
-from kpi_alerts.alert_store import load_alert
-from kpi_alerts.claims import Claim, Claimant, ClaimSettings, claim_slot
-from kpi_alerts.database import connect
+from kpi_alerts.ledger.alert_store import load_alert
+from kpi_alerts.ledger.claims import Claim, Claimant, ClaimSettings, claim_slot
+from kpi_alerts.ledger.database import connect
 
 db_url, alert_id, logical_time, lease = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 with connect(db_url) as conn:
@@ -146,10 +146,10 @@ def test_a_worker_killed_after_its_claim_is_taken_over_and_the_report_sent_once(
     import sys
     import time
 
-    from kpi_alerts.alert_store import create_alert
+    from kpi_alerts.delivery.mailers import SmtpMailer
     from kpi_alerts.hooks.cube import CubeHook
-    from kpi_alerts.mailers import SmtpMailer
-    from kpi_alerts.pipeline import RunSettings, process_alert
+    from kpi_alerts.ledger.alert_store import create_alert
+    from kpi_alerts.pipeline.alert_run import RunSettings, process_alert
     from tests.conftest import REPO_ROOT
 
     created = create_alert(

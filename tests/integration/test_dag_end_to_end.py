@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from devstack.mail import MailCatcher
-from kpi_alerts.alert_store import create_alert
+from kpi_alerts.ledger.alert_store import create_alert
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
@@ -284,33 +284,6 @@ def test_one_task_per_alert_is_labelled_with_its_id_and_name(
     dag_run = run_dag(kpi_dag)
     (ti,) = [ti for ti in dag_run.get_task_instances() if ti.task_id == "process_alert"]
     assert ti.rendered_map_index == f"alert {created.alert_id}: Labelled"
-
-
-def test_the_summary_prunes_old_finished_ledger_rows(
-    kpi_dag: Any, db: psycopg.Connection[Any], mailbox: MailCatcher, airflow_connections: dict[str, str]
-) -> None:
-    created = create_alert(
-        db,
-        schedule_alert(1, "Old history", ["h@org1.example.com"], "UTC", 18, 0),
-        now=LOGICAL_TIME - timedelta(minutes=4),
-    )
-    old, recent = LOGICAL_TIME - timedelta(days=91), LOGICAL_TIME - timedelta(days=89)
-    unfinished = old - timedelta(hours=1)  # old, but still in progress: never pruned
-    for created_at, status in [(old, "sent"), (recent, "sent"), (unfinished, "retrying")]:
-        db.execute(
-            "INSERT INTO cron_job_results (cron_job_id, slot, status, created_at) VALUES (%s, %s, %s, %s)",
-            (created.cron_job_id, created_at, status, created_at),
-        )
-
-    assert str(run_dag(kpi_dag).state) == "success"
-
-    left = db.execute(
-        "SELECT created_at, status FROM cron_job_results ORDER BY created_at, status"
-    ).fetchall()
-    assert [(r["created_at"], r["status"]) for r in left] == [
-        (old - timedelta(hours=1), "retrying"),
-        (recent, "sent"),
-    ]
 
 
 def test_the_alert_authors_note_is_in_both_bodies_escaped(

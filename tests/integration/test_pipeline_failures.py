@@ -18,13 +18,13 @@ import pytest
 from devstack import free_port
 from devstack.cube import CubeServer
 from devstack.mail import MailCatcher
-from kpi_alerts.alert_store import create_alert
-from kpi_alerts.claims import Claimant
-from kpi_alerts.cube_client import CubeClient
+from kpi_alerts.cube.client import CubeClient
+from kpi_alerts.delivery.mailers import SmtpMailer
 from kpi_alerts.errors import TransientAlertError
 from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.mailers import SmtpMailer
-from kpi_alerts.pipeline import AlertFailed, RunSettings, process_alert
+from kpi_alerts.ledger.alert_store import create_alert
+from kpi_alerts.ledger.claims import Claimant, ClaimSettings
+from kpi_alerts.pipeline.alert_run import AlertFailed, RunSettings, process_alert
 
 pytestmark = pytest.mark.services
 
@@ -134,13 +134,22 @@ def test_cube_down_on_the_last_try_is_recorded_and_the_next_alert_goes_on(
     down = report(db, 1, ["cfo@org1.example.com"])
     fine = report(db, 2, ["cfo@org2.example.com"])
     source = ByOrganization({1: stopped_cube, 2: live_cube})
-    with pytest.raises(AlertFailed, match="gave up after"):
+    # The last Airflow try, inside the misfire window: released for a later tick, not lost.
+    with pytest.raises(TransientAlertError, match="later ticks retry the slot"):
         process_alert(db, down, source=source, mailer=SmtpMailer(), settings=settings(final=True))
     assert (
         process_alert(db, fine, source=source, mailer=SmtpMailer(), settings=settings(True)).status == "sent"
     )
+    waiting = ledger(db, down)
+    assert (waiting["status"], waiting["locked"], waiting["next_run_at"]) == ("retrying", False, SLOT)
+    # A tick after the window closed records it as failed for good and moves the alert on.
+    past_window = RunSettings(logical_time=SLOT + timedelta(minutes=65), final_attempt=True)
+    assert (
+        process_alert(db, down, source=source, mailer=SmtpMailer(), settings=past_window).status == "skipped"
+    )
     failed = ledger(db, down)
     assert failed["status"] == "failed" and "Cube" in failed["error"] and not failed["locked"]
+    assert "gave up after 1 attempt(s)" in failed["error"] and len(failed["attempt_history"]) == 1
     assert failed["next_run_at"] == SLOT + timedelta(days=1)  # moved on: nothing half-written
     assert [m["To"] for m in mailbox.messages()] == ["cfo@org2.example.com"]
 
@@ -160,7 +169,12 @@ def test_cube_database_down_is_retried_then_recorded(
         )
         alert_id = report(db, 1, ["cfo@org1.example.com"])
         with pytest.raises(AlertFailed):
-            process_alert(db, alert_id, source=client, mailer=SmtpMailer(), settings=settings(final=True))
+            # a misfire window that closes at this tick: no later tick may retry, so it fails for good
+            last_tick = RunSettings(
+                logical_time=SLOT + timedelta(minutes=5),
+                claim=ClaimSettings(misfire_window=timedelta(minutes=5)),
+            )
+            process_alert(db, alert_id, source=client, mailer=SmtpMailer(), settings=last_tick)
         row = ledger(db, alert_id)
         assert row["status"] == "failed" and "ECONNREFUSED" in row["error"] and "stack" not in row["error"]
         assert mailbox.messages() == []
@@ -272,8 +286,8 @@ def test_a_worker_whose_claim_was_taken_over_stops_without_sending(
     live_cube: CubeClient,
 ) -> None:
     """A hung worker (its lease expired while Cube was slow) must not send once another took over."""
-    from kpi_alerts.alert_store import load_alert
-    from kpi_alerts.claims import Claim, ClaimSettings, claim_slot
+    from kpi_alerts.ledger.alert_store import load_alert
+    from kpi_alerts.ledger.claims import Claim, ClaimSettings, claim_slot
 
     alert_id = report(db, 1, ["cfo@org1.example.com"])
     short = ClaimSettings(lease=timedelta(seconds=1))
@@ -314,7 +328,7 @@ def test_inactive_alerts_leave_the_due_index_and_come_back_when_reactivated(
     airflow_connections: dict[str, str],
     live_cube: CubeClient,
 ) -> None:
-    from kpi_alerts.due_alerts import initialise_first_runs, list_due_alerts, park_inactive_alerts
+    from kpi_alerts.ledger.due_alerts import initialise_first_runs, list_due_alerts, park_inactive_alerts
 
     alert_id = report(db, 1, ["cfo@org1.example.com"])
     db.execute("UPDATE kpi_alerts SET is_active = false WHERE id = %s", (alert_id,))

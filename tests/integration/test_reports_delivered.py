@@ -27,7 +27,7 @@ import pytest
 from markupsafe import escape
 
 from devstack.mail import MailCatcher, read_message
-from kpi_alerts.alert_store import create_alert
+from kpi_alerts.ledger.alert_store import create_alert
 from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]

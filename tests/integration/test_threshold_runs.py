@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from devstack.mail import MailCatcher
-from kpi_alerts.alert_store import create_alert
+from kpi_alerts.ledger.alert_store import create_alert
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 

@@ -23,7 +23,7 @@ import pytest
 from devstack import free_port
 from devstack.mail import MailCatcher
 from devstack.stack import Stack, airflow_env
-from kpi_alerts.alert_store import create_alert
+from kpi_alerts.ledger.alert_store import create_alert
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 

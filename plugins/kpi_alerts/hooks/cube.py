@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from kpi_alerts.cube_client import CubeClient, CubeError
+from kpi_alerts.cube.client import CubeClient, CubeError
 from kpi_alerts.errors import AlertValidationError
 
 if TYPE_CHECKING:

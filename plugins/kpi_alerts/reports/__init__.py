@@ -15,7 +15,7 @@ from typing import Literal
 
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.report_context import ReportContext
+from kpi_alerts.reports.context import ReportContext
 from kpi_alerts.reports.csv_report import render_csv
 from kpi_alerts.reports.excel_report import render_excel
 from kpi_alerts.reports.formatting import local_date, slug

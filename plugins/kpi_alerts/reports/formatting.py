@@ -18,12 +18,12 @@ from zoneinfo import ZoneInfo
 
 from kpi_alerts.kpi_data import CellValue, Column, KpiData
 from kpi_alerts.paths import TEMPLATES_DIR
-from kpi_alerts.report_context import ReportContext
+from kpi_alerts.reports.context import ReportContext
 
 if TYPE_CHECKING:
     import jinja2
 
-    from kpi_alerts.thresholds import KpiReading
+    from kpi_alerts.conditions.thresholds import KpiReading
 
 #: Cube granularities; those from ``day`` up are shown as a date without a time of day.
 GRANULARITIES = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
@@ -187,8 +187,8 @@ def kpi_headline(ctx: ReportContext, data: KpiData | None) -> tuple[str, str | N
 
 
 def _reading(data: KpiData, kpi: Column, slot: datetime) -> KpiReading | None:
+    from kpi_alerts.conditions.thresholds import kpi_value
     from kpi_alerts.errors import AlertValidationError
-    from kpi_alerts.thresholds import kpi_value
 
     if slot.utcoffset() is None:
         slot = slot.replace(tzinfo=ZoneInfo("UTC"))

@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.report_context import ReportContext
 from kpi_alerts.reports.chart import kpi_chart_svg
+from kpi_alerts.reports.context import ReportContext
 from kpi_alerts.reports.formatting import (
     display_value,
     format_number,

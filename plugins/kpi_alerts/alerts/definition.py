@@ -1,0 +1,156 @@
+"""An alert as stored (cron_jobs + kpi_alerts + kpi_schedules | kpi_thresholds), loaded for one run.
+
+Rows may have been written by plain SQL, so nothing here trusts them: :meth:`AlertDefinition.validate`
+applies the same rules as alert creation and raises :class:`AlertValidationError` with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.scheduling.schedule import Schedule, floor_to_hour_utc, next_hour_slot_after, next_run_after
+
+MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class ThresholdDefinition:
+    condition: str
+    threshold_value: Decimal
+    timezone: str
+    kpi_measure: str | None
+    rearm_minutes: int
+    notify_on_recovery: bool
+    on_no_data: str
+    on_error: str
+    state: str
+    last_value: Decimal | None
+    last_evaluated_at: datetime | None
+    last_notified_at: datetime | None
+    state_changed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AlertDefinition:
+    alert_id: int
+    cron_job_id: int
+    job_name: str
+    organization_id: int
+    alert_type: Literal["schedule", "threshold"]
+    alert_name: str
+    recipients: tuple[str, ...]
+    cube_query: Mapping[str, Any]
+    is_active: bool
+    master_locked: bool
+    next_run_at: datetime | None
+    dashboard_url: str | None = None
+    owners: tuple[str, ...] = ()
+    message: str | None = None
+    schedule: Schedule | None = None
+    gating_condition: Mapping[str, Any] | None = None
+    attachment_type: str | None = None
+    threshold: ThresholdDefinition | None = None
+    graph_id: int | None = None
+    dashboard_id: int | None = None
+    locked: bool = False  # a claim is in flight
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def timezone(self) -> str:
+        if self.schedule is not None:
+            return self.schedule.timezone
+        return self.threshold.timezone if self.threshold is not None else "UTC"
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> AlertDefinition:
+        """Build from the ``LOAD_ALERT`` query's row (columns of all four tables)."""
+        schedule = threshold = None
+        if row["frequency_interval"] is not None:
+            schedule = Schedule.from_row(row)
+        if row["condition"] is not None:
+            threshold = ThresholdDefinition(
+                condition=row["condition"],
+                threshold_value=row["threshold_value"],
+                timezone=row["threshold_timezone"],
+                kpi_measure=row["kpi_measure"],
+                rearm_minutes=row["rearm_minutes"],
+                notify_on_recovery=row["notify_on_recovery"],
+                on_no_data=row["on_no_data"],
+                on_error=row["on_error"],
+                state=row["state"],
+                last_value=row["last_value"],
+                last_evaluated_at=row["last_evaluated_at"],
+                last_notified_at=row["last_notified_at"],
+                state_changed_at=row["state_changed_at"],
+            )
+        return cls(
+            alert_id=row["alert_id"],
+            cron_job_id=row["cron_job_id"],
+            job_name=row["job_name"],
+            organization_id=row["organization_id"],
+            alert_type=row["alert_type"],
+            alert_name=row["alert_name"],
+            recipients=tuple(row["recipients"] or ()),
+            cube_query=row["cube_query"] or {},
+            is_active=row["is_active"],
+            master_locked=row["master_locked"],
+            next_run_at=row["next_run_at"],
+            dashboard_url=row["dashboard_url"],
+            owners=tuple(row["owners"] or ()),
+            message=row["message"],
+            schedule=schedule,
+            gating_condition=row["gating_condition"],
+            attachment_type=row["attachment_type"],
+            threshold=threshold,
+            graph_id=row.get("graph_id"),
+            dashboard_id=row.get("dashboard_id"),
+            locked=bool(row.get("locked")),
+            created_at=row.get("created_at"),
+            updated_at=row.get("updated_at"),
+        )
+
+    def validate(self) -> None:
+        """Raise :class:`AlertValidationError` naming the first thing wrong with this alert."""
+        from kpi_alerts.conditions.gating_format import parse_gating_condition
+        from kpi_alerts.conditions.thresholds import parse_condition
+        from kpi_alerts.cube.rest_format import check_query_shape
+        from kpi_alerts.delivery.recipients import validate_recipients
+
+        validate_recipients(self.recipients)
+        check_query_shape(self.cube_query)
+        if self.alert_type == "schedule":
+            if self.schedule is None:
+                raise AlertValidationError("schedule alert has no kpi_schedules row")
+            self.schedule.validate()
+            parse_gating_condition(self.gating_condition)
+        else:
+            if self.threshold is None:
+                raise AlertValidationError("threshold alert has no kpi_thresholds row")
+            parse_condition(self.threshold.condition)
+            Schedule("hour", 0, 0, (), self.threshold.timezone).validate()
+
+    def next_slot_after(self, after: datetime) -> datetime:
+        """The alert's first slot strictly after ``after``: its schedule, or every UTC hour (thresholds)."""
+        if self.alert_type == "schedule":
+            if self.schedule is None:
+                raise AlertValidationError("schedule alert has no kpi_schedules row")
+            return next_run_after(self.schedule, after)
+        return next_hour_slot_after(after)
+
+    def initial_slot(self, created_at: datetime) -> datetime:
+        """The first slot of a new alert: a schedule's next time; a threshold's current hour (check soon)."""
+        if self.alert_type == "threshold":
+            return floor_to_hour_utc(created_at)
+        return self.next_slot_after(created_at)
+
+    def first_slot_at_or_after(self, at: datetime) -> datetime:
+        if self.alert_type == "threshold":
+            floor = floor_to_hour_utc(at)
+            return floor if floor == at else next_hour_slot_after(at)
+        return self.next_slot_after(at - MICROSECOND)

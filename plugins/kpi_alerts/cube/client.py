@@ -1,0 +1,377 @@
+"""A plain-Python client for Cube.js's REST API (``/cubejs-api/v1``): no Airflow imports.
+
+It mints a short-lived HS256 token per request whose security context carries the alert's
+``organization_id`` (Cube filters every query on it), polls "Continue wait" answers up to a deadline,
+retries connection errors and 5xx answers with jittered exponential backoff, pages through large
+results and returns :class:`~kpi_alerts.kpi_data.KpiData`. The secret and the tokens never appear
+in logs or exception messages.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+import requests
+import tenacity
+
+from kpi_alerts.cube.rest_format import check_timezone, kpi_data_from_result, total_order
+from kpi_alerts.errors import AlertValidationError, KpiAlertError, PermanentAlertError, TransientAlertError
+from kpi_alerts.kpi_data import KpiData
+
+log = logging.getLogger(__name__)
+
+TOKEN_TTL_SECONDS = 300
+# Cube answers 400 for database failures too; these messages mean "down", not "bad query".
+_DATABASE_DOWN_MARKERS = (
+    "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENOTFOUND", "Connection terminated",
+    "timeout exceeded when trying to connect", "the database system is", "too many clients",
+    "terminating connection", "could not connect",
+)  # fmt: skip
+
+
+# Cube answers 500 for some mistakes in the query itself: retrying cannot help.
+_PERMANENT_MARKERS = ("Unknown timezone", "query limit has been exceeded", "Invalid query format")
+
+
+class CubeError(KpiAlertError):
+    """Base of Cube failures. :attr:`status` is the HTTP status when Cube answered."""
+
+    def __init__(self, message: str, *, status: int | None = None, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.request_id = request_id
+
+
+class CubeQueryError(CubeError, PermanentAlertError):
+    """Cube rejected the query (unknown member, bad format, too many rows...): fix the alert."""
+
+
+class CubeAuthError(CubeError, PermanentAlertError):
+    """Cube refused the token (403): wrong secret, expired token or no organization_id."""
+
+
+class CubeUnavailableError(CubeError, TransientAlertError):
+    """Cube or its database could not be reached, after retries."""
+
+
+class CubeTimeoutError(CubeError, TransientAlertError):
+    """Cube kept answering "Continue wait" until the client's deadline passed."""
+
+
+class _ContinueWait(Exception):
+    """Internal: Cube is still computing the query."""
+
+
+class CubeClient:
+    """Talks to one Cube deployment.
+
+    :param base_url: e.g. ``http://127.0.0.1:4010`` (without ``/cubejs-api``).
+    :param api_secret: HS256 secret: a token is minted per request from the security context.
+    :param token: a pre-made token used verbatim instead (then ``api_secret`` is not needed).
+    :param extra_security_context: claims added to every minted token (``organization_id`` always
+        comes from the call).
+    :param continue_wait_deadline: seconds one :meth:`load` may spend polling "Continue wait".
+    :param request_timeout: seconds per HTTP request (connect and read).
+    :param max_rows: cap on a result; a larger one raises :class:`CubeQueryError` rather than being
+        silently truncated (an alert on partial data would be wrong).
+    :param page_size: rows per request when the query sets no ``limit``.
+    :param retries: extra attempts after a connection error or a 5xx answer.
+    :param backoff: first retry delay in seconds (doubles each time, plus up to ``backoff`` jitter).
+    :param backoff_max: longest retry delay.
+    :param renew_query: send ``renewQuery: true`` unless the query says otherwise: alerts want fresh
+        data, not Cube's ~10 s cache.
+    :param base_path: the API prefix, ``/cubejs-api`` by default.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_secret: str | None = None,
+        token: str | None = None,
+        extra_security_context: Mapping[str, Any] | None = None,
+        continue_wait_deadline: float = 60,
+        request_timeout: float = 30,
+        max_rows: int = 50_000,
+        page_size: int = 10_000,
+        retries: int = 3,
+        backoff: float = 0.5,
+        backoff_max: float = 8,
+        renew_query: bool = True,
+        base_path: str = "/cubejs-api",
+    ) -> None:
+        if not api_secret and not token:
+            raise ValueError("CubeClient needs an api_secret or a token")
+        self.base_url = base_url.rstrip("/")
+        self.api_url = self.base_url + "/" + base_path.strip("/")
+        self._api_secret = api_secret
+        self._token = token
+        self.extra_security_context = dict(extra_security_context or {})
+        self.continue_wait_deadline = continue_wait_deadline
+        self.request_timeout = request_timeout
+        self.max_rows = max_rows
+        self.page_size = min(page_size, max_rows + 1)
+        self.retries = retries
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self.renew_query = renew_query
+        self._aggregation_types: dict[Any, dict[str, str]] = {}
+        self.session = requests.Session()
+
+    def __repr__(self) -> str:  # no secret, no token
+        return f"CubeClient({self.base_url!r})"
+
+    def __enter__(self) -> CubeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def load(
+        self, query: Mapping[str, Any], *, security_context: Mapping[str, Any], timezone: str
+    ) -> KpiData:
+        """Run ``query`` for one organization in ``timezone`` and return typed rows.
+
+        :param query: a Cube query (``measures``, ``dimensions``, ``timeDimensions``, ``filters``...).
+        :param security_context: must contain the integer ``organization_id``.
+        :param timezone: IANA name: buckets and relative date ranges are computed in it.
+        :raises CubeQueryError, CubeAuthError: permanent; :raises CubeTimeoutError,
+            CubeUnavailableError: transient.
+        """
+        check_timezone(timezone)  # both checked before anything is sent
+        self._auth_header(security_context)
+        sent = copy.deepcopy(dict(query))
+        sent["timezone"] = timezone
+        sent.setdefault("renewQuery", self.renew_query)
+        sent.pop("responseFormat", None)  # rows are parsed from the default format
+        if sent.get("limit") is None:
+            sent.pop("limit", None)
+        paging = "limit" not in sent
+        if paging and (sent.get("dimensions") or sent.get("timeDimensions")):
+            sent["order"] = total_order(sent)
+        request_id = str(uuid.uuid4())
+        started = time.monotonic()
+        offset = int(sent.get("offset") or 0)
+        rows: list[Mapping[str, Any]] = []
+        page = 1
+        while True:
+            body = dict(sent)
+            if paging:
+                body.update(
+                    limit=min(self.page_size, self.max_rows + 1 - len(rows)), offset=offset + len(rows)
+                )
+            answer = self._load_page(body, security_context, f"{request_id}-span-{page}", started)
+            data = answer.get("data") or []
+            rows.extend(data)
+            if len(rows) > self.max_rows:
+                raise CubeQueryError(
+                    f"the result exceeds {self.max_rows} rows: add a limit, filters or a coarser granularity",
+                    request_id=request_id,
+                )
+            if not paging or len(data) < body["limit"]:
+                break
+            page += 1
+        data = kpi_data_from_result(sent, answer.get("annotation") or {}, rows)
+        return self._with_aggregation_types(data, security_context)
+
+    def _with_aggregation_types(self, data: KpiData, security_context: Mapping[str, Any]) -> KpiData:
+        """Give measure columns their aggregation (count, sum, avg...) from ``/v1/meta``.
+
+        ``/load`` labels every measure ``number``; whether rows of a measure may be added up (the
+        KPI rule for several rows per period) depends on the aggregation, which only ``/meta`` says.
+        Fetched once per organization per client.
+        """
+        if not any(c.kind == "measure" for c in data.columns):
+            return data
+        org = security_context.get("organization_id")
+        if org not in self._aggregation_types:
+            try:
+                cubes = self.meta(security_context).get("cubes") or []
+            except CubeError as exc:  # the rows are fine; only multi-row sums will refuse "number"
+                log.warning("Cube /v1/meta unavailable, measure aggregations unknown: %s", exc)
+                return data
+            self._aggregation_types[org] = {
+                m["name"]: m["aggType"] for c in cubes for m in c.get("measures") or [] if m.get("aggType")
+            }
+        types = self._aggregation_types[org]
+        columns = tuple(
+            dataclasses.replace(c, type=types.get(c.key, c.type)) if c.kind == "measure" else c
+            for c in data.columns
+        )
+        return dataclasses.replace(data, columns=columns)
+
+    def meta(self, security_context: Mapping[str, Any]) -> dict[str, Any]:
+        """The cubes, measures and dimensions visible to this organization (``GET /v1/meta``)."""
+        self._auth_header(security_context)
+        return self._send("GET", "/v1/meta", security_context, f"{uuid.uuid4()}-span-1")
+
+    def probe_context(self) -> dict[str, Any]:
+        """A security context for a connection check: the pre-made token's own, else organization 0
+        (which reads the model through ``/v1/meta``, never rows)."""
+        org = token_organization(self._token) if self._token else None
+        if not isinstance(org, int):
+            org = self.extra_security_context.get("organization_id", 0)
+        return {"organization_id": org}
+
+    def ready(self) -> bool:
+        """Whether Cube answers ``/readyz`` with 200 (it checks its database too). Never raises."""
+        try:
+            return self.session.get(f"{self.base_url}/readyz", timeout=min(self.request_timeout, 5)).ok
+        except requests.RequestException:
+            return False
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _auth_header(self, security_context: Mapping[str, Any]) -> str:
+        """The Authorization value, minted per HTTP request so long polls never outlive their token."""
+        org = security_context.get("organization_id")
+        if not isinstance(org, int) or isinstance(org, bool):
+            raise AlertValidationError(f"security_context needs an integer organization_id, got {org!r}")
+        if self._token is not None:
+            _check_token_tenant(self._token, org)
+            return self._token
+        now = int(time.time())
+        claims = {**self.extra_security_context, **security_context, "organization_id": org}
+        claims.update(iat=now, exp=now + TOKEN_TTL_SECONDS)
+        assert self._api_secret is not None  # __init__ guarantees a secret or a token
+        return jwt.encode(claims, self._api_secret, algorithm="HS256")
+
+    def _load_page(
+        self, body: Mapping[str, Any], security_context: Mapping[str, Any], request_id: str, started: float
+    ) -> dict[str, Any]:
+        """POST one page; re-send the identical request while Cube answers "Continue wait"."""
+        polls = 0
+        while True:
+            try:
+                return self._send("POST", "/v1/load", security_context, request_id, json={"query": body})
+            except _ContinueWait:
+                polls += 1
+                waited = time.monotonic() - started
+                if waited >= self.continue_wait_deadline:
+                    raise CubeTimeoutError(
+                        f"Cube was still computing the query after {waited:.1f} s ({polls} 'Continue wait' "
+                        f"answers; deadline {self.continue_wait_deadline:g} s, request {request_id})",
+                        request_id=request_id,
+                    ) from None
+                log.debug("Cube request %s: Continue wait after %.1f s", request_id, waited)
+
+    def _send(
+        self, method: str, path: str, security_context: Mapping[str, Any], request_id: str, **kwargs: Any
+    ) -> dict[str, Any]:
+        """One logical request, retried on connection errors and 5xx (and database-down 400s)."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(CubeUnavailableError),
+            stop=tenacity.stop_after_attempt(self.retries + 1),
+            wait=tenacity.wait_exponential_jitter(
+                initial=self.backoff, max=self.backoff_max, jitter=self.backoff
+            ),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        started = time.monotonic()
+        try:
+            return retrying(self._send_once, method, path, security_context, request_id, **kwargs)
+        except CubeUnavailableError as exc:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            raise CubeUnavailableError(
+                f"{exc} (gave up after {attempts} attempts in {time.monotonic() - started:.1f} s)",
+                status=exc.status,
+                request_id=request_id,
+            ) from None
+
+    def _send_once(
+        self, method: str, path: str, security_context: Mapping[str, Any], request_id: str, **kwargs: Any
+    ) -> dict[str, Any]:
+        url = self.api_url + path
+        try:
+            response = self.session.request(
+                method,
+                url,
+                headers={"Authorization": self._auth_header(security_context), "x-request-id": request_id},
+                timeout=self.request_timeout,
+                **kwargs,
+            )
+        except requests.RequestException as exc:
+            raise CubeUnavailableError(
+                f"Cube at {self.base_url} is unreachable: {_describe(exc)}", request_id=request_id
+            ) from None
+        return _parse_response(response, request_id)
+
+
+def _parse_response(response: requests.Response, request_id: str) -> dict[str, Any]:
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    message = body.get("error") if isinstance(body, dict) else None  # only "error", never "stack"
+    if not isinstance(message, str) or not message:
+        message = f"HTTP {status} {response.reason or ''}".strip()
+    if status == 200 and isinstance(body, dict):
+        if message == "Continue wait":
+            raise _ContinueWait
+        if "error" not in body:
+            return body
+    where = f"(HTTP {status}, request {request_id})"
+    if status == 200 and not isinstance(body, dict):  # a proxy or something else answered
+        raise CubeUnavailableError(
+            f"Cube answered without a JSON result {where}", status=status, request_id=request_id
+        )
+    if status == 403:
+        raise CubeAuthError(
+            f"Cube refused the token: {message} {where}", status=status, request_id=request_id
+        )
+    permanent = (isinstance(body, dict) and body.get("type") == "UserError") or any(
+        marker in message for marker in _PERMANENT_MARKERS
+    )
+    if not permanent and (
+        status >= 500 or status == 429 or any(marker in message for marker in _DATABASE_DOWN_MARKERS)
+    ):
+        raise CubeUnavailableError(f"Cube failed: {message} {where}", status=status, request_id=request_id)
+    raise CubeQueryError(f"Cube rejected the query: {message} {where}", status=status, request_id=request_id)
+
+
+def _describe(exc: requests.RequestException) -> str:
+    """A short reason such as ``[Errno 111] Connection refused`` (the text names the URL, never headers)."""
+    if isinstance(exc, requests.Timeout):
+        return f"{type(exc).__name__} (no answer in time)"
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    text = str(reason or exc)
+    errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    return errno.group(0) if errno else f"{type(exc).__name__}: {text}"
+
+
+def token_organization(token: str) -> object:
+    """The ``organization_id`` claim of a pre-made token (unverified: only Cube holds the secret)."""
+    try:
+        return jwt.decode(token, options={"verify_signature": False}).get("organization_id")
+    except jwt.InvalidTokenError:
+        return None
+
+
+def _check_token_tenant(token: str, organization_id: int) -> None:
+    """A pre-made token must be for the alert's organization: never read another tenant's data."""
+    claimed = token_organization(token)
+    if claimed != organization_id:
+        raise CubeAuthError(
+            f"the configured Cube token is for organization {claimed!r}, not {organization_id}"
+        )
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    delay = state.next_action.sleep if state.next_action else 0
+    log.warning("Cube request failed (attempt %d): %s; retrying in %.2f s", state.attempt_number, exc, delay)

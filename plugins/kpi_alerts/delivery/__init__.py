@@ -1,0 +1,1 @@
+"""Delivery: the alert e-mail, recipients, mailers (SMTP or outbox) and failure notices."""

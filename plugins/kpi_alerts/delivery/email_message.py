@@ -1,0 +1,220 @@
+"""The alert e-mail as a MIME message (building only: sending is the SMTP task's job).
+
+Layout: ``multipart/mixed`` > [``multipart/alternative`` > [text/plain, ``multipart/related`` >
+[text/html, image/png chart]], attachment]. Every user-controlled string that reaches a header
+(alert name, display names) is flattened to one line first, so no value can start a new header;
+in HTML it is escaped by the template. Wording lives in ``include/templates/email.*``/``subject.txt``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Sequence
+from email import policy
+from email.headerregistry import Address, HeaderRegistry
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from kpi_alerts.delivery.recipients import validate_address, validate_recipients
+from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.kpi_data import KpiData
+from kpi_alerts.reports import Attachment
+from kpi_alerts.reports.context import ReportContext
+from kpi_alerts.reports.formatting import (
+    display_value,
+    format_number,
+    kpi_headline,
+    local_date,
+    single_line,
+    template_env,
+    to_local,
+)
+
+#: Rows shown in the body; the attachment and the dashboard have the rest.
+BODY_ROWS = 10
+MAX_SUBJECT = 200
+#: Headers fold at 256 (RFC 5322 allows 998), above the longest Subject: Python folds a 70-78 character
+#: Subject onto a continuation line of its own, which parsers then read back with a leading space.
+#: Parts are built under plain ``policy.SMTP`` first, so base64 bodies keep 76-character lines.
+_HEADER_POLICY = policy.SMTP.clone(max_line_length=256)
+_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+_UNSAFE_URL = re.compile(r"[\x00-\x20\x7f-\x9f\"'<>\\`]")
+
+
+def safe_dashboard_url(url: str | None) -> str | None:
+    """The URL if it is a plain absolute http(s) link without credentials; otherwise None."""
+    if not url or _UNSAFE_URL.search(url):
+        return None
+    try:
+        parts = urlsplit(url)
+        has_credentials = parts.username is not None or parts.password is not None
+        _ = parts.port  # raises on a malformed port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in {"http", "https"} or not parts.hostname or has_credentials:
+        return None
+    return url
+
+
+def message_id(key: str | None, domain: str) -> str:
+    """``<sha256(key)[:32]@domain>``: the same (alert, slot) key always gives the same Message-ID."""
+    if not _DOMAIN.match(domain):
+        raise AlertValidationError(f"invalid Message-ID domain {domain!r}")
+    token = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32] if key is not None else uuid.uuid4().hex
+    return f"<{token}@{domain}>"
+
+
+def _sender(sender: str) -> Address:
+    """``Name <addr>`` or ``addr``; the address must be valid, the name is flattened to one line.
+
+    Control characters become spaces before parsing: in a display name that is harmless, in the
+    address it leaves something that no longer parses as exactly one address, which is refused.
+    """
+    try:
+        header = HeaderRegistry()("From", single_line(sender))
+        addresses = header.addresses  # type: ignore[attr-defined]
+    except (ValueError, IndexError, AttributeError):
+        addresses = ()
+    if len(addresses) != 1 or header.defects or not addresses[0].username or not addresses[0].domain:
+        raise AlertValidationError(f"invalid sender {sender!r}: one address expected")
+    parsed = addresses[0]
+    local, domain = parsed.username, parsed.domain
+    if "." in domain and not domain.endswith((".local", ".localhost", ".internal")):
+        local, _, domain = validate_address(f"{local}@{domain}").partition("@")  # real domains: full check
+    return Address(display_name=single_line(parsed.display_name), username=local, domain=domain)
+
+
+def _table(data: KpiData | None) -> dict[str, Any]:
+    if data is None or not data.rows or not data.columns:
+        return {"columns": [], "rows": [], "text_lines": [], "more": 0}
+    cols = data.columns
+    rows = [[single_line(display_value(r.get(c.key), c, data)) for c in cols] for r in data.rows[:BODY_ROWS]]
+    titles = [single_line(c.title) for c in cols]
+    widths = [max(len(t), *(len(r[i]) for r in rows)) for i, t in enumerate(titles)]
+    numeric = [c.kind == "measure" for c in cols]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            cell.rjust(w) if num else cell.ljust(w)
+            for cell, w, num in zip(cells, widths, numeric, strict=True)
+        ).rstrip()
+
+    text_lines = [line(titles), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
+    return {
+        "columns": [{"title": t, "numeric": n} for t, n in zip(titles, numeric, strict=True)],
+        "rows": rows,
+        "numeric": numeric,
+        "text_lines": text_lines,
+        "more": len(data.rows) - len(rows),
+    }
+
+
+def _shorten(text: str, limit: int) -> str:
+    """Cut long user text for a header, keeping the end of the subject (the date) intact."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+
+
+def human_size(size: int) -> str:
+    """``25 MB``, ``2.5 MB``, ``5.2 KB``, ``900 bytes``: the unit that keeps small sizes readable."""
+    for unit, scale in (("MB", 1_048_576), ("KB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size:,} bytes"
+
+
+def _sizes(size: int, limit: int) -> tuple[str, str]:
+    """The attachment's size and the limit as text that never reads "1 KB, above the 1 KB limit"."""
+    shown = human_size(size), human_size(limit)
+    return shown if shown[0] != shown[1] else (f"{size:,} bytes", f"{limit:,} bytes")
+
+
+def build_message(
+    *,
+    ctx: ReportContext,
+    data: KpiData | None,
+    recipients: Sequence[str],
+    sender: str,
+    attachment: Attachment | None,
+    max_attachment_bytes: int,
+    message_id_domain: str = "kpi-alerts.local",
+    message_key: str | None = None,
+) -> EmailMessage:
+    """The complete message for one alert notification; raises AlertValidationError on bad addresses."""
+    to = validate_recipients(recipients)
+    from_ = _sender(sender)
+    label, value, note = kpi_headline(ctx, data)
+    kpi = ctx.kpi or (data.measures[0] if data is not None and data.measures else None)
+    oversize = attachment is not None and attachment.size > max_attachment_bytes
+    chart_png = None
+    if data is not None and kpi is not None and len(data.rows) > 1 and kpi in data.columns:
+        from kpi_alerts.reports.chart import kpi_chart_png
+
+        threshold = float(ctx.threshold_value) if ctx.threshold_value is not None else None
+        chart_png = kpi_chart_png(data, kpi.key, threshold=threshold)
+    size_text, limit_text = _sizes(attachment.size if attachment else 0, max_attachment_bytes)
+    mid = message_id(message_key, message_id_domain)
+    chart_cid = f"chart.{mid[1:-1]}"
+    context: dict[str, Any] = {
+        "kind": ctx.kind,
+        "alert_name": single_line(ctx.alert_name),
+        "organization_id": ctx.organization_id,
+        "period": ctx.period,
+        "timezone": ctx.timezone,
+        "report_date": local_date(ctx.slot, ctx.timezone).isoformat(),
+        "generated_at": to_local(ctx.generated_at, ctx.timezone).strftime("%Y-%m-%d %H:%M %Z"),
+        "kpi_label": label,
+        "kpi_value": value,
+        "kpi_note": note,
+        "previous_value": None
+        if ctx.previous_value is None
+        else format_number(ctx.previous_value, kpi.format if kpi else None),
+        "condition": single_line(ctx.condition) if ctx.condition else None,
+        "dashboard_url": safe_dashboard_url(ctx.dashboard_url),
+        "message": ctx.message,
+        "table": _table(data),
+        "chart_cid": chart_cid if chart_png else None,
+        "attachment": attachment,
+        "oversize": oversize,
+        "attachment_size": size_text,
+        "size_limit": limit_text,
+    }
+    env = template_env()
+    short = {
+        "alert_name": _shorten(context["alert_name"], 120),
+        "condition": _shorten(context["condition"], 60) if context["condition"] else None,
+    }
+    subject = _shorten(
+        single_line(env.get_template("subject.txt").render(**{**context, **short})), MAX_SUBJECT
+    )
+
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["Subject"] = subject
+    msg["From"] = from_
+    msg["To"] = [Address(username=a.rpartition("@")[0], domain=a.rpartition("@")[2]) for a in to]
+    msg["Date"] = format_datetime(ctx.generated_at)
+    msg["Message-ID"] = mid
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, no vacation loops
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg["X-KPI-Alert-Kind"] = single_line(ctx.kind)
+    msg["X-KPI-Alert-Slot"] = ctx.slot.isoformat()
+    # quoted-printable: 7-bit safe through any relay, still readable in the raw source
+    text, html = (env.get_template(name).render(**context) for name in ("email.txt", "email.html"))
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    if chart_png:
+        html_part = msg.get_body(preferencelist=("html",))
+        assert isinstance(html_part, EmailMessage)
+        html_part.add_related(
+            chart_png, "image", "png", cid=f"<{chart_cid}>", filename="chart.png", disposition="inline"
+        )
+    if attachment is not None and not oversize:
+        maintype, _, subtype = attachment.mime_type.partition("/")
+        msg.add_attachment(
+            attachment.path.read_bytes(), maintype, subtype, filename=single_line(attachment.filename)
+        )
+    msg.policy = _HEADER_POLICY
+    return msg

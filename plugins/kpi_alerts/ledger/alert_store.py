@@ -1,0 +1,218 @@
+"""Creating and loading alerts. Creation writes all four levels in one transaction, or nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from kpi_alerts.alerts.definition import AlertDefinition
+from kpi_alerts.alerts.spec import AlertSpec, parse_alert_spec
+from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.ledger import queries
+
+
+@dataclass(frozen=True)
+class CreatedAlert:
+    alert_id: int
+    cron_job_id: int
+    job_name: str
+    next_run_at: datetime
+
+
+def validate_alert_spec(
+    raw: AlertSpec | Mapping[str, Any], *, cube_meta: Mapping[str, Any] | None = None
+) -> AlertSpec:
+    """Check everything about an alert before it is stored; raise :class:`AlertValidationError`.
+
+    :param cube_meta: Cube's ``/v1/meta`` answer; when given, the query's members are checked too.
+    """
+    from kpi_alerts.conditions.gating_format import check_gate_measures, parse_gating_condition
+    from kpi_alerts.conditions.thresholds import parse_condition, validate_threshold
+    from kpi_alerts.cube.rest_format import check_query_shape
+    from kpi_alerts.delivery.recipients import validate_recipients
+    from kpi_alerts.scheduling.schedule import Schedule
+
+    spec = parse_alert_spec(raw if isinstance(raw, AlertSpec) else dict(raw))
+    if any(ord(ch) < 32 for ch in spec.alert_name) or not spec.alert_name.strip():
+        raise AlertValidationError("alert_name must be non-blank text on one line")
+    recipients = validate_recipients(spec.recipients)
+    owners = validate_recipients(spec.owners) if spec.owners else []
+    check_query_shape(spec.cube_query)
+    if spec.dashboard_url is not None and not spec.dashboard_url.startswith(("https://", "http://")):
+        raise AlertValidationError("dashboard_url must be an http(s) URL")
+    if spec.schedule is not None:
+        Schedule(
+            spec.schedule.frequency_interval,
+            spec.schedule.schedule_hour,
+            spec.schedule.schedule_minute,
+            tuple(spec.schedule.selected_days),
+            spec.schedule.timezone,
+        ).validate()
+        gate = parse_gating_condition(spec.schedule.gating_condition)
+        if gate is not None:
+            check_gate_measures(gate, spec.cube_query)
+        canonical_gate = gate.to_json() if gate is not None else None  # stored as the format writes it
+        spec = spec.model_copy(
+            update={"schedule": spec.schedule.model_copy(update={"gating_condition": canonical_gate})}
+        )
+    if spec.threshold is not None:
+        condition = parse_condition(spec.threshold.condition)
+        Schedule("hour", 0, 0, (), spec.threshold.timezone).validate()
+        validate_threshold(condition, spec.threshold.threshold_value)  # finite; percentages >= 0
+        kpi_measure = spec.threshold.kpi_measure
+        if kpi_measure is not None and kpi_measure not in spec.cube_query["measures"]:
+            raise AlertValidationError(
+                f"kpi_measure {kpi_measure[:100]!r} is not one of the query's measures"
+            )
+        spec = spec.model_copy(  # "greater_than", ">" ... are stored as the column's spelling
+            update={"threshold": spec.threshold.model_copy(update={"condition": condition.value})}
+        )
+    if cube_meta is not None:
+        from kpi_alerts.cube.rest_format import validate_cube_query
+
+        kpi = spec.threshold.kpi_measure if spec.threshold is not None else None
+        validate_cube_query(spec.cube_query, cube_meta, kpi_measure=kpi)
+    return spec.model_copy(update={"recipients": recipients, "owners": owners})
+
+
+def create_alert(
+    conn: psycopg.Connection[Any],
+    raw: AlertSpec | Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+    cube_meta: Mapping[str, Any] | None = None,
+    actor: str | None = None,
+) -> CreatedAlert:
+    """Validate and store an alert (cron_jobs → kpi_alerts → kpi_schedules | kpi_thresholds).
+
+    :param actor: who asked (recorded in ``kpi_alert_events``), e.g. ``api:admin`` or ``cli:root@host``.
+    :param now: the creation instant; a schedule's first slot is the first one strictly after it,
+        a threshold alert is first checked at the current hour's slot.
+    """
+    spec = validate_alert_spec(raw, cube_meta=cube_meta)
+    now = now or datetime.now(UTC)
+    with conn.transaction():
+        alert_id = conn.execute(queries.NEXT_ALERT_ID).fetchone()["id"]  # type: ignore[index]
+        job_name = f"kpi_alert_{spec.alert_type}_{alert_id}"
+        draft = _definition(spec, alert_id, cron_job_id=0, job_name=job_name)
+        next_run_at = draft.initial_slot(now)
+        cron_job_id = conn.execute(
+            queries.INSERT_CRON_JOB, {"job_name": job_name, "next_run_at": next_run_at}
+        ).fetchone()["id"]  # type: ignore[index]
+        conn.execute(
+            queries.INSERT_ALERT,
+            {"id": alert_id, "cron_job_id": cron_job_id, "alert_type": spec.alert_type, **alert_row(spec)},
+        )
+        if spec.schedule is not None:
+            conn.execute(queries.INSERT_SCHEDULE, {"kpi_alert_id": alert_id, **schedule_row(spec)})
+        if spec.threshold is not None:
+            conn.execute(queries.INSERT_THRESHOLD, {"kpi_alert_id": alert_id, **threshold_row(spec)})
+        record_event(
+            conn,
+            alert_id=alert_id,
+            cron_job_id=cron_job_id,
+            organization_id=spec.organization_id,
+            action="created",
+            actor=actor,
+            now=now,
+            definition=spec.model_dump(mode="json"),
+        )
+    return CreatedAlert(alert_id, cron_job_id, job_name, next_run_at)
+
+
+def alert_row(spec: AlertSpec) -> dict[str, Any]:
+    """The ``kpi_alerts`` columns of a validated spec (creation and update write the same)."""
+    return {
+        "organization_id": spec.organization_id,
+        "graph_id": spec.graph_id,
+        "dashboard_id": spec.dashboard_id,
+        "alert_name": spec.alert_name.strip(),
+        "recipients": spec.recipients,
+        "is_active": spec.is_active,
+        "cube_query": json.dumps(spec.cube_query),
+        "owners": spec.owners,
+        "message": (spec.message or "").strip() or None,
+        "dashboard_url": spec.dashboard_url,
+    }
+
+
+def schedule_row(spec: AlertSpec) -> dict[str, Any]:
+    assert spec.schedule is not None
+    gate = spec.schedule.gating_condition
+    return {
+        **spec.schedule.model_dump(exclude={"gating_condition"}),
+        "gating_condition": json.dumps(gate) if gate is not None else None,
+    }
+
+
+def threshold_row(spec: AlertSpec) -> dict[str, Any]:
+    assert spec.threshold is not None
+    return spec.threshold.model_dump()
+
+
+def record_event(
+    conn: psycopg.Connection[Any],
+    *,
+    alert_id: int,
+    cron_job_id: int | None,
+    organization_id: int | None,
+    action: str,
+    actor: str | None,
+    now: datetime,
+    definition: Mapping[str, Any] | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """One row of ``kpi_alert_events``: who changed (or test-sent) an alert, when, and to what."""
+    conn.execute(
+        queries.INSERT_EVENT,
+        {
+            "alert_id": alert_id,
+            "cron_job_id": cron_job_id,
+            "organization_id": organization_id,
+            "action": action,
+            "actor": actor,
+            "now": now,
+            "definition": json.dumps(definition, default=str) if definition is not None else None,
+            "details": json.dumps(details, default=str) if details is not None else None,
+        },
+    )
+
+
+def load_alert(conn: psycopg.Connection[Any], alert_id: int) -> AlertDefinition | None:
+    row = conn.execute(queries.LOAD_ALERT, {"alert_id": alert_id}).fetchone()
+    return AlertDefinition.from_row(row) if row is not None else None
+
+
+def list_alerts(conn: psycopg.Connection[Any], organization_id: int | None = None) -> list[AlertDefinition]:
+    rows = conn.execute(queries.LIST_ALERTS, {"organization_id": organization_id}).fetchall()
+    return [AlertDefinition.from_row(r) for r in rows]
+
+
+def _definition(spec: AlertSpec, alert_id: int, *, cron_job_id: int, job_name: str) -> AlertDefinition:
+    from kpi_alerts.scheduling.schedule import Schedule
+
+    schedule = None
+    if spec.schedule is not None:
+        s = spec.schedule
+        schedule = Schedule(
+            s.frequency_interval, s.schedule_hour, s.schedule_minute, tuple(s.selected_days), s.timezone
+        )
+    return AlertDefinition(
+        alert_id=alert_id,
+        cron_job_id=cron_job_id,
+        job_name=job_name,
+        organization_id=spec.organization_id,
+        alert_type=spec.alert_type,
+        alert_name=spec.alert_name,
+        recipients=tuple(spec.recipients),
+        cube_query=spec.cube_query,
+        is_active=spec.is_active,
+        master_locked=False,
+        next_run_at=None,
+        schedule=schedule,
+    )

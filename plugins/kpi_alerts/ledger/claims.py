@@ -1,0 +1,480 @@
+"""Claiming an (alert, slot) exactly once, and recording how it ended.
+
+A claim is one short transaction:
+
+1. lock the alert's ``cron_jobs`` row with ``FOR UPDATE SKIP LOCKED`` — a second claimant never
+   waits, it moves on;
+2. check the slot is due (``next_run_at <= logical time``) and handle misfires;
+3. insert the ledger row, unique on ``(cron_job_id, slot)`` — the final word if two claimants ever
+   got this far;
+4. set ``locked`` and the seed's ``last_ran_at_*`` columns, so ``prevent_multiple_updates()``
+   guards the hour a second time.
+
+The ledger row carries a lease (``lease_expires_at``) and a fencing token: a worker that died is
+taken over when its lease has expired, and a worker whose lease was taken over can no longer
+write (every later update matches on the token).
+
+What may be attempted again — the rules every runner keeps (Airflow retries, later ticks, batch
+runners, an operator clearing a task instance):
+
+- A slot whose message may have gone out (:data:`NEVER_RESENT`: ``sending``, ``sent``,
+  ``delivery_unknown``) is never sent again. A row left in ``sending`` means its worker stopped
+  during delivery: it is recorded as ``delivery_unknown``, because the message may have been
+  delivered (at most once beats a duplicate); an operator may replay it.
+- A transient failure releases the row as ``retrying`` (its error kept in ``attempt_history``); the
+  next Airflow try resumes it, and on the last try later ticks do, while the slot is inside the
+  misfire window (:func:`may_retry_at_a_later_tick`). Past the window it is recorded as failed.
+- A later try of the *same* task instance (same DAG run, same map index) resumes its predecessor's
+  claim at once, without waiting for the lease: the predecessor is known to be over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from kpi_alerts.alerts.definition import AlertDefinition
+from kpi_alerts.errors import KpiAlertError
+from kpi_alerts.ledger import queries
+
+ACTIVE = frozenset({"claimed", "sending"})  # a worker is (or was, until its lease expires) on the slot
+UNFINISHED = frozenset({"claimed", "retrying", "sending"})
+NEVER_RESENT = frozenset({"sending", "sent", "delivery_unknown"})  # the message may have gone out
+MAX_COUNTED_MISSES = 10_000
+INVALID_RECHECK = timedelta(hours=24)
+
+
+class LostClaim(KpiAlertError):
+    """Our lease was taken over by another claimant: stop, and let it finish the slot."""
+
+
+@dataclass(frozen=True)
+class ClaimSettings:
+    """:param lease: how long a claim may work before another claimant may take it over.
+    :param misfire_window: how late a slot may still run; older slots are recorded as missed."""
+
+    lease: timedelta = timedelta(minutes=30)
+    misfire_window: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Claimant:
+    """Who claims: shown in the ledger so a person can find the Airflow task instance."""
+
+    dag_run_id: str | None = None
+    task_instance: str | None = None
+    try_number: int = 1
+    worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+
+@dataclass(frozen=True)
+class Claim:
+    result_id: int
+    cron_job_id: int
+    slot: datetime
+    token: uuid.UUID
+    attempts: int
+    took_over: bool = False
+
+
+@dataclass(frozen=True)
+class NotClaimed:
+    reason: str
+
+
+def claim_slot(
+    conn: psycopg.Connection[Any],
+    alert: AlertDefinition,
+    *,
+    logical_time: datetime,
+    now: datetime,
+    claimant: Claimant,
+    settings: ClaimSettings = ClaimSettings(),
+) -> Claim | NotClaimed:
+    """Claim the alert's due slot at ``logical_time``, or say why not. Commits before returning."""
+    fresh = _claim_fresh_slot(
+        conn, alert, logical_time=logical_time, now=now, claimant=claimant, settings=settings
+    )
+    if fresh is not None:
+        return fresh
+    with conn.transaction():
+        row = conn.execute(queries.LOCK_CRON_JOB, {"cron_job_id": alert.cron_job_id}).fetchone()
+        if row is None:
+            return NotClaimed("another claimant holds this alert's cron_jobs row right now")
+        if row["master_locked"]:
+            return NotClaimed("paused by an operator (cron_jobs.master_locked)")
+        slot = row["next_run_at"] or logical_time
+        if slot > logical_time:
+            return NotClaimed(f"not due until {slot.isoformat()}")
+        if logical_time - slot > settings.misfire_window:
+            slot_or_reason = _handle_misfire(conn, alert, slot, logical_time, now, claimant, settings)
+            if isinstance(slot_or_reason, NotClaimed):
+                return slot_or_reason
+            slot = slot_or_reason
+        return _claim_or_resume(conn, alert, slot, now, claimant, settings)
+
+
+def _claim_fresh_slot(
+    conn: psycopg.Connection[Any],
+    alert: AlertDefinition,
+    *,
+    logical_time: datetime,
+    now: datetime,
+    claimant: Claimant,
+    settings: ClaimSettings,
+) -> Claim | None:
+    """The common case in one statement (``CLAIM_FRESH_SLOT``); None sends the caller the long way."""
+    token = uuid.uuid4()
+    params = {
+        **_claim_params(alert, logical_time, now, claimant, settings, token),
+        "logical_time": logical_time,
+        "oldest_slot": logical_time - settings.misfire_window,
+    }
+    try:
+        with _one_statement(conn):
+            row = conn.execute(queries.CLAIM_FRESH_SLOT, params).fetchone()
+    except psycopg.errors.RaiseException:  # prevent_multiple_updates(): the long way records it
+        return None
+    if row is None:
+        return None
+    return Claim(row["id"], alert.cron_job_id, row["slot"], token, row["attempts"])
+
+
+def _one_statement(conn: psycopg.Connection[Any]) -> AbstractContextManager[Any]:
+    """Autocommit connections run a statement as its own transaction, saving BEGIN/COMMIT round trips."""
+    return nullcontext() if conn.autocommit else conn.transaction()
+
+
+def _claim_or_resume(
+    conn: psycopg.Connection[Any],
+    alert: AlertDefinition,
+    slot: datetime,
+    now: datetime,
+    claimant: Claimant,
+    settings: ClaimSettings,
+) -> Claim | NotClaimed:
+    token = uuid.uuid4()
+    params = _claim_params(alert, slot, now, claimant, settings, token)
+    inserted = conn.execute(queries.INSERT_CLAIM, params).fetchone()
+    if inserted is not None:
+        try:
+            with conn.transaction():  # a savepoint: the trigger may refuse the hour
+                conn.execute(queries.MARK_CRON_JOB_CLAIMED, _last_ran_params(alert, slot))
+        except psycopg.errors.RaiseException as exc:
+            return _refused_by_trigger(conn, alert, inserted["id"], slot, now, str(exc.diag.message_primary))
+        return Claim(inserted["id"], alert.cron_job_id, slot, token, inserted["attempts"])
+
+    existing = conn.execute(
+        queries.LOCK_LEDGER_ROW, {"cron_job_id": alert.cron_job_id, "slot": slot}
+    ).fetchone()
+    assert existing is not None  # the unique index just said it exists; we hold the cron_jobs row lock
+    status = existing["status"]
+    lease_active = existing["lease_expires_at"] is not None and existing["lease_expires_at"] > now
+    predecessor = _is_earlier_try_of(existing, claimant)
+    if status in ACTIVE and lease_active and not predecessor:
+        until = existing["lease_expires_at"].isoformat()
+        return NotClaimed(
+            f"slot {slot.isoformat()} is being processed by {existing['claimed_by']} until {until}"
+        )
+    if status == "sending":
+        error = (
+            f"{_worker_of(existing)} stopped during SMTP delivery; not resent, "
+            "because the message may have been delivered (replay it if it was not)"
+        )
+        _finish_slot(
+            conn,
+            alert,
+            existing["id"],
+            existing["claim_token"],
+            slot,
+            Outcome("delivery_unknown", error),
+            now,
+        )
+        return NotClaimed(f"previous delivery was interrupted; recorded as delivery_unknown: {error}")
+    if status not in UNFINISHED:
+        _advance(conn, alert, slot)  # finished earlier; make sure the alert has moved on
+        return NotClaimed(f"slot {slot.isoformat()} already finished ({status})")
+    takeover = status == "claimed"  # its worker died, hung, or was our own earlier try
+    note = None
+    if takeover:
+        note = (
+            f"resumed from {_worker_of(existing)}, which ended without finishing the slot"
+            if predecessor
+            else f"taken over from {existing['claimed_by']} after its lease expired"
+        )
+    resumed = conn.execute(
+        queries.TAKE_OVER_CLAIM,
+        {**params, "result_id": existing["id"], "takeover": int(takeover), "note": note},
+    ).fetchone()
+    conn.execute(queries.SET_CRON_JOB_LOCKED, {"locked": True, "cron_job_id": alert.cron_job_id})
+    assert resumed is not None
+    return Claim(existing["id"], alert.cron_job_id, slot, token, resumed["attempts"], took_over=takeover)
+
+
+def _is_earlier_try_of(row: Any, claimant: Claimant) -> bool:
+    """The row was claimed by an earlier try of the claimant's own task instance (same DAG run, same
+    map index): Airflow starts a try only when the previous one is over, so its claim may be resumed."""
+    return (
+        claimant.dag_run_id is not None
+        and claimant.task_instance is not None
+        and row["dag_run_id"] == claimant.dag_run_id
+        and row["task_instance"] == claimant.task_instance
+        and row["try_number"] is not None
+        and row["try_number"] < claimant.try_number
+    )
+
+
+def _worker_of(row: Any) -> str:
+    try_number = f" (try {row['try_number']})" if row["try_number"] is not None else ""
+    return f"worker {row['claimed_by']}{try_number}"
+
+
+def may_retry_at_a_later_tick(claim: Claim, *, logical_time: datetime, settings: ClaimSettings) -> bool:
+    """After a transient failure on the last Airflow try: may a later tick retry the slot? Yes while it is
+    inside the misfire window; a tick that finds it past the window records it as failed."""
+    return logical_time - claim.slot < settings.misfire_window
+
+
+def _handle_misfire(
+    conn: psycopg.Connection[Any],
+    alert: AlertDefinition,
+    slot: datetime,
+    logical_time: datetime,
+    now: datetime,
+    claimant: Claimant,
+    settings: ClaimSettings,
+) -> datetime | NotClaimed:
+    """Record the slots older than the misfire window as one ``missed`` row; return a slot still in it."""
+    in_window = alert.first_slot_at_or_after(logical_time - settings.misfire_window)
+    missed, last_missed, cursor = 0, slot, slot
+    while cursor < in_window and missed < MAX_COUNTED_MISSES:
+        missed, last_missed = missed + 1, cursor
+        cursor = alert.next_slot_after(cursor)
+    window_minutes = int(settings.misfire_window.total_seconds() // 60)
+    counted = f"at least {missed}" if cursor < in_window else str(missed)  # counting stopped at the cap
+    error = (
+        f"missed {counted} slot(s) from {slot.isoformat()} to {last_missed.isoformat()}: not run within "
+        f"the {window_minutes}-minute misfire window (was the scheduler down?)"
+    )
+    conn.execute(
+        queries.RECORD_UNCLAIMED_RESULT,
+        {
+            "cron_job_id": alert.cron_job_id,
+            "alert_id": alert.alert_id,
+            "organization_id": alert.organization_id,
+            "slot": slot,
+            "status": "missed",
+            "now": now,
+            "error": error,
+            "dag_run_id": claimant.dag_run_id,
+            "details": json.dumps({"missed_slots": missed, "last_missed": last_missed.isoformat()}),
+        },
+    )
+    if in_window <= logical_time:
+        return in_window
+    conn.execute(queries.ADVANCE_CRON_JOB, {"next_run_at": in_window, "cron_job_id": alert.cron_job_id})
+    return NotClaimed(error)
+
+
+def _refused_by_trigger(
+    conn: psycopg.Connection[Any],
+    alert: AlertDefinition,
+    result_id: int,
+    slot: datetime,
+    now: datetime,
+    message: str,
+) -> NotClaimed:
+    conn.execute(
+        queries.MARK_SKIPPED,
+        {"result_id": result_id, "now": now, "error": f"refused by prevent_multiple_updates(): {message}"},
+    )
+    _advance(conn, alert, slot)
+    return NotClaimed(f"already executed in this hour: {message}")
+
+
+def start_sending(
+    conn: psycopg.Connection[Any], claim: Claim, *, now: datetime, settings: ClaimSettings
+) -> None:
+    """Mark the claim as delivering; raise :class:`LostClaim` if it is no longer ours (never send then)."""
+    with conn.transaction():
+        updated = conn.execute(
+            queries.MARK_SENDING,
+            {
+                "result_id": claim.result_id,
+                "token": claim.token,
+                "lease_expires_at": now + settings.lease,
+                "now": now,
+            },
+        )
+        if updated.rowcount != 1:
+            raise LostClaim(f"claim on slot {claim.slot.isoformat()} was taken over; not sending")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a claimed slot ended, as written to ``cron_job_results``."""
+
+    status: str
+    error: str | None = None
+    value: Decimal | None = None
+    previous_value: Decimal | None = None
+    details: dict[str, Any] | None = None
+    recipients: tuple[str, ...] | None = None
+    attachment: str | None = None
+    attachment_bytes: int | None = None
+    delivery: str | None = None
+    message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ThresholdStateUpdate:
+    state: str
+    last_value: Decimal | None
+    last_notified_at: datetime | None
+
+
+def finish_claim(
+    conn: psycopg.Connection[Any],
+    alert: AlertDefinition,
+    claim: Claim,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    threshold_state: ThresholdStateUpdate | None = None,
+    next_run_at: datetime | None = None,
+) -> None:
+    """Record the outcome, the threshold state and the alert's next slot in one transaction."""
+    with _one_statement(conn):
+        finished = _finish_slot(
+            conn, alert, claim.result_id, claim.token, claim.slot, outcome, now, next_run_at, threshold_state
+        )
+        if not finished:
+            raise LostClaim(f"claim on slot {claim.slot.isoformat()} was taken over; outcome not recorded")
+
+
+def cancel_sending(conn: psycopg.Connection[Any], claim: Claim) -> None:
+    """The SMTP server refused the message (nothing went out): ``sending`` goes back to ``claimed``.
+    Only for a refusal — after a transmission without an answer the slot stays out of reach
+    (:class:`~kpi_alerts.errors.DeliveryUnknown`)."""
+    with conn.transaction():
+        conn.execute(queries.UNDO_SENDING, {"result_id": claim.result_id, "token": claim.token})
+
+
+def release_for_retry(conn: psycopg.Connection[Any], claim: Claim, *, now: datetime, error: str) -> None:
+    """Give the slot back after a transient failure; the next try (or tick) resumes it. The error is
+    kept in ``attempt_history``."""
+    with conn.transaction():
+        # The cron_jobs row first, then the ledger row: a claim's order (the other order deadlocks).
+        conn.execute(queries.LOCK_CRON_JOB_WAIT, {"cron_job_id": claim.cron_job_id})
+        released = conn.execute(
+            queries.RELEASE_FOR_RETRY,
+            {"result_id": claim.result_id, "token": claim.token, "now": now, "error": error},
+        )
+        if released.rowcount == 1:  # a claim taken over meanwhile is the new claimant's to unlock
+            conn.execute(queries.SET_CRON_JOB_LOCKED, {"locked": False, "cron_job_id": claim.cron_job_id})
+
+
+def _next_slot(alert: AlertDefinition, slot: datetime) -> datetime:
+    try:
+        return alert.next_slot_after(slot)
+    except KpiAlertError:  # an invalid schedule: look again tomorrow rather than every tick
+        return slot + INVALID_RECHECK
+
+
+def _advance(
+    conn: psycopg.Connection[Any], alert: AlertDefinition, slot: datetime, next_run_at: datetime | None = None
+) -> None:
+    conn.execute(
+        queries.ADVANCE_CRON_JOB,
+        {"next_run_at": next_run_at or _next_slot(alert, slot), "cron_job_id": alert.cron_job_id},
+    )
+
+
+def _finish_slot(
+    conn: psycopg.Connection[Any],
+    alert: AlertDefinition,
+    result_id: int,
+    token: uuid.UUID | None,
+    slot: datetime,
+    outcome: Outcome,
+    now: datetime,
+    next_run_at: datetime | None = None,
+    threshold_state: ThresholdStateUpdate | None = None,
+) -> bool:
+    """Write the outcome (if the claim is still ours), move the alert on and store a threshold alert's
+    state, in one statement; False if the claim was not ours (then nothing changed)."""
+    params = {
+        **_outcome_params(outcome),
+        "now": now,
+        "result_id": result_id,
+        "token": token,
+        "cron_job_id": alert.cron_job_id,
+        "alert_id": alert.alert_id,
+        "slot": slot,
+        "next_run_at": next_run_at or _next_slot(alert, slot),
+        "state": threshold_state.state if threshold_state else None,
+        "last_value": threshold_state.last_value if threshold_state else None,
+        "last_notified_at": threshold_state.last_notified_at if threshold_state else None,
+    }
+    row = conn.execute(queries.FINISH_SLOT, params).fetchone()
+    return row is not None and row["finished"] == 1
+
+
+def _claim_params(
+    alert: AlertDefinition,
+    slot: datetime,
+    now: datetime,
+    claimant: Claimant,
+    settings: ClaimSettings,
+    token: uuid.UUID,
+) -> dict[str, Any]:
+    return {
+        "cron_job_id": alert.cron_job_id,
+        "alert_id": alert.alert_id,
+        "organization_id": alert.organization_id,
+        "slot": slot,
+        "now": now,
+        "token": token,
+        "claimed_by": claimant.worker,
+        "lease_expires_at": now + settings.lease,
+        "dag_run_id": claimant.dag_run_id,
+        "task_instance": claimant.task_instance,
+        "try_number": claimant.try_number,
+    }
+
+
+def _last_ran_params(alert: AlertDefinition, slot: datetime) -> dict[str, Any]:
+    from datetime import UTC
+
+    utc = slot.astimezone(UTC)
+    return {
+        "cron_job_id": alert.cron_job_id,
+        "slot": slot,
+        "date": utc.date(),
+        "hour": utc.hour,
+        "minute": utc.minute,
+    }
+
+
+def _outcome_params(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "status": outcome.status,
+        "error": outcome.error,
+        "value": outcome.value,
+        "previous_value": outcome.previous_value,
+        "details": json.dumps(outcome.details, default=str) if outcome.details is not None else None,
+        "recipients": list(outcome.recipients) if outcome.recipients is not None else None,
+        "attachment": outcome.attachment,
+        "attachment_bytes": outcome.attachment_bytes,
+        "delivery": outcome.delivery,
+        "message_id": outcome.message_id,
+    }

@@ -1,0 +1,1 @@
+"""Airflow operators: the thin shell the ``kpi_alerts`` DAG runs around the pipeline."""

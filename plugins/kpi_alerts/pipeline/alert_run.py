@@ -1,0 +1,437 @@
+"""One alert, one slot: claim → fetch → check → render → send → record.
+
+Plain Python: the Cube.js source and the mailer are passed in (the DAG passes ``CubeHook`` and an
+``SmtpHook``-backed mailer; tests may pass the same real ones). Every way this can end is written to
+the ledger; the exception raised afterwards is what makes the Airflow task show failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from email.message import EmailMessage
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from kpi_alerts.alerts.definition import AlertDefinition
+from kpi_alerts.errors import (
+    AlertValidationError,
+    DeliveryUnknown,
+    KpiAlertError,
+    PermanentAlertError,
+    TransientAlertError,
+)
+from kpi_alerts.kpi_data import KpiData
+from kpi_alerts.ledger.alert_store import load_alert
+from kpi_alerts.ledger.claims import (
+    Claim,
+    LostClaim,
+    NotClaimed,
+    Outcome,
+    ThresholdStateUpdate,
+    cancel_sending,
+    claim_slot,
+    finish_claim,
+    may_retry_at_a_later_tick,
+    release_for_retry,
+    start_sending,
+)
+from kpi_alerts.pipeline.inputs import Delivery, KpiSource, Mailer, RunSettings
+from kpi_alerts.reports.context import MessageKind, ReportContext, describe_period
+
+if TYPE_CHECKING:
+    from kpi_alerts.conditions.threshold_state import Transition
+    from kpi_alerts.reports import Attachment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AlertRun:
+    """What happened, for the task's return value (XCom) and the summary task."""
+
+    alert_id: int
+    status: str
+    detail: str = ""
+    slot: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"alert_id": self.alert_id, "status": self.status, "detail": self.detail, "slot": self.slot}
+
+
+class AlertFailed(KpiAlertError):
+    """Raised after a failure was recorded, so the task instance shows failed with the reason."""
+
+
+def process_alert(
+    conn: psycopg.Connection[Any], alert_id: int, *, source: KpiSource, mailer: Mailer, settings: RunSettings
+) -> AlertRun:
+    alert = load_alert(conn, alert_id)
+    if alert is None:
+        return AlertRun(alert_id, "skipped", "alert no longer exists")
+    if not alert.is_active:
+        return AlertRun(alert_id, "skipped", "alert is inactive")
+    claim = claim_slot(
+        conn,
+        alert,
+        logical_time=settings.logical_time,
+        now=settings.clock(),
+        claimant=settings.claimant,
+        settings=settings.claim,
+    )
+    if isinstance(claim, NotClaimed):
+        log.info("Alert %s not claimed: %s", alert_id, claim.reason)
+        return AlertRun(alert_id, "skipped", claim.reason)
+    log.info("Alert %s claimed slot %s (attempt %s)", alert_id, claim.slot.isoformat(), claim.attempts)
+    try:
+        alert.validate()
+        with tempfile.TemporaryDirectory(prefix="kpi-alert-") as work_dir:
+            run = _SlotRun(conn, alert, claim, source, mailer, settings, Path(work_dir))
+            return run.execute()
+    except LostClaim as exc:  # another claimant took the slot over: it finishes it, we stop quietly
+        log.warning("Alert %s: %s", alert_id, exc)
+        return AlertRun(alert_id, "skipped", str(exc), claim.slot.isoformat())
+    except TransientAlertError as exc:
+        # The next Airflow try resumes the slot; after the last one, a later tick (inside the misfire window).
+        later_tick = settings.final_attempt and may_retry_at_a_later_tick(
+            claim, logical_time=settings.logical_time, settings=settings.claim
+        )
+        if not settings.final_attempt or later_tick:
+            release_for_retry(conn, claim, now=settings.clock(), error=str(exc))
+            if later_tick:
+                until = (claim.slot + settings.claim.misfire_window).isoformat()
+                raise TransientAlertError(
+                    f"{exc} (attempt {claim.attempts}; later ticks retry the slot until {until})"
+                ) from exc
+            raise
+        reason = f"{exc} (gave up after {claim.attempts} attempt(s))"
+    except DeliveryUnknown as exc:
+        _fail(conn, alert, claim, str(exc), mailer=mailer, settings=settings, status="delivery_unknown")
+        raise AlertFailed(f"alert {alert.alert_id} ({alert.alert_name}): {exc}") from None
+    except KpiAlertError as exc:
+        reason = str(exc)
+    except Exception as exc:
+        log.exception("Unexpected error in alert %s", alert_id)
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+    _fail(conn, alert, claim, reason, mailer=mailer, settings=settings)
+    raise AlertFailed(f"alert {alert.alert_id} ({alert.alert_name}) failed: {reason}")
+
+
+def _fail(
+    conn: psycopg.Connection[Any],
+    alert: AlertDefinition,
+    claim: Claim,
+    reason: str,
+    *,
+    mailer: Mailer,
+    settings: RunSettings,
+    status: str = "failed",
+) -> None:
+    """Record the slot as failed (or ``delivery_unknown``) and a threshold alert's ERROR state, then
+    notify if due."""
+    from kpi_alerts.delivery.error_notices import report_failure_needs_notice, send_error_notice
+
+    notify: tuple[str, ...] = ()
+    state = None
+    if alert.threshold is not None:
+        transition = _transition(alert, "error", claim.slot)
+        if transition.notify == "error":
+            notify = alert.owners or alert.recipients
+        clock = transition.last_notified_at if notify else alert.threshold.last_notified_at
+        state = ThresholdStateUpdate(str(transition.new_state), None, clock)
+    elif report_failure_needs_notice(conn, alert, claim):
+        notify = alert.owners
+    finish_claim(
+        conn, alert, claim, Outcome(status, error=reason), now=settings.clock(), threshold_state=state
+    )
+    if notify:
+        send_error_notice(alert, claim, reason, notify, mailer=mailer, settings=settings)
+
+
+class _SlotRun:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        alert: AlertDefinition,
+        claim: Claim,
+        source: KpiSource,
+        mailer: Mailer,
+        settings: RunSettings,
+        work_dir: Path,
+    ) -> None:
+        self.conn, self.alert, self.claim = conn, alert, claim
+        self.source, self.mailer, self.settings, self.work_dir = source, mailer, settings, work_dir
+        self._cache: dict[str, KpiData] = {}
+
+    def fetch(self, query: Mapping[str, Any] | None = None) -> KpiData:
+        import json
+
+        query = query if query is not None else self.alert.cube_query
+        key = json.dumps(query, sort_keys=True, default=str)
+        if key not in self._cache:
+            self._cache[key] = self.source.load(
+                query,
+                security_context={"organization_id": self.alert.organization_id},
+                timezone=self.alert.timezone,
+            )
+        return self._cache[key]
+
+    def execute(self) -> AlertRun:
+        if self.alert.alert_type == "schedule":
+            return self._scheduled_report()
+        return self._threshold_alert()
+
+    # --- scheduled reports ------------------------------------------------------------------
+
+    def _scheduled_report(self) -> AlertRun:
+        from kpi_alerts.conditions.gating_evaluation import evaluate_gate
+        from kpi_alerts.conditions.gating_format import parse_gating_condition
+
+        data = self.fetch()
+        gate = parse_gating_condition(self.alert.gating_condition)
+        details: dict[str, Any] = {}
+        if gate is not None:
+            decision = evaluate_gate(gate, self.fetch, now=self.claim.slot)
+            details["gate"] = {
+                "passed": decision.passed,
+                "description": decision.description,
+                "values": [_plain(v) for v in decision.values],
+            }
+            if not decision.passed:
+                return self._finish(
+                    Outcome("gated", details=details, error=None), detail=decision.description
+                )
+        return self._send("report", data, details=details)
+
+    # --- threshold alerts -------------------------------------------------------------------
+
+    def _threshold_alert(self) -> AlertRun:
+        from kpi_alerts.conditions.thresholds import (
+            PERCENT_CONDITIONS,
+            describe_threshold,
+            evaluate_threshold,
+            kpi_value,
+            parse_condition,
+        )
+
+        threshold = self.alert.threshold
+        assert threshold is not None
+        data = self.fetch()
+        reading = kpi_value(data, threshold.kpi_measure, now=self.claim.slot)
+        condition = parse_condition(threshold.condition)
+        measure = data.column(reading_measure(data, threshold.kpi_measure))
+        result = evaluate_threshold(
+            condition, threshold.threshold_value, reading, measure_title=measure.title
+        )
+        now = self.claim.slot  # re-arm is measured in slots (logical time), so runs are reproducible
+        transition = _transition(self.alert, result.status, now)
+        notify, reason = transition.notify, transition.reason
+        details = {
+            "observation": result.status,
+            "description": result.description,
+            "transition": reason,
+            "change_percent": str(result.change_percent) if result.change_percent is not None else None,
+        }
+        state = ThresholdStateUpdate(str(transition.new_state), result.value, transition.last_notified_at)
+        if notify is None:
+            status = "suppressed" if result.status == "breached" else "not_triggered"
+            return self._finish(
+                Outcome(status, value=result.value, previous_value=result.previous, details=details),
+                detail=reason,
+                threshold_state=state,
+            )
+        kind: MessageKind = {"recovered": "threshold_recovered", "no_data": "threshold_no_data"}.get(
+            notify, "threshold_triggered"
+        )  # type: ignore[assignment]
+        return self._send(
+            kind,
+            data,
+            details=details,
+            value=result.value,
+            previous=result.previous,
+            condition=describe_threshold(condition, threshold.threshold_value, measure.title),
+            threshold_value=None if condition in PERCENT_CONDITIONS else threshold.threshold_value,
+            threshold_state=state,
+        )
+
+    # --- shared -------------------------------------------------------------------------------
+
+    def _send(
+        self,
+        kind: MessageKind,
+        data: KpiData,
+        *,
+        details: dict[str, Any],
+        value: Any = None,
+        previous: Any = None,
+        condition: str | None = None,
+        threshold_value: Decimal | None = None,
+        threshold_state: ThresholdStateUpdate | None = None,
+    ) -> AlertRun:
+        message, attachment = compose_message(
+            self.alert,
+            data,
+            kind=kind,
+            slot=self.claim.slot,
+            settings=self.settings,
+            work_dir=self.work_dir,
+            recipients=self.alert.recipients,
+            message_key=f"{self.alert.cron_job_id}:{self.claim.slot.isoformat()}",
+            value=value,
+            previous=previous,
+            condition=condition,
+            threshold_value=threshold_value,
+        )
+        start_sending(self.conn, self.claim, now=self.settings.clock(), settings=self.settings.claim)
+        try:
+            delivery = self.mailer.deliver(message)
+        except DeliveryUnknown:
+            raise  # the slot stays 'sending' until recorded as delivery_unknown: never resent
+        except KpiAlertError:
+            cancel_sending(self.conn, self.claim)  # refused: nothing went out, so it may be tried again
+            raise
+        except Exception as exc:  # a mailer's bug: we cannot tell whether anything went out
+            raise DeliveryUnknown(f"delivery failed unexpectedly: {type(exc).__name__}: {exc}") from exc
+        attached = attachment is not None and attachment.size <= self.settings.max_attachment_bytes
+        outcome = Outcome(
+            "sent",
+            value=value,
+            previous_value=previous,
+            details={**details, "delivery": delivery.detail},
+            recipients=self.alert.recipients,
+            attachment=attachment.filename if attached and attachment else None,
+            attachment_bytes=attachment.size if attachment else None,
+            delivery=delivery.kind,
+            message_id=str(message["Message-ID"]),
+        )
+        return self._finish(
+            outcome,
+            detail=f"{kind} sent to {len(self.alert.recipients)} recipient(s) via {delivery.kind}",
+            threshold_state=threshold_state,
+        )
+
+    def _finish(
+        self, outcome: Outcome, *, detail: str, threshold_state: ThresholdStateUpdate | None = None
+    ) -> AlertRun:
+        finish_claim(
+            self.conn,
+            self.alert,
+            self.claim,
+            outcome,
+            now=self.settings.clock(),
+            threshold_state=threshold_state,
+        )
+        return AlertRun(self.alert.alert_id, outcome.status, detail, self.claim.slot.isoformat())
+
+
+def compose_message(
+    alert: AlertDefinition,
+    data: KpiData,
+    *,
+    kind: MessageKind,
+    slot: datetime,
+    settings: RunSettings,
+    work_dir: Path,
+    recipients: Sequence[str],
+    message_key: str,
+    value: Any = None,
+    previous: Any = None,
+    condition: str | None = None,
+    threshold_value: Decimal | None = None,
+) -> tuple[EmailMessage, Attachment | None]:
+    """The message (and its attachment) that recipients get: the one code path for a run, a test send
+    and a preview (:mod:`kpi_alerts.pipeline.trial`)."""
+    from kpi_alerts.delivery.email_message import build_message
+    from kpi_alerts.reports import render_attachment
+
+    kpi = data.measures[0] if data.measures else None
+    if alert.threshold is not None and alert.threshold.kpi_measure:
+        kpi = data.column(alert.threshold.kpi_measure)
+    ctx = ReportContext(
+        alert_name=alert.alert_name,
+        organization_id=alert.organization_id,
+        timezone=alert.timezone,
+        slot=slot,
+        period=describe_period(alert.cube_query),
+        generated_at=settings.clock(),
+        kind=kind,
+        kpi=kpi,
+        kpi_value=value,  # None for reports: the renderers show the latest complete period's value
+        previous_value=previous,
+        condition=condition,
+        threshold_value=threshold_value,
+        dashboard_url=alert.dashboard_url,
+        message=alert.message,
+    )
+    attachment = None
+    if kind == "report" and alert.attachment_type:
+        attachment = render_attachment(alert.attachment_type, data, ctx, work_dir)  # type: ignore[arg-type]
+    message = build_message(
+        ctx=ctx,
+        data=data,
+        recipients=list(recipients),
+        sender=settings.sender,
+        attachment=attachment,
+        max_attachment_bytes=settings.max_attachment_bytes,
+        message_key=message_key,
+    )
+    return message, attachment
+
+
+def _transition(alert: AlertDefinition, observation: str, now: datetime) -> Transition:
+    from kpi_alerts.conditions.threshold_state import (
+        AlertState,
+        ErrorPolicy,
+        NoDataPolicy,
+        Settings,
+        StoredState,
+        decide,
+    )
+
+    threshold = alert.threshold
+    assert threshold is not None
+    stored = StoredState(state=AlertState(threshold.state), last_notified_at=threshold.last_notified_at)
+    settings = Settings(
+        rearm=timedelta(minutes=threshold.rearm_minutes),
+        notify_on_recovery=threshold.notify_on_recovery,
+        on_no_data=NoDataPolicy(threshold.on_no_data),
+        on_error=ErrorPolicy(threshold.on_error),
+    )
+    return decide(stored, observation, now=now, settings=settings)  # type: ignore[arg-type]
+
+
+def reading_measure(data: KpiData, measure: str | None) -> str:
+    if measure:
+        return measure
+    if not data.measures:
+        raise PermanentAlertError("the query returned no measure")
+    return data.measures[0].key
+
+
+def _plain(value: Any) -> Any:
+    from dataclasses import asdict, is_dataclass
+
+    return (
+        {k: str(v) if v is not None else None for k, v in asdict(value).items()}
+        if is_dataclass(value) and not isinstance(value, type)
+        else value
+    )
+
+
+__all__ = [
+    "AlertFailed",
+    "AlertRun",
+    "AlertValidationError",
+    "Delivery",
+    "KpiSource",
+    "Mailer",
+    "RunSettings",
+    "TransientAlertError",
+    "process_alert",
+]

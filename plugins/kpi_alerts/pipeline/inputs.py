@@ -1,0 +1,45 @@
+"""What one run of the pipeline is given: where KPI values come from, how messages go out, and
+the run's settings. The DAG passes ``CubeHook`` and an ``SmtpHook``-backed mailer; tests may pass
+other real ones (a ``CubeClient``, a mailer writing to a folder)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+from kpi_alerts.kpi_data import KpiData
+from kpi_alerts.ledger.claims import Claimant, ClaimSettings
+
+
+class KpiSource(Protocol):
+    """Where KPI values come from (``CubeHook`` in production)."""
+
+    def load(
+        self, query: Mapping[str, Any], *, security_context: Mapping[str, Any], timezone: str
+    ) -> KpiData: ...
+
+
+@dataclass(frozen=True)
+class Delivery:
+    kind: str  # "smtp" or "outbox"
+    detail: str
+
+
+class Mailer(Protocol):
+    def deliver(self, message: EmailMessage) -> Delivery: ...
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """:param final_attempt: on the last Airflow try a transient error is recorded as failed."""
+
+    logical_time: datetime
+    claimant: Claimant = field(default_factory=Claimant)
+    final_attempt: bool = True
+    sender: str = "KPI Alerts <kpi-alerts@localhost>"
+    max_attachment_bytes: int = 10 * 1024 * 1024
+    claim: ClaimSettings = field(default_factory=ClaimSettings)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))

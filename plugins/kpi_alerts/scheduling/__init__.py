@@ -1,0 +1,1 @@
+"""Schedules: when a report fires next (DST-correct, in the alert's timezone)."""

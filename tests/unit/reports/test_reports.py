@@ -1,0 +1,492 @@
+"""Report attachments rendered for real (csv, openpyxl, WeasyPrint) and read back."""
+
+from __future__ import annotations
+
+import csv
+import http.server
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.kpi_data import CellValue, Column, KpiData
+from kpi_alerts.reports import Attachment, render_attachment, render_csv, render_excel, render_pdf
+from kpi_alerts.reports.chart import (
+    ChartData,
+    axis_range,
+    chart_from_kpi_data,
+    kpi_chart_png,
+    kpi_chart_svg,
+    nice_ticks,
+    render_chart_png,
+    render_chart_svg,
+)
+from kpi_alerts.reports.context import ReportContext
+from kpi_alerts.reports.excel_report import clean_sheet_title
+from kpi_alerts.reports.formatting import templates_dir
+from kpi_alerts.reports.pdf_report import FetchRefused, local_url_fetcher
+
+REPO = Path(__file__).resolve().parents[3]
+ARTIFACTS = REPO / ".artifacts"
+UTC = ZoneInfo("UTC")
+LONDON = ZoneInfo("Europe/London")
+
+DAY = Column("orders.created_at.day", "Order Date", "time_dimension", "time")
+HOUR = Column("orders.created_at.hour", "Order Hour", "time_dimension", "time")
+REGION = Column("orders.region", "Region", "dimension", "string")
+REVENUE = Column("orders.revenue", "Revenue", "measure", "number", "currency")
+SHARE = Column("orders.share", "Share", "measure", "number", "percent")
+COUNT = Column("orders.count", "Orders", "measure", "count")
+INJECTIONS = ('=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tTAB", "\rCR")
+
+
+def daily_revenue(days: int = 14) -> KpiData:
+    """14 days of revenue in Europe/London across the DST change of 2026-03-29."""
+    start = datetime(2026, 3, 20, tzinfo=LONDON)
+    rows: tuple[dict[str, CellValue], ...] = tuple(
+        {DAY.key: start + timedelta(days=i), REVENUE.key: Decimal(1000 + 37 * i) + Decimal("0.45")}
+        for i in range(days)
+    )
+    return KpiData(columns=(DAY, REVENUE), rows=rows, timezone="Europe/London")
+
+
+def by_region() -> KpiData:
+    """No time dimension; text a spreadsheet would evaluate; a negative number; unicode."""
+    regions = ("Zürich ☃", *INJECTIONS, "plain")
+    revenue = [Decimal("-1234.5") if i == 2 else Decimal(i * 100) for i in range(len(regions))]
+    pairs = enumerate(zip(regions, revenue, strict=True))
+    rows: tuple[dict[str, CellValue], ...] = tuple(
+        {REGION.key: r, REVENUE.key: v, COUNT.key: Decimal(i)} for i, (r, v) in pairs
+    )
+    return KpiData(columns=(REGION, REVENUE, COUNT), rows=rows, timezone="Europe/London")
+
+
+def big(n: int = 1000) -> KpiData:
+    start = datetime(2026, 1, 1, tzinfo=LONDON)
+    rows: tuple[dict[str, CellValue], ...] = tuple(
+        {
+            HOUR.key: start + timedelta(hours=i),
+            REGION.key: ("EU", "US", "APAC")[i % 3],
+            REVENUE.key: Decimal(i * 7 % 997) + Decimal("0.5"),
+            SHARE.key: Decimal(i % 100) / 100,
+        }
+        for i in range(n)
+    )
+    return KpiData(columns=(HOUR, REGION, REVENUE, SHARE), rows=rows, timezone="Europe/London")
+
+
+def empty() -> KpiData:
+    return KpiData(columns=(DAY, REVENUE), rows=(), timezone="Europe/London")
+
+
+def context(**changes: object) -> ReportContext:
+    base = ReportContext(
+        alert_name="Revenue (daily)",
+        organization_id=42,
+        timezone="Europe/London",
+        slot=datetime(2026, 4, 2, 8, 0, tzinfo=UTC),
+        period="last 14 days",
+        generated_at=datetime(2026, 4, 2, 8, 1, 30, tzinfo=UTC),
+        kpi=REVENUE,
+        kpi_value=Decimal("12345.678"),
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def read_csv_rows(path: Path) -> list[list[str]]:
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        return list(csv.reader(fh))
+
+
+# --------------------------------------------------------------------------- attachment / naming
+
+
+def test_render_attachment_names_types_and_sizes(tmp_path: Path) -> None:
+    ctx = context(
+        alert_name='Ärger: Q1 / "Revenue"\r\nX-Evil: 1', slot=datetime(2026, 4, 2, 23, 30, tzinfo=UTC)
+    )
+    got = {kind: render_attachment(kind, daily_revenue(), ctx, tmp_path) for kind in ("csv", "excel")}
+    assert got["csv"] == Attachment(
+        path=tmp_path / "arger-q1-revenue-x-evil-1-2026-04-03.csv",  # 23:30 UTC is 00:30 BST next day
+        filename="arger-q1-revenue-x-evil-1-2026-04-03.csv",
+        mime_type="text/csv",
+        size=(tmp_path / "arger-q1-revenue-x-evil-1-2026-04-03.csv").stat().st_size,
+    )
+    assert got["excel"].filename.endswith("-2026-04-03.xlsx")
+    assert got["excel"].mime_type == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(a.filename for a in got.values())  # no .part
+    la = context(timezone="America/Los_Angeles", slot=datetime(2026, 4, 3, 2, 0, tzinfo=UTC))
+    assert render_attachment("csv", daily_revenue(), la, tmp_path).filename == "revenue-daily-2026-04-02.csv"
+
+
+def test_unknown_kind_is_a_validation_error(tmp_path: Path) -> None:
+    with pytest.raises(AlertValidationError, match="'png'"):
+        render_attachment("png", daily_revenue(), context(), tmp_path)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_importing_the_package_loads_no_heavy_library() -> None:
+    code = (
+        "import sys, kpi_alerts.reports, kpi_alerts.delivery.email_message, kpi_alerts.delivery.recipients;"
+        "print(sorted(m for m in ('pandas','openpyxl','weasyprint','matplotlib','jinja2','email_validator')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO / "plugins")},
+    )
+    assert out.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def test_csv_reads_back_exactly_with_pandas(tmp_path: Path) -> None:
+    import pandas as pd
+
+    path = render_csv(daily_revenue(), tmp_path / "r.csv")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")  # BOM: Excel detects UTF-8
+    df = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    assert list(df.columns) == ["Order Date", "Revenue"]
+    assert df["Order Date"].tolist()[:2] == ["2026-03-20", "2026-03-21"]
+    assert df["Order Date"].tolist()[-1] == "2026-04-02"  # after the DST change, still a plain date
+    assert df["Revenue"].tolist()[:2] == ["1000.45", "1037.45"]
+    assert [Decimal(v) for v in df["Revenue"]] == [r[REVENUE.key] for r in daily_revenue().rows]
+
+
+def test_csv_sub_day_times_are_iso_with_the_local_offset(tmp_path: Path) -> None:
+    rows: tuple[dict[str, CellValue], ...] = (
+        {HOUR.key: datetime(2026, 3, 28, 23, tzinfo=UTC), REVENUE.key: Decimal("1")},  # GMT
+        {HOUR.key: datetime(2026, 3, 29, 9, tzinfo=UTC), REVENUE.key: Decimal("2")},  # BST
+    )
+    path = render_csv(KpiData((HOUR, REVENUE), rows, "Europe/London"), tmp_path / "h.csv")
+    body = read_csv_rows(path)
+    assert body[1:] == [["2026-03-28T23:00:00+00:00", "1"], ["2026-03-29T10:00:00+01:00", "2"]]
+
+
+def test_csv_neutralises_formulas_but_not_numbers(tmp_path: Path) -> None:
+    import pandas as pd
+
+    df = pd.read_csv(
+        render_csv(by_region(), tmp_path / "r.csv"), encoding="utf-8-sig", dtype=str, keep_default_na=False
+    )
+    assert list(df.columns) == ["Region", "Revenue", "Orders"]
+    assert df["Region"].tolist() == ["Zürich ☃", *("'" + s for s in INJECTIONS), "plain"]
+    assert df["Revenue"].tolist()[2] == "-1234.5"  # a real negative number stays a number
+    assert df["Revenue"].tolist()[1] == "100"
+
+
+def test_odd_numbers_are_written_plainly(tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    values = (Decimal("1E+3"), Decimal("-0.0000001"), Decimal("1234.5600"), Decimal("NaN"), None, True)
+    rows: tuple[dict[str, CellValue], ...] = tuple({REVENUE.key: v} for v in values)
+    data = KpiData((REVENUE,), rows, "UTC")
+    got = [r[0] if r else "" for r in read_csv_rows(render_csv(data, tmp_path / "n.csv"))[1:]]
+    assert got == ["1000", "-0.0000001", "1234.5600", "NaN", "", "true"]
+    ws = load_workbook(render_excel(data, tmp_path / "n.xlsx")).active
+    assert [c.value for (c,) in ws.iter_rows(min_row=2)] == [1000, -1e-07, 1234.56, "NaN", None, True]
+
+
+def test_csv_of_empty_data_is_the_header_only(tmp_path: Path) -> None:
+    assert read_csv_rows(render_csv(empty(), tmp_path / "e.csv")) == [["Order Date", "Revenue"]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=30))
+def test_csv_round_trips_any_text(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
+    path = tmp_path_factory.mktemp("h") / "t.csv"
+    render_csv(KpiData((REGION,), ({REGION.key: text},), "UTC"), path)
+    (cell,) = read_csv_rows(path)[1]
+    expected = "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    assert cell == expected.replace("\r\n", "\n").replace("\r", "\n") or cell == expected
+
+
+# --------------------------------------------------------------------------- Excel
+
+
+def test_excel_reads_back_typed_and_styled(tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    path = render_excel(
+        big(50), tmp_path / "r.xlsx", sheet_title="Revenue: EU/US [daily]? *with* a long name"
+    )
+    wb = load_workbook(path)
+    ws = wb.active
+    assert ws.title == "Revenue EU US daily with a long"[:31]
+    assert ws.freeze_panes == "A2"
+    header = [c for c in ws[1]]
+    assert [c.value for c in header] == ["Order Hour", "Region", "Revenue", "Share"]
+    assert all(c.font.bold for c in header) and header[0].fill.fgColor.rgb.endswith("1F4E79")
+    first = ws[2]
+    assert first[0].value == datetime(2026, 1, 1, 0, 0) and first[0].is_date
+    assert first[0].number_format == "yyyy-mm-dd hh:mm"
+    assert first[2].value == 0.5 and first[2].number_format == "#,##0.00"
+    assert ws.cell(row=3, column=4).number_format == "0.00%" and ws.cell(row=3, column=4).value == 0.01
+    assert ws.column_dimensions["A"].width >= len("2026-01-01 00:00")
+    assert ws.max_row == 51
+
+
+def test_excel_dates_are_naive_local_datetimes_with_date_format(tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    ws = load_workbook(render_excel(daily_revenue(), tmp_path / "d.xlsx")).active
+    dates = [row[0] for row in ws.iter_rows(min_row=2)]
+    assert dates[0].value == datetime(2026, 3, 20) and dates[-1].value == datetime(2026, 4, 2)
+    assert {c.number_format for c in dates} == {"yyyy-mm-dd"}
+    assert ws.title == "Report"
+
+
+def test_excel_injection_strings_are_text_not_formulas(tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    ws = load_workbook(render_excel(by_region(), tmp_path / "i.xlsx")).active
+    cells = [row[0] for row in ws.iter_rows(min_row=2)]
+    assert all(c.data_type == "s" for c in cells)
+    # XML turns a raw CR into LF on reading; what matters is the leading quote and the string type
+    assert [c.value.replace("\n", "\r") for c in cells[1:7]] == ["'" + s for s in INJECTIONS]
+    assert ws.cell(row=4, column=2).value == -1234.5 and ws.cell(row=4, column=2).data_type == "n"
+    assert ws.cell(row=4, column=3).number_format == "#,##0"  # a count: whole numbers, grouped
+    assert cells[0].value == "Zürich ☃"
+
+
+def test_excel_of_empty_data_has_the_header(tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    ws = load_workbook(render_excel(empty(), tmp_path / "e.xlsx")).active
+    assert [c.value for c in ws[1]] == ["Order Date", "Revenue"] and ws.max_row == 1
+
+
+def test_sheet_titles_are_valid() -> None:
+    assert clean_sheet_title("'a[b]c:d*e?f/g\\h'") == "a b c d e f g h"
+    assert clean_sheet_title("") == clean_sheet_title("''") == "Report"
+    assert len(clean_sheet_title("x" * 80)) == 31
+
+
+# --------------------------------------------------------------------------- charts
+
+
+def test_charts() -> None:
+    svg = kpi_chart_svg(daily_revenue(), REVENUE.key)
+    assert svg is not None and svg.lstrip().startswith("<?xml") and "<svg" in svg
+    assert kpi_chart_svg(daily_revenue(), REVENUE.key) == svg  # deterministic
+    assert kpi_chart_svg(by_region(), REVENUE.key) is not None  # bars over the dimension
+    assert kpi_chart_svg(daily_revenue(1), REVENUE.key) is None
+    assert kpi_chart_svg(empty(), REVENUE.key) is None
+    png = kpi_chart_png(daily_revenue(), REVENUE.key)
+    assert png is not None and png.startswith(b"\x89PNG") and len(png) < 100_000
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "chart-daily-revenue.png").write_bytes(png)
+
+
+def _tick_labels(svg: str) -> list[str]:
+    return re.findall(r'<text x="[\d.]+" y="[\d.]+" text-anchor="end">([^<]*)</text>', svg)
+
+
+class TestChartReadability:
+    def test_counts_get_whole_number_ticks(self) -> None:
+        chart = ChartData("Orders", ["a", "b", "c"], [0.0, 1.0, 3.0], whole_numbers=True)
+        assert _tick_labels(render_chart_svg(chart)) == ["0", "1", "2", "3"]
+
+    def test_a_flat_series_sits_on_a_zero_based_axis(self) -> None:
+        chart = ChartData("Orders", [f"d{i}" for i in range(5)], [4.0] * 5, whole_numbers=True)
+        labels = _tick_labels(render_chart_svg(chart))
+        assert labels[0] == "0" and all("." not in t for t in labels)  # not 3.80 .. 4.20
+        assert float(labels[-1]) >= 4
+
+    def test_a_small_change_on_a_large_value_is_framed_not_flattened(self) -> None:
+        low, high = axis_range([1020.0, 1040.0, 1060.0])
+        assert 980 <= low < 1020 and 1060 < high <= 1100
+
+    def test_the_threshold_is_a_dashed_line_with_its_value(self) -> None:
+        chart = ChartData("Revenue", ["a", "b"], [10.0, 50.0], threshold=35000.0)
+        svg = render_chart_svg(chart)
+        assert 'stroke-dasharray="6 4"' in svg and "threshold 35,000" in svg
+        assert "35,000" in _tick_labels(svg) or float(_tick_labels(svg)[-1].replace(",", "")) >= 35000
+
+    def test_the_previous_period_is_a_faint_line(self) -> None:
+        chart = ChartData("Revenue", ["a", "b", "c"], [3.0, 4.0, 5.0], previous_values=[2.0, 2.5, 3.0])
+        svg = render_chart_svg(chart)
+        assert svg.count("<polyline") == 2 and "previous period" in svg
+
+    def test_user_text_is_escaped(self) -> None:
+        chart = ChartData("<b>&", ["<script>", "x"], [1.0, 2.0], kind="bar")
+        svg = render_chart_svg(chart)
+        assert "<script>" not in svg and "&lt;script&gt;" in svg and "&lt;b&gt;&amp;" in svg
+
+    def test_a_threshold_alert_chart_from_kpi_data(self) -> None:
+        chart = chart_from_kpi_data(daily_revenue(), REVENUE.key, threshold=1200.0)
+        assert chart is not None and chart.threshold == 1200.0 and len(chart.values) == 14
+        assert chart.x_labels[0] == "Mar 20" and not chart.whole_numbers  # currency keeps its cents
+
+    def test_png_is_small_and_sharp(self) -> None:
+        chart = ChartData("Revenue", ["a", "b", "c"], [3.0, 4.0, 5.0], threshold=4.5)
+        png = render_chart_png(chart)
+        assert png.startswith(b"\x89PNG") and len(png) < 60_000
+
+    @given(
+        st.lists(st.floats(min_value=-1e9, max_value=1e9, allow_nan=False), min_size=1, max_size=40),
+        st.booleans(),
+    )
+    @settings(max_examples=200, deadline=None)
+    def test_ticks_cover_the_data_in_round_steps(self, values: list[float], whole: bool) -> None:
+        if whole:
+            values = [float(round(v)) for v in values]
+        low, high = axis_range(values, whole_numbers=whole)
+        ticks = nice_ticks(low, high, whole_numbers=whole)
+        tolerance = 1e-9 * (ticks[-1] - ticks[0])  # a value within a billionth of a tick is on it
+        assert ticks[0] <= min(values) + tolerance and ticks[-1] >= max(values) - tolerance
+        assert 2 <= len(ticks) <= 6
+        if whole:
+            assert all(float(t).is_integer() for t in ticks)
+
+
+# --------------------------------------------------------------------------- PDF
+
+
+def pdf_text(path: Path) -> list[str]:
+    from pypdf import PdfReader
+
+    return [page.extract_text() for page in PdfReader(path).pages]
+
+
+@pytest.fixture(scope="module")
+def small_pdf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    seen: list[str] = []
+    path = tmp_path_factory.mktemp("pdf") / "small.pdf"
+    render_pdf(daily_revenue(), context(condition="Revenue > 10,000"), path, on_fetch=seen.append)
+    return path, seen
+
+
+@pytest.fixture(scope="module")
+def big_pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("pdf") / "big.pdf"
+    render_pdf(big(1000), context(alert_name="Hourly revenue by region", kpi=REVENUE), path)
+    return path
+
+
+def test_pdf_shows_the_report(small_pdf: tuple[Path, list[str]]) -> None:
+    path, _ = small_pdf
+    text = "\n".join(pdf_text(path))
+    for expected in (
+        "Revenue (daily)",
+        "12,345.68",
+        "last 14 days",
+        "Europe/London",
+        "Page 1 of 1",
+        "Organization 42",
+        "Revenue > 10,000",
+        "2026-03-29",
+        "1,481.45",
+        "Generated 2026-04-02 09:01",
+    ):
+        assert expected in text, expected
+
+
+def test_pdf_fetches_only_local_resources(small_pdf: tuple[Path, list[str]]) -> None:
+    _, seen = small_pdf
+    root = templates_dir().as_uri()
+    assert seen, "the stylesheet and the chart go through the fetcher"
+    assert all(u.startswith("data:") or u.startswith(root + "/") for u in seen), seen
+    assert any(u.startswith("data:image/svg+xml") for u in seen)  # the chart is embedded
+    assert any(u.endswith("/report.css") for u in seen)
+
+
+def test_pdf_long_table_repeats_header_and_saves_a_preview(big_pdf: Path) -> None:
+    import pypdfium2
+
+    pages = pdf_text(big_pdf)
+    assert len(pages) > 10
+    assert "Order Hour" in pages[1] and "Region" in pages[1]  # thead repeated on page 2
+    assert f"Page 2 of {len(pages)}" in pages[1]
+    assert "2026-01-01 00:00" in pages[0] and "2026-02-11 15:00" in pages[-1]  # first and last row
+    ARTIFACTS.mkdir(exist_ok=True)
+    doc = pypdfium2.PdfDocument(big_pdf)
+    try:
+        for i in (0, 1):
+            doc[i].render(scale=1.2).to_pil().save(ARTIFACTS / f"report-page-{i + 1}.png")
+    finally:
+        doc.close()
+    assert (ARTIFACTS / "report-page-1.png").stat().st_size > 10_000
+
+
+def test_pdf_of_empty_data(tmp_path: Path) -> None:
+    path = render_pdf(empty(), context(kpi_value=None), tmp_path / "e.pdf")
+    text = "\n".join(pdf_text(path))
+    assert "No data for this period." in text and "Page 1 of 1" in text
+
+
+def test_pdf_caps_rows_and_says_so(tmp_path: Path) -> None:
+    path = render_pdf(big(30), context(), tmp_path / "c.pdf", max_rows=10)
+    assert "Showing the first 10 of 30 rows" in "\n".join(pdf_text(path))
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    hits: list[str] = []
+
+    def do_GET(self) -> None:
+        type(self).hits.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server() -> Iterator[tuple[str, list[str]]]:
+    _Recorder.hits = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", _Recorder.hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_pdf_escapes_user_text_and_never_calls_out(
+    tmp_path: Path, http_server: tuple[str, list[str]]
+) -> None:
+    base, hits = http_server
+    name = f'<script>alert(1)</script><img src="{base}/x.png">'
+    dim = KpiData(
+        (REGION, REVENUE),
+        ({REGION.key: f'<img src="{base}/y.png">', REVENUE.key: Decimal(1)},),
+        "Europe/London",
+    )
+    seen: list[str] = []
+    path = render_pdf(dim, context(alert_name=name), tmp_path / "x.pdf", on_fetch=seen.append)
+    text = "".join(pdf_text(path)).replace("\n", "")  # long names wrap
+    assert "<script>alert(1)</script>" in text and f"{base}/x.png" in text  # shown as text
+    assert f"{base}/y.png" in text
+    assert hits == [] and not [u for u in seen if u.startswith("http")]
+    fetcher = local_url_fetcher(templates_dir())
+    for url in (
+        f"{base}/z.png",
+        "https://example.com/a.css",
+        "file:///etc/passwd",
+        templates_dir().as_uri() + "/../../pyproject.toml",
+        "ftp://127.0.0.1/x",
+    ):
+        with pytest.raises((FetchRefused, ValueError)):
+            fetcher.fetch(url)
+    assert hits == []
+    assert fetcher.fetch(templates_dir().as_uri() + "/report.css").read().startswith(b"/*")
+    assert fetcher.fetch("data:text/plain;base64,aGk=").read() == b"hi"
