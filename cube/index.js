@@ -36,6 +36,9 @@ const server = new CubejsServer({
 
 const app = express();
 app.disable('x-powered-by');
+// Who started this server: the devstack reuses a server on its port only if the owner is its own
+// (another checkout's stack may be listening there).
+app.get('/kpi-devstack/owner', (req, res) => res.json({ owner: process.env.KPI_DEVSTACK_OWNER || null }));
 
 (async () => {
   await server.core.initApp(app);

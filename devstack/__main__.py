@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 
-from devstack import STATE_DIR
+from devstack import STATE_DIR, ForeignServerError
+from devstack.postgres import ForeignDatabaseError
 from devstack.stack import airflow_env, down, up
 
 
@@ -17,7 +19,11 @@ def main() -> None:
         down()
         print("stack stopped")
         return
-    stack = up()
+    try:
+        stack = up()
+    except (ForeignServerError, ForeignDatabaseError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     if args.command == "up":
         print(
             f"PostgreSQL  {stack.alerts_db_url}\nCube.js     {stack.cube_url}\n"

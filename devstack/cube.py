@@ -2,7 +2,8 @@
 
 The server is detached from the starting process (like the PostgreSQL of :mod:`devstack.postgres`)
 so one instance serves the demo, several pytest sessions and the benchmark; ``ensure_cube`` is
-idempotent and reuses a server already listening on the port. Its log is
+idempotent and reuses a server already listening on the port when it is this checkout's own (it
+answers ``GET /kpi-devstack/owner`` with :data:`devstack.OWNER`), and refuses any other. Its log is
 ``.devstack/cube-<port>.log``.
 """
 
@@ -12,7 +13,6 @@ import fcntl
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,7 +24,7 @@ import jwt
 import psycopg
 import requests
 
-from devstack import REPO_ROOT, STATE_DIR
+from devstack import OWNER, REPO_ROOT, STATE_DIR, ForeignServerError, port_open
 from devstack.postgres import PostgresServer, ensure_database
 
 DEFAULT_PORT = int(os.environ.get("KPI_DEVSTACK_CUBE_PORT", "4010"))
@@ -86,10 +86,18 @@ def _probe(url: str) -> int | None:
         return None
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+def _check_ours(url: str, port: int) -> None:
+    """The server answering on ``url`` must be one this checkout started (its owner is ours)."""
+    try:
+        answer = requests.get(f"{url}/kpi-devstack/owner", timeout=5)
+        owner = answer.json().get("owner") if answer.ok else None
+    except (requests.RequestException, ValueError, AttributeError):
+        owner = None
+    if owner != OWNER:
+        seen = f"it says it belongs to {owner}" if owner else "it does not say it is ours"
+        if _pid_path(port).exists():
+            seen += "; if it is this checkout's server from before this check existed, run `make down`"
+        raise ForeignServerError("Cube.js", port, "KPI_DEVSTACK_CUBE_PORT", seen)
 
 
 def _check_secret(url: str, api_secret: str) -> None:
@@ -142,6 +150,7 @@ def _server_env(
         CUBEJS_CONCURRENCY="4",  # slow_orders tests hold queue slots; keep room for the others
         CUBEJS_HOST="127.0.0.1",
         KPI_CUBE_CONTINUE_WAIT_TIMEOUT=str(continue_wait_timeout),
+        KPI_DEVSTACK_OWNER=OWNER,
         NODE_ENV="production",  # otherwise Cube runs in dev mode and accepts requests without a token
         PORT=str(port),
     )
@@ -171,9 +180,12 @@ def ensure_cube(
     """
     url = f"http://127.0.0.1:{port}"
     db_port = pg.port if db_port is None else db_port
+    if port_open(port):
+        _check_ours(url, port)  # before touching any database for it
     load_analytics_data(pg, database)
     with _start_lock():
-        if _probe(url) is not None:
+        if port_open(port):
+            _check_ours(url, port)
             _check_secret(url, api_secret)
             return CubeServer(url=url, api_secret=api_secret, port=port)
         _ensure_node_modules()
@@ -196,7 +208,7 @@ def ensure_cube(
                 start_new_session=True,  # outlives this process, like the devstack's PostgreSQL
             )
         _pid_path(port).write_text(str(process.pid))
-        _wait_ready(url, process, port=port, db_expected=_port_open(db_port), timeout=timeout)
+        _wait_ready(url, process, port=port, db_expected=port_open(db_port), timeout=timeout)
         return CubeServer(url=url, api_secret=api_secret, port=port, process=process)
 
 

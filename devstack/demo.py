@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from devstack import STATE_DIR
+from devstack import STATE_DIR, ForeignServerError
 from devstack.mail import read_message
-from devstack.postgres import ensure_database
+from devstack.postgres import ForeignDatabaseError, ensure_database
 from devstack.stack import ALERTS_DB, airflow_env, up
 
 REVENUE_LAST_7_DAYS: dict[str, Any] = {
@@ -145,8 +145,12 @@ def main() -> int:
     from kpi_alerts.ledger.database import connect
     from kpi_alerts.ledger.migrations import migrate
 
-    stack = up()
-    url = ensure_database(stack.pg, ALERTS_DB, recreate=True)
+    try:
+        stack = up()
+        url = ensure_database(stack.pg, ALERTS_DB, recreate=True)
+    except (ForeignServerError, ForeignDatabaseError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     migrate(url)
     shutil.rmtree(stack.mail_dir, ignore_errors=True)
     stack.mail_dir.mkdir(parents=True)

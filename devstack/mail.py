@@ -57,10 +57,13 @@ class MaildirHandler:
 class MailCatcher:
     """An SMTP server on 127.0.0.1 whose received messages can be listed and parsed."""
 
-    def __init__(self, folder: Path, port: int = 0) -> None:
+    def __init__(self, folder: Path, port: int = 0, *, owner: str | None = None) -> None:
+        """:param owner: said in the greeting, so the devstack can tell its own catcher from others."""
         self.folder = folder
         self.handler = MaildirHandler(folder)
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=port or free_port())
+        self.controller = Controller(
+            self.handler, hostname="127.0.0.1", port=port or free_port(), ident=owner
+        )
 
     @property
     def port(self) -> int:
@@ -97,8 +100,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Run the local mail catcher in the foreground.")
     parser.add_argument("--port", type=int, default=2525)
     parser.add_argument("--folder", type=Path, default=STATE_DIR / "mail")
+    parser.add_argument("--owner", help="identity stated in the SMTP greeting")
     args = parser.parse_args()
-    catcher = MailCatcher(args.folder, args.port).start()
+    catcher = MailCatcher(args.folder, args.port, owner=args.owner).start()
     print(f"mail catcher on 127.0.0.1:{catcher.port}, messages in {args.folder}", flush=True)
     try:
         threading.Event().wait()

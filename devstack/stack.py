@@ -7,13 +7,14 @@ import contextlib
 import json
 import os
 import signal
+import smtplib
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack import REPO_ROOT, STATE_DIR
+from devstack import OWNER, REPO_ROOT, STATE_DIR, ForeignServerError, port_open
 from devstack.cube import DEV_API_SECRET, ensure_cube, stop_cube
 from devstack.postgres import PostgresServer, ensure_database, ensure_postgres, stop_postgres
 
@@ -87,16 +88,29 @@ def up(*, with_mail: bool = True) -> Stack:
 
 
 def ensure_mail_catcher(port: int = MAIL_PORT) -> None:
-    """Run ``python -m devstack.mail`` in the background unless something already answers on the port."""
-    import socket
+    """Run ``python -m devstack.mail`` in the background unless ours already answers on the port.
 
-    with socket.socket() as sock:
-        if sock.connect_ex(("127.0.0.1", port)) == 0:
-            return
+    :raises ForeignServerError: when another SMTP server (another checkout's catcher...) holds it.
+    """
+    if port_open(port):
+        greeting = mail_catcher_greeting(port)
+        if OWNER not in greeting:
+            raise ForeignServerError("SMTP", port, "KPI_DEVSTACK_SMTP_PORT", f"it greets {greeting[:120]!r}")
+        return
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     log = (STATE_DIR / "mail.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "devstack.mail", "--port", str(port), "--folder", str(MAIL_DIR)],
+        [
+            sys.executable,
+            "-m",
+            "devstack.mail",
+            "--port",
+            str(port),
+            "--folder",
+            str(MAIL_DIR),
+            "--owner",
+            OWNER,
+        ],
         cwd=REPO_ROOT,
         stdout=log,
         stderr=log,
@@ -106,18 +120,39 @@ def ensure_mail_catcher(port: int = MAIL_PORT) -> None:
     (STATE_DIR / "mail.pid").write_text(str(process.pid))
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
+        if port_open(port):
+            return
         time.sleep(0.1)
     raise RuntimeError(f"mail catcher did not start; see {STATE_DIR / 'mail.log'}")
 
 
+def mail_catcher_greeting(port: int) -> str:
+    """The SMTP greeting on the port (ours names :data:`devstack.OWNER`); empty if none is read."""
+    try:
+        client = smtplib.SMTP(timeout=5)
+        _, greeting = client.connect("127.0.0.1", port)
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            client.quit()
+    except (smtplib.SMTPException, OSError):
+        return ""
+    return greeting.decode(errors="replace")
+
+
 def down() -> None:
+    """Stop the servers this checkout started (by their pid files); others are never touched."""
     stop_cube()
     pid_file = STATE_DIR / "mail.pid"
     if pid_file.exists():
         with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+            pid = int(pid_file.read_text())
+            if _is_mail_catcher(pid):
+                os.kill(pid, signal.SIGTERM)
         pid_file.unlink()
     stop_postgres()
+
+
+def _is_mail_catcher(pid: int) -> bool:
+    try:
+        return b"devstack.mail" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return not Path("/proc").is_dir()  # no /proc to ask: trust our pid file

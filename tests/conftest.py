@@ -27,11 +27,10 @@ os.environ.update(
 
 import psycopg  # noqa: E402
 import pytest  # noqa: E402
-from psycopg import sql  # noqa: E402
 
 from devstack.cube import CubeServer, ensure_cube  # noqa: E402
 from devstack.mail import MailCatcher  # noqa: E402
-from devstack.postgres import PostgresServer, ensure_database, ensure_postgres  # noqa: E402
+from devstack.postgres import PostgresServer, drop_database, ensure_database, ensure_postgres  # noqa: E402
 from devstack.stack import Stack  # noqa: E402
 from kpi_alerts.ledger.database import connect  # noqa: E402
 from kpi_alerts.ledger.migrations import migrate  # noqa: E402
@@ -52,8 +51,7 @@ def alerts_db_url(pg: PostgresServer) -> Iterator[str]:
     url = ensure_database(pg, TEST_DB, recreate=True)
     migrate(url)
     yield url
-    with psycopg.connect(pg.url(), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEST_DB)))
+    drop_database(pg, TEST_DB)
 
 
 @pytest.fixture

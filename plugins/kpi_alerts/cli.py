@@ -1,48 +1,84 @@
-"""Command line: ``python -m kpi_alerts {migrate,create-alert,list-alerts,history,prune-results}``.
+"""Command line: ``python -m kpi_alerts COMMAND`` — the alert lifecycle and the ledger, for operators.
 
-The database is ``--db URL`` or the ``kpi_alerts_db`` Airflow connection
-(``AIRFLOW_CONN_KPI_ALERTS_DB``). Bad input exits with status 2 and one readable line on stderr.
+The database is ``--db URL`` (before or after the command) or the ``kpi_alerts_db`` Airflow connection
+(``AIRFLOW_CONN_KPI_ALERTS_DB``). Each change is one transaction, recorded in ``kpi_alert_events``.
+Bad input or an unknown alert exits with status 2 and one readable line on stderr; nothing is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import socket
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.errors import AlertValidationError, KpiAlertError
 from kpi_alerts.ledger.database import connect, resolve_db_url
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kpi_alerts", description=__doc__.splitlines()[0])
-    parser.add_argument("--db", help="PostgreSQL URL (default: the kpi_alerts_db Airflow connection)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("migrate", help="apply pending schema migrations (idempotent)")
-    create = commands.add_parser("create-alert", help="create an alert from a JSON file ('-' for stdin)")
-    create.add_argument("file", help="JSON alert spec (see README)")
-    create.add_argument(
-        "--check-cube",
-        action="store_true",
-        help="also check the query's members against Cube's /v1/meta (cube_default)",
+def build_parser() -> argparse.ArgumentParser:
+    # Global options live on a parent parser too, so `--db URL` works before or after the command.
+    globals_ = argparse.ArgumentParser(add_help=False)
+    globals_.add_argument(
+        "--db",
+        default=argparse.SUPPRESS,
+        help="PostgreSQL URL (default: the kpi_alerts_db Airflow connection)",
     )
-    listing = commands.add_parser("list-alerts", help="list alerts with their next run")
-    listing.add_argument("--organization", type=int)
-    history = commands.add_parser("history", help="an alert's recent ledger rows")
+    parser = argparse.ArgumentParser(
+        prog="python -m kpi_alerts", description=__doc__.splitlines()[0], parents=[globals_]
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_, description=help_, parents=[globals_])
+
+    command("migrate", "apply pending schema migrations (idempotent)")
+    create = command("create-alert", "create an alert from a JSON spec file ('-' for stdin)")
+    create.add_argument("file", help="JSON alert spec (see README)")
+    update = command("update-alert", "change an alert: FILE holds the fields to change (JSON merge patch)")
+    update.add_argument("alert_id", type=int)
+    update.add_argument("file", help="JSON object with the fields to change ('-' for stdin)")
+    for sub in (create, update):
+        sub.add_argument(
+            "--check-cube",
+            action="store_true",
+            help="also check the query's members against Cube's /v1/meta (cube_default)",
+        )
+    delete = command("delete-alert", "delete an alert (its ledger rows are kept for audit)")
+    delete.add_argument("alert_id", type=int)
+    for name, verb in (("pause", "pause"), ("resume", "resume")):
+        sub = command(
+            name,
+            f"{verb} one alert, an organization's alerts or all of them"
+            + (" (no backlog is sent: the next run is the next slot after now)" if name == "resume" else ""),
+        )
+        which = sub.add_mutually_exclusive_group(required=True)
+        which.add_argument("alert_id", type=int, nargs="?")
+        which.add_argument("--organization", type=int, metavar="ORG")
+        which.add_argument("--all", action="store_true", help="every KPI alert")
+    test = command("test-send", "send the alert's message, marked as a test, to one address only")
+    test.add_argument("alert_id", type=int)
+    test.add_argument("--to", required=True, metavar="ADDRESS")
+    preview = command("preview", "write the alert's message (.eml) and attachment to a folder; send nothing")
+    preview.add_argument("alert_id", type=int)
+    preview.add_argument("--out", required=True, type=Path, metavar="DIR")
+    show = command("show", "an alert's definition, next five runs, state and last results")
+    show.add_argument("alert_id", type=int)
+    show.add_argument("--json", action="store_true", help="print JSON instead of text")
+    listing = command("list-alerts", "list alerts with their next run, state and last result")
+    listing.add_argument("--organization", type=int, metavar="ORG")
+    listing.add_argument("--type", choices=["schedule", "threshold"], dest="alert_type")
+    listing.add_argument("--paused", action="store_true", help="only paused alerts")
+    history = command("history", "an alert's recent ledger rows (also for a deleted alert)")
     history.add_argument("alert_id", type=int)
     history.add_argument("--limit", type=int, default=20)
-    prune = commands.add_parser("prune-results", help="delete finished ledger rows older than --days")
+    prune = command("prune-results", "delete finished ledger rows older than --days")
     prune.add_argument("--days", type=_positive_int, default=90)
-    args = parser.parse_args(argv)
-
-    try:
-        return _run(args)
-    except AlertValidationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return parser
 
 
 def _positive_int(text: str) -> int:
@@ -51,8 +87,24 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (AlertValidationError, LookupError) as exc:
+        print(f"error: {_message(exc)}", file=sys.stderr)
+        return 2
+    except KpiAlertError as exc:  # Cube or SMTP refused a test send, ...
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _message(exc: Exception) -> str:
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
 def _run(args: argparse.Namespace) -> int:
-    url = resolve_db_url(args.db)
+    url = resolve_db_url(getattr(args, "db", None))
     if args.command == "migrate":
         from kpi_alerts.ledger.migrations import migrate
 
@@ -63,36 +115,58 @@ def _run(args: argparse.Namespace) -> int:
             else "schema is up to date"
         )
         return 0
+    handlers = {
+        "create-alert": _create,
+        "update-alert": _update,
+        "delete-alert": _delete,
+        "pause": _pause,
+        "resume": _pause,
+        "test-send": _test_send,
+        "preview": _preview,
+        "show": _show,
+        "list-alerts": _list,
+        "history": _history,
+        "prune-results": _prune,
+    }
     with connect(url) as conn:
-        if args.command == "create-alert":
-            return _create(conn, args)
-        if args.command == "list-alerts":
-            return _list(conn, args.organization)
-        if args.command == "history":
-            return _history(conn, args.alert_id, args.limit)
-        if args.command == "prune-results":
-            from kpi_alerts.ledger.retention import prune_results
+        return handlers[args.command](conn, args)
 
-            deleted = prune_results(conn, retention=timedelta(days=args.days))
-            print(f"deleted {deleted} ledger row(s) older than {args.days} days")
-            return 0
-    raise AssertionError(args.command)
+
+def actor() -> str:
+    """Who is changing alerts, as recorded in kpi_alert_events."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in this environment (e.g. a container without /etc/passwd entry)
+        user = "unknown"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+def _read_json(file: str, what: str) -> Any:
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AlertValidationError(f"cannot read {what} {file!r}: {exc}") from None
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise AlertValidationError(f"the {what} is not valid JSON: {exc}") from None
+
+
+def _cube_meta(args: argparse.Namespace, organization_id: Any) -> Any:
+    if not args.check_cube:
+        return None
+    from kpi_alerts.hooks.cube import CubeHook
+
+    return CubeHook().meta(security_context={"organization_id": organization_id})
 
 
 def _create(conn: Any, args: argparse.Namespace) -> int:
     from kpi_alerts.ledger.alert_store import create_alert
 
-    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise AlertValidationError(f"the alert spec is not valid JSON: {exc}") from None
-    meta = None
-    if args.check_cube:
-        from kpi_alerts.hooks.cube import CubeHook
-
-        meta = CubeHook().meta(security_context={"organization_id": raw.get("organization_id")})
-    created = create_alert(conn, raw, cube_meta=meta)
+    raw = _read_json(args.file, "alert spec")
+    if not isinstance(raw, dict):
+        raise AlertValidationError("the alert spec must be a JSON object")
+    created = create_alert(conn, raw, cube_meta=_cube_meta(args, raw.get("organization_id")), actor=actor())
     print(
         json.dumps(
             {
@@ -106,25 +180,169 @@ def _create(conn: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _list(conn: Any, organization_id: int | None) -> int:
-    from kpi_alerts.ledger.alert_store import list_alerts
+def _update(conn: Any, args: argparse.Namespace) -> int:
+    from kpi_alerts.ledger.alert_changes import update_alert
+    from kpi_alerts.ledger.alert_store import load_alert
 
-    for alert in list_alerts(conn, organization_id):
-        next_run = alert.next_run_at.isoformat() if alert.next_run_at else "on first sight"
-        state = "active" if alert.is_active and not alert.master_locked else "paused"
-        print(
-            f"{alert.alert_id:>6}  org {alert.organization_id:<5} {alert.alert_type:<9} {state:<6} "
-            f"next {next_run:<25}  {alert.alert_name}"
-        )
+    patch = _read_json(args.file, "update")
+    if not isinstance(patch, dict):
+        raise AlertValidationError("the update must be a JSON object with the fields to change")
+    current = load_alert(conn, args.alert_id)
+    meta = _cube_meta(args, current.organization_id if current else None)
+    updated = update_alert(conn, args.alert_id, patch, cube_meta=meta, actor=actor())
+    alert = updated.alert
+    print(
+        f"alert {alert.alert_id} updated: {', '.join(updated.changed) or 'nothing changed'}"
+        + ("; threshold state reset to OK" if updated.state_reset else "")
+        + f"; next run {_when(alert.next_run_at)}"
+    )
     return 0
 
 
-def _history(conn: Any, alert_id: int, limit: int) -> int:
-    from kpi_alerts.ledger import queries
+def _delete(conn: Any, args: argparse.Namespace) -> int:
+    from kpi_alerts.ledger.alert_changes import delete_alert
 
-    for row in conn.execute(queries.ALERT_HISTORY, {"alert_id": alert_id, "limit": limit}).fetchall():
-        print(
-            f"{row['slot']:%Y-%m-%d %H:%M}Z  {row['status']:<13} {row['value'] if row['value'] is not None else '':>12}  "
-            f"{row['error'] or row['attachment'] or ''}"
+    deleted = delete_alert(conn, args.alert_id, actor=actor())
+    print(
+        f"alert {deleted.alert_id} deleted; its {deleted.ledger_rows_kept} ledger row(s) are kept "
+        f"(`history {deleted.alert_id}` still shows them)"
+    )
+    return 0
+
+
+def _pause(conn: Any, args: argparse.Namespace) -> int:
+    from kpi_alerts.ledger import alert_changes
+
+    pausing = args.command == "pause"
+    if args.alert_id is not None:
+        change = (alert_changes.pause_alert if pausing else alert_changes.resume_alert)(
+            conn, args.alert_id, actor=actor()
         )
+        if change.unchanged:
+            print(f"alert {args.alert_id} was already {'paused' if pausing else 'active'}")
+            return 0
+    else:
+        many = alert_changes.pause_alerts if pausing else alert_changes.resume_alerts
+        change = many(conn, organization_id=args.organization, actor=actor())
+    ids = ", ".join(str(i) for i in change.changed) or "none"
+    print(f"{'paused' if pausing else 'resumed'} {len(change.changed)} alert(s): {ids}")
+    if not pausing and change.changed:
+        print("each runs again at its next slot after now; slots missed while paused are not sent")
+    return 0
+
+
+def _test_send(conn: Any, args: argparse.Namespace) -> int:
+    from kpi_alerts.delivery.mailers import SmtpMailer
+    from kpi_alerts.hooks.cube import CubeHook
+    from kpi_alerts.hooks.variables import trial_settings
+    from kpi_alerts.pipeline.trial import send_test_message
+
+    with CubeHook() as source:
+        sent = send_test_message(
+            conn,
+            args.alert_id,
+            args.to,
+            source=source,
+            mailer=SmtpMailer(),
+            settings=trial_settings(),
+            actor=actor(),
+        )
+    print(f"test message sent to {sent.to} ({sent.delivery}: {sent.detail})")
+    print(f"Subject: {sent.subject}")
+    print(f"Now: {sent.verdict}")
+    return 0
+
+
+def _preview(conn: Any, args: argparse.Namespace) -> int:
+    from kpi_alerts.hooks.cube import CubeHook
+    from kpi_alerts.hooks.variables import trial_settings
+    from kpi_alerts.pipeline.trial import preview
+
+    with CubeHook() as source:
+        files = preview(conn, args.alert_id, args.out, source=source, settings=trial_settings())
+    print(f"wrote {files.eml}")
+    if files.attachment is not None:
+        print(f"wrote {files.attachment}")
+    print(f"Subject: {files.subject}")
+    print(f"Now: {files.verdict}")
+    return 0
+
+
+def _show(conn: Any, args: argparse.Namespace) -> int:
+    from kpi_alerts.ledger.alert_views import alert_detail
+
+    detail = alert_detail(conn, args.alert_id, now=datetime.now(UTC))
+    if args.json:
+        print(json.dumps(detail, indent=2, default=str))
+        return 0
+    print(
+        f"alert {detail['id']}: {detail['alert_name']}  (organization {detail['organization_id']}, {detail['alert_type']})"
+    )
+    print(f"  status     {detail['status']}")
+    print(f"  schedule   {detail['schedule_description']}")
+    if detail["state"] is not None:
+        print(f"  state      {detail['state']} (last value {detail['threshold_last_value']})")
+    print(f"  recipients {', '.join(detail['recipients'])}")
+    if detail["owners"]:
+        print(f"  owners     {', '.join(detail['owners'])}")
+    print(f"  next runs ({detail['timezone']} / UTC):")
+    for run in detail["next_runs"]:
+        print(f"    {run['local']:<32} {run['utc']}")
+    print("  last results:")
+    for row in detail["recent_results"] or [{"slot": "-", "status": "no run yet", "error": None}]:
+        print(f"    {row['slot']}  {row['status']:<13} {row.get('error') or ''}")
+    print("  definition:")
+    print("    " + json.dumps(detail["definition"], indent=2, default=str).replace("\n", "\n    "))
+    return 0
+
+
+def _when(value: datetime | None) -> str:
+    return value.isoformat() if value is not None else "on first sight"
+
+
+def _prune(conn: Any, args: argparse.Namespace) -> int:
+    from kpi_alerts.ledger.retention import prune_results
+
+    deleted = prune_results(conn, retention=timedelta(days=args.days))
+    print(f"deleted {deleted} ledger row(s) older than {args.days} days")
+    return 0
+
+
+def _list(conn: Any, args: argparse.Namespace) -> int:
+    from kpi_alerts.ledger.alert_changes import alert_overview
+    from kpi_alerts.ledger.alert_views import alert_summary
+
+    offset, page = 0, 1000
+    while True:
+        listed, total = alert_overview(
+            conn,
+            organization_id=args.organization,
+            alert_type=args.alert_type,
+            paused=True if args.paused else None,
+            limit=page,
+            offset=offset,
+        )
+        for alert, last in listed:
+            a = alert_summary(alert, last)
+            result = f"{last['status']} {last['slot']:%Y-%m-%d %H:%M}Z" if last else "no run yet"
+            print(
+                f"{a['id']:>6}  org {a['organization_id']:<5} {a['alert_type']:<9} {a['status']:<8} "
+                f"next {a['next_run_local'] or 'on first sight':<30} last {result:<30} {a['alert_name']}"
+            )
+        offset += page
+        if offset >= total:
+            return 0
+
+
+def _history(conn: Any, args: argparse.Namespace) -> int:
+    from kpi_alerts.ledger.alert_changes import alert_history
+
+    rows, total = alert_history(conn, args.alert_id, limit=args.limit)
+    for row in rows:
+        value = row["value"] if row["value"] is not None else ""
+        print(
+            f"{row['slot']:%Y-%m-%d %H:%M}Z  {row['status']:<13} {value:>12}  {row['error'] or row['attachment'] or ''}"
+        )
+    if total > len(rows):
+        print(f"({len(rows)} of {total} rows; --limit N for more)")
     return 0

@@ -17,3 +17,9 @@ class PermanentAlertError(KpiAlertError):
 
 class TransientAlertError(KpiAlertError):
     """A dependency is down or slow (Cube, SMTP, database). Retried by Airflow, then recorded."""
+
+
+class DeliveryUnknown(PermanentAlertError):
+    """The message was transmitted (SMTP DATA) but the server's answer never came: it may have been
+    delivered. Never retried, never resent (at most once beats a duplicate); recorded as
+    ``delivery_unknown`` so an operator can check and replay it."""

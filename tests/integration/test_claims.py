@@ -248,7 +248,9 @@ def test_expired_lease_is_taken_over_and_the_stale_worker_is_fenced_off(db: psyc
     assert "taken over from worker-a:101" in row["error"]  # the history survives the happy ending
 
 
-def test_sending_left_by_a_dead_worker_is_recorded_failed_and_not_resent(db: psycopg.Connection[Any]) -> None:
+def test_sending_left_by_a_dead_worker_is_recorded_delivery_unknown_and_not_resent(
+    db: psycopg.Connection[Any],
+) -> None:
     alert = new_alert(db)
     dead = claimed(claim(db, alert))
     start_sending(db, dead, now=T + timedelta(seconds=1), settings=SETTINGS)
@@ -259,13 +261,16 @@ def test_sending_left_by_a_dead_worker_is_recorded_failed_and_not_resent(db: psy
     assert "being processed by worker-a:101" in refused(
         claim(db, alert, now=T + timedelta(minutes=10), who=B)
     )
-    # After the lease: the message may have gone out, so the slot is closed as failed, never resent.
+    # After the lease: the message may have gone out, so the slot is closed as delivery_unknown, never resent.
     reason = refused(claim(db, alert, now=T + timedelta(minutes=40), who=B))
 
     assert "interrupted" in reason
     (row,) = ledger(db, alert)
-    assert row["status"] == "failed" and row["attempts"] == 1 and row["takeovers"] == 0
-    assert "worker-a:101 stopped during SMTP delivery" in row["error"] and "not resent" in row["error"]
+    assert row["status"] == "delivery_unknown" and row["attempts"] == 1 and row["takeovers"] == 0
+    assert (
+        "worker worker-a:101 (try 1) stopped during SMTP delivery" in row["error"]
+        and "not resent" in row["error"]
+    )
     job = cron_job(db, alert)
     assert job["locked"] is False and job["next_run_at"] == T + timedelta(days=1)
     assert "not due" in refused(claim(db, alert, now=T + timedelta(minutes=41), who=B))
@@ -317,7 +322,7 @@ def test_slots_older_than_the_misfire_window_are_recorded_missed_once(db: psycop
     assert len(ledger(db, alert)) == 1
 
 
-@pytest.mark.parametrize(("left_in", "closed_as"), [("claimed", "missed"), ("sending", "failed")])
+@pytest.mark.parametrize(("left_in", "closed_as"), [("claimed", "missed"), ("sending", "delivery_unknown")])
 def test_a_claim_abandoned_past_the_misfire_window_is_closed_not_left_active(
     db: psycopg.Connection[Any], left_in: str, closed_as: str
 ) -> None:

@@ -23,7 +23,7 @@ from kpi_alerts.delivery.mailers import SmtpMailer
 from kpi_alerts.errors import TransientAlertError
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.ledger.alert_store import create_alert
-from kpi_alerts.ledger.claims import Claimant
+from kpi_alerts.ledger.claims import Claimant, ClaimSettings
 from kpi_alerts.pipeline.alert_run import AlertFailed, RunSettings, process_alert
 
 pytestmark = pytest.mark.services
@@ -134,13 +134,22 @@ def test_cube_down_on_the_last_try_is_recorded_and_the_next_alert_goes_on(
     down = report(db, 1, ["cfo@org1.example.com"])
     fine = report(db, 2, ["cfo@org2.example.com"])
     source = ByOrganization({1: stopped_cube, 2: live_cube})
-    with pytest.raises(AlertFailed, match="gave up after"):
+    # The last Airflow try, inside the misfire window: released for a later tick, not lost.
+    with pytest.raises(TransientAlertError, match="later ticks retry the slot"):
         process_alert(db, down, source=source, mailer=SmtpMailer(), settings=settings(final=True))
     assert (
         process_alert(db, fine, source=source, mailer=SmtpMailer(), settings=settings(True)).status == "sent"
     )
+    waiting = ledger(db, down)
+    assert (waiting["status"], waiting["locked"], waiting["next_run_at"]) == ("retrying", False, SLOT)
+    # A tick after the window closed records it as failed for good and moves the alert on.
+    past_window = RunSettings(logical_time=SLOT + timedelta(minutes=65), final_attempt=True)
+    assert (
+        process_alert(db, down, source=source, mailer=SmtpMailer(), settings=past_window).status == "skipped"
+    )
     failed = ledger(db, down)
     assert failed["status"] == "failed" and "Cube" in failed["error"] and not failed["locked"]
+    assert "gave up after 1 attempt(s)" in failed["error"] and len(failed["attempt_history"]) == 1
     assert failed["next_run_at"] == SLOT + timedelta(days=1)  # moved on: nothing half-written
     assert [m["To"] for m in mailbox.messages()] == ["cfo@org2.example.com"]
 
@@ -160,7 +169,12 @@ def test_cube_database_down_is_retried_then_recorded(
         )
         alert_id = report(db, 1, ["cfo@org1.example.com"])
         with pytest.raises(AlertFailed):
-            process_alert(db, alert_id, source=client, mailer=SmtpMailer(), settings=settings(final=True))
+            # a misfire window that closes at this tick: no later tick may retry, so it fails for good
+            last_tick = RunSettings(
+                logical_time=SLOT + timedelta(minutes=5),
+                claim=ClaimSettings(misfire_window=timedelta(minutes=5)),
+            )
+            process_alert(db, alert_id, source=client, mailer=SmtpMailer(), settings=last_tick)
         row = ledger(db, alert_id)
         assert row["status"] == "failed" and "ECONNREFUSED" in row["error"] and "stack" not in row["error"]
         assert mailbox.messages() == []

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from devstack.postgres import PostgresServer, ensure_database
+from devstack.postgres import PostgresServer, drop_database, ensure_database
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.ledger.alert_store import create_alert, load_alert
 from kpi_alerts.ledger.migrations import migrate, pending_migrations
@@ -59,9 +59,13 @@ class TestMigrations:
             applied = [r[0] for r in conn.execute("SELECT migration_id FROM _yoyo_migration ORDER BY 1")]
         assert applied[:3] == ["0001_cron_jobs", "0002_kpi_alerts", "0003_cron_job_results"]
 
-    def test_existing_cron_tables_are_kept_and_extended(self, pg: PostgresServer) -> None:
+    def test_existing_cron_tables_are_kept_and_extended(
+        self, pg: PostgresServer, request: pytest.FixtureRequest
+    ) -> None:
         """The seed's cron_jobs / cron_job_results "already exist": their rows and columns survive."""
-        url = ensure_database(pg, "kpi_alerts_existing", recreate=True)
+        name = f"kpi_alerts_existing_{os.getpid()}"
+        url = ensure_database(pg, name, recreate=True)
+        request.addfinalizer(lambda: drop_database(pg, name))
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
                 "CREATE TABLE cron_jobs (id bigint PRIMARY KEY, job_name text UNIQUE, locked boolean, "

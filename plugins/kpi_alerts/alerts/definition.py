@@ -55,6 +55,11 @@ class AlertDefinition:
     gating_condition: Mapping[str, Any] | None = None
     attachment_type: str | None = None
     threshold: ThresholdDefinition | None = None
+    graph_id: int | None = None
+    dashboard_id: int | None = None
+    locked: bool = False  # a claim is in flight
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
 
     @property
     def timezone(self) -> str:
@@ -103,17 +108,22 @@ class AlertDefinition:
             gating_condition=row["gating_condition"],
             attachment_type=row["attachment_type"],
             threshold=threshold,
+            graph_id=row.get("graph_id"),
+            dashboard_id=row.get("dashboard_id"),
+            locked=bool(row.get("locked")),
+            created_at=row.get("created_at"),
+            updated_at=row.get("updated_at"),
         )
 
     def validate(self) -> None:
         """Raise :class:`AlertValidationError` naming the first thing wrong with this alert."""
         from kpi_alerts.conditions.gating_format import parse_gating_condition
         from kpi_alerts.conditions.thresholds import parse_condition
+        from kpi_alerts.cube.rest_format import check_query_shape
         from kpi_alerts.delivery.recipients import validate_recipients
 
         validate_recipients(self.recipients)
-        if not isinstance(self.cube_query, Mapping) or not self.cube_query.get("measures"):
-            raise AlertValidationError("cube_query must be a Cube.js query with at least one measure")
+        check_query_shape(self.cube_query)
         if self.alert_type == "schedule":
             if self.schedule is None:
                 raise AlertValidationError("schedule alert has no kpi_schedules row")

@@ -37,6 +37,10 @@ _DATABASE_DOWN_MARKERS = (
 )  # fmt: skip
 
 
+# Cube answers 500 for some mistakes in the query itself: retrying cannot help.
+_PERMANENT_MARKERS = ("Unknown timezone", "query limit has been exceeded", "Invalid query format")
+
+
 class CubeError(KpiAlertError):
     """Base of Cube failures. :attr:`status` is the HTTP status when Cube answered."""
 
@@ -330,7 +334,12 @@ def _parse_response(response: requests.Response, request_id: str) -> dict[str, A
         raise CubeAuthError(
             f"Cube refused the token: {message} {where}", status=status, request_id=request_id
         )
-    if status >= 500 or status == 429 or any(marker in message for marker in _DATABASE_DOWN_MARKERS):
+    permanent = (isinstance(body, dict) and body.get("type") == "UserError") or any(
+        marker in message for marker in _PERMANENT_MARKERS
+    )
+    if not permanent and (
+        status >= 500 or status == 429 or any(marker in message for marker in _DATABASE_DOWN_MARKERS)
+    ):
         raise CubeUnavailableError(f"Cube failed: {message} {where}", status=status, request_id=request_id)
     raise CubeQueryError(f"Cube rejected the query: {message} {where}", status=status, request_id=request_id)
 

@@ -33,6 +33,52 @@ QUERY_KEYS = frozenset(
     }
 )  # fmt: skip
 MAX_LIMIT = 50_000  # Cube's CUBEJS_DB_QUERY_LIMIT default
+#: A dashboard graph's query is small; a larger one is a mistake or an attack (gate queries: 16 KB).
+MAX_QUERY_CHARS = 65_536
+
+
+def check_query_shape(query: object) -> None:
+    """The query's shape as Cube's REST API requires it, without asking Cube (no ``/v1/meta``).
+
+    Run when an alert is created and again before each run, so a query stored by plain SQL fails
+    with a readable, permanent reason instead of an internal error or a Cube 400 mid-run.
+
+    :raises AlertValidationError: naming every problem found.
+    """
+    import json
+
+    if not isinstance(query, Mapping):
+        raise AlertValidationError(f"cube_query must be a JSON object, got {type(query).__name__}")
+    try:
+        size = len(json.dumps(query, allow_nan=False))
+    except (TypeError, ValueError, RecursionError, OverflowError):
+        raise AlertValidationError("cube_query must be plain JSON, not nested too deeply") from None
+    if size > MAX_QUERY_CHARS:
+        raise AlertValidationError(
+            f"cube_query is {size:,} characters; at most {MAX_QUERY_CHARS:,} are allowed"
+        )
+    problems: list[str] = []
+    unknown = sorted(set(query) - QUERY_KEYS)
+    if unknown:
+        problems.append(f"unknown query keys: {', '.join(map(str, unknown))[:200]}")
+    measures = query.get("measures")
+    if not isinstance(measures, list) or not measures:
+        problems.append('"measures" must be a non-empty list of member names like "orders.count"')
+    for key in ("measures", "dimensions", "segments"):
+        value = query.get(key)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+            problems.append(f'"{key}" must be a list of member names like "orders.count"')
+    for key in ("timeDimensions", "filters"):
+        value = query.get(key)
+        if value is not None and (
+            not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value)
+        ):
+            problems.append(f'"{key}" must be a list of objects')
+    for i, td in enumerate(query.get("timeDimensions") or ()):
+        if isinstance(td, Mapping) and not isinstance(td.get("dimension"), str):
+            problems.append(f'timeDimensions[{i}] needs a "dimension" member name')
+    if problems:
+        raise AlertValidationError("invalid Cube query: " + "; ".join(problems))
 
 
 def check_timezone(timezone: str) -> ZoneInfo:

@@ -45,18 +45,18 @@ def send_error_notice(
     from kpi_alerts.delivery.email_message import build_message
     from kpi_alerts.reports.context import describe_period
 
-    ctx = ReportContext(
-        alert_name=alert.alert_name,
-        organization_id=alert.organization_id,
-        timezone=alert.timezone,
-        slot=claim.slot,
-        period=describe_period(alert.cube_query),
-        generated_at=settings.clock(),
-        kind="alert_error",
-        condition=reason,
-        dashboard_url=alert.dashboard_url,
-    )
-    try:
+    try:  # a failure path never raises: whatever is wrong with the alert, the notice is attempted
+        ctx = ReportContext(
+            alert_name=alert.alert_name,
+            organization_id=alert.organization_id,
+            timezone=alert.timezone,
+            slot=claim.slot,
+            period=describe_period(alert.cube_query),
+            generated_at=settings.clock(),
+            kind="alert_error",
+            condition=reason,
+            dashboard_url=alert.dashboard_url,
+        )
         message = build_message(
             ctx=ctx,
             data=None,

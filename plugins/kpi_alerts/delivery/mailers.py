@@ -1,44 +1,131 @@
 """Delivering a built message: over SMTP (``smtp_default`` through Airflow's ``SmtpHook``), or, outside
 production, into an outbox folder as ``.eml`` files (the seed's ``NODE_ENV === 'production'`` rule).
 
-SMTP failures are sorted the way an operator would: a 4xx or a dropped connection is transient
-(Airflow retries), a 5xx or refused recipients is permanent (recorded as failed, not retried).
+What may be retried is decided here, by the point of the SMTP transaction a failure happened at:
+
+- **before the message is transmitted** (connect, ``MAIL``, ``RCPT``, the ``DATA`` command itself) and
+  whenever the server *answers* with a refusal — even after the message (RFC 5321: the server has not
+  taken responsibility): nothing was delivered. A 4xx or a dropped connection is transient
+  (:class:`TransientAlertError`, retried), a 5xx or every recipient refused is permanent
+  (:class:`PermanentAlertError`).
+- **after the message was transmitted** and before the server's answer arrived (the connection drops,
+  the reply times out): the server may have stored it. :class:`DeliveryUnknown` — never retried,
+  never resent; the ledger records ``delivery_unknown`` for an operator to check and replay.
+
+So :func:`send_over_smtp` runs the SMTP transaction itself (``MAIL``, ``RCPT``, ``DATA``, the message,
+the final reply) instead of ``smtplib.SMTP.send_message``, which cannot tell the two apart.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import hashlib
+import io
+import re
 import smtplib
+from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
-from kpi_alerts.errors import PermanentAlertError, TransientAlertError
+from kpi_alerts.errors import DeliveryUnknown, KpiAlertError, PermanentAlertError, TransientAlertError
 from kpi_alerts.pipeline.inputs import Delivery
 
 SMTP_CONN_ID = "smtp_default"
 
 
 def send_over_smtp(client: smtplib.SMTP, message: EmailMessage) -> Delivery:
-    """Send with an open ``smtplib`` client and classify failures."""
+    """Send ``message`` with an open ``smtplib`` client (one SMTP transaction; the session stays usable
+    after a refusal) and classify failures as described in the module docstring."""
     try:
-        refused = client.send_message(message)
-    except smtplib.SMTPRecipientsRefused as exc:
-        raise PermanentAlertError(
-            f"the SMTP server refused every recipient: {_codes(exc.recipients)}"
-        ) from None
-    except smtplib.SMTPResponseException as exc:
-        reason = f"SMTP {exc.smtp_code}: {_text(exc.smtp_error)}"
-        if 400 <= exc.smtp_code < 500:
-            raise TransientAlertError(reason) from None
-        raise PermanentAlertError(reason) from None
+        client.ehlo_or_helo_if_needed()
+        sender, recipients, payload, mail_options = _envelope(client, message)
+        _expect(client, client.mail(sender, mail_options), 250, "MAIL FROM")
+        refused: dict[str, tuple[int, bytes]] = {}
+        for recipient in recipients:
+            code, reply = client.rcpt(recipient)
+            if code not in (250, 251):
+                refused[recipient] = (code, reply)
+        if len(refused) == len(recipients):
+            _reset(client)
+            deferred = all(400 <= c < 500 for c, _ in refused.values())  # e.g. greylisting: try later
+            raise (TransientAlertError if deferred else PermanentAlertError)(
+                f"the SMTP server refused every recipient: {_codes(refused)}"
+            )
+        _expect(client, client.docmd("DATA"), 354, "DATA")
+    except smtplib.SMTPResponseException as exc:  # EHLO/HELO refused
+        _raise_refusal(exc.smtp_code, exc.smtp_error, "EHLO")
     except (smtplib.SMTPException, OSError) as exc:
-        raise TransientAlertError(f"SMTP delivery failed: {type(exc).__name__}: {exc}") from None
-    detail = f"accepted by SMTP for {len(_recipients(message)) - len(refused)} recipient(s)"
+        raise TransientAlertError(
+            f"SMTP delivery failed before the message was transmitted: {type(exc).__name__}: {exc}"
+        ) from None
+    # The message goes on the wire: from here on, no answer means it may have been delivered.
+    try:
+        client.send(_data_block(payload))
+        code, reply = client.getreply()
+    except Exception as exc:  # dropped, timed out, anything: the server may have the message
+        raise DeliveryUnknown(
+            "the SMTP connection failed after the message was transmitted, before the server confirmed it "
+            f"({type(exc).__name__}: {exc}); it may have been delivered, so it is not resent"
+        ) from None
+    if code != 250:
+        _reset(client)
+        _raise_refusal(code, reply, "the message")
+    detail = f"accepted by SMTP for {len(recipients) - len(refused)} recipient(s)"
     if refused:
         detail += f"; refused: {_codes(refused)}"
     return Delivery("smtp", detail)
+
+
+def _envelope(client: smtplib.SMTP, message: EmailMessage) -> tuple[str, list[str], bytes, list[str]]:
+    """Envelope sender and recipients from the headers, and the message without Bcc, as
+    ``smtplib.SMTP.send_message`` derives them."""
+    sender = getaddresses([str(message.get("Sender") or message["From"])])[0][1]
+    recipients = _recipients(message)
+    if not recipients:
+        raise PermanentAlertError("the message has no recipients")
+    stripped = copy.copy(message)
+    del stripped["Bcc"]
+    options: list[str] = []
+    policy: Any = message.policy
+    if not "".join([sender, *recipients]).isascii():
+        if not client.has_extn("smtputf8"):
+            raise PermanentAlertError(
+                "an address needs internationalised e-mail (SMTPUTF8), which the SMTP server does not offer"
+            )
+        options, policy = ["SMTPUTF8", "BODY=8BITMIME"], policy.clone(utf8=True)
+    with io.BytesIO() as out:
+        BytesGenerator(out, policy=policy).flatten(stripped, linesep="\r\n")
+        return sender, recipients, out.getvalue(), options
+
+
+def _data_block(payload: bytes) -> bytes:
+    """The message as sent after ``354``: leading dots doubled (RFC 5321 4.5.2), then ``CRLF . CRLF``."""
+    quoted = re.sub(rb"(?m)^\.", b"..", payload)
+    if not quoted.endswith(b"\r\n"):
+        quoted += b"\r\n"
+    return quoted + b".\r\n"
+
+
+def _expect(client: smtplib.SMTP, answer: tuple[int, bytes], code: int, command: str) -> None:
+    if answer[0] != code:
+        _reset(client)
+        _raise_refusal(answer[0], answer[1], command)
+
+
+def _raise_refusal(code: int, reply: bytes | str, what: str) -> None:
+    reason = f"SMTP {code} to {what}: {_text(reply)}"
+    if 400 <= code < 500 or code < 200:  # 4xx, or no real answer (smtplib reports -1): nothing was taken
+        raise TransientAlertError(reason)
+    raise PermanentAlertError(reason)
+
+
+def _reset(client: smtplib.SMTP) -> None:
+    """Abort the transaction so the session can carry the next message; a dead session is ignored."""
+    with contextlib.suppress(smtplib.SMTPException, OSError):
+        client.rset()
 
 
 class SmtpMailer:
@@ -56,7 +143,7 @@ class SmtpMailer:
                 # SmtpHook.send_email_smtp builds its own MIME tree; we send our multipart/alternative one.
                 client: Any = hook._smtp_client
                 return send_over_smtp(client, message)
-        except (PermanentAlertError, TransientAlertError):
+        except KpiAlertError:  # already classified by send_over_smtp
             raise
         except (smtplib.SMTPException, OSError) as exc:
             raise TransientAlertError(f"cannot reach the SMTP server: {type(exc).__name__}: {exc}") from None

@@ -33,6 +33,7 @@ def validate_alert_spec(
     """
     from kpi_alerts.conditions.gating_format import check_gate_measures, parse_gating_condition
     from kpi_alerts.conditions.thresholds import parse_condition
+    from kpi_alerts.cube.rest_format import check_query_shape
     from kpi_alerts.delivery.recipients import validate_recipients
     from kpi_alerts.scheduling.schedule import Schedule
 
@@ -41,8 +42,7 @@ def validate_alert_spec(
         raise AlertValidationError("alert_name must be non-blank text on one line")
     recipients = validate_recipients(spec.recipients)
     owners = validate_recipients(spec.owners) if spec.owners else []
-    if not spec.cube_query.get("measures"):
-        raise AlertValidationError("cube_query must be a Cube.js query with at least one measure")
+    check_query_shape(spec.cube_query)
     if spec.dashboard_url is not None and not spec.dashboard_url.startswith(("https://", "http://")):
         raise AlertValidationError("dashboard_url must be an http(s) URL")
     if spec.schedule is not None:
@@ -75,9 +75,11 @@ def create_alert(
     *,
     now: datetime | None = None,
     cube_meta: Mapping[str, Any] | None = None,
+    actor: str | None = None,
 ) -> CreatedAlert:
     """Validate and store an alert (cron_jobs → kpi_alerts → kpi_schedules | kpi_thresholds).
 
+    :param actor: who asked (recorded in ``kpi_alert_events``), e.g. ``api:admin`` or ``cli:root@host``.
     :param now: the creation instant; a schedule's first slot is the first one strictly after it,
         a threshold alert is first checked at the current hour's slot.
     """
@@ -93,36 +95,81 @@ def create_alert(
         ).fetchone()["id"]  # type: ignore[index]
         conn.execute(
             queries.INSERT_ALERT,
-            {
-                "id": alert_id,
-                "cron_job_id": cron_job_id,
-                "organization_id": spec.organization_id,
-                "graph_id": spec.graph_id,
-                "dashboard_id": spec.dashboard_id,
-                "alert_type": spec.alert_type,
-                "alert_name": spec.alert_name.strip(),
-                "recipients": spec.recipients,
-                "is_active": spec.is_active,
-                "cube_query": json.dumps(spec.cube_query),
-                "owners": spec.owners,
-                "message": (spec.message or "").strip() or None,
-                "dashboard_url": spec.dashboard_url,
-            },
+            {"id": alert_id, "cron_job_id": cron_job_id, "alert_type": spec.alert_type, **alert_row(spec)},
         )
         if spec.schedule is not None:
-            conn.execute(
-                queries.INSERT_SCHEDULE,
-                {
-                    "kpi_alert_id": alert_id,
-                    **spec.schedule.model_dump(exclude={"gating_condition"}),
-                    "gating_condition": json.dumps(spec.schedule.gating_condition)
-                    if spec.schedule.gating_condition is not None
-                    else None,
-                },
-            )
+            conn.execute(queries.INSERT_SCHEDULE, {"kpi_alert_id": alert_id, **schedule_row(spec)})
         if spec.threshold is not None:
-            conn.execute(queries.INSERT_THRESHOLD, {"kpi_alert_id": alert_id, **spec.threshold.model_dump()})
+            conn.execute(queries.INSERT_THRESHOLD, {"kpi_alert_id": alert_id, **threshold_row(spec)})
+        record_event(
+            conn,
+            alert_id=alert_id,
+            cron_job_id=cron_job_id,
+            organization_id=spec.organization_id,
+            action="created",
+            actor=actor,
+            now=now,
+            definition=spec.model_dump(mode="json"),
+        )
     return CreatedAlert(alert_id, cron_job_id, job_name, next_run_at)
+
+
+def alert_row(spec: AlertSpec) -> dict[str, Any]:
+    """The ``kpi_alerts`` columns of a validated spec (creation and update write the same)."""
+    return {
+        "organization_id": spec.organization_id,
+        "graph_id": spec.graph_id,
+        "dashboard_id": spec.dashboard_id,
+        "alert_name": spec.alert_name.strip(),
+        "recipients": spec.recipients,
+        "is_active": spec.is_active,
+        "cube_query": json.dumps(spec.cube_query),
+        "owners": spec.owners,
+        "message": (spec.message or "").strip() or None,
+        "dashboard_url": spec.dashboard_url,
+    }
+
+
+def schedule_row(spec: AlertSpec) -> dict[str, Any]:
+    assert spec.schedule is not None
+    gate = spec.schedule.gating_condition
+    return {
+        **spec.schedule.model_dump(exclude={"gating_condition"}),
+        "gating_condition": json.dumps(gate) if gate is not None else None,
+    }
+
+
+def threshold_row(spec: AlertSpec) -> dict[str, Any]:
+    assert spec.threshold is not None
+    return spec.threshold.model_dump()
+
+
+def record_event(
+    conn: psycopg.Connection[Any],
+    *,
+    alert_id: int,
+    cron_job_id: int | None,
+    organization_id: int | None,
+    action: str,
+    actor: str | None,
+    now: datetime,
+    definition: Mapping[str, Any] | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """One row of ``kpi_alert_events``: who changed (or test-sent) an alert, when, and to what."""
+    conn.execute(
+        queries.INSERT_EVENT,
+        {
+            "alert_id": alert_id,
+            "cron_job_id": cron_job_id,
+            "organization_id": organization_id,
+            "action": action,
+            "actor": actor,
+            "now": now,
+            "definition": json.dumps(definition, default=str) if definition is not None else None,
+            "details": json.dumps(details, default=str) if details is not None else None,
+        },
+    )
 
 
 def load_alert(conn: psycopg.Connection[Any], alert_id: int) -> AlertDefinition | None:

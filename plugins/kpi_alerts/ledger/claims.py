@@ -12,10 +12,20 @@ A claim is one short transaction:
 
 The ledger row carries a lease (``lease_expires_at``) and a fencing token: a worker that died is
 taken over when its lease has expired, and a worker whose lease was taken over can no longer
-write (every later update matches on the token). A try that failed transiently releases the row
-as ``retrying``; the next try (or tick) resumes it. A row left in ``sending`` means a worker died
-during SMTP delivery: it is recorded as failed and *not* resent, because the message may have
-gone out (at most once beats a duplicate).
+write (every later update matches on the token).
+
+What may be attempted again — the rules every runner keeps (Airflow retries, later ticks, batch
+runners, an operator clearing a task instance):
+
+- A slot whose message may have gone out (:data:`NEVER_RESENT`: ``sending``, ``sent``,
+  ``delivery_unknown``) is never sent again. A row left in ``sending`` means its worker stopped
+  during delivery: it is recorded as ``delivery_unknown``, because the message may have been
+  delivered (at most once beats a duplicate); an operator may replay it.
+- A transient failure releases the row as ``retrying`` (its error kept in ``attempt_history``); the
+  next Airflow try resumes it, and on the last try later ticks do, while the slot is inside the
+  misfire window (:func:`may_retry_at_a_later_tick`). Past the window it is recorded as failed.
+- A later try of the *same* task instance (same DAG run, same map index) resumes its predecessor's
+  claim at once, without waiting for the lease: the predecessor is known to be over.
 """
 
 from __future__ import annotations
@@ -36,7 +46,9 @@ from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.errors import KpiAlertError
 from kpi_alerts.ledger import queries
 
-ACTIVE = frozenset({"claimed", "sending"})
+ACTIVE = frozenset({"claimed", "sending"})  # a worker is (or was, until its lease expires) on the slot
+UNFINISHED = frozenset({"claimed", "retrying", "sending"})
+NEVER_RESENT = frozenset({"sending", "sent", "delivery_unknown"})  # the message may have gone out
 MAX_COUNTED_MISSES = 10_000
 INVALID_RECHECK = timedelta(hours=24)
 
@@ -167,25 +179,38 @@ def _claim_or_resume(
     assert existing is not None  # the unique index just said it exists; we hold the cron_jobs row lock
     status = existing["status"]
     lease_active = existing["lease_expires_at"] is not None and existing["lease_expires_at"] > now
-    if status in ACTIVE and lease_active:
+    predecessor = _is_earlier_try_of(existing, claimant)
+    if status in ACTIVE and lease_active and not predecessor:
         until = existing["lease_expires_at"].isoformat()
         return NotClaimed(
             f"slot {slot.isoformat()} is being processed by {existing['claimed_by']} until {until}"
         )
     if status == "sending":
         error = (
-            f"worker {existing['claimed_by']} stopped during SMTP delivery; not resent, "
-            "because the message may have been delivered"
+            f"{_worker_of(existing)} stopped during SMTP delivery; not resent, "
+            "because the message may have been delivered (replay it if it was not)"
         )
         _finish_slot(
-            conn, alert, existing["id"], existing["claim_token"], slot, Outcome("failed", error), now
+            conn,
+            alert,
+            existing["id"],
+            existing["claim_token"],
+            slot,
+            Outcome("delivery_unknown", error),
+            now,
         )
-        return NotClaimed("previous delivery was interrupted; recorded as failed")
-    if status not in ACTIVE and status != "retrying":
+        return NotClaimed(f"previous delivery was interrupted; recorded as delivery_unknown: {error}")
+    if status not in UNFINISHED:
         _advance(conn, alert, slot)  # finished earlier; make sure the alert has moved on
         return NotClaimed(f"slot {slot.isoformat()} already finished ({status})")
-    takeover = status == "claimed"  # a lease that expired: its worker died or hung
-    note = f"taken over from {existing['claimed_by']} after its lease expired" if takeover else None
+    takeover = status == "claimed"  # its worker died, hung, or was our own earlier try
+    note = None
+    if takeover:
+        note = (
+            f"resumed from {_worker_of(existing)}, which ended without finishing the slot"
+            if predecessor
+            else f"taken over from {existing['claimed_by']} after its lease expired"
+        )
     resumed = conn.execute(
         queries.TAKE_OVER_CLAIM,
         {**params, "result_id": existing["id"], "takeover": int(takeover), "note": note},
@@ -193,6 +218,30 @@ def _claim_or_resume(
     conn.execute(queries.SET_CRON_JOB_LOCKED, {"locked": True, "cron_job_id": alert.cron_job_id})
     assert resumed is not None
     return Claim(existing["id"], alert.cron_job_id, slot, token, resumed["attempts"], took_over=takeover)
+
+
+def _is_earlier_try_of(row: Any, claimant: Claimant) -> bool:
+    """The row was claimed by an earlier try of the claimant's own task instance (same DAG run, same
+    map index): Airflow starts a try only when the previous one is over, so its claim may be resumed."""
+    return (
+        claimant.dag_run_id is not None
+        and claimant.task_instance is not None
+        and row["dag_run_id"] == claimant.dag_run_id
+        and row["task_instance"] == claimant.task_instance
+        and row["try_number"] is not None
+        and row["try_number"] < claimant.try_number
+    )
+
+
+def _worker_of(row: Any) -> str:
+    try_number = f" (try {row['try_number']})" if row["try_number"] is not None else ""
+    return f"worker {row['claimed_by']}{try_number}"
+
+
+def may_retry_at_a_later_tick(claim: Claim, *, logical_time: datetime, settings: ClaimSettings) -> bool:
+    """After a transient failure on the last Airflow try: may a later tick retry the slot? Yes while it is
+    inside the misfire window; a tick that finds it past the window records it as failed."""
+    return logical_time - claim.slot < settings.misfire_window
 
 
 def _handle_misfire(
@@ -211,8 +260,9 @@ def _handle_misfire(
         missed, last_missed = missed + 1, cursor
         cursor = alert.next_slot_after(cursor)
     window_minutes = int(settings.misfire_window.total_seconds() // 60)
+    counted = f"at least {missed}" if cursor < in_window else str(missed)  # counting stopped at the cap
     error = (
-        f"missed {missed} slot(s) from {slot.isoformat()} to {last_missed.isoformat()}: not run within "
+        f"missed {counted} slot(s) from {slot.isoformat()} to {last_missed.isoformat()}: not run within "
         f"the {window_minutes}-minute misfire window (was the scheduler down?)"
     )
     conn.execute(
@@ -311,8 +361,17 @@ def finish_claim(
             raise LostClaim(f"claim on slot {claim.slot.isoformat()} was taken over; outcome not recorded")
 
 
+def cancel_sending(conn: psycopg.Connection[Any], claim: Claim) -> None:
+    """The SMTP server refused the message (nothing went out): ``sending`` goes back to ``claimed``.
+    Only for a refusal — after a transmission without an answer the slot stays out of reach
+    (:class:`~kpi_alerts.errors.DeliveryUnknown`)."""
+    with conn.transaction():
+        conn.execute(queries.UNDO_SENDING, {"result_id": claim.result_id, "token": claim.token})
+
+
 def release_for_retry(conn: psycopg.Connection[Any], claim: Claim, *, now: datetime, error: str) -> None:
-    """Give the slot back after a transient failure; the next try resumes it."""
+    """Give the slot back after a transient failure; the next try (or tick) resumes it. The error is
+    kept in ``attempt_history``."""
     with conn.transaction():
         # The cron_jobs row first, then the ledger row: a claim's order (the other order deadlocks).
         conn.execute(queries.LOCK_CRON_JOB_WAIT, {"cron_job_id": claim.cron_job_id})
@@ -360,6 +419,7 @@ def _finish_slot(
         "token": token,
         "cron_job_id": alert.cron_job_id,
         "alert_id": alert.alert_id,
+        "slot": slot,
         "next_run_at": next_run_at or _next_slot(alert, slot),
         "state": threshold_state.state if threshold_state else None,
         "last_value": threshold_state.last_value if threshold_state else None,

@@ -43,7 +43,8 @@ UPDATE cron_jobs SET next_run_at = %(next_run_at)s WHERE id = %(cron_job_id)s AN
 _ALERT_COLUMNS = """
 SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.alert_type, ka.alert_name,
        ka.recipients, ka.cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
-       cj.master_locked, cj.next_run_at,
+       ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
+       cj.master_locked, cj.locked, cj.next_run_at,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
        ks.gating_condition, ks.attachment_type,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
@@ -61,6 +62,47 @@ LIST_ALERTS = (
     _ALERT_COLUMNS
     + "WHERE %(organization_id)s::bigint IS NULL OR ka.organization_id = %(organization_id)s ORDER BY ka.id"
 )
+
+# The management overview (REST API, UI page, list-alerts): filtered, paged, with each alert's latest
+# ledger row (one index probe per listed alert on cron_job_results_slot_key).
+ALERT_OVERVIEW = """
+SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.alert_type, ka.alert_name,
+       ka.recipients, ka.cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
+       ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
+       cj.master_locked, cj.locked, cj.next_run_at,
+       ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
+       ks.gating_condition, ks.attachment_type,
+       kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
+       kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
+       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at,
+       last.slot AS last_slot, last.status AS last_status, last.error AS last_error,
+       last.finished_at AS last_finished_at
+FROM kpi_alerts ka
+JOIN cron_jobs cj ON cj.id = ka.cron_job_id
+LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
+LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
+LEFT JOIN LATERAL (
+    SELECT r.slot, r.status, r.error, r.finished_at FROM cron_job_results r
+    WHERE r.cron_job_id = ka.cron_job_id ORDER BY r.slot DESC LIMIT 1
+) last ON true
+WHERE (%(organization_id)s::bigint IS NULL OR ka.organization_id = %(organization_id)s)
+  AND (%(alert_type)s::text IS NULL OR ka.alert_type = %(alert_type)s)
+  AND (%(state)s::text IS NULL OR kt.state = %(state)s)
+  AND (%(is_active)s::boolean IS NULL OR ka.is_active = %(is_active)s)
+  AND (%(paused)s::boolean IS NULL OR cj.master_locked = %(paused)s)
+ORDER BY ka.id LIMIT %(limit)s OFFSET %(offset)s
+"""
+
+COUNT_ALERTS = """
+SELECT count(*) AS n FROM kpi_alerts ka
+JOIN cron_jobs cj ON cj.id = ka.cron_job_id
+LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
+WHERE (%(organization_id)s::bigint IS NULL OR ka.organization_id = %(organization_id)s)
+  AND (%(alert_type)s::text IS NULL OR ka.alert_type = %(alert_type)s)
+  AND (%(state)s::text IS NULL OR kt.state = %(state)s)
+  AND (%(is_active)s::boolean IS NULL OR ka.is_active = %(is_active)s)
+  AND (%(paused)s::boolean IS NULL OR cj.master_locked = %(paused)s)
+"""
 
 # --- creation ---------------------------------------------------------------------------------
 
@@ -152,14 +194,25 @@ WHERE id = %(cron_job_id)s
 LOCK_CRON_JOB_WAIT = "SELECT id FROM cron_jobs WHERE id = %(cron_job_id)s FOR UPDATE"
 
 LOCK_LEDGER_ROW = """
-SELECT id, status, claim_token, claimed_by, lease_expires_at, attempts, takeovers
+SELECT id, status, claim_token, claimed_by, lease_expires_at, attempts, takeovers, dag_run_id, task_instance,
+       try_number
 FROM cron_job_results WHERE cron_job_id = %(cron_job_id)s AND slot = %(slot)s
 FOR UPDATE
 """
 
-TAKE_OVER_CLAIM = """
+# One attempt that did not finish its slot, as an attempt_history entry (the row's values before the update).
+_ATTEMPT_ENTRY = """jsonb_build_array(jsonb_build_object(
+    'attempt', attempts, 'try_number', try_number, 'claimed_by', claimed_by, 'dag_run_id', dag_run_id,
+    'at', %(now)s::timestamptz, 'error', {error}))"""
+
+TAKE_OVER_CLAIM = (
+    """
 UPDATE cron_job_results
-SET status = 'claimed', claim_token = %(token)s, claimed_by = %(claimed_by)s,
+SET attempt_history = CASE WHEN %(note)s::text IS NULL THEN attempt_history
+                           ELSE attempt_history || """
+    + _ATTEMPT_ENTRY.format(error="%(note)s::text")
+    + """ END,
+    status = 'claimed', claim_token = %(token)s, claimed_by = %(claimed_by)s,
     lease_expires_at = %(lease_expires_at)s, dag_run_id = %(dag_run_id)s, task_instance = %(task_instance)s,
     try_number = %(try_number)s, attempts = attempts + 1, takeovers = takeovers + %(takeover)s,
     updated_at = %(now)s,
@@ -167,6 +220,7 @@ SET status = 'claimed', claim_token = %(token)s, claimed_by = %(claimed_by)s,
 WHERE id = %(result_id)s
 RETURNING attempts
 """
+)
 
 SET_CRON_JOB_LOCKED = "UPDATE cron_jobs SET locked = %(locked)s WHERE id = %(cron_job_id)s"
 
@@ -181,13 +235,21 @@ VALUES (%(cron_job_id)s, %(alert_id)s, %(organization_id)s, %(slot)s, %(status)s
         %(error)s, %(details)s, %(dag_run_id)s)
 ON CONFLICT (cron_job_id, slot) DO UPDATE
 -- A claim abandoned on that slot (its worker died, e.g. with the scheduler that then stayed down past
--- the misfire window) is closed too, and fenced off (token cleared); a dead delivery stays unsent.
-SET status = CASE WHEN cron_job_results.status = 'sending' THEN 'failed' ELSE EXCLUDED.status END,
+-- the misfire window) is closed too, and fenced off (token cleared): a dead delivery is recorded as
+-- delivery_unknown (never resent), a slot still failing transiently when the window closed as failed;
+-- the run that closes it owns the row (its summary shows it).
+SET status = CASE cron_job_results.status WHEN 'sending' THEN 'delivery_unknown'
+                                          WHEN 'retrying' THEN 'failed'
+                                          ELSE EXCLUDED.status END,
     finished_at = EXCLUDED.finished_at, updated_at = EXCLUDED.updated_at, lease_expires_at = NULL,
-    claim_token = NULL, details = EXCLUDED.details,
-    error = concat_ws(E'\\n', cron_job_results.error,
-                      'abandoned by ' || cron_job_results.claimed_by || ' (' || cron_job_results.status || ')',
-                      EXCLUDED.error)
+    claim_token = NULL, details = EXCLUDED.details, dag_run_id = EXCLUDED.dag_run_id,
+    error = CASE WHEN cron_job_results.status = 'retrying'
+                 THEN concat_ws(E'\\n', cron_job_results.error,
+                                'gave up after ' || cron_job_results.attempts || ' attempt(s): still failing '
+                                || 'when the slot''s misfire window closed')
+                 ELSE concat_ws(E'\\n', cron_job_results.error,
+                                'abandoned by ' || cron_job_results.claimed_by || ' (' || cron_job_results.status
+                                || ')', EXCLUDED.error) END
 WHERE cron_job_results.status IN ('claimed', 'retrying', 'sending')
   AND (cron_job_results.lease_expires_at IS NULL OR cron_job_results.lease_expires_at <= EXCLUDED.updated_at)
 """
@@ -224,7 +286,10 @@ WITH job AS (
       AND EXISTS (SELECT 1 FROM job)
     RETURNING id
 ), advanced AS (
-    UPDATE cron_jobs SET locked = false, next_run_at = %(next_run_at)s
+    -- A next run later than the slot was set by a change made during the claim (update, resume): it stands.
+    UPDATE cron_jobs
+    SET locked = false,
+        next_run_at = CASE WHEN next_run_at > %(slot)s THEN next_run_at ELSE %(next_run_at)s END
     WHERE id = %(cron_job_id)s AND EXISTS (SELECT 1 FROM result)
     RETURNING id
 ), threshold_state AS (
@@ -245,11 +310,16 @@ SET status = 'skipped', finished_at = %(now)s, updated_at = %(now)s, lease_expir
 WHERE id = %(result_id)s
 """
 
-RELEASE_FOR_RETRY = """
+RELEASE_FOR_RETRY = (
+    """
 UPDATE cron_job_results
-SET status = 'retrying', lease_expires_at = NULL, updated_at = %(now)s, error = %(error)s
+SET status = 'retrying', lease_expires_at = NULL, updated_at = %(now)s, error = %(error)s,
+    attempt_history = attempt_history || """
+    + _ATTEMPT_ENTRY.format(error="%(error)s::text")
+    + """
 WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed'
 """
+)
 
 # The slot before this one: failure notices go out on the first failure of a streak only.
 PREVIOUS_RESULT = """
@@ -262,11 +332,153 @@ RUN_SUMMARY = """
 SELECT status, count(*) AS n FROM cron_job_results WHERE dag_run_id = %(run_id)s GROUP BY status
 """
 
+# By cron_job_id, so a deleted alert's ledger (kept for audit) stays readable.
 ALERT_HISTORY = """
-SELECT r.slot, r.status, r.value, r.error, r.attachment
-FROM cron_job_results r JOIN kpi_alerts ka ON ka.cron_job_id = r.cron_job_id
+SELECT r.slot, r.status, r.value, r.previous_value, r.error, r.attachment, r.attachment_bytes, r.delivery,
+       r.recipients, r.started_at, r.finished_at, r.dag_run_id, r.task_instance, r.try_number, r.attempts,
+       r.details
+FROM cron_job_results r
+WHERE r.cron_job_id = %(cron_job_id)s AND (%(status)s::text IS NULL OR r.status = %(status)s)
+ORDER BY r.slot DESC LIMIT %(limit)s OFFSET %(offset)s
+"""
+
+COUNT_HISTORY = """
+SELECT count(*) AS n FROM cron_job_results r
+WHERE r.cron_job_id = %(cron_job_id)s AND (%(status)s::text IS NULL OR r.status = %(status)s)
+"""
+
+# --- the lifecycle: update, pause / resume, delete, events ------------------------------------
+
+# The row a change works on, locked so that a concurrent change (or claim) is serialised with it.
+LOCK_ALERT_FOR_CHANGE = """
+SELECT cj.id, cj.locked, cj.master_locked, cj.next_run_at
+FROM kpi_alerts ka JOIN cron_jobs cj ON cj.id = ka.cron_job_id
 WHERE ka.id = %(alert_id)s
-ORDER BY r.slot DESC LIMIT %(limit)s
+FOR UPDATE OF cj, ka
+"""
+
+UPDATE_ALERT = """
+UPDATE kpi_alerts
+SET organization_id = %(organization_id)s, graph_id = %(graph_id)s, dashboard_id = %(dashboard_id)s,
+    alert_name = %(alert_name)s, recipients = %(recipients)s, is_active = %(is_active)s,
+    cube_query = %(cube_query)s, owners = %(owners)s, dashboard_url = %(dashboard_url)s, message = %(message)s,
+    updated_at = %(now)s
+WHERE id = %(id)s
+"""
+
+UPDATE_SCHEDULE = """
+UPDATE kpi_schedules
+SET frequency_interval = %(frequency_interval)s, schedule_hour = %(schedule_hour)s,
+    schedule_minute = %(schedule_minute)s, selected_days = %(selected_days)s::smallint[],
+    timezone = %(timezone)s, gating_condition = %(gating_condition)s, attachment_type = %(attachment_type)s,
+    updated_at = %(now)s
+WHERE kpi_alert_id = %(kpi_alert_id)s
+"""
+
+UPDATE_THRESHOLD = """
+UPDATE kpi_thresholds
+SET condition = %(condition)s, threshold_value = %(threshold_value)s, timezone = %(timezone)s,
+    kpi_measure = %(kpi_measure)s, rearm_minutes = %(rearm_minutes)s,
+    notify_on_recovery = %(notify_on_recovery)s, on_no_data = %(on_no_data)s, on_error = %(on_error)s,
+    updated_at = %(now)s
+WHERE kpi_alert_id = %(kpi_alert_id)s
+"""
+
+# What is measured, or against what, changed: the anti-spam state starts again from OK.
+RESET_THRESHOLD_STATE = """
+UPDATE kpi_thresholds
+SET state = 'OK', last_value = NULL, last_notified_at = NULL, last_evaluated_at = NULL,
+    state_changed_at = %(now)s
+WHERE kpi_alert_id = %(kpi_alert_id)s
+"""
+
+SET_NEXT_RUN = "UPDATE cron_jobs SET next_run_at = %(next_run_at)s WHERE id = %(cron_job_id)s"
+
+SET_PAUSED = """
+UPDATE cron_jobs SET master_locked = %(paused)s, next_run_at = coalesce(%(next_run_at)s, next_run_at)
+WHERE id = %(cron_job_id)s
+"""
+
+# Pausing many (an organization, or every KPI alert — never the database's other cron jobs).
+PAUSE_ALERTS = """
+UPDATE cron_jobs cj SET master_locked = true
+FROM kpi_alerts ka
+WHERE ka.cron_job_id = cj.id AND NOT cj.master_locked
+  AND (%(organization_id)s::bigint IS NULL OR ka.organization_id = %(organization_id)s)
+RETURNING ka.id AS alert_id, ka.organization_id, cj.id AS cron_job_id
+"""
+
+LOCK_PAUSED_ALERTS = """
+SELECT ka.id AS alert_id FROM kpi_alerts ka JOIN cron_jobs cj ON cj.id = ka.cron_job_id
+WHERE cj.master_locked AND (%(organization_id)s::bigint IS NULL OR ka.organization_id = %(organization_id)s)
+ORDER BY ka.id
+FOR UPDATE OF cj
+"""
+
+RESUME_ALERTS = """
+UPDATE cron_jobs cj SET master_locked = false, next_run_at = v.next_run_at
+FROM unnest(%(cron_job_ids)s::bigint[], %(next_runs)s::timestamptz[]) AS v(cron_job_id, next_run_at)
+WHERE cj.id = v.cron_job_id
+"""
+
+# Deleting keeps the cron_jobs row as a paused tombstone, so the ledger rows that reference it stay
+# (cron_job_results.cron_job_id cascades from cron_jobs, and may be the user's own table).
+DELETE_ALERT = "DELETE FROM kpi_alerts WHERE id = %(alert_id)s"
+
+TOMBSTONE_CRON_JOB = """
+UPDATE cron_jobs SET master_locked = true, next_run_at = NULL WHERE id = %(cron_job_id)s
+"""
+
+COUNT_LEDGER_ROWS = "SELECT count(*) AS n FROM cron_job_results WHERE cron_job_id = %(cron_job_id)s"
+
+INSERT_EVENT = """
+INSERT INTO kpi_alert_events (kpi_alert_id, cron_job_id, organization_id, action, actor, at, definition, details)
+VALUES (%(alert_id)s, %(cron_job_id)s, %(organization_id)s, %(action)s, %(actor)s, %(now)s, %(definition)s,
+        %(details)s)
+"""
+
+INSERT_EVENTS = """
+INSERT INTO kpi_alert_events (kpi_alert_id, cron_job_id, organization_id, action, actor, at)
+SELECT v.alert_id, v.cron_job_id, v.organization_id, %(action)s, %(actor)s, %(now)s
+FROM unnest(%(alert_ids)s::bigint[], %(cron_job_ids)s::bigint[], %(organization_ids)s::bigint[])
+     AS v(alert_id, cron_job_id, organization_id)
+"""
+
+ALERT_EVENTS = """
+SELECT action, actor, at, details FROM kpi_alert_events
+WHERE kpi_alert_id = %(alert_id)s ORDER BY at DESC, id DESC LIMIT %(limit)s
+"""
+
+DELETED_ALERT = """
+SELECT cron_job_id, definition, at FROM kpi_alert_events
+WHERE kpi_alert_id = %(alert_id)s AND action = 'deleted' ORDER BY id DESC LIMIT 1
+"""
+
+# Paused alerts whose slot came due (cron_jobs_paused_due_idx): each is recorded as skipped and moved on.
+PAUSED_DUE_ALERTS = """
+SELECT ka.id AS alert_id FROM cron_jobs cj JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
+WHERE cj.master_locked AND cj.next_run_at <= %(logical_time)s AND NOT cj.locked
+ORDER BY cj.next_run_at, cj.id
+LIMIT %(limit)s
+"""
+
+RECORD_PAUSED_SLOT = """
+WITH job AS (
+    SELECT id FROM cron_jobs
+    WHERE id = %(cron_job_id)s AND master_locked AND next_run_at = %(slot)s AND NOT locked
+    FOR UPDATE SKIP LOCKED
+), skipped AS (
+    INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at,
+                                  finished_at, updated_at, error, details, dag_run_id)
+    SELECT id, %(alert_id)s, %(organization_id)s, %(slot)s, 'skipped', %(now)s, %(now)s, %(now)s,
+           'paused by an operator', '{"reason": "paused"}', %(dag_run_id)s
+    FROM job
+    ON CONFLICT (cron_job_id, slot) DO NOTHING
+    RETURNING id
+)
+UPDATE cron_jobs SET next_run_at = %(next_run_at)s
+WHERE id IN (SELECT id FROM job)
+RETURNING (SELECT count(*) FROM skipped) AS recorded
 """
 
 # retention.prune_results(): created_at is the database's wall clock, so is the cut-off (like with like).

@@ -58,6 +58,7 @@ def claim_settings() -> ClaimSettings:
 
 def find_due_alerts(context: Any) -> list[dict[str, Any]]:
     """List due alerts as map items: one alert per item, or batches when there are many."""
+    from kpi_alerts.ledger.alert_changes import record_paused_slots
     from kpi_alerts.ledger.due_alerts import initialise_first_runs, list_due_alerts, park_inactive_alerts
 
     logical_time = logical_time_of(context)
@@ -65,6 +66,9 @@ def find_due_alerts(context: Any) -> list[dict[str, Any]]:
     threshold = min(int(_variable("kpi_alerts_batch_threshold", "500")), MAX_MAP_LENGTH - 1)
     with _db_connection() as conn:
         park_inactive_alerts(conn, logical_time=logical_time)
+        paused = record_paused_slots(conn, logical_time=logical_time, dag_run_id=context["run_id"])
+        if paused:
+            log.info("%d paused alert(s) had a slot due: recorded as skipped (paused by an operator)", paused)
         initialised = initialise_first_runs(
             conn, logical_time=logical_time, misfire_window=settings.misfire_window
         )
@@ -136,9 +140,12 @@ def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
 
 
 def summarize(context: Any) -> dict[str, Any]:
-    """Count this run's ledger rows by status (reads the ledger, so failed tasks are counted too),
-    and prune finished ledger rows older than ``kpi_alerts_retention_days``."""
+    """Count this run's ledger rows by status (reads the ledger, so failed tasks are counted too), prune
+    finished ledger rows older than ``kpi_alerts_retention_days``, and fail — so the run shows red — when
+    anything went wrong: a failed slot, a delivery never confirmed, a claim left unfinished, or a task
+    of the run that did not succeed (the due listing itself, a map item that crashed)."""
     from kpi_alerts.ledger import queries
+    from kpi_alerts.ledger.claims import UNFINISHED
     from kpi_alerts.ledger.retention import prune_results
 
     retention = timedelta(days=float(_variable("kpi_alerts_retention_days", "90")))
@@ -149,12 +156,34 @@ def summarize(context: Any) -> dict[str, Any]:
         log.info("Pruned %d ledger row(s) older than %s", pruned, retention)
     counts = Counter({r["status"]: r["n"] for r in rows})
     log.info("KPI alerts run %s: %s", context["run_id"], dict(counts) or "nothing was due")
+    problems = []
     if counts["failed"]:
+        problems.append(f"{counts['failed']} alert(s) failed (see cron_job_results.error)")
+    if counts["delivery_unknown"]:
+        problems.append(
+            f"{counts['delivery_unknown']} message(s) were transmitted but never confirmed by the SMTP server; "
+            "not resent (status delivery_unknown: check and replay if needed)"
+        )
+    unfinished = {status: counts[status] for status in sorted(UNFINISHED) if counts[status]}
+    if unfinished:
+        problems.append(f"{sum(unfinished.values())} slot(s) left unfinished {unfinished}")
+    not_succeeded = _tasks_not_succeeded(context)
+    if not_succeeded:
+        problems.append(f"task(s) that did not succeed: {', '.join(not_succeeded)}")
+    if problems:
         from airflow.sdk.exceptions import AirflowFailException
 
         # The other alerts were processed; failing here makes the run itself show red in the UI.
-        raise AirflowFailException(
-            f"{counts['failed']} alert(s) failed in this run; see the failed task instances "
-            "and cron_job_results.error"
-        )
+        raise AirflowFailException("; ".join(problems))
     return dict(counts)
+
+
+def _tasks_not_succeeded(context: Any) -> list[str]:
+    """This run's other task instances that failed (or never ran because an upstream one failed)."""
+    ti = context["ti"]
+    states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+    return sorted(
+        key
+        for key, state in states.items()
+        if key != ti.task_id and str(state) in {"failed", "upstream_failed"}
+    )

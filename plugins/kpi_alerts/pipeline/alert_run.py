@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from kpi_alerts.alerts.definition import AlertDefinition
-from kpi_alerts.errors import AlertValidationError, KpiAlertError, PermanentAlertError, TransientAlertError
+from kpi_alerts.errors import (
+    AlertValidationError,
+    DeliveryUnknown,
+    KpiAlertError,
+    PermanentAlertError,
+    TransientAlertError,
+)
 from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.ledger import queries
 from kpi_alerts.ledger.alert_store import load_alert
 from kpi_alerts.ledger.claims import (
     Claim,
@@ -28,8 +34,10 @@ from kpi_alerts.ledger.claims import (
     NotClaimed,
     Outcome,
     ThresholdStateUpdate,
+    cancel_sending,
     claim_slot,
     finish_claim,
+    may_retry_at_a_later_tick,
     release_for_retry,
     start_sending,
 )
@@ -38,6 +46,7 @@ from kpi_alerts.reports.context import MessageKind, ReportContext, describe_peri
 
 if TYPE_CHECKING:
     from kpi_alerts.conditions.threshold_state import Transition
+    from kpi_alerts.reports import Attachment
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +97,22 @@ def process_alert(
         log.warning("Alert %s: %s", alert_id, exc)
         return AlertRun(alert_id, "skipped", str(exc), claim.slot.isoformat())
     except TransientAlertError as exc:
-        if not settings.final_attempt:
+        # The next Airflow try resumes the slot; after the last one, a later tick (inside the misfire window).
+        later_tick = settings.final_attempt and may_retry_at_a_later_tick(
+            claim, logical_time=settings.logical_time, settings=settings.claim
+        )
+        if not settings.final_attempt or later_tick:
             release_for_retry(conn, claim, now=settings.clock(), error=str(exc))
+            if later_tick:
+                until = (claim.slot + settings.claim.misfire_window).isoformat()
+                raise TransientAlertError(
+                    f"{exc} (attempt {claim.attempts}; later ticks retry the slot until {until})"
+                ) from exc
             raise
         reason = f"{exc} (gave up after {claim.attempts} attempt(s))"
+    except DeliveryUnknown as exc:
+        _fail(conn, alert, claim, str(exc), mailer=mailer, settings=settings, status="delivery_unknown")
+        raise AlertFailed(f"alert {alert.alert_id} ({alert.alert_name}): {exc}") from None
     except KpiAlertError as exc:
         reason = str(exc)
     except Exception as exc:
@@ -109,8 +130,10 @@ def _fail(
     *,
     mailer: Mailer,
     settings: RunSettings,
+    status: str = "failed",
 ) -> None:
-    """Record the slot as failed (and a threshold alert's ERROR state), then notify if due."""
+    """Record the slot as failed (or ``delivery_unknown``) and a threshold alert's ERROR state, then
+    notify if due."""
     from kpi_alerts.delivery.error_notices import report_failure_needs_notice, send_error_notice
 
     notify: tuple[str, ...] = ()
@@ -124,7 +147,7 @@ def _fail(
     elif report_failure_needs_notice(conn, alert, claim):
         notify = alert.owners
     finish_claim(
-        conn, alert, claim, Outcome("failed", error=reason), now=settings.clock(), threshold_state=state
+        conn, alert, claim, Outcome(status, error=reason), now=settings.clock(), threshold_state=state
     )
     if notify:
         send_error_notice(alert, claim, reason, notify, mailer=mailer, settings=settings)
@@ -247,45 +270,29 @@ class _SlotRun:
         condition: str | None = None,
         threshold_state: ThresholdStateUpdate | None = None,
     ) -> AlertRun:
-        from kpi_alerts.delivery.email_message import build_message
-        from kpi_alerts.reports import render_attachment
-
-        kpi = data.measures[0] if data.measures else None
-        if self.alert.threshold is not None and self.alert.threshold.kpi_measure:
-            kpi = data.column(self.alert.threshold.kpi_measure)
-        ctx = ReportContext(
-            alert_name=self.alert.alert_name,
-            organization_id=self.alert.organization_id,
-            timezone=self.alert.timezone,
-            slot=self.claim.slot,
-            period=describe_period(self.alert.cube_query),
-            generated_at=self.settings.clock(),
+        message, attachment = compose_message(
+            self.alert,
+            data,
             kind=kind,
-            kpi=kpi,
-            kpi_value=value,  # None for reports: the renderers show the latest complete period's value
-            previous_value=previous,
-            condition=condition,
-            dashboard_url=self.alert.dashboard_url,
-            message=self.alert.message,
-        )
-        attachment = None
-        if kind == "report" and self.alert.attachment_type:
-            attachment = render_attachment(self.alert.attachment_type, data, ctx, self.work_dir)  # type: ignore[arg-type]
-        message = build_message(
-            ctx=ctx,
-            data=data,
-            recipients=list(self.alert.recipients),
-            sender=self.settings.sender,
-            attachment=attachment,
-            max_attachment_bytes=self.settings.max_attachment_bytes,
+            slot=self.claim.slot,
+            settings=self.settings,
+            work_dir=self.work_dir,
+            recipients=self.alert.recipients,
             message_key=f"{self.alert.cron_job_id}:{self.claim.slot.isoformat()}",
+            value=value,
+            previous=previous,
+            condition=condition,
         )
         start_sending(self.conn, self.claim, now=self.settings.clock(), settings=self.settings.claim)
         try:
             delivery = self.mailer.deliver(message)
+        except DeliveryUnknown:
+            raise  # the slot stays 'sending' until recorded as delivery_unknown: never resent
         except KpiAlertError:
-            _reclaim_after_failed_send(self.conn, self.claim, self.settings)
+            cancel_sending(self.conn, self.claim)  # refused: nothing went out, so it may be tried again
             raise
+        except Exception as exc:  # a mailer's bug: we cannot tell whether anything went out
+            raise DeliveryUnknown(f"delivery failed unexpectedly: {type(exc).__name__}: {exc}") from exc
         attached = attachment is not None and attachment.size <= self.settings.max_attachment_bytes
         outcome = Outcome(
             "sent",
@@ -318,10 +325,56 @@ class _SlotRun:
         return AlertRun(self.alert.alert_id, outcome.status, detail, self.claim.slot.isoformat())
 
 
-def _reclaim_after_failed_send(conn: psycopg.Connection[Any], claim: Claim, settings: RunSettings) -> None:
-    """The SMTP server refused before accepting: the message did not go out, so 'sending' is undone."""
-    with conn.transaction():
-        conn.execute(queries.UNDO_SENDING, {"result_id": claim.result_id, "token": claim.token})
+def compose_message(
+    alert: AlertDefinition,
+    data: KpiData,
+    *,
+    kind: MessageKind,
+    slot: datetime,
+    settings: RunSettings,
+    work_dir: Path,
+    recipients: Sequence[str],
+    message_key: str,
+    value: Any = None,
+    previous: Any = None,
+    condition: str | None = None,
+) -> tuple[EmailMessage, Attachment | None]:
+    """The message (and its attachment) that recipients get: the one code path for a run, a test send
+    and a preview (:mod:`kpi_alerts.pipeline.trial`)."""
+    from kpi_alerts.delivery.email_message import build_message
+    from kpi_alerts.reports import render_attachment
+
+    kpi = data.measures[0] if data.measures else None
+    if alert.threshold is not None and alert.threshold.kpi_measure:
+        kpi = data.column(alert.threshold.kpi_measure)
+    ctx = ReportContext(
+        alert_name=alert.alert_name,
+        organization_id=alert.organization_id,
+        timezone=alert.timezone,
+        slot=slot,
+        period=describe_period(alert.cube_query),
+        generated_at=settings.clock(),
+        kind=kind,
+        kpi=kpi,
+        kpi_value=value,  # None for reports: the renderers show the latest complete period's value
+        previous_value=previous,
+        condition=condition,
+        dashboard_url=alert.dashboard_url,
+        message=alert.message,
+    )
+    attachment = None
+    if kind == "report" and alert.attachment_type:
+        attachment = render_attachment(alert.attachment_type, data, ctx, work_dir)  # type: ignore[arg-type]
+    message = build_message(
+        ctx=ctx,
+        data=data,
+        recipients=list(recipients),
+        sender=settings.sender,
+        attachment=attachment,
+        max_attachment_bytes=settings.max_attachment_bytes,
+        message_key=message_key,
+    )
+    return message, attachment
 
 
 def _transition(alert: AlertDefinition, observation: str, now: datetime) -> Transition:

@@ -47,10 +47,11 @@ class ReportContext:
 
 def describe_period(query: Mapping[str, Any]) -> str:
     """The query's date range as people read it: ``last 7 days``, ``2026-11-01 to 2026-11-07``."""
-    for td in query.get("timeDimensions") or ():
-        date_range = td.get("dateRange")
+    time_dimensions = query.get("timeDimensions") if isinstance(query, Mapping) else None
+    for td in time_dimensions if isinstance(time_dimensions, list) else ():
+        date_range = td.get("dateRange") if isinstance(td, Mapping) else None
         if isinstance(date_range, str):
-            return date_range
+            return date_range[:100]
         if isinstance(date_range, list | tuple) and len(date_range) == 2:
-            return f"{date_range[0]} to {date_range[1]}"
+            return f"{date_range[0]} to {date_range[1]}"[:100]
     return "all time"

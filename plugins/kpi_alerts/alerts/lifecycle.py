@@ -1,0 +1,163 @@
+"""What a change to a stored alert means, decided without the database.
+
+An update is a JSON merge patch (RFC 7396) on the alert's spec: the fields given replace the stored
+ones (objects are merged, ``null`` removes an optional field), and the result is validated exactly as
+a new alert is (:func:`kpi_alerts.ledger.alert_store.validate_alert_spec`). The rules:
+
+- the alert's kind (schedule / threshold) cannot change: delete it and create a new one;
+- when the schedule's timing (interval, hour, minute, days, timezone) changes, the next run is the
+  new schedule's first slot after now; otherwise the stored next run stands (a slot already due is
+  still sent, under the new definition);
+- when what a threshold alert measures or compares against changes (query, measure, condition,
+  threshold value), its state (OK / TRIGGERED / ...) starts again from OK;
+- a claim in flight finishes under the definition it loaded.
+
+Resuming a paused alert never fires a backlog: its next run is its first slot after now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kpi_alerts.alerts.definition import AlertDefinition
+from kpi_alerts.alerts.spec import AlertSpec
+from kpi_alerts.errors import AlertValidationError
+
+TIMING_FIELDS = ("frequency_interval", "schedule_hour", "schedule_minute", "selected_days", "timezone")
+MEASURED_FIELDS = ("condition", "threshold_value", "kpi_measure")
+
+
+def spec_of(alert: AlertDefinition) -> dict[str, Any]:
+    """The stored alert as the JSON spec that created it (what ``show`` prints and a patch applies to)."""
+    spec: dict[str, Any] = {
+        "organization_id": alert.organization_id,
+        "alert_name": alert.alert_name,
+        "recipients": list(alert.recipients),
+        "cube_query": dict(alert.cube_query),
+        "graph_id": alert.graph_id,
+        "dashboard_id": alert.dashboard_id,
+        "dashboard_url": alert.dashboard_url,
+        "message": alert.message,
+        "owners": list(alert.owners),
+        "is_active": alert.is_active,
+    }
+    if alert.schedule is not None:
+        s = alert.schedule
+        spec["schedule"] = {
+            "frequency_interval": s.frequency_interval,
+            "schedule_hour": s.schedule_hour,
+            "schedule_minute": s.schedule_minute,
+            "selected_days": list(s.selected_days),
+            "timezone": s.timezone,
+            "gating_condition": dict(alert.gating_condition) if alert.gating_condition is not None else None,
+            "attachment_type": alert.attachment_type,
+        }
+    if alert.threshold is not None:
+        t = alert.threshold
+        spec["threshold"] = {
+            "condition": t.condition,
+            "threshold_value": str(t.threshold_value),
+            "timezone": t.timezone,
+            "kpi_measure": t.kpi_measure,
+            "rearm_minutes": t.rearm_minutes,
+            "notify_on_recovery": t.notify_on_recovery,
+            "on_no_data": t.on_no_data,
+            "on_error": t.on_error,
+        }
+    return spec
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396: objects merge key by key, ``null`` removes a key, anything else replaces."""
+    if not isinstance(patch, Mapping):
+        return patch
+    merged = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+@dataclass(frozen=True)
+class UpdatePlan:
+    """What :func:`kpi_alerts.ledger.alert_store.update_alert` writes, in one transaction."""
+
+    spec: AlertSpec
+    next_run_at: datetime | None  # None: the stored next run stands
+    reset_threshold_state: bool
+    changed: tuple[str, ...]
+
+
+def plan_update(current: AlertDefinition, new_spec: AlertSpec, *, now: datetime) -> UpdatePlan:
+    """Decide what an already validated new spec changes for ``current``."""
+    if new_spec.alert_type != current.alert_type:
+        raise AlertValidationError(
+            f"alert {current.alert_id} is a {current.alert_type} alert and cannot become a "
+            f"{new_spec.alert_type} alert: delete it and create a new one"
+        )
+    old = _comparable(spec_of(current))
+    new = new_spec.model_dump(mode="json")
+    changed = tuple(sorted(_changed_paths(old, new)))
+    next_run_at = None
+    if new_spec.schedule is not None and any(f"schedule.{f}" in changed for f in TIMING_FIELDS):
+        from kpi_alerts.scheduling.schedule import Schedule, next_run_after
+
+        s = new_spec.schedule
+        schedule = Schedule(
+            s.frequency_interval, s.schedule_hour, s.schedule_minute, tuple(s.selected_days), s.timezone
+        )
+        next_run_at = next_run_after(schedule, now)
+    reset = current.threshold is not None and (
+        "cube_query" in changed or any(f"threshold.{f}" in changed for f in MEASURED_FIELDS)
+    )
+    return UpdatePlan(new_spec, next_run_at, reset, changed)
+
+
+def _comparable(spec: dict[str, Any]) -> dict[str, Any]:
+    """The stored spec in the form a parsed one dumps to (e.g. threshold values as decimal strings)."""
+    from pydantic import ValidationError
+
+    try:
+        return AlertSpec.model_validate(spec).model_dump(mode="json")
+    except ValidationError:  # a row written by plain SQL that no longer passes: compare as stored
+        return spec
+
+
+def _changed_paths(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    paths = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if isinstance(before, Mapping) and isinstance(after, Mapping) and key in ("schedule", "threshold"):
+            paths += _changed_paths(before, after, f"{prefix}{key}.")
+        elif before != after:
+            paths.append(f"{prefix}{key}")
+    return paths
+
+
+def resume_slot(alert: AlertDefinition, now: datetime) -> datetime:
+    """The next run of a resumed alert: its first slot strictly after now (no backlog)."""
+    return alert.next_slot_after(now.astimezone(UTC))
+
+
+def next_runs(alert: AlertDefinition, *, after: datetime, count: int = 5) -> list[datetime]:
+    """The alert's next ``count`` slots after ``after`` (UTC): what ``show`` and the UI list."""
+    runs: list[datetime] = []
+    cursor = after
+    for _ in range(count):
+        cursor = alert.next_slot_after(cursor)
+        runs.append(cursor)
+    return runs
+
+
+def describe_timing(alert: AlertDefinition) -> str:
+    """The schedule in words, with its timezone; threshold alerts are checked at the top of every hour."""
+    if alert.schedule is not None:
+        from kpi_alerts.scheduling.schedule import describe
+
+        return describe(alert.schedule)
+    return f"Checked every hour, at :00 UTC (values in {alert.timezone})"
