@@ -32,7 +32,7 @@ def validate_alert_spec(
     :param cube_meta: Cube's ``/v1/meta`` answer; when given, the query's members are checked too.
     """
     from kpi_alerts.conditions.gating_format import check_gate_measures, parse_gating_condition
-    from kpi_alerts.conditions.thresholds import parse_condition
+    from kpi_alerts.conditions.thresholds import parse_condition, validate_threshold
     from kpi_alerts.cube.rest_format import check_query_shape
     from kpi_alerts.delivery.recipients import validate_recipients
     from kpi_alerts.scheduling.schedule import Schedule
@@ -56,11 +56,22 @@ def validate_alert_spec(
         gate = parse_gating_condition(spec.schedule.gating_condition)
         if gate is not None:
             check_gate_measures(gate, spec.cube_query)
+        canonical_gate = gate.to_json() if gate is not None else None  # stored as the format writes it
+        spec = spec.model_copy(
+            update={"schedule": spec.schedule.model_copy(update={"gating_condition": canonical_gate})}
+        )
     if spec.threshold is not None:
-        parse_condition(spec.threshold.condition)
+        condition = parse_condition(spec.threshold.condition)
         Schedule("hour", 0, 0, (), spec.threshold.timezone).validate()
-        if not spec.threshold.threshold_value.is_finite():
-            raise AlertValidationError("threshold_value must be a finite number")
+        validate_threshold(condition, spec.threshold.threshold_value)  # finite; percentages >= 0
+        kpi_measure = spec.threshold.kpi_measure
+        if kpi_measure is not None and kpi_measure not in spec.cube_query["measures"]:
+            raise AlertValidationError(
+                f"kpi_measure {kpi_measure[:100]!r} is not one of the query's measures"
+            )
+        spec = spec.model_copy(  # "greater_than", ">" ... are stored as the column's spelling
+            update={"threshold": spec.threshold.model_copy(update={"condition": condition.value})}
+        )
     if cube_meta is not None:
         from kpi_alerts.cube.rest_format import validate_cube_query
 
