@@ -49,11 +49,14 @@ bench: install
 
 install: $(VENV)/.installed cube/node_modules/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+## The package itself is installed editable (no deps: requirements.txt pins them), which registers it
+## as an Airflow provider (the `cube` connection type, operators, notifier; see pyproject.toml).
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(MAKE) system-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 cube/node_modules/.installed: cube/package.json cube/package-lock.json

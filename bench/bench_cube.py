@@ -42,7 +42,7 @@ def main(n: int = 200) -> None:
     cube = ensure_cube(ensure_postgres())
     os.environ["AIRFLOW_CONN_CUBE_DEFAULT"] = json.dumps(
         {
-            "conn_type": "http",
+            "conn_type": "cube",
             "host": "127.0.0.1",
             "port": cube.port,
             "schema": "http",

@@ -47,7 +47,7 @@ def airflow_env(stack: Stack, airflow_home: Path, *, production: bool = True) ->
         "AIRFLOW_CONN_KPI_ALERTS_DB": stack.alerts_db_url,
         "AIRFLOW_CONN_CUBE_DEFAULT": json.dumps(
             {
-                "conn_type": "http",
+                "conn_type": "cube",
                 "host": cube_host,
                 "port": int(cube_port),
                 "schema": "http",

@@ -7,3 +7,8 @@ RUN apt-get update \
 USER airflow
 COPY requirements.txt /requirements.txt
 RUN pip install --no-cache-dir -r /requirements.txt
+# The package as an Airflow provider (the `cube` connection type, operators, notifier): installed
+# editable from /opt/airflow/plugins, where docker-compose mounts ./plugins.
+COPY --chown=airflow pyproject.toml /opt/airflow/pyproject.toml
+COPY --chown=airflow plugins/kpi_alerts /opt/airflow/plugins/kpi_alerts
+RUN pip install --no-cache-dir --no-deps -e /opt/airflow

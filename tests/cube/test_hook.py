@@ -23,9 +23,13 @@ ORG2 = {"organization_id": 2}
 
 
 def set_conn(
-    monkeypatch: pytest.MonkeyPatch, port: int, conn_id: str = "CUBE_DEFAULT", **fields: Any
+    monkeypatch: pytest.MonkeyPatch,
+    port: int,
+    conn_id: str = "CUBE_DEFAULT",
+    conn_type: str = "cube",
+    **fields: Any,
 ) -> None:
-    conn = {"conn_type": "http", "host": "127.0.0.1", "port": port, "schema": "http", **fields}
+    conn = {"conn_type": conn_type, "host": "127.0.0.1", "port": port, "schema": "http", **fields}
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id}", json.dumps(conn))
 
 
@@ -37,7 +41,7 @@ def cube_conn(monkeypatch: pytest.MonkeyPatch, cube_server: CubeServer) -> None:
 class TestHook:
     def test_attributes(self) -> None:
         assert (CubeHook.conn_name_attr, CubeHook.default_conn_name) == ("cube_conn_id", "cube_default")
-        assert (CubeHook.conn_type, CubeHook.hook_name) == ("http", "Cube.js")
+        assert (CubeHook.conn_type, CubeHook.hook_name) == ("cube", "Cube.js")
 
     def test_init_reads_nothing(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("AIRFLOW_CONN_CUBE_DEFAULT", raising=False)
@@ -50,6 +54,15 @@ class TestHook:
             assert isinstance(hook.get_conn(), CubeClient) and hook.get_conn() is hook.get_conn()
         assert data.rows == client.load(QUERY, security_context=ORG2, timezone="Europe/Berlin").rows
         assert data.rows and data.timezone == "Europe/Berlin"
+
+    def test_http_connection_made_before_the_provider_still_works(
+        self, monkeypatch: pytest.MonkeyPatch, cube_server: CubeServer, client: CubeClient
+    ) -> None:
+        set_conn(monkeypatch, cube_server.port, conn_type="http", password=cube_server.api_secret)
+        with CubeHook() as hook:
+            data = hook.load(QUERY, security_context=ORG2, timezone="UTC")
+            assert hook.test_connection()[0]
+        assert data.rows and data.rows == client.load(QUERY, security_context=ORG2, timezone="UTC").rows
 
     def test_extras(self, monkeypatch: pytest.MonkeyPatch, cube_server: CubeServer) -> None:
         extra = {

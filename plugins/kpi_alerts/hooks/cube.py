@@ -1,10 +1,14 @@
 """``CubeHook``: the Airflow connection ``cube_default`` turned into a :class:`CubeClient`.
 
-The connection uses the built-in ``http`` type (a plugin cannot register a connection type)::
+The connection type is ``cube``, registered by this package as an Airflow provider (see
+:mod:`kpi_alerts.get_provider_info`: form fields in the UI, "Test connection")::
 
-    AIRFLOW_CONN_CUBE_DEFAULT='{"conn_type": "http", "host": "cube.internal", "port": 4000,
+    AIRFLOW_CONN_CUBE_DEFAULT='{"conn_type": "cube", "host": "cube.internal", "port": 4000,
         "schema": "https", "password": "<CUBEJS_API_SECRET>",
         "extra": {"security_context": {"region": "eu"}, "continue_wait_deadline": 120}}'
+
+Connections of type ``http`` made before the package was a provider keep working: the hook reads
+the same fields whatever the type (only Airflow's "Test connection" then runs ``HttpHook``'s test).
 
 ``password`` is the HS256 API secret (a token is minted per request with the alert's
 ``organization_id``); alternatively ``extra.token`` is a pre-made token, used verbatim. Other extras:
@@ -39,7 +43,7 @@ _NUMERIC_EXTRAS = {
 class CubeHook(BaseHook):
     """Run Cube.js queries for one organization at a time.
 
-    :param cube_conn_id: the Airflow connection (``http`` type) of the Cube REST API.
+    :param cube_conn_id: the Airflow connection (type ``cube``, or ``http``) of the Cube REST API.
     :param logger_name: see :class:`~airflow.sdk.BaseHook`.
     :param client_options: :class:`CubeClient` keyword arguments that override the connection's
         extras (e.g. ``retries=0`` or ``backoff=0.01`` in tests).
@@ -47,7 +51,7 @@ class CubeHook(BaseHook):
 
     conn_name_attr = "cube_conn_id"
     default_conn_name = "cube_default"
-    conn_type = "http"
+    conn_type = "cube"
     hook_name = "Cube.js"
 
     def __init__(
