@@ -100,7 +100,8 @@ def test_a_row_nested_3000_deep_fails_alone_and_the_others_are_sent(
         "WHERE ka.id = ANY(%(ids)s)",
         {"ids": [deep_query, deep_gate]},
     ).fetchone()
-    assert parked is not None and parked["t"] >= LOGICAL_TIME + timedelta(hours=23)  # next slot, not next tick
+    next_slot = LOGICAL_TIME + timedelta(hours=23)
+    assert parked is not None and parked["t"] >= next_slot  # its next slot, not the next tick
     assert str(dag_run.state) == "failed"  # a failed slot: the run is not green
 
     capsys.readouterr()
