@@ -328,6 +328,7 @@ def _list(conn: Any, args: argparse.Namespace) -> int:
             print(
                 f"{a['id']:>6}  org {a['organization_id']:<5} {a['alert_type']:<9} {a['status']:<8} "
                 f"next {a['next_run_local'] or 'on first sight':<30} last {result:<30} {a['alert_name']}"
+                + (f"  [cannot run: {a['defect']}]" if a["defect"] else "")
             )
         offset += page
         if offset >= total:

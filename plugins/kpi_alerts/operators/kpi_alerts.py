@@ -133,6 +133,8 @@ def process_alerts(
     item: dict[str, Any], context: Any, settings: TaskSettings | None = None
 ) -> list[dict[str, Any]]:
     """Process one map item; every alert is attempted, then the task fails if any alert failed."""
+    import psycopg
+
     from kpi_alerts.delivery.mailers import OutboxMailer, SmtpMailer
     from kpi_alerts.hooks.cube import CubeHook
     from kpi_alerts.pipeline.alert_run import RunSettings, process_alert
@@ -168,6 +170,13 @@ def process_alerts(
                 failures.append(f"alert {alert['alert_id']}: {exc} (will retry)")
             except KpiAlertError as exc:
                 failures.append(str(exc))
+            except psycopg.Error:
+                raise  # the database is in trouble: Airflow's next try resumes the claims (claims.py)
+            except Exception as exc:  # one alert's bug never stops the others in this item
+                log.exception("alert %s: unexpected error", alert["alert_id"])
+                failures.append(
+                    f"alert {alert['alert_id']}: internal error: {type(exc).__name__}: {exc}"[:500]
+                )
     for result in results:
         log.info("alert %s: %s — %s", result["alert_id"], result["status"], result["detail"])
     if failures:
