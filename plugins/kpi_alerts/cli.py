@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import socket
 import sys
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kpi_alerts.errors import AlertValidationError, KpiAlertError
-from kpi_alerts.ledger.database import connect, resolve_db_url
+from kpi_alerts.ledger.database import DB_CONN_ID, connect
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +98,23 @@ def main(argv: list[str] | None = None) -> int:
     except KpiAlertError as exc:  # Cube or SMTP refused a test send, ...
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def resolve_db_url(explicit: str | None = None) -> str:
+    """The alerts database URL: ``explicit``, else the ``kpi_alerts_db`` Airflow connection.
+
+    The connection may come from ``AIRFLOW_CONN_KPI_ALERTS_DB`` or any Airflow secrets backend.
+    """
+    if explicit:
+        return explicit
+    env_value = os.environ.get("AIRFLOW_CONN_KPI_ALERTS_DB", "")
+    if env_value.startswith(("postgres://", "postgresql://")):
+        return env_value
+    # Lazy: Airflow (seconds to import) only when the connection is not given as a URL.
+    from airflow.models.connection import Connection
+
+    conn = Connection.get_connection_from_secrets(DB_CONN_ID)
+    return str(conn.get_uri()).replace("postgres://", "postgresql://", 1)
 
 
 def _message(exc: Exception) -> str:

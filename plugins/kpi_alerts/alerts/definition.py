@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.scheduling.schedule import Schedule, floor_to_hour_utc, next_hour_slot_after, next_run_after
+from kpi_alerts.vocabulary import AttachmentKind
 
 MICROSECOND = timedelta(microseconds=1)
 
@@ -53,7 +54,7 @@ class AlertDefinition:
     message: str | None = None
     schedule: Schedule | None = None
     gating_condition: Mapping[str, Any] | None = None
-    attachment_type: str | None = None
+    attachment_type: AttachmentKind | None = None
     threshold: ThresholdDefinition | None = None
     graph_id: int | None = None
     dashboard_id: int | None = None
@@ -126,7 +127,7 @@ class AlertDefinition:
             message=row["message"],
             schedule=schedule,
             gating_condition=gating_condition,
-            attachment_type=row["attachment_type"],
+            attachment_type=AttachmentKind(row["attachment_type"]) if row["attachment_type"] else None,
             threshold=threshold,
             graph_id=row.get("graph_id"),
             dashboard_id=row.get("dashboard_id"),

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.vocabulary import AttachmentKind
 
 
 class ScheduleSpec(BaseModel):
@@ -24,7 +25,7 @@ class ScheduleSpec(BaseModel):
     selected_days: list[int] = Field(default_factory=list)
     timezone: str = "UTC"
     gating_condition: dict[str, Any] | None = None
-    attachment_type: Literal["pdf", "excel", "csv"] | None = "csv"
+    attachment_type: AttachmentKind | None = AttachmentKind.CSV
 
 
 class ThresholdSpec(BaseModel):

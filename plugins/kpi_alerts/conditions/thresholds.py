@@ -15,10 +15,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.kpi_data import CellValue, Column, KpiData
+from kpi_alerts.scheduling.schedule import zone
+from kpi_alerts.vocabulary import ADDITIVE_AGGREGATIONS, GRANULARITIES
 
 
 class ThresholdCondition(StrEnum):
@@ -54,10 +56,6 @@ _ALIASES: Mapping[str, ThresholdCondition] = {
     "<>": _C.NOT_EQUAL,
 }
 
-#: Cube's built-in granularities: the ones whose bucket ends can be computed.
-GRANULARITIES = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
-#: Measure types whose values over several rows add up to a meaningful total.
-ADDITIVE_TYPES = frozenset({"count", "sum"})
 #: Enough digits that percent comparisons of any realistic KPI are exact.
 _EXACT = Context(prec=80)
 
@@ -175,7 +173,7 @@ def kpi_value(
     time_column = data.time_dimension
     if time_column is None:
         return KpiReading(_combine([row.get(column.key) for row in data.rows], column))
-    zone = _zone(data.timezone)
+    tz = zone(data.timezone)
     buckets: dict[datetime, list[CellValue]] = {}
     for row in data.rows:
         start = row.get(time_column.key)
@@ -183,7 +181,7 @@ def kpi_value(
             continue
         if not isinstance(start, datetime):
             raise AlertValidationError(f"{time_column.title} holds {start!r}, not a time")
-        start = start if start.utcoffset() is not None else start.replace(tzinfo=zone)
+        start = start if start.utcoffset() is not None else start.replace(tzinfo=tz)
         buckets.setdefault(start.astimezone(UTC), []).append(row.get(column.key))
     starts = sorted(start for start in buckets if start <= now)
     granularity = _granularity(time_column)
@@ -192,15 +190,15 @@ def kpi_value(
         complete = starts[:-1]
         previous_start = complete[-2] if len(complete) > 1 else None
     else:
-        complete = [start for start in starts if _shift(start, granularity, 1, zone) <= now]
-        previous_start = _shift(complete[-1], granularity, -1, zone) if complete else None
+        complete = [start for start in starts if _shift(start, granularity, 1, tz) <= now]
+        previous_start = _shift(complete[-1], granularity, -1, tz) if complete else None
     if not complete:
         return KpiReading(None)
     previous = buckets.get(previous_start) if previous_start is not None else None
     return KpiReading(
         _combine(buckets[complete[-1]], column),
         _combine(previous, column) if previous is not None else None,
-        complete[-1].astimezone(zone),
+        complete[-1].astimezone(tz),
     )
 
 
@@ -285,19 +283,12 @@ def _combine(cells: list[CellValue], column: Column) -> Decimal | None:
     values = [_as_decimal(cell, column) for cell in cells]
     if len(values) <= 1:
         return values[0] if values else None
-    if column.type not in ADDITIVE_TYPES:
+    if column.type not in ADDITIVE_AGGREGATIONS:
         raise AlertValidationError(
             f"the query returns {len(values)} rows for one period and {column.title} ({column.type}) "
             "cannot be added up: remove the extra dimensions or use a count or sum measure"
         )
     return _total(values)
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
-        raise AlertValidationError(f"unknown timezone {name!r}") from exc
 
 
 def _granularity(column: Column) -> str | None:

@@ -22,9 +22,10 @@ import jwt
 import requests
 import tenacity
 
-from kpi_alerts.cube.rest_format import check_timezone, kpi_data_from_result, total_order
+from kpi_alerts.cube.rest_format import kpi_data_from_result, total_order
 from kpi_alerts.errors import AlertValidationError, KpiAlertError, PermanentAlertError, TransientAlertError
 from kpi_alerts.kpi_data import KpiData
+from kpi_alerts.scheduling.schedule import zone
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class CubeClient:
         :raises CubeQueryError, CubeAuthError: permanent; :raises CubeTimeoutError,
             CubeUnavailableError: transient.
         """
-        check_timezone(timezone)  # both checked before anything is sent
+        zone(timezone)  # both checked before anything is sent
         self._auth_header(security_context)
         sent = copy.deepcopy(dict(query))
         sent["timezone"] = timezone

@@ -12,12 +12,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from kpi_alerts.errors import AlertValidationError, PermanentAlertError
 from kpi_alerts.kpi_data import CellValue, Column, ColumnKind, KpiData
+from kpi_alerts.scheduling.schedule import zone
+from kpi_alerts.vocabulary import GRANULARITIES
 
-GRANULARITIES = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
 FILTER_OPERATORS = frozenset(
     {
         "equals", "notEquals", "contains", "notContains", "startsWith", "notStartsWith", "endsWith",
@@ -81,17 +82,9 @@ def check_query_shape(query: object) -> None:
         raise AlertValidationError("invalid Cube query: " + "; ".join(problems))
 
 
-def check_timezone(timezone: str) -> ZoneInfo:
-    """Return the zone, or raise AlertValidationError for a name that is not an IANA timezone."""
-    try:
-        return ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise AlertValidationError(f"unknown timezone {timezone!r} (expected an IANA name)") from None
-
-
 def with_timezone(query: Mapping[str, Any], timezone: str) -> dict[str, Any]:
     """A copy of ``query`` that runs in ``timezone``: it decides bucketing and relative date ranges."""
-    check_timezone(timezone)
+    zone(timezone)
     return {**query, "timezone": timezone}
 
 
@@ -228,7 +221,7 @@ def validate_cube_query(query: object, meta: Mapping[str, Any], *, kpi_measure: 
     _check_paging_and_order(check, query)
     if "timezone" in query:
         try:
-            check_timezone(query["timezone"])
+            zone(query["timezone"])
         except AlertValidationError as exc:
             check.problems.append(str(exc))
     if query.get("responseFormat", "default") != "default":
@@ -311,7 +304,7 @@ def kpi_data_from_result(
     :raises PermanentAlertError: when a measure is not numeric (a model defect, not a Cube outage).
     """
     timezone = str(query.get("timezone") or "UTC")
-    zone = check_timezone(timezone)
+    tz = zone(timezone)
     keys: list[tuple[str, ColumnKind, str]] = [
         (f"{td['dimension']}.{td['granularity']}", "time_dimension", "timeDimensions")
         for td in query.get("timeDimensions", [])
@@ -332,7 +325,7 @@ def kpi_data_from_result(
                 short_title=info.get("shortTitle"),
             )
         )
-    typed = tuple({c.key: _cell(row.get(c.key), c, zone) for c in columns} for row in rows)
+    typed = tuple({c.key: _cell(row.get(c.key), c, tz) for c in columns} for row in rows)
     return KpiData(columns=tuple(columns), rows=typed, timezone=timezone, query=dict(query))
 
 

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from kpi_alerts.alerts.definition import AlertDefinition
-from kpi_alerts.ledger import queries
+from kpi_alerts.ledger.results import previous_status
 from kpi_alerts.reports.context import ReportContext
+from kpi_alerts.vocabulary import LedgerStatus
 
 if TYPE_CHECKING:
     from kpi_alerts.ledger.claims import Claim
@@ -27,10 +28,8 @@ log = logging.getLogger(__name__)
 
 def report_failure_needs_notice(conn: psycopg.Connection[Any], alert: AlertDefinition, claim: Claim) -> bool:
     """A scheduled report's owners hear of the first failure after a success (or ever)."""
-    previous = conn.execute(
-        queries.PREVIOUS_RESULT, {"cron_job_id": alert.cron_job_id, "slot": claim.slot}
-    ).fetchone()
-    return bool(alert.owners) and (previous is None or previous["status"] != "failed")
+    previous = previous_status(conn, alert.cron_job_id, claim.slot)
+    return bool(alert.owners) and previous != LedgerStatus.FAILED
 
 
 def send_error_notice(

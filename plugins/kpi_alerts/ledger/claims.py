@@ -45,10 +45,12 @@ import psycopg
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.errors import KpiAlertError
 from kpi_alerts.ledger import queries
+from kpi_alerts.vocabulary import LedgerStatus
 
-ACTIVE = frozenset({"claimed", "sending"})  # a worker is (or was, until its lease expires) on the slot
-UNFINISHED = frozenset({"claimed", "retrying", "sending"})
-NEVER_RESENT = frozenset({"sending", "sent", "delivery_unknown"})  # the message may have gone out
+_S = LedgerStatus
+ACTIVE = frozenset({_S.CLAIMED, _S.SENDING})  # a worker is (or was, until its lease expires) on the slot
+UNFINISHED = frozenset({_S.CLAIMED, _S.RETRYING, _S.SENDING})
+NEVER_RESENT = frozenset({_S.SENDING, _S.SENT, _S.DELIVERY_UNKNOWN})  # the message may have gone out
 MAX_COUNTED_MISSES = 10_000
 INVALID_RECHECK = timedelta(hours=24)
 
@@ -185,7 +187,7 @@ def _claim_or_resume(
         return NotClaimed(
             f"slot {slot.isoformat()} is being processed by {existing['claimed_by']} until {until}"
         )
-    if status == "sending":
+    if status == LedgerStatus.SENDING:
         error = (
             f"{_worker_of(existing)} stopped during SMTP delivery; not resent, "
             "because the message may have been delivered (replay it if it was not)"
@@ -196,14 +198,14 @@ def _claim_or_resume(
             existing["id"],
             existing["claim_token"],
             slot,
-            Outcome("delivery_unknown", error),
+            Outcome(LedgerStatus.DELIVERY_UNKNOWN, error),
             now,
         )
         return NotClaimed(f"previous delivery was interrupted; recorded as delivery_unknown: {error}")
     if status not in UNFINISHED:
         _advance(conn, alert, slot)  # finished earlier; make sure the alert has moved on
         return NotClaimed(f"slot {slot.isoformat()} already finished ({status})")
-    takeover = status == "claimed"  # its worker died, hung, or was our own earlier try
+    takeover = status == LedgerStatus.CLAIMED  # its worker died, hung, or was our own earlier try
     note = None
     if takeover:
         note = (
@@ -272,7 +274,7 @@ def _handle_misfire(
             "alert_id": alert.alert_id,
             "organization_id": alert.organization_id,
             "slot": slot,
-            "status": "missed",
+            "status": LedgerStatus.MISSED,
             "now": now,
             "error": error,
             "dag_run_id": claimant.dag_run_id,

@@ -1,8 +1,12 @@
-"""Reaching the alerts database: a URL from the CLI, or the ``kpi_alerts_db`` Airflow connection."""
+"""Opening the alerts database the way the ledger needs it: autocommit, rows as dicts.
+
+Inside Airflow the connection comes from :class:`~kpi_alerts.hooks.alerts_db.AlertsDbHook` (the
+``kpi_alerts_db`` connection); the command line and the tests open one from a URL with :func:`connect`.
+Both apply :func:`configure`, so the ledger sees one kind of connection.
+"""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import psycopg
@@ -11,23 +15,13 @@ from psycopg.rows import dict_row
 DB_CONN_ID = "kpi_alerts_db"
 
 
-def resolve_db_url(explicit: str | None = None) -> str:
-    """The alerts database URL: ``explicit``, else the ``kpi_alerts_db`` Airflow connection.
-
-    The connection may come from ``AIRFLOW_CONN_KPI_ALERTS_DB`` or any Airflow secrets backend;
-    Airflow is imported only when it is needed.
-    """
-    if explicit:
-        return explicit
-    env_value = os.environ.get("AIRFLOW_CONN_KPI_ALERTS_DB", "")
-    if env_value.startswith(("postgres://", "postgresql://")):
-        return env_value
-    from airflow.models.connection import Connection
-
-    conn = Connection.get_connection_from_secrets(DB_CONN_ID)
-    return str(conn.get_uri()).replace("postgres://", "postgresql://", 1)
+def configure(conn: psycopg.Connection[Any]) -> psycopg.Connection[dict[str, Any]]:
+    """Autocommit, so each ``conn.transaction()`` block is a real, short transaction; dict rows."""
+    conn.autocommit = True
+    conn.row_factory = dict_row
+    return conn
 
 
 def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[dict[str, Any]]:
-    """A psycopg 3 connection returning dict rows; autocommit, so each ``conn.transaction()`` is a real one."""
+    """A psycopg 3 connection to ``url`` returning dict rows; autocommit unless told otherwise."""
     return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,7 @@ from typing import Any
 
 from kpi_alerts.errors import KpiAlertError, TransientAlertError
 from kpi_alerts.ledger.claims import Claimant, ClaimSettings
-from kpi_alerts.ledger.database import DB_CONN_ID
+from kpi_alerts.vocabulary import LedgerStatus
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +76,9 @@ class TaskSettings:
 
 
 def _db_connection() -> Any:
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-    from psycopg.rows import dict_row
+    from kpi_alerts.hooks.alerts_db import AlertsDbHook
 
-    conn: Any = PostgresHook(postgres_conn_id=DB_CONN_ID).get_conn()
-    conn.autocommit = True  # each conn.transaction() block is then a real, short transaction
-    conn.row_factory = dict_row
-    return conn
+    return AlertsDbHook().get_conn()
 
 
 def logical_time_of(context: Any) -> datetime:
@@ -194,27 +189,26 @@ def summarize(context: Any, settings: TaskSettings | None = None) -> dict[str, A
     finished ledger rows older than ``kpi_alerts_retention_days``, and fail — so the run shows red — when
     anything went wrong: a failed slot, a delivery never confirmed, a claim left unfinished, or a task
     of the run that did not succeed (the due listing itself, a map item that crashed)."""
-    from kpi_alerts.ledger import queries
     from kpi_alerts.ledger.claims import UNFINISHED
+    from kpi_alerts.ledger.results import run_status_counts
     from kpi_alerts.ledger.retention import prune_results
 
     retention = (settings or TaskSettings()).retention
     with _db_connection() as conn:
-        rows = conn.execute(queries.RUN_SUMMARY, {"run_id": context["run_id"]}).fetchall()
+        counts = run_status_counts(conn, context["run_id"])
         pruned = prune_results(conn, retention=retention, keep_dag_run_id=context["run_id"])
     if pruned:
         log.info("Pruned %d ledger row(s) older than %s", pruned, retention)
-    counts = Counter({r["status"]: r["n"] for r in rows})
     log.info("KPI alerts run %s: %s", context["run_id"], dict(counts) or "nothing was due")
     problems = []
-    if counts["failed"]:
-        problems.append(f"{counts['failed']} alert(s) failed (see cron_job_results.error)")
-    if counts["delivery_unknown"]:
+    if counts[LedgerStatus.FAILED]:
+        problems.append(f"{counts[LedgerStatus.FAILED]} alert(s) failed (see cron_job_results.error)")
+    if counts[LedgerStatus.DELIVERY_UNKNOWN]:
         problems.append(
-            f"{counts['delivery_unknown']} message(s) were transmitted but never confirmed by the SMTP server; "
+            f"{counts[LedgerStatus.DELIVERY_UNKNOWN]} message(s) were transmitted but never confirmed by the SMTP server; "
             "not resent (status delivery_unknown: check and replay if needed)"
         )
-    unfinished = {status: counts[status] for status in sorted(UNFINISHED) if counts[status]}
+    unfinished = {str(status): counts[status] for status in sorted(UNFINISHED) if counts[status]}
     if unfinished:
         problems.append(f"{sum(unfinished.values())} slot(s) left unfinished {unfinished}")
     not_succeeded = _tasks_not_succeeded(context)

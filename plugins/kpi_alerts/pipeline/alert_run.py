@@ -394,7 +394,7 @@ def compose_message(
     )
     attachment = None
     if kind == "report" and alert.attachment_type:
-        attachment = render_attachment(alert.attachment_type, data, ctx, work_dir)  # type: ignore[arg-type]
+        attachment = render_attachment(alert.attachment_type, data, ctx, work_dir)
     message = build_message(
         ctx=ctx,
         data=data,

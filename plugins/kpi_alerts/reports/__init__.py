@@ -11,7 +11,6 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.kpi_data import KpiData
@@ -20,15 +19,10 @@ from kpi_alerts.reports.csv_report import render_csv
 from kpi_alerts.reports.excel_report import render_excel
 from kpi_alerts.reports.formatting import local_date, slug
 from kpi_alerts.reports.pdf_report import render_pdf
+from kpi_alerts.vocabulary import AttachmentKind
 
-AttachmentKind = Literal["csv", "excel", "pdf"]
-
-EXTENSIONS: dict[str, str] = {"csv": "csv", "excel": "xlsx", "pdf": "pdf"}
-MIME_TYPES: dict[str, str] = {
-    "csv": "text/csv",
-    "excel": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "pdf": "application/pdf",
-}
+EXTENSIONS: dict[str, str] = {kind.value: kind.extension for kind in AttachmentKind}
+MIME_TYPES: dict[str, str] = {kind.value: kind.mime_type for kind in AttachmentKind}
 
 __all__ = [
     "Attachment",

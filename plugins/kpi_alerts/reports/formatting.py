@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from kpi_alerts.kpi_data import CellValue, Column, KpiData
 from kpi_alerts.paths import TEMPLATES_DIR
 from kpi_alerts.reports.context import ReportContext
+from kpi_alerts.vocabulary import ADDITIVE_AGGREGATIONS, DATE_GRANULARITIES, GRANULARITIES
 
 if TYPE_CHECKING:
     import jinja2
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
     from kpi_alerts.conditions.thresholds import KpiReading
 
 #: Cube granularities; those from ``day`` up are shown as a date without a time of day.
-GRANULARITIES = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
-DATE_GRANULARITIES = frozenset(GRANULARITIES[3:])
 #: OWASP CSV-injection triggers: a spreadsheet would evaluate a cell starting with one of these.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -213,7 +212,7 @@ def _latest_period(data: KpiData, kpi: Column, time_col: Column) -> tuple[dateti
         return None, None
     if len(values) == 1:
         return when, values[0]
-    if kpi.type in ("count", "sum"):
+    if kpi.type in ADDITIVE_AGGREGATIONS:
         return when, sum(values, Decimal(0))
     return None, None
 

@@ -109,11 +109,13 @@ def _check_int(name: str, value: object, low: int, high: int) -> None:
 
 @cache
 def zone(name: str) -> ZoneInfo:
-    """The :class:`ZoneInfo` for an IANA name, cached; unknown names raise AlertValidationError."""
+    """The :class:`ZoneInfo` for an IANA name, cached; unknown names raise AlertValidationError.
+
+    The one timezone check of the package (schedules, Cube queries, threshold periods)."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise AlertValidationError(f"Unknown timezone {name!r}") from exc
+    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+        raise AlertValidationError(f"unknown timezone {name!r} (expected an IANA name)") from exc
 
 
 def validate_schedule(schedule: Schedule | Mapping[str, Any]) -> Schedule:
