@@ -250,8 +250,8 @@ def _pause(conn: Any, args: argparse.Namespace) -> int:
 
 
 def _test_send(conn: Any, args: argparse.Namespace) -> int:
-    from kpi_alerts.delivery.mailers import SmtpMailer
     from kpi_alerts.hooks.cube import CubeHook
+    from kpi_alerts.hooks.smtp import SmtpMailer
     from kpi_alerts.hooks.variables import trial_settings
     from kpi_alerts.pipeline.trial import send_test_message
 

@@ -29,7 +29,7 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["kpi_alerts.hooks.cube"],
+                "python-modules": ["kpi_alerts.hooks.cube", "kpi_alerts.hooks.alerts_db", "kpi_alerts.hooks.smtp"],
             }
         ],
         "operators": [
@@ -38,6 +38,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["kpi_alerts.operators.alerts"],
             }
         ],
+        "notifications": ["kpi_alerts.notifications.failure.FailureNotifier"],
         "connection-types": [
             {
                 "hook-class-name": "kpi_alerts.hooks.cube.CubeHook",

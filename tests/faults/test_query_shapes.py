@@ -19,8 +19,8 @@ import pytest
 from devstack.cube import CubeServer
 from devstack.mail import MailCatcher
 from kpi_alerts.cube.client import CubeClient, CubeQueryError
-from kpi_alerts.delivery.mailers import SmtpMailer
 from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.hooks.smtp import SmtpMailer
 from kpi_alerts.ledger.alert_store import create_alert
 from kpi_alerts.ledger.claims import Claimant
 from kpi_alerts.pipeline.alert_run import AlertFailed, RunSettings, process_alert

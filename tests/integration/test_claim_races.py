@@ -146,8 +146,8 @@ def test_a_worker_killed_after_its_claim_is_taken_over_and_the_report_sent_once(
     import sys
     import time
 
-    from kpi_alerts.delivery.mailers import SmtpMailer
     from kpi_alerts.hooks.cube import CubeHook
+    from kpi_alerts.hooks.smtp import SmtpMailer
     from kpi_alerts.ledger.alert_store import create_alert
     from kpi_alerts.pipeline.alert_run import RunSettings, process_alert
     from tests.conftest import REPO_ROOT

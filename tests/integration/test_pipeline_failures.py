@@ -19,8 +19,8 @@ from devstack import free_port
 from devstack.cube import CubeServer
 from devstack.mail import MailCatcher
 from kpi_alerts.cube.client import CubeClient
-from kpi_alerts.delivery.mailers import SmtpMailer
 from kpi_alerts.errors import TransientAlertError
+from kpi_alerts.hooks.smtp import SmtpMailer
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.ledger.alert_store import create_alert
 from kpi_alerts.ledger.claims import Claimant, ClaimSettings

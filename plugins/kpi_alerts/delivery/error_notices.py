@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from kpi_alerts.alerts.definition import AlertDefinition
+from kpi_alerts.delivery.email_message import build_message
 from kpi_alerts.ledger.results import previous_status
-from kpi_alerts.reports.context import ReportContext
+from kpi_alerts.reports.context import ReportContext, describe_period
 from kpi_alerts.vocabulary import LedgerStatus
 
 if TYPE_CHECKING:
@@ -32,6 +36,73 @@ def report_failure_needs_notice(conn: psycopg.Connection[Any], alert: AlertDefin
     return bool(alert.owners) and previous != LedgerStatus.FAILED
 
 
+@dataclass(frozen=True)
+class FailureNotice:
+    """What failed, why and when: the content of a failure notice, for an alert or any Airflow task.
+
+    :param name: what failed, as its owners know it (user text: escaped wherever it is rendered).
+    :param reason: why, in one line.
+    :param when: the slot (or the run's logical time) that failed.
+    :param key: what makes the notice unique (its Message-ID): a notice sent twice is one message.
+    :param note: context shown above the reason (e.g. the Airflow task instance); user text.
+    :param organization_id: the alert's organization; 0 for notices about Airflow tasks.
+    """
+
+    name: str
+    reason: str
+    when: datetime
+    key: str
+    timezone: str = "UTC"
+    period: str = "all time"
+    note: str | None = None
+    organization_id: int = 0
+    dashboard_url: str | None = None
+
+    @classmethod
+    def for_alert(cls, alert: AlertDefinition, claim: Claim, reason: str) -> FailureNotice:
+        return cls(
+            name=alert.alert_name,
+            reason=reason,
+            when=claim.slot,
+            key=f"{alert.cron_job_id}:{claim.slot.isoformat()}:error",
+            timezone=alert.timezone,
+            period=describe_period(alert.cube_query),
+            organization_id=alert.organization_id,
+            dashboard_url=alert.dashboard_url,
+        )
+
+
+def compose_failure_notice(
+    notice: FailureNotice, to: Sequence[str], *, sender: str, now: datetime, max_attachment_bytes: int
+) -> EmailMessage:
+    """The notice as an e-mail (the ``alert_error`` message: ``[KPI alert] Failed: <name> - <date>``).
+
+    Shared by the pipeline's notices to an alert's owners and by
+    :class:`~kpi_alerts.notifications.failure.FailureNotifier` (any DAG's or task's failure callback).
+    """
+    ctx = ReportContext(
+        alert_name=notice.name,
+        organization_id=notice.organization_id,
+        timezone=notice.timezone,
+        slot=notice.when,
+        period=notice.period,
+        generated_at=now,
+        kind="alert_error",
+        condition=notice.reason,
+        dashboard_url=notice.dashboard_url,
+        message=notice.note,
+    )
+    return build_message(
+        ctx=ctx,
+        data=None,
+        recipients=list(to),
+        sender=sender,
+        attachment=None,
+        max_attachment_bytes=max_attachment_bytes,
+        message_key=notice.key,
+    )
+
+
 def send_error_notice(
     alert: AlertDefinition,
     claim: Claim,
@@ -41,29 +112,14 @@ def send_error_notice(
     mailer: Mailer,
     settings: RunSettings,
 ) -> None:
-    from kpi_alerts.delivery.email_message import build_message
-    from kpi_alerts.reports.context import describe_period
-
+    """Tell ``to`` that ``alert`` failed for ``claim``'s slot; best effort, never raises."""
     try:  # a failure path never raises: whatever is wrong with the alert, the notice is attempted
-        ctx = ReportContext(
-            alert_name=alert.alert_name,
-            organization_id=alert.organization_id,
-            timezone=alert.timezone,
-            slot=claim.slot,
-            period=describe_period(alert.cube_query),
-            generated_at=settings.clock(),
-            kind="alert_error",
-            condition=reason,
-            dashboard_url=alert.dashboard_url,
-        )
-        message = build_message(
-            ctx=ctx,
-            data=None,
-            recipients=list(to),
+        message = compose_failure_notice(
+            FailureNotice.for_alert(alert, claim, reason),
+            to,
             sender=settings.sender,
-            attachment=None,
+            now=settings.clock(),
             max_attachment_bytes=settings.max_attachment_bytes,
-            message_key=f"{alert.cron_job_id}:{claim.slot.isoformat()}:error",
         )
         mailer.deliver(message)
     except Exception as exc:  # the failure is recorded; the notice is a courtesy

@@ -1,5 +1,6 @@
-"""Delivering a built message: over SMTP (``smtp_default`` through Airflow's ``SmtpHook``), or, outside
-production, into an outbox folder as ``.eml`` files (the seed's ``NODE_ENV === 'production'`` rule).
+"""Delivering a built message: over an open SMTP session (:func:`send_over_smtp`; the Airflow side,
+:class:`kpi_alerts.hooks.smtp.SmtpMailer`, opens it from ``smtp_default``), or, outside production,
+into an outbox folder as ``.eml`` files (the seed's ``NODE_ENV === 'production'`` rule).
 
 What may be retried is decided here, by the point of the SMTP transaction a failure happened at:
 
@@ -30,10 +31,8 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
-from kpi_alerts.errors import DeliveryUnknown, KpiAlertError, PermanentAlertError, TransientAlertError
+from kpi_alerts.errors import DeliveryUnknown, PermanentAlertError, TransientAlertError
 from kpi_alerts.pipeline.inputs import Delivery
-
-SMTP_CONN_ID = "smtp_default"
 
 
 def send_over_smtp(client: smtplib.SMTP, message: EmailMessage) -> Delivery:
@@ -126,29 +125,6 @@ def _reset(client: smtplib.SMTP) -> None:
     """Abort the transaction so the session can carry the next message; a dead session is ignored."""
     with contextlib.suppress(smtplib.SMTPException, OSError):
         client.rset()
-
-
-class SmtpMailer:
-    """Sends through the ``smtp_default`` connection; one SMTP session per message."""
-
-    def __init__(self, smtp_conn_id: str = SMTP_CONN_ID) -> None:
-        self.smtp_conn_id = smtp_conn_id
-
-    def deliver(self, message: EmailMessage) -> Delivery:
-        from airflow.providers.smtp.hooks.smtp import SmtpHook
-
-        try:
-            with SmtpHook(smtp_conn_id=self.smtp_conn_id) as hook:
-                hook.get_conn()
-                # SmtpHook.send_email_smtp builds its own MIME tree; we send our multipart/alternative one.
-                client: Any = hook._smtp_client
-                return send_over_smtp(client, message)
-        except KpiAlertError:  # already classified by send_over_smtp
-            raise
-        except (smtplib.SMTPException, OSError) as exc:
-            raise TransientAlertError(f"cannot reach the SMTP server: {type(exc).__name__}: {exc}") from None
-        except Exception as exc:  # AirflowException from get_conn: connection missing or unreachable
-            raise TransientAlertError(f"cannot reach the SMTP server: {exc}") from None
 
 
 class OutboxMailer:

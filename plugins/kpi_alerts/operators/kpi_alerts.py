@@ -130,8 +130,9 @@ def process_alerts(
     """Process one map item; every alert is attempted, then the task fails if any alert failed."""
     import psycopg
 
-    from kpi_alerts.delivery.mailers import OutboxMailer, SmtpMailer
+    from kpi_alerts.delivery.mailers import OutboxMailer
     from kpi_alerts.hooks.cube import CubeHook
+    from kpi_alerts.hooks.smtp import SmtpMailer
     from kpi_alerts.pipeline.alert_run import RunSettings, process_alert
 
     task_settings = settings or TaskSettings()

@@ -1,0 +1,1 @@
+"""Airflow notifiers: failure notices for DAG and task callbacks."""
