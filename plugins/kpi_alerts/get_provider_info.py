@@ -29,13 +29,17 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["kpi_alerts.hooks.cube", "kpi_alerts.hooks.alerts_db", "kpi_alerts.hooks.smtp"],
+                "python-modules": [
+                    "kpi_alerts.hooks.cube",
+                    "kpi_alerts.hooks.alerts_db",
+                    "kpi_alerts.hooks.smtp",
+                ],
             }
         ],
         "operators": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["kpi_alerts.operators.alerts"],
+                "python-modules": ["kpi_alerts.operators.alerts", "kpi_alerts.operators.cube"],
             }
         ],
         "notifications": ["kpi_alerts.notifications.failure.FailureNotifier"],
