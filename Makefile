@@ -23,9 +23,11 @@ faults: install
 	$(PY) -m devstack up
 	$(VENV)/bin/pytest -q -p no:cacheprovider -m faults
 
+## ruff, then the import direction (import-linter contracts in pyproject.toml: glue -> pipeline -> domain).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: install
 	$(VENV)/bin/mypy

@@ -13,26 +13,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any
-
-import psycopg
+from typing import TYPE_CHECKING
 
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.delivery.email_message import build_message
-from kpi_alerts.ledger.results import previous_status
 from kpi_alerts.reports.context import ReportContext, describe_period
 from kpi_alerts.vocabulary import LedgerStatus
 
 if TYPE_CHECKING:
+    from kpi_alerts.delivery.mailers import Mailer
     from kpi_alerts.ledger.claims import Claim
-    from kpi_alerts.pipeline.inputs import Mailer, RunSettings
+    from kpi_alerts.pipeline.inputs import RunSettings
 
 log = logging.getLogger(__name__)
 
 
-def report_failure_needs_notice(conn: psycopg.Connection[Any], alert: AlertDefinition, claim: Claim) -> bool:
-    """A scheduled report's owners hear of the first failure after a success (or ever)."""
-    previous = previous_status(conn, alert.cron_job_id, claim.slot)
+def report_failure_needs_notice(alert: AlertDefinition, previous: LedgerStatus | None) -> bool:
+    """A scheduled report's owners hear of the first failure after a success (or ever): ``previous`` is
+    the status of the slot before (:func:`kpi_alerts.ledger.results.previous_status`)."""
     return bool(alert.owners) and previous != LedgerStatus.FAILED
 
 

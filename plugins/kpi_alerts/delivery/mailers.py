@@ -25,14 +25,28 @@ import hashlib
 import io
 import re
 import smtplib
+from dataclasses import dataclass
 from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.utils import getaddresses
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from kpi_alerts.errors import DeliveryUnknown, PermanentAlertError, TransientAlertError
-from kpi_alerts.pipeline.inputs import Delivery
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How a message went out: ``kind`` is ``smtp`` or ``outbox``."""
+
+    kind: str
+    detail: str
+
+
+class Mailer(Protocol):
+    """Delivers a built message (:class:`OutboxMailer`, or ``kpi_alerts.hooks.smtp.SmtpMailer``)."""
+
+    def deliver(self, message: EmailMessage) -> Delivery: ...
 
 
 def send_over_smtp(client: smtplib.SMTP, message: EmailMessage) -> Delivery:

@@ -12,9 +12,8 @@ from typing import Any
 
 from airflow.providers.smtp.hooks.smtp import SmtpHook
 
-from kpi_alerts.delivery.mailers import send_over_smtp
+from kpi_alerts.delivery.mailers import Delivery, send_over_smtp
 from kpi_alerts.errors import KpiAlertError, TransientAlertError
-from kpi_alerts.pipeline.inputs import Delivery
 
 SMTP_CONN_ID = "smtp_default"
 

@@ -159,6 +159,7 @@ def _fail(
     """Record the slot as failed (or ``delivery_unknown``) and a threshold alert's ERROR state, then
     notify if due."""
     from kpi_alerts.delivery.error_notices import report_failure_needs_notice, send_error_notice
+    from kpi_alerts.ledger.results import previous_status
 
     notify: tuple[str, ...] = ()
     state = None
@@ -168,7 +169,7 @@ def _fail(
             notify = alert.owners or alert.recipients
         clock = transition.last_notified_at if notify else alert.threshold.last_notified_at
         state = ThresholdStateUpdate(str(transition.new_state), None, clock)
-    elif report_failure_needs_notice(conn, alert, claim):
+    elif report_failure_needs_notice(alert, previous_status(conn, alert.cron_job_id, claim.slot)):
         notify = alert.owners
     finish_claim(
         conn, alert, claim, Outcome(status, error=reason), now=settings.clock(), threshold_state=state

@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from typing import Any, Protocol
 
+from kpi_alerts.delivery.mailers import Delivery as Delivery
+from kpi_alerts.delivery.mailers import Mailer as Mailer
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.ledger.claims import Claimant, ClaimSettings
 
@@ -20,16 +21,6 @@ class KpiSource(Protocol):
     def load(
         self, query: Mapping[str, Any], *, security_context: Mapping[str, Any], timezone: str
     ) -> KpiData: ...
-
-
-@dataclass(frozen=True)
-class Delivery:
-    kind: str  # "smtp" or "outbox"
-    detail: str
-
-
-class Mailer(Protocol):
-    def deliver(self, message: EmailMessage) -> Delivery: ...
 
 
 @dataclass(frozen=True)
