@@ -12,6 +12,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
+from kpi_alerts.alerts.stored_json import StoredJsonDefect, decode_stored_json
+from kpi_alerts.conditions.gating_format import parse_gating_condition
+from kpi_alerts.conditions.thresholds import parse_condition
+from kpi_alerts.cube.rest_format import check_query_shape
+from kpi_alerts.delivery.recipients import validate_recipients
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.scheduling.schedule import Schedule, floor_to_hour_utc, next_hour_slot_after, next_run_after
 from kpi_alerts.vocabulary import AttachmentKind
@@ -78,8 +83,6 @@ class AlertDefinition:
         Never raises for what a row holds: the JSON columns are read as text and decoded here, per row
         (:mod:`kpi_alerts.alerts.stored_json`); one that cannot be used becomes :attr:`defect`.
         """
-        from kpi_alerts.alerts.stored_json import StoredJsonDefect, decode_stored_json
-
         defects: list[str] = []
 
         def decoded(column: str) -> Any:
@@ -139,11 +142,6 @@ class AlertDefinition:
 
     def validate(self) -> None:
         """Raise :class:`AlertValidationError` naming the first thing wrong with this alert."""
-        from kpi_alerts.conditions.gating_format import parse_gating_condition
-        from kpi_alerts.conditions.thresholds import parse_condition
-        from kpi_alerts.cube.rest_format import check_query_shape
-        from kpi_alerts.delivery.recipients import validate_recipients
-
         if self.defect is not None:
             raise AlertValidationError(f"stored alert cannot be used: {self.defect}")
         validate_recipients(self.recipients)

@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.alerts.spec import AlertSpec
 from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.scheduling.schedule import Schedule, describe, next_run_after
 
 TIMING_FIELDS = ("frequency_interval", "schedule_hour", "schedule_minute", "selected_days", "timezone")
 MEASURED_FIELDS = ("condition", "threshold_value", "kpi_measure")
@@ -105,8 +108,6 @@ def plan_update(current: AlertDefinition, new_spec: AlertSpec, *, now: datetime)
     changed = tuple(sorted(_changed_paths(old, new)))
     next_run_at = None
     if new_spec.schedule is not None and any(f"schedule.{f}" in changed for f in TIMING_FIELDS):
-        from kpi_alerts.scheduling.schedule import Schedule, next_run_after
-
         s = new_spec.schedule
         schedule = Schedule(
             s.frequency_interval, s.schedule_hour, s.schedule_minute, tuple(s.selected_days), s.timezone
@@ -120,8 +121,6 @@ def plan_update(current: AlertDefinition, new_spec: AlertSpec, *, now: datetime)
 
 def _comparable(spec: dict[str, Any]) -> dict[str, Any]:
     """The stored spec in the form a parsed one dumps to (e.g. threshold values as decimal strings)."""
-    from pydantic import ValidationError
-
     try:
         return AlertSpec.model_validate(spec).model_dump(mode="json")
     except ValidationError:  # a row written by plain SQL that no longer passes: compare as stored
@@ -157,7 +156,5 @@ def next_runs(alert: AlertDefinition, *, after: datetime, count: int = 5) -> lis
 def describe_timing(alert: AlertDefinition) -> str:
     """The schedule in words, with its timezone; threshold alerts are checked at the top of every hour."""
     if alert.schedule is not None:
-        from kpi_alerts.scheduling.schedule import describe
-
         return describe(alert.schedule)
     return f"Checked every hour, at :00 UTC (values in {alert.timezone})"

@@ -8,6 +8,7 @@ Validation runs before a query is sent (and when an alert is created), so an ale
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -46,8 +47,6 @@ def check_query_shape(query: object) -> None:
 
     :raises AlertValidationError: naming every problem found.
     """
-    import json
-
     if not isinstance(query, Mapping):
         raise AlertValidationError(f"cube_query must be a JSON object, got {type(query).__name__}")
     try:

@@ -23,6 +23,7 @@ from kpi_alerts.delivery.recipients import validate_address, validate_recipients
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.reports import Attachment
+from kpi_alerts.reports.chart import kpi_chart_png
 from kpi_alerts.reports.context import ReportContext
 from kpi_alerts.reports.formatting import (
     display_value,
@@ -151,8 +152,6 @@ def build_message(
     oversize = attachment is not None and attachment.size > max_attachment_bytes
     chart_png = None
     if data is not None and kpi is not None and len(data.rows) > 1 and kpi in data.columns:
-        from kpi_alerts.reports.chart import kpi_chart_png
-
         threshold = float(ctx.threshold_value) if ctx.threshold_value is not None else None
         chart_png = kpi_chart_png(data, kpi.key, threshold=threshold)
     size_text, limit_text = _sizes(attachment.size if attachment else 0, max_attachment_bytes)

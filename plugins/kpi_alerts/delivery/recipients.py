@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from email_validator import EmailNotValidError, validate_email
+
 from kpi_alerts.errors import AlertValidationError
 
 MAX_RECIPIENTS = 100
@@ -18,8 +20,6 @@ _FORBIDDEN = frozenset('\r\n,;<>"')
 
 def validate_address(value: object) -> str:
     """One address, normalised (domain lower-cased, ASCII); AlertValidationError names a bad one."""
-    from email_validator import EmailNotValidError, validate_email
-
     if not isinstance(value, str):
         raise AlertValidationError(f"recipient {value!r} is not a string")
     text = value.strip()

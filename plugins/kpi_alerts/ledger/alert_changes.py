@@ -33,6 +33,7 @@ from kpi_alerts.ledger.alert_store import (
     threshold_row,
     validate_alert_spec,
 )
+from kpi_alerts.ledger.due_alerts import park_unusable_alert
 
 
 class AlertNotFound(KpiAlertError, LookupError):
@@ -300,8 +301,6 @@ def record_paused_slots(
         except psycopg.Error:
             raise
         except Exception as exc:  # one row no code expected never stops the others
-            from kpi_alerts.ledger.due_alerts import park_unusable_alert
-
             park_unusable_alert(
                 conn,
                 alert_id=row["alert_id"],

@@ -12,8 +12,13 @@ import psycopg
 
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.alerts.spec import AlertSpec, parse_alert_spec
+from kpi_alerts.conditions.gating_format import check_gate_measures, parse_gating_condition
+from kpi_alerts.conditions.thresholds import parse_condition, validate_threshold
+from kpi_alerts.cube.rest_format import check_query_shape, validate_cube_query
+from kpi_alerts.delivery.recipients import validate_recipients
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.ledger import queries
+from kpi_alerts.scheduling.schedule import Schedule
 
 
 @dataclass(frozen=True)
@@ -31,12 +36,6 @@ def validate_alert_spec(
 
     :param cube_meta: Cube's ``/v1/meta`` answer; when given, the query's members are checked too.
     """
-    from kpi_alerts.conditions.gating_format import check_gate_measures, parse_gating_condition
-    from kpi_alerts.conditions.thresholds import parse_condition, validate_threshold
-    from kpi_alerts.cube.rest_format import check_query_shape
-    from kpi_alerts.delivery.recipients import validate_recipients
-    from kpi_alerts.scheduling.schedule import Schedule
-
     spec = parse_alert_spec(raw if isinstance(raw, AlertSpec) else dict(raw))
     if any(ord(ch) < 32 for ch in spec.alert_name) or not spec.alert_name.strip():
         raise AlertValidationError("alert_name must be non-blank text on one line")
@@ -73,8 +72,6 @@ def validate_alert_spec(
             update={"threshold": spec.threshold.model_copy(update={"condition": condition.value})}
         )
     if cube_meta is not None:
-        from kpi_alerts.cube.rest_format import validate_cube_query
-
         kpi = spec.threshold.kpi_measure if spec.threshold is not None else None
         validate_cube_query(spec.cube_query, cube_meta, kpi_measure=kpi)
     return spec.model_copy(update={"recipients": recipients, "owners": owners})
@@ -194,8 +191,6 @@ def list_alerts(conn: psycopg.Connection[Any], organization_id: int | None = Non
 
 
 def _definition(spec: AlertSpec, alert_id: int, *, cron_job_id: int, job_name: str) -> AlertDefinition:
-    from kpi_alerts.scheduling.schedule import Schedule
-
     schedule = None
     if spec.schedule is not None:
         s = spec.schedule

@@ -36,7 +36,7 @@ import socket
 import uuid
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -455,8 +455,6 @@ def _claim_params(
 
 
 def _last_ran_params(alert: AlertDefinition, slot: datetime) -> dict[str, Any]:
-    from datetime import UTC
-
     utc = slot.astimezone(UTC)
     return {
         "cron_job_id": alert.cron_job_id,

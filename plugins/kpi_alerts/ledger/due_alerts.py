@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 
+from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.ledger import queries
 
 
@@ -40,8 +42,6 @@ def initialise_first_runs(
     Each row is isolated: an alert whose schedule is invalid, or whose row cannot be read at all, is made
     due now, so that its run records the reason (and parks it, see :func:`park_unusable_alert`).
     """
-    from kpi_alerts.alerts.definition import AlertDefinition
-
     initialised, after = 0, 0
     while initialised < limit:
         rows = conn.execute(
@@ -81,8 +81,6 @@ def park_unusable_alert(
     — so it fails once a day until someone fixes the row, never on every tick, and the other alerts go
     on. Returns whether a ledger row was written (False: its slot was already recorded, or a claim holds
     the row)."""
-    import json
-
     reason = reason if len(reason) <= 500 else reason[:499] + "\u2026"
     with conn.transaction():
         row = conn.execute(

@@ -6,6 +6,8 @@ yoyo keeps the applied ids in ``_yoyo_migration`` and holds a lock while applyin
 
 from __future__ import annotations
 
+from yoyo import get_backend, read_migrations
+
 from kpi_alerts.paths import MIGRATIONS_DIR
 
 
@@ -19,8 +21,6 @@ def _yoyo_url(db_url: str) -> str:
 
 def migrate(db_url: str) -> list[str]:
     """Apply the migrations not yet applied; return their ids (empty when up to date)."""
-    from yoyo import get_backend, read_migrations
-
     backend = get_backend(_yoyo_url(db_url))
     migrations = read_migrations(str(MIGRATIONS_DIR))
     with backend.lock():
@@ -30,7 +30,5 @@ def migrate(db_url: str) -> list[str]:
 
 
 def pending_migrations(db_url: str) -> list[str]:
-    from yoyo import get_backend, read_migrations
-
     backend = get_backend(_yoyo_url(db_url))
     return [m.id for m in backend.to_apply(read_migrations(str(MIGRATIONS_DIR)))]

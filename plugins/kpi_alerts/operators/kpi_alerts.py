@@ -23,8 +23,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from airflow.sdk.exceptions import AirflowFailException
+
+from kpi_alerts.delivery.mailers import OutboxMailer
 from kpi_alerts.errors import KpiAlertError, TransientAlertError
-from kpi_alerts.ledger.claims import Claimant, ClaimSettings
+from kpi_alerts.hooks.alerts_db import AlertsDbHook
+from kpi_alerts.hooks.cube import CubeHook
+from kpi_alerts.hooks.smtp import SmtpMailer
+from kpi_alerts.ledger.alert_changes import record_paused_slots
+from kpi_alerts.ledger.claims import UNFINISHED, Claimant, ClaimSettings
+from kpi_alerts.ledger.due_alerts import initialise_first_runs, list_due_alerts, park_inactive_alerts
+from kpi_alerts.ledger.results import run_status_counts
+from kpi_alerts.ledger.retention import prune_results
+from kpi_alerts.pipeline.alert_run import RunSettings, process_alert
 from kpi_alerts.vocabulary import LedgerStatus
 
 log = logging.getLogger(__name__)
@@ -76,8 +88,6 @@ class TaskSettings:
 
 
 def _db_connection() -> Any:
-    from kpi_alerts.hooks.alerts_db import AlertsDbHook
-
     return AlertsDbHook().get_conn()
 
 
@@ -105,9 +115,6 @@ def map_items(alerts: Sequence[dict[str, Any]], threshold: int) -> list[dict[str
 
 def find_due_alerts(context: Any, settings: TaskSettings | None = None) -> list[dict[str, Any]]:
     """List due alerts as map items: one alert per item, or batches when there are many."""
-    from kpi_alerts.ledger.alert_changes import record_paused_slots
-    from kpi_alerts.ledger.due_alerts import initialise_first_runs, list_due_alerts, park_inactive_alerts
-
     settings = settings or TaskSettings()
     logical_time = logical_time_of(context)
     with _db_connection() as conn:
@@ -128,13 +135,6 @@ def process_alerts(
     item: dict[str, Any], context: Any, settings: TaskSettings | None = None
 ) -> list[dict[str, Any]]:
     """Process one map item; every alert is attempted, then the task fails if any alert failed."""
-    import psycopg
-
-    from kpi_alerts.delivery.mailers import OutboxMailer
-    from kpi_alerts.hooks.cube import CubeHook
-    from kpi_alerts.hooks.smtp import SmtpMailer
-    from kpi_alerts.pipeline.alert_run import RunSettings, process_alert
-
     task_settings = settings or TaskSettings()
     ti = context["ti"]
     mailer = SmtpMailer() if task_settings.production else OutboxMailer(task_settings.outbox)
@@ -178,7 +178,6 @@ def process_alerts(
     if failures:
         if transient:  # Airflow retries the item; finished alerts are no longer due and are skipped
             raise TransientAlertError("; ".join(failures))
-        from airflow.sdk.exceptions import AirflowFailException
 
         # Recorded in the ledger already; retrying cannot help, so fail now without retries.
         raise AirflowFailException("; ".join(failures))
@@ -190,10 +189,6 @@ def summarize(context: Any, settings: TaskSettings | None = None) -> dict[str, A
     finished ledger rows older than ``kpi_alerts_retention_days``, and fail — so the run shows red — when
     anything went wrong: a failed slot, a delivery never confirmed, a claim left unfinished, or a task
     of the run that did not succeed (the due listing itself, a map item that crashed)."""
-    from kpi_alerts.ledger.claims import UNFINISHED
-    from kpi_alerts.ledger.results import run_status_counts
-    from kpi_alerts.ledger.retention import prune_results
-
     retention = (settings or TaskSettings()).retention
     with _db_connection() as conn:
         counts = run_status_counts(conn, context["run_id"])
@@ -216,8 +211,6 @@ def summarize(context: Any, settings: TaskSettings | None = None) -> dict[str, A
     if not_succeeded:
         problems.append(f"task(s) that did not succeed: {', '.join(not_succeeded)}")
     if problems:
-        from airflow.sdk.exceptions import AirflowFailException
-
         # The other alerts were processed; failing here makes the run itself show red in the UI.
         raise AirflowFailException("; ".join(problems))
     return dict(counts)

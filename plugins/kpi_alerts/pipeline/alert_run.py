@@ -7,10 +7,11 @@ the ledger; the exception raised afterwards is what makes the Airflow task show 
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from email.message import EmailMessage
@@ -20,6 +21,25 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from kpi_alerts.alerts.definition import AlertDefinition
+from kpi_alerts.conditions.gating_evaluation import evaluate_gate
+from kpi_alerts.conditions.gating_format import parse_gating_condition
+from kpi_alerts.conditions.threshold_state import (
+    AlertState,
+    ErrorPolicy,
+    NoDataPolicy,
+    Settings,
+    StoredState,
+    decide,
+)
+from kpi_alerts.conditions.thresholds import (
+    PERCENT_CONDITIONS,
+    describe_threshold,
+    evaluate_threshold,
+    kpi_value,
+    parse_condition,
+)
+from kpi_alerts.delivery.email_message import build_message
+from kpi_alerts.delivery.error_notices import report_failure_needs_notice, send_error_notice
 from kpi_alerts.errors import (
     AlertValidationError,
     DeliveryUnknown,
@@ -28,6 +48,7 @@ from kpi_alerts.errors import (
     TransientAlertError,
 )
 from kpi_alerts.kpi_data import KpiData
+from kpi_alerts.ledger import queries
 from kpi_alerts.ledger.alert_store import load_alert
 from kpi_alerts.ledger.claims import (
     Claim,
@@ -42,7 +63,10 @@ from kpi_alerts.ledger.claims import (
     release_for_retry,
     start_sending,
 )
+from kpi_alerts.ledger.due_alerts import park_unusable_alert
+from kpi_alerts.ledger.results import previous_status
 from kpi_alerts.pipeline.inputs import Delivery, KpiSource, Mailer, RunSettings
+from kpi_alerts.reports import render_attachment
 from kpi_alerts.reports.context import MessageKind, ReportContext, describe_period
 
 if TYPE_CHECKING:
@@ -128,9 +152,6 @@ def process_alert(
 
 
 def _unusable(conn: psycopg.Connection[Any], alert_id: int, reason: str, settings: RunSettings) -> AlertRun:
-    from kpi_alerts.ledger import queries
-    from kpi_alerts.ledger.due_alerts import park_unusable_alert
-
     row = conn.execute(queries.CRON_JOB_OF_ALERT, {"alert_id": alert_id}).fetchone()
     if row is None:
         return AlertRun(alert_id, "skipped", "alert no longer exists")
@@ -158,9 +179,6 @@ def _fail(
 ) -> None:
     """Record the slot as failed (or ``delivery_unknown``) and a threshold alert's ERROR state, then
     notify if due."""
-    from kpi_alerts.delivery.error_notices import report_failure_needs_notice, send_error_notice
-    from kpi_alerts.ledger.results import previous_status
-
     notify: tuple[str, ...] = ()
     state = None
     if alert.threshold is not None:
@@ -194,8 +212,6 @@ class _SlotRun:
         self._cache: dict[str, KpiData] = {}
 
     def fetch(self, query: Mapping[str, Any] | None = None) -> KpiData:
-        import json
-
         query = query if query is not None else self.alert.cube_query
         key = json.dumps(query, sort_keys=True, default=str)
         if key not in self._cache:
@@ -214,9 +230,6 @@ class _SlotRun:
     # --- scheduled reports ------------------------------------------------------------------
 
     def _scheduled_report(self) -> AlertRun:
-        from kpi_alerts.conditions.gating_evaluation import evaluate_gate
-        from kpi_alerts.conditions.gating_format import parse_gating_condition
-
         data = self.fetch()
         gate = parse_gating_condition(self.alert.gating_condition)
         details: dict[str, Any] = {}
@@ -236,14 +249,6 @@ class _SlotRun:
     # --- threshold alerts -------------------------------------------------------------------
 
     def _threshold_alert(self) -> AlertRun:
-        from kpi_alerts.conditions.thresholds import (
-            PERCENT_CONDITIONS,
-            describe_threshold,
-            evaluate_threshold,
-            kpi_value,
-            parse_condition,
-        )
-
         threshold = self.alert.threshold
         assert threshold is not None
         data = self.fetch()
@@ -371,9 +376,6 @@ def compose_message(
 ) -> tuple[EmailMessage, Attachment | None]:
     """The message (and its attachment) that recipients get: the one code path for a run, a test send
     and a preview (:mod:`kpi_alerts.pipeline.trial`)."""
-    from kpi_alerts.delivery.email_message import build_message
-    from kpi_alerts.reports import render_attachment
-
     kpi = data.measures[0] if data.measures else None
     if alert.threshold is not None and alert.threshold.kpi_measure:
         kpi = data.column(alert.threshold.kpi_measure)
@@ -409,15 +411,6 @@ def compose_message(
 
 
 def _transition(alert: AlertDefinition, observation: str, now: datetime) -> Transition:
-    from kpi_alerts.conditions.threshold_state import (
-        AlertState,
-        ErrorPolicy,
-        NoDataPolicy,
-        Settings,
-        StoredState,
-        decide,
-    )
-
     threshold = alert.threshold
     assert threshold is not None
     stored = StoredState(state=AlertState(threshold.state), last_notified_at=threshold.last_notified_at)
@@ -439,8 +432,6 @@ def reading_measure(data: KpiData, measure: str | None) -> str:
 
 
 def _plain(value: Any) -> Any:
-    from dataclasses import asdict, is_dataclass
-
     return (
         {k: str(v) if v is not None else None for k, v in asdict(value).items()}
         if is_dataclass(value) and not isinstance(value, type)

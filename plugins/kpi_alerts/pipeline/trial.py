@@ -25,6 +25,14 @@ from typing import Any
 import psycopg
 
 from kpi_alerts.alerts.definition import AlertDefinition
+from kpi_alerts.conditions.gating_evaluation import evaluate_gate
+from kpi_alerts.conditions.gating_format import parse_gating_condition
+from kpi_alerts.conditions.thresholds import (
+    describe_threshold,
+    evaluate_threshold,
+    kpi_value,
+    parse_condition,
+)
 from kpi_alerts.delivery.recipients import validate_recipients
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.ledger.alert_changes import AlertNotFound
@@ -79,13 +87,6 @@ def compose_trial(alert: AlertDefinition, to: str, *, source: KpiSource, setting
     data = fetch()
     extra: dict[str, Any] = {}
     if alert.threshold is not None:
-        from kpi_alerts.conditions.thresholds import (
-            describe_threshold,
-            evaluate_threshold,
-            kpi_value,
-            parse_condition,
-        )
-
         threshold = alert.threshold
         condition = parse_condition(threshold.condition)
         measure = data.column(reading_measure(data, threshold.kpi_measure))
@@ -101,9 +102,6 @@ def compose_trial(alert: AlertDefinition, to: str, *, source: KpiSource, setting
         }
         verdict = f"threshold {result.status}: {result.description}"
     else:
-        from kpi_alerts.conditions.gating_evaluation import evaluate_gate
-        from kpi_alerts.conditions.gating_format import parse_gating_condition
-
         kind = "report"
         gate = parse_gating_condition(alert.gating_condition)
         verdict = "a run would send this report"

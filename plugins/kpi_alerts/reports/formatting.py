@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+import jinja2
+
+from kpi_alerts.conditions.thresholds import kpi_value
+from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.kpi_data import CellValue, Column, KpiData
 from kpi_alerts.paths import TEMPLATES_DIR
 from kpi_alerts.reports.context import ReportContext
@@ -40,8 +44,6 @@ def templates_dir() -> Path:
 
 @functools.cache
 def _template_env(folder: Path) -> jinja2.Environment:
-    import jinja2
-
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(folder),
         autoescape=jinja2.select_autoescape(["html", "htm", "xml"], default_for_string=False),
@@ -186,9 +188,6 @@ def kpi_headline(ctx: ReportContext, data: KpiData | None) -> tuple[str, str | N
 
 
 def _reading(data: KpiData, kpi: Column, slot: datetime) -> KpiReading | None:
-    from kpi_alerts.conditions.thresholds import kpi_value
-    from kpi_alerts.errors import AlertValidationError
-
     if slot.utcoffset() is None:
         slot = slot.replace(tzinfo=ZoneInfo("UTC"))
     try:

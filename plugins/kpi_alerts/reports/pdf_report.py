@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from urllib.request import DataHandler, Request, url2pathname
 
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.reports.chart import kpi_chart_svg
@@ -43,8 +44,6 @@ def local_url_fetcher(root: Path, *, on_fetch: Callable[[str], None] | None = No
 
     ``on_fetch`` sees every URL asked for (tests use it to prove nothing else was requested).
     """
-    from urllib.request import DataHandler, Request, url2pathname
-
     from weasyprint.urls import URLFetcher, URLFetcherResponse
 
     base = root.resolve()
