@@ -281,7 +281,7 @@ def test_a_worker_sigkilled_mid_batch_its_slot_is_finished_by_another_claimant(
     for alert_id, status in held.items():
         row = by_alert[alert_id]
         print(f"held slot {alert_id}: {status} at kill -> {row['status']}, takeovers {row['takeovers']}, "
-              f"error {row['error']!r}, history {row['attempt_history']}")
+              f"error {row['error']!r}, messages {got[recipients[alert_id]]}, history {row['attempt_history']}")
         if status == "claimed":  # nothing went out: another claimant finished it
             assert row["status"] == "sent" and row["takeovers"] == 1
             assert got[recipients[alert_id]] == 1
