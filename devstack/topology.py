@@ -165,7 +165,9 @@ class Topology:
 
     @property
     def alerts_pg(self) -> PostgresServer:
-        return PostgresServer(datadir=(self.state_dir / "alerts-postgres").resolve(), port=self.ports.alerts_db)
+        return PostgresServer(
+            datadir=(self.state_dir / "alerts-postgres").resolve(), port=self.ports.alerts_db
+        )
 
     @property
     def alerts_db_url(self) -> str:
@@ -245,7 +247,11 @@ class Topology:
                     f"scheduler-{n}",
                     "airflow-scheduler",
                     ("scheduler",),
-                    {"AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(self.ports.scheduler_health(n))},
+                    {
+                        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(
+                            self.ports.scheduler_health(n)
+                        )
+                    },
                 )
             )
         for n in (1, 2):
@@ -259,7 +265,9 @@ class Topology:
             )
         out.append(Component("dag-processor", "airflow-dag-processor", ("dag-processor",)))
         out.append(Component("triggerer", "airflow-triggerer", ("triggerer",)))
-        out.append(Component("api-server", "airflow-apiserver", ("api-server", "--port", str(self.ports.api))))
+        out.append(
+            Component("api-server", "airflow-apiserver", ("api-server", "--port", str(self.ports.api)))
+        )
         return out
 
     def component(self, name: str) -> Component:
@@ -278,10 +286,36 @@ class Topology:
         self.start_alerts_db()
         migrate(self.alerts_db_url)
         self.start_redis()
-        self._start_helper("mail", [sys.executable, "-m", "devstack.mail", "--port", str(self.ports.smtp),
-                                    "--folder", str(self.mail_dir), "--owner", OWNER], self.ports.smtp)
-        self._start_helper("statsd", [sys.executable, "-m", "devstack.statsd", "--port", str(self.ports.statsd),
-                                      "--file", str(self.metrics_file), "--owner", OWNER], None)
+        self._start_helper(
+            "mail",
+            [
+                sys.executable,
+                "-m",
+                "devstack.mail",
+                "--port",
+                str(self.ports.smtp),
+                "--folder",
+                str(self.mail_dir),
+                "--owner",
+                OWNER,
+            ],
+            self.ports.smtp,
+        )
+        self._start_helper(
+            "statsd",
+            [
+                sys.executable,
+                "-m",
+                "devstack.statsd",
+                "--port",
+                str(self.ports.statsd),
+                "--file",
+                str(self.metrics_file),
+                "--owner",
+                OWNER,
+            ],
+            None,
+        )
         env = self.environment(cube.url, cube.api_secret)
         (self.state_dir / "environment.json").write_text(json.dumps(env, indent=1))
         self.airflow_home.mkdir(parents=True, exist_ok=True)
@@ -289,14 +323,18 @@ class Topology:
             [_airflow(), "db", "migrate"], env=self._process_env(env), capture_output=True, text=True
         )
         if migrated.returncode != 0:
-            raise RuntimeError(f"airflow db migrate failed:\n{migrated.stdout[-3000:]}{migrated.stderr[-3000:]}")
+            raise RuntimeError(
+                f"airflow db migrate failed:\n{migrated.stdout[-3000:]}{migrated.stderr[-3000:]}"
+            )
         for component in self.components():
             self.start(component.name, env)
         self.wait_healthy()
         return env
 
     def _process_env(self, env: dict[str, str], extra: dict[str, str] | None = None) -> dict[str, str]:
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "KPI_TOPOLOGY_HOSTNAME"))}
+        inherited = {
+            k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "KPI_TOPOLOGY_HOSTNAME"))
+        }
         path = f"{Path(sys.executable).parent}{os.pathsep}{inherited.get('PATH', '')}"
         return {**inherited, **env, **(extra or {}), "PATH": path, OWNER_VAR: OWNER}
 
@@ -324,7 +362,9 @@ class Topology:
         if self.pid(name):
             return
         if port is not None and port_open(port):
-            raise ForeignServerError(name, port, "KPI_TOPOLOGY_BASE_PORT", "a server this topology did not start")
+            raise ForeignServerError(
+                name, port, "KPI_TOPOLOGY_BASE_PORT", "a server this topology did not start"
+            )
         self._spawn(name, args, {**os.environ, "PYTHONPATH": str(REPO_ROOT), OWNER_VAR: OWNER})
         if port is not None:
             _wait(lambda: port_open(port), 15, f"{name} did not start; see {self.log(name)}")
@@ -383,7 +423,9 @@ class Topology:
     def status(self) -> dict[str, bool]:
         names = [c.name for c in self.components()] + ["mail", "statsd", "redis"]
         state = {name: self.pid(name) is not None for name in names}
-        state["alerts-db"] = port_open(self.ports.alerts_db) and (self.alerts_pg.datadir / "postmaster.pid").exists()
+        state["alerts-db"] = (
+            port_open(self.ports.alerts_db) and (self.alerts_pg.datadir / "postmaster.pid").exists()
+        )
         return state
 
     # -- health ----------------------------------------------------------------------------------
@@ -427,7 +469,9 @@ class Topology:
             if all(wanted.values()):
                 return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"topology not healthy after {timeout:.0f}s: {wanted}; logs in {self.state_dir / 'logs'}")
+                raise RuntimeError(
+                    f"topology not healthy after {timeout:.0f}s: {wanted}; logs in {self.state_dir / 'logs'}"
+                )
             time.sleep(1)
 
     # -- the servers faults are injected into -----------------------------------------------------
@@ -443,7 +487,9 @@ class Topology:
         if self.pid("redis"):
             return
         if port_open(self.ports.redis):
-            raise ForeignServerError("Redis", self.ports.redis, "KPI_TOPOLOGY_BASE_PORT", "not this topology's redis-server")
+            raise ForeignServerError(
+                "Redis", self.ports.redis, "KPI_TOPOLOGY_BASE_PORT", "not this topology's redis-server"
+            )
         args = [
             _redis_server(),
             "--port", str(self.ports.redis),
@@ -537,9 +583,11 @@ def main(command: str) -> None:
     topology = Topology()
     if command == "up":
         topology.up()
-        print(f"topology up: API server {topology.api_url} (admin; password in "
-              f"{topology.airflow_home / 'simple_auth_manager_passwords.json.generated'}), "
-              f"alerts DB {topology.alerts_db_url}, mail in {topology.mail_dir}, metrics in {topology.metrics_file}")
+        print(
+            f"topology up: API server {topology.api_url} (admin; password in "
+            f"{topology.airflow_home / 'simple_auth_manager_passwords.json.generated'}), "
+            f"alerts DB {topology.alerts_db_url}, mail in {topology.mail_dir}, metrics in {topology.metrics_file}"
+        )
     elif command == "down":
         topology.down()
         print("topology stopped")

@@ -35,7 +35,7 @@ def _airflow_sink(name: str, count: int) -> None:
         from airflow.sdk.observability.stats import Stats
     except ImportError:  # not under Airflow 3's Task SDK: the scheduler-side client, else nothing
         try:
-            from airflow.stats import Stats  # type: ignore[no-redef]
+            from airflow.stats import Stats
         except ImportError:
             return
     Stats.incr(name, count)

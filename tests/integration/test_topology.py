@@ -226,15 +226,20 @@ def test_300_due_alerts_each_sent_exactly_once_spread_over_both_workers(
     print(f"300 alerts in {elapsed:.0f}s; slots per worker: {dict(per_worker)}; run {run_id}")
     assert set(per_worker) == {"worker-1", "worker-2"}  # both workers ran map items
     runs = {r["dag_run_id"] for r in rows}  # the triggered run (a scheduled run may have taken some)
-    mapped = [ti for ti in topology.task_instances() if ti["task_id"] == "process_alert" and ti["run_id"] in runs]
+    mapped = [
+        ti for ti in topology.task_instances() if ti["task_id"] == "process_alert" and ti["run_id"] in runs
+    ]
     assert {ti["hostname"] for ti in mapped} == {"worker-1", "worker-2"}
     assert {ti["state"] for ti in mapped} == {"success"}
     print(f"map items per worker: {dict(Counter(ti['hostname'] for ti in mapped))}; runs {sorted(runs)}")
     # The package's counters, through Airflow's StatsD client, at the topology's receiver.
     after = wait_for(
-        lambda: (c := counters(topology.metrics_file))["airflow.kpi_alerts.sent"] - before["airflow.kpi_alerts.sent"]
-        >= 300
-        and c,
+        lambda: (
+            (c := counters(topology.metrics_file))["airflow.kpi_alerts.sent"]
+            - before["airflow.kpi_alerts.sent"]
+            >= 300
+            and c
+        ),
         30,
         "the kpi_alerts.sent counter",
     )
@@ -255,15 +260,13 @@ def test_a_worker_sigkilled_mid_batch_its_slot_is_finished_by_another_claimant(
             if row["status"] in ("claimed", "sending"):
                 host = hosts.get((row["dag_run_id"], row["task_instance"]))
                 done_in_batch = [
-                    r
-                    for r in rows
-                    if r["task_instance"] == row["task_instance"] and r["status"] == "sent"
+                    r for r in rows if r["task_instance"] == row["task_instance"] and r["status"] == "sent"
                 ]
                 if host in ("worker-1", "worker-2") and done_in_batch:
                     return host, rows
         return None
 
-    victim, at_kill = wait_for(worker_mid_batch, 300, "a worker in the middle of a batch", interval=0.2)
+    victim, _ = wait_for(worker_mid_batch, 300, "a worker in the middle of a batch", interval=0.2)
     killed = topology.kill(victim)
     held = {
         r["kpi_alert_id"]: r["status"]
@@ -280,8 +283,10 @@ def test_a_worker_sigkilled_mid_batch_its_slot_is_finished_by_another_claimant(
     got = received(topology)
     for alert_id, status in held.items():
         row = by_alert[alert_id]
-        print(f"held slot {alert_id}: {status} at kill -> {row['status']}, takeovers {row['takeovers']}, "
-              f"error {row['error']!r}, messages {got[recipients[alert_id]]}, history {row['attempt_history']}")
+        print(
+            f"held slot {alert_id}: {status} at kill -> {row['status']}, takeovers {row['takeovers']}, "
+            f"error {row['error']!r}, messages {got[recipients[alert_id]]}, history {row['attempt_history']}"
+        )
         if status == "claimed":  # nothing went out: another claimant finished it
             assert row["status"] == "sent" and row["takeovers"] == 1
             assert got[recipients[alert_id]] == 1
@@ -312,7 +317,8 @@ def test_a_scheduler_stopped_mid_run_the_other_carries_on_without_double_runs(
     assert {r["status"] for r in rows} == {"sent"}
     with psycopg.connect(topology.metadata_url()) as conn:
         runs = conn.execute(
-            "SELECT run_id, run_type, state FROM dag_run WHERE dag_id = 'kpi_alerts' AND run_id = %s", (run_id,)
+            "SELECT run_id, run_type, state FROM dag_run WHERE dag_id = 'kpi_alerts' AND run_id = %s",
+            (run_id,),
         ).fetchall()
         tries = conn.execute(
             "SELECT map_index, try_number, state FROM task_instance WHERE dag_id = 'kpi_alerts' "
@@ -344,9 +350,11 @@ def test_the_alerts_database_restarted_mid_tick_alerts_retry_and_finish(
     unknown = [r for r in rows if r["status"] == "delivery_unknown"]
     assert all("stopped during SMTP delivery" in r["error"] for r in unknown)
     retried = [r for r in rows if r["attempt_history"] or r["attempts"] > 1]
-    print(f"after the alerts DB restart: {dict(statuses)}; delivery_unknown: "
-          f"{[(r['kpi_alert_id'], r['error']) for r in unknown]}; {len(retried)} slot(s) retried: "
-          f"{[(r['kpi_alert_id'], r['attempts'], r['attempt_history']) for r in retried][:3]}")
+    print(
+        f"after the alerts DB restart: {dict(statuses)}; delivery_unknown: "
+        f"{[(r['kpi_alert_id'], r['error']) for r in unknown]}; {len(retried)} slot(s) retried: "
+        f"{[(r['kpi_alert_id'], r['attempts'], r['attempt_history']) for r in retried][:3]}"
+    )
 
 
 def test_redis_restarted_mid_tick_tasks_are_redelivered_and_claims_stay_exactly_once(
