@@ -25,7 +25,7 @@ import tenacity
 from kpi_alerts.cube.rest_format import kpi_data_from_result, total_order
 from kpi_alerts.errors import AlertValidationError, KpiAlertError, PermanentAlertError, TransientAlertError
 from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.scheduling.schedule import zone
+from kpi_alerts.scheduling.timezones import zone
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from kpi_alerts.errors import AlertValidationError, PermanentAlertError
 from kpi_alerts.kpi_data import CellValue, Column, ColumnKind, KpiData
-from kpi_alerts.scheduling.schedule import zone
+from kpi_alerts.scheduling.timezones import zone
 from kpi_alerts.vocabulary import GRANULARITIES
 
 FILTER_OPERATORS = frozenset(

@@ -390,7 +390,7 @@ SELECT status, count(*) AS n FROM cron_job_results WHERE dag_run_id = %(run_id)s
 ALERT_HISTORY = """
 SELECT r.slot, r.status, r.value, r.previous_value, r.error, r.attachment, r.attachment_bytes, r.delivery,
        r.recipients, r.started_at, r.finished_at, r.dag_run_id, r.task_instance, r.try_number, r.attempts,
-       r.details
+       r.details, r.attempt_history
 FROM cron_job_results r
 WHERE r.cron_job_id = %(cron_job_id)s AND (%(status)s::text IS NULL OR r.status = %(status)s)
 ORDER BY r.slot DESC LIMIT %(limit)s OFFSET %(offset)s

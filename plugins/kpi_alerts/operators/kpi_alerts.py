@@ -26,10 +26,12 @@ from typing import Any
 import psycopg
 from airflow.sdk.exceptions import AirflowFailException
 
+from kpi_alerts import metrics
 from kpi_alerts.delivery.mailers import OutboxMailer
 from kpi_alerts.errors import KpiAlertError, TransientAlertError
 from kpi_alerts.hooks.alerts_db import AlertsDbHook
 from kpi_alerts.hooks.cube import CubeHook
+from kpi_alerts.hooks.metrics import airflow_stats_sink
 from kpi_alerts.hooks.smtp import SmtpMailer
 from kpi_alerts.ledger.alert_changes import record_paused_slots
 from kpi_alerts.ledger.claims import UNFINISHED, Claimant, ClaimSettings
@@ -40,6 +42,9 @@ from kpi_alerts.pipeline.alert_run import RunSettings, process_alert
 from kpi_alerts.vocabulary import LedgerStatus
 
 log = logging.getLogger(__name__)
+
+# Under Airflow, the ledger's outcome counters go to Airflow's metrics client.
+metrics.set_sink(airflow_stats_sink)
 
 MAX_MAP_LENGTH = 1024  # Airflow's [core] max_map_length default; mapped lists must stay below it
 DEFAULT_SENDER = "KPI Alerts <kpi-alerts@localhost>"
