@@ -9,29 +9,17 @@ import psycopg
 import pytest
 
 from kpi_alerts.ledger.alert_store import create_alert
+from tests.factories import report_spec
 
 LOGICAL_TIME = datetime(2026, 12, 7, 17, 5, tzinfo=UTC)
 
 
 def due_report(db: psycopg.Connection[Any], name: str, recipients: list[str], org: int = 1) -> int:
     """A daily CSV report whose slot is LOGICAL_TIME."""
-    return create_alert(
-        db,
-        {
-            "organization_id": org,
-            "alert_name": name,
-            "recipients": recipients,
-            "cube_query": {"measures": ["orders.count"]},
-            "schedule": {
-                "frequency_interval": "day",
-                "schedule_hour": LOGICAL_TIME.hour,
-                "schedule_minute": LOGICAL_TIME.minute,
-                "timezone": "UTC",
-                "attachment_type": "csv",
-            },
-        },
-        now=LOGICAL_TIME - timedelta(minutes=4),
-    ).alert_id
+    spec = report_spec(
+        name, org=org, recipients=recipients, hour=LOGICAL_TIME.hour, minute=LOGICAL_TIME.minute
+    )
+    return create_alert(db, spec, now=LOGICAL_TIME - timedelta(minutes=4)).alert_id
 
 
 def ledger(db: psycopg.Connection[Any]) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ import pytest
 
 from devstack.mail import MailCatcher
 from kpi_alerts.ledger.alert_store import create_alert
+from tests.factories import ledger_row, report_spec
 from tests.fault_table import FaultTable, deliveries, duplicates
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.services]
@@ -32,30 +33,13 @@ def test_a_run_far_ahead_of_the_wall_clock_keeps_its_own_rows_and_prunes_only_ol
     fault_table: FaultTable,
 ) -> None:
     created = create_alert(
-        db,
-        {
-            "organization_id": 1,
-            "alert_name": "Quarterly numbers",
-            "recipients": ["cfo@org1.example.com"],
-            "cube_query": {"measures": ["orders.count"]},
-            "schedule": {
-                "frequency_interval": "day",
-                "schedule_hour": 9,
-                "schedule_minute": 5,
-                "timezone": "UTC",
-                "attachment_type": "csv",
-            },
-        },
-        now=FAR_AHEAD - timedelta(minutes=4),
+        db, report_spec("Quarterly numbers", hour=9, minute=5), now=FAR_AHEAD - timedelta(minutes=4)
     )
     # History by the database's wall clock: 91 days old (pruned), 89 days old (kept), and a claim
     # abandoned 100 days ago (unfinished: kept, whatever its age).
     for days, status in [(91, "sent"), (89, "sent"), (100, "retrying")]:
-        db.execute(
-            "INSERT INTO cron_job_results (cron_job_id, slot, status, created_at, dag_run_id) "
-            "VALUES (%(job)s, now() - make_interval(days => %(days)s), %(status)s, "
-            "now() - make_interval(days => %(days)s), 'an earlier run')",
-            {"job": created.cron_job_id, "days": days, "status": status},
+        ledger_row(
+            db, created.cron_job_id, status=status, age=timedelta(days=days), dag_run_id="an earlier run"
         )
 
     dag_run = kpi_dag.test(logical_date=FAR_AHEAD)
@@ -89,12 +73,7 @@ def test_prune_results_from_the_cli_uses_the_same_rule(
         "INSERT INTO cron_jobs (job_name) VALUES ('kpi_alert_schedule_1') RETURNING id"
     ).fetchone()
     for days, status in [(40, "sent"), (40, "sending"), (20, "failed")]:
-        db.execute(
-            "INSERT INTO cron_job_results (cron_job_id, slot, status, created_at) "
-            "VALUES (%(job)s, now() - make_interval(days => %(days)s, mins => %(n)s), %(status)s, "
-            "now() - make_interval(days => %(days)s))",
-            {"job": job["id"], "days": days, "status": status, "n": len(status)},
-        )
+        ledger_row(db, job["id"], status=status, age=timedelta(days=days))
     assert main(["--db", alerts_db_url, "prune-results", "--days", "30"]) == 0
     assert "deleted 1 ledger row(s)" in capsys.readouterr().out
     left = db.execute("SELECT status FROM cron_job_results ORDER BY status").fetchall()

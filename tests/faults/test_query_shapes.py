@@ -24,6 +24,7 @@ from kpi_alerts.hooks.smtp import SmtpMailer
 from kpi_alerts.ledger.alert_store import create_alert
 from kpi_alerts.ledger.claims import Claimant
 from kpi_alerts.pipeline.alert_run import AlertFailed, RunSettings, process_alert
+from tests.factories import threshold_spec
 from tests.fault_table import FaultTable, duplicates
 
 pytestmark = [pytest.mark.faults, pytest.mark.services]
@@ -45,20 +46,14 @@ BAD_SHAPES = [
 ]
 
 
-def threshold_spec(cube_query: Any) -> dict[str, Any]:
-    return {
-        "organization_id": 1,
-        "alert_name": "Orders",
-        "recipients": ["ops@org1.example.com"],
-        "cube_query": cube_query,
-        "threshold": {"condition": "GREATER_THAN", "threshold_value": 1, "timezone": "UTC"},
-    }
+def orders_threshold(cube_query: Any) -> dict[str, Any]:
+    return threshold_spec("Orders", cube_query=cube_query)
 
 
 @pytest.mark.parametrize(("query", "named"), BAD_SHAPES)
 def test_bad_shapes_are_refused_at_creation(db: psycopg.Connection[Any], query: Any, named: str) -> None:
     with pytest.raises(AlertValidationError) as info:
-        create_alert(db, threshold_spec(query), now=SLOT)
+        create_alert(db, orders_threshold(query), now=SLOT)
     assert named in str(info.value) and len(str(info.value)) < 400
     assert db.execute("SELECT count(*) AS n FROM kpi_alerts").fetchone()["n"] == 0
 
@@ -70,7 +65,7 @@ def test_a_bad_shape_stored_by_sql_fails_permanently_and_the_notice_still_goes_o
     cube_server: CubeServer,
     fault_table: FaultTable,
 ) -> None:
-    alert_id = create_alert(db, threshold_spec({"measures": ["orders.count"]}), now=SLOT).alert_id
+    alert_id = create_alert(db, orders_threshold({"measures": ["orders.count"]}), now=SLOT).alert_id
     db.execute(  # the seed's way: plain SQL, no validation
         "UPDATE kpi_alerts SET cube_query = %s WHERE id = %s",
         (json.dumps({"measures": ["orders.count"], "timeDimensions": ["x"]}), alert_id),

@@ -33,6 +33,7 @@ from kpi_alerts.ledger.claims import (
     start_sending,
 )
 from kpi_alerts.ledger.database import connect
+from tests.polling import wait_until
 
 T = datetime(2026, 12, 7, 17, 5, tzinfo=UTC)  # the DAG run's logical time in most tests
 A = Claimant(dag_run_id="run-a", task_instance="process_alert[0]", try_number=1, worker="worker-a:101")
@@ -92,6 +93,14 @@ def claimed(result: Claim | NotClaimed) -> Claim:
 def refused(result: Claim | NotClaimed) -> str:
     assert isinstance(result, NotClaimed), result
     return result.reason
+
+
+def lock_waiters(db: psycopg.Connection[Any]) -> int:
+    """How many backends of this database wait for a lock (read outside any transaction: fresh)."""
+    row = db.execute(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    ).fetchone()
+    return int(row["n"])
 
 
 def ledger(db: psycopg.Connection[Any], alert: AlertDefinition) -> list[dict[str, Any]]:
@@ -459,7 +468,7 @@ def test_finish_and_claim_of_the_same_alert_do_not_deadlock(
         assert other.execute(queries.LOCK_CRON_JOB, {"cron_job_id": alert.cron_job_id}).fetchone()
         worker = threading.Thread(target=finish)
         worker.start()
-        time.sleep(0.3)  # the worker is now inside finish_claim
+        wait_until(lambda: lock_waiters(db) > 0, timeout=10, what="the worker to wait inside finish_claim")
         other.execute(queries.LOCK_LEDGER_ROW, {"cron_job_id": alert.cron_job_id, "slot": T}).fetchone()
     worker.join(10)
 

@@ -14,6 +14,7 @@ import pytest
 
 from devstack.mail import MailCatcher
 from kpi_alerts.ledger.alert_store import create_alert
+from tests.factories import report_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
@@ -33,20 +34,16 @@ def run_dag(kpi_dag: Any, logical_time: datetime = LOGICAL_TIME) -> Any:
 def schedule_alert(
     org: int, name: str, recipients: list[str], tz: str, hour: int, minute: int, **schedule: Any
 ) -> dict[str, Any]:
-    return {
-        "organization_id": org,
-        "alert_name": name,
-        "recipients": recipients,
-        "cube_query": FIRST_WEEK_OF_NOVEMBER,
-        "schedule": {
-            "frequency_interval": "day",
-            "schedule_hour": hour,
-            "schedule_minute": minute,
-            "timezone": tz,
-            "attachment_type": "csv",
-            **schedule,
-        },
-    }
+    return report_spec(
+        name,
+        org=org,
+        recipients=recipients,
+        hour=hour,
+        minute=minute,
+        tz=tz,
+        cube_query=FIRST_WEEK_OF_NOVEMBER,
+        schedule=schedule,
+    )
 
 
 def ledger(db: psycopg.Connection[Any]) -> list[dict[str, Any]]:

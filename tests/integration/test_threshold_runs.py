@@ -6,16 +6,19 @@ throw-away organization are added and removed in the analytics database between 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import psycopg
 import pytest
 
+from devstack.cube import CubeServer
 from devstack.mail import MailCatcher
+from kpi_alerts.cube.client import CubeClient
 from kpi_alerts.ledger.alert_store import create_alert
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
@@ -28,9 +31,16 @@ OCTOBER_ORDERS = {
 
 
 @pytest.fixture
-def orders(pg: Any) -> Iterator[Any]:
-    """Sets how many October orders organization 7001 has (and cleans them up)."""
-    with psycopg.connect(pg.url("analytics"), autocommit=True) as conn:
+def orders(pg: Any, cube_server: CubeServer) -> Iterator[Any]:
+    """Sets how many October orders organization 7001 has (and cleans them up), then waits until Cube
+    answers with the new count (it re-checks its refresh key at most once a second)."""
+    cube = CubeClient(cube_server.url, api_secret=cube_server.api_secret)
+
+    def cube_count() -> Decimal:
+        rows = cube.load(OCTOBER_ORDERS, security_context={"organization_id": ORG}, timezone="UTC").rows
+        return Decimal(rows[0]["orders.count"] or 0) if rows else Decimal(0)
+
+    with cube, psycopg.connect(pg.url("analytics"), autocommit=True) as conn:
         conn.execute("DELETE FROM orders WHERE organization_id = %s", (ORG,))
 
         def set_count(n: int) -> None:
@@ -40,7 +50,7 @@ def orders(pg: Any) -> Iterator[Any]:
                     "INSERT INTO orders VALUES (%s, %s, '2026-10-05T10:00Z', 'completed', 'books', 10)",
                     (ORG * 1000 + i, ORG),
                 )
-            time.sleep(1.2)  # Cube re-checks its refresh key at most once a second
+            wait_until(lambda: cube_count() == n, timeout=30, interval=0.2, what=f"Cube to count {n} orders")
 
         yield set_count
         conn.execute("DELETE FROM orders WHERE organization_id = %s", (ORG,))
