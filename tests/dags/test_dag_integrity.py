@@ -34,6 +34,9 @@ def test_kpi_alerts_dag_contract(dagbag: DagBag) -> None:
         assert task.retries >= 1, task.task_id
     process = dag.get_task("process_alert")
     assert process.map_index_template == "{{ alert_label }}"
+    assert process.operator_name == "KpiAlertOperator" and type(process).__name__ == "MappedOperator"
+    assert dag.get_task("find_due_alerts").operator_name == "DueAlertsOperator"
+    assert dag.get_task("summarize").operator_name == "KpiAlertsSummaryOperator"
     assert dag.get_task("summarize").trigger_rule == "all_done"
 
 
