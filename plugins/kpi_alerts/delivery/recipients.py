@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from email_validator import EmailNotValidError, validate_email
-
 from kpi_alerts.errors import AlertValidationError
 
 MAX_RECIPIENTS = 100
@@ -25,6 +23,8 @@ def validate_address(value: object) -> str:
     text = value.strip()
     if not text or any(ch in _FORBIDDEN or ord(ch) < 32 or ord(ch) == 127 for ch in text):
         raise AlertValidationError(f"invalid recipient address {value!r}: a single plain address is expected")
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         result = validate_email(
             text,

@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-import jinja2
-
 from kpi_alerts.conditions.thresholds import kpi_value
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.kpi_data import CellValue, Column, KpiData
@@ -30,7 +28,6 @@ if TYPE_CHECKING:
 
     from kpi_alerts.conditions.thresholds import KpiReading
 
-#: Cube granularities; those from ``day`` up are shown as a date without a time of day.
 #: OWASP CSV-injection triggers: a spreadsheet would evaluate a cell starting with one of these.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -44,6 +41,8 @@ def templates_dir() -> Path:
 
 @functools.cache
 def _template_env(folder: Path) -> jinja2.Environment:
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(folder),
         autoescape=jinja2.select_autoescape(["html", "htm", "xml"], default_for_string=False),
