@@ -110,6 +110,8 @@ def axis_range(values: Sequence[float], *, whole_numbers: bool = False) -> tuple
     if not finite:
         return 0.0, 1.0
     low, high = min(finite), max(finite)
+    if max(abs(low), abs(high)) < 1e-12:  # zeros, or values too tiny to step through (5e-324)
+        return 0.0, 1.0
     if low == high:
         if low == 0:
             return 0.0, 1.0

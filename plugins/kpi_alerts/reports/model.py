@@ -119,6 +119,8 @@ class Change:
     direction: Literal["up", "down", "flat"]
     against: str
     previous_period: str | None = None
+    #: percent measures change in percentage points: a subject says ``+5.3 pp``, not ``+11.4 %``
+    points: bool = False
 
     @property
     def marker(self) -> str:
@@ -134,7 +136,8 @@ class Change:
     @property
     def short(self) -> str:
         """For a subject: ``+4.2 % vs previous week`` (the absolute change when there is no percent)."""
-        return f"{self.percent_text or self.absolute_text} vs {self.against}"
+        shown = self.absolute_text if self.points or not self.percent_text else self.percent_text
+        return f"{shown} vs {self.against}"
 
 
 @dataclass(frozen=True)
@@ -290,9 +293,8 @@ class _Builder:
         return self.display.column_labels.get(column.key) or column.short_title or column.title
 
     def _period_text(self) -> str:
-        phrase = describe_period(self.query) if self.data is not None else describe_period({})
-        if self.ctx.period and self.data is None:
-            phrase = self.ctx.period
+        """``last 7 days (2026-11-23 to 2026-11-29)``: the query's phrase and, when known, its dates."""
+        phrase = self.ctx.period or describe_period(self.query)
         if self.range is None:
             return phrase
         dates = self.range.text()
@@ -428,11 +430,13 @@ class _Builder:
     def _headline(self, kpi: Column, value: Decimal, basis: str | None) -> Headline:
         unit = self._unit(kpi)
         locale = self.display.locale
+        # a report's subject rounds large money to whole units; a checked value is shown as compared
+        places = headline_places(value, unit) if self.ctx.kind == "report" else None
         return Headline(
             label=self._label(kpi),
             value=value,
             text=format_value(value, unit, locale),
-            plain=format_plain(value, unit, locale, places=headline_places(value, unit)),
+            plain=format_plain(value, unit, locale, places=places),
             basis=basis,
         )
 
@@ -459,6 +463,7 @@ class _Builder:
             direction=direction,
             against=against,
             previous_period=previous_period,
+            points=unit.kind == "percent",
         )
 
     # --- the gate and the chart -------------------------------------------------------------------
