@@ -13,7 +13,7 @@ CREATE TABLE public.orders (
     created_at      timestamptz NOT NULL,
     status          text NOT NULL,
     category        text NOT NULL,
-    customer_id     bigint NOT NULL,
+    customer_id     bigint,  -- NULL for rows tests insert without one (not counted as customers)
     total_amount    numeric(12, 2) NOT NULL
 );
 
@@ -38,4 +38,4 @@ CREATE INDEX orders_org_created_at ON public.orders (organization_id, created_at
 
 ANALYZE public.orders;
 
-COMMENT ON TABLE public.orders IS 'kpi-alerts demo dataset v2';
+COMMENT ON TABLE public.orders IS 'kpi-alerts demo dataset v3';

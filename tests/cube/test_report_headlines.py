@@ -57,14 +57,16 @@ SELECT (now() AT TIME ZONE %(tz)s)::date - 7 AS first_day, (now() AT TIME ZONE %
 def weekly(*measures: str) -> dict[str, Any]:
     return {
         "measures": list(measures),
-        "timeDimensions": [{"dimension": "orders.created_at", "granularity": "day", "dateRange": "last 7 days"}],
+        "timeDimensions": [
+            {"dimension": "orders.created_at", "granularity": "day", "dateRange": "last 7 days"}
+        ],
     }
 
 
 def sql_figure(conn: psycopg.Connection[Any], measure: str, first: date, last: date) -> Decimal:
     """The measure over local days ``first`` .. ``last`` in ``TZ``, computed by PostgreSQL alone."""
     row = conn.execute(
-        f"SELECT {SQL_OF[measure]} FROM public.orders "  # noqa: S608 - SQL_OF is the test's constant
+        f"SELECT {SQL_OF[measure]} FROM public.orders "
         "WHERE organization_id = %(org)s "
         "AND created_at >= (%(first)s::date)::timestamp AT TIME ZONE %(tz)s "
         "AND created_at < (%(last)s::date + 1)::timestamp AT TIME ZONE %(tz)s",
@@ -171,7 +173,13 @@ def test_labels_and_units_read_back_from_every_rendering(
     attachment = render_attachment("csv", report, tmp_path)
     with attachment.path.open(encoding="utf-8-sig", newline="") as fh:
         rows = list(csv.reader(fh))
-    assert rows[0] == ["Day", "Revenue (USD)", "Orders", "Completion rate (fraction, 0.25 = 25 %)", "Customers"]
+    assert rows[0] == [
+        "Day",
+        "Revenue (USD)",
+        "Orders",
+        "Completion rate (fraction, 0.25 = 25 %)",
+        "Customers",
+    ]
     body = rows[1:]
     assert len(body) == 7 and all(re.fullmatch(r"\d{4}-\d\d-\d\d", r[0]) for r in body)
     assert sum((Decimal(r[1]) for r in body), Decimal(0)) == revenue  # exact digits, no separators
@@ -228,7 +236,9 @@ def test_labels_and_units_read_back_from_every_rendering(
     save_email_png(message, "report-headlines-email.png")
 
 
-def test_an_alerts_locale_and_currency_change_the_text_not_the_numbers(client: CubeClient, tmp_path: Path) -> None:
+def test_an_alerts_locale_and_currency_change_the_text_not_the_numbers(
+    client: CubeClient, tmp_path: Path
+) -> None:
     display = DisplaySettings(locale="de-DE", currency="EUR")
     report, ctx, _data = weekly_report(client, "orders.total_amount", display=display)
     assert report.headline is not None and report.headline.value is not None
@@ -236,11 +246,15 @@ def test_an_alerts_locale_and_currency_change_the_text_not_the_numbers(client: C
     assert report.headline.plain.endswith(" EUR")
     with render_attachment("csv", report, tmp_path).path.open(encoding="utf-8-sig", newline="") as fh:
         rows = list(csv.reader(fh))
-    assert rows[0] == ["Day", "Revenue (EUR)"] and "." in rows[1][1] and "," not in rows[1][1]  # raw stays raw
+    assert (
+        rows[0] == ["Day", "Revenue (EUR)"] and "." in rows[1][1] and "," not in rows[1][1]
+    )  # raw stays raw
 
 
 def test_an_organizations_currency_is_the_default_and_an_alerts_own_wins(client: CubeClient) -> None:
-    org_only, _, _ = weekly_report(client, "orders.total_amount", display=DisplaySettings(organization_currency="CHF"))
+    org_only, _, _ = weekly_report(
+        client, "orders.total_amount", display=DisplaySettings(organization_currency="CHF")
+    )
     assert org_only.columns[1].header == "Revenue (CHF)"
     both = DisplaySettings(organization_currency="CHF", currency="GBP")
     assert weekly_report(client, "orders.total_amount", display=both)[0].columns[1].header == "Revenue (GBP)"
@@ -258,7 +272,9 @@ def test_percent_scale_of_a_ratio_can_be_declared(client: CubeClient) -> None:
     labelled, _, _ = weekly_report(
         client,
         "orders.completion_rate",
-        display=DisplaySettings(column_labels={"orders.completion_rate": "Done", "orders.created_at": "Date"}),
+        display=DisplaySettings(
+            column_labels={"orders.completion_rate": "Done", "orders.created_at": "Date"}
+        ),
     )
     assert [c.label for c in labelled.columns] == ["Date", "Done"]
 

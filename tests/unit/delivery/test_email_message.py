@@ -158,7 +158,9 @@ def test_control_characters_never_make_a_header() -> None:
     name = "Revenue\r\nBcc: victim@example.com\r\n\r\n<b>body</b>\x00\u2028X"
     msg = build(alert_name=name, sender='"Ops\r\nBcc: x@example.com" <alerts@kpi-alerts.local>')
     assert msg["Bcc"] is None and msg.get_all("Subject") == [msg["Subject"]]
-    assert msg["Subject"] == "[KPI report] Revenue Bcc: victim@example.com <b>body</b> X — 17,373 — 2026-04-02"
+    assert (
+        msg["Subject"] == "[KPI report] Revenue Bcc: victim@example.com <b>body</b> X — 17,373 — 2026-04-02"
+    )
     assert "\n" not in msg["Subject"] and "\r" not in msg["Subject"]
     assert msg["From"].addresses[0].addr_spec == "alerts@kpi-alerts.local"  # the bare header parses back
     raw = build_message(

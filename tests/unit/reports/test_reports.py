@@ -122,7 +122,10 @@ def test_render_attachment_names_types_and_sizes(tmp_path: Path) -> None:
     ctx = context(
         alert_name='Ärger: Q1 / "Revenue"\r\nX-Evil: 1', slot=datetime(2026, 4, 2, 23, 30, tzinfo=UTC)
     )
-    got = {kind: render_attachment(kind, build_report(daily_revenue(), ctx), tmp_path) for kind in ("csv", "excel")}
+    got = {
+        kind: render_attachment(kind, build_report(daily_revenue(), ctx), tmp_path)
+        for kind in ("csv", "excel")
+    }
     assert got["csv"] == Attachment(
         path=tmp_path / "arger-q1-revenue-x-evil-1-2026-04-03.csv",  # 23:30 UTC is 00:30 BST next day
         filename="arger-q1-revenue-x-evil-1-2026-04-03.csv",
@@ -133,7 +136,10 @@ def test_render_attachment_names_types_and_sizes(tmp_path: Path) -> None:
     assert got["excel"].mime_type == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(a.filename for a in got.values())  # no .part
     la = context(timezone="America/Los_Angeles", slot=datetime(2026, 4, 3, 2, 0, tzinfo=UTC))
-    assert render_attachment("csv", build_report(daily_revenue(), la), tmp_path).filename == "revenue-daily-2026-04-02.csv"
+    assert (
+        render_attachment("csv", build_report(daily_revenue(), la), tmp_path).filename
+        == "revenue-daily-2026-04-02.csv"
+    )
 
 
 def test_unknown_kind_is_a_validation_error(tmp_path: Path) -> None:
@@ -189,7 +195,10 @@ def test_csv_neutralises_formulas_but_not_numbers(tmp_path: Path) -> None:
     import pandas as pd
 
     df = pd.read_csv(
-        render_csv(model(by_region()), tmp_path / "r.csv"), encoding="utf-8-sig", dtype=str, keep_default_na=False
+        render_csv(model(by_region()), tmp_path / "r.csv"),
+        encoding="utf-8-sig",
+        dtype=str,
+        keep_default_na=False,
     )
     assert list(df.columns) == ["Region", "Revenue", "Orders"]
     assert df["Region"].tolist() == ["Zürich ☃", *("'" + s for s in INJECTIONS), "plain"]
@@ -375,7 +384,9 @@ def pdf_text(path: Path) -> list[str]:
 def small_pdf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     seen: list[str] = []
     path = tmp_path_factory.mktemp("pdf") / "small.pdf"
-    render_pdf(build_report(daily_revenue(), context(condition="Revenue > 10,000")), path, on_fetch=seen.append)
+    render_pdf(
+        build_report(daily_revenue(), context(condition="Revenue > 10,000")), path, on_fetch=seen.append
+    )
     return path, seen
 
 
