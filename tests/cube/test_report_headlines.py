@@ -240,7 +240,7 @@ def test_an_alerts_locale_and_currency_change_the_text_not_the_numbers(
     client: CubeClient, tmp_path: Path
 ) -> None:
     display = DisplaySettings(locale="de-DE", currency="EUR")
-    report, ctx, _data = weekly_report(client, "orders.total_amount", display=display)
+    report, _ctx, _data = weekly_report(client, "orders.total_amount", display=display)
     assert report.headline is not None and report.headline.value is not None
     assert re.fullmatch(r"\d{1,3}(\.\d{3})*,\d\d\xa0€", report.headline.text), report.headline.text
     assert report.headline.plain.endswith(" EUR")
