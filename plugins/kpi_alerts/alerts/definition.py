@@ -22,14 +22,7 @@ MICROSECOND = timedelta(microseconds=1)
 
 
 def _labels(value: object) -> dict[str, str]:
-    """``column_labels`` as stored (jsonb, or its text): a mapping of strings, anything else ignored."""
-    if isinstance(value, str):
-        import json
-
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return {}
+    """``column_labels`` as decoded: a mapping of strings; anything else is ignored."""
     if not isinstance(value, Mapping):
         return {}
     return {str(k): str(v) for k, v in value.items() if isinstance(v, str)}
@@ -77,6 +70,9 @@ class AlertDefinition:
     locked: bool = False  # a claim is in flight
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    #: Why the stored row cannot be used as it is (a JSON column nested too deeply, ...): its slot fails
+    #: with this reason (:meth:`validate`); None for a sound row.
+    defect: str | None = None
     locale: str | None = None
     currency: str | None = None
     percent_scale: str | None = None
@@ -106,7 +102,25 @@ class AlertDefinition:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> AlertDefinition:
-        """Build from the ``LOAD_ALERT`` query's row (columns of all four tables)."""
+        """Build from the ``LOAD_ALERT`` query's row (columns of all four tables).
+
+        Never raises for what a row holds: the JSON columns are read as text and decoded here, per row
+        (:mod:`kpi_alerts.alerts.stored_json`); one that cannot be used becomes :attr:`defect`.
+        """
+        from kpi_alerts.alerts.stored_json import StoredJsonDefect, decode_stored_json
+
+        defects: list[str] = []
+
+        def decoded(column: str) -> Any:
+            try:
+                return decode_stored_json(row[column], column)
+            except StoredJsonDefect as exc:
+                defects.append(str(exc))
+                return None
+
+        cube_query = decoded("cube_query")
+        gating_condition = decoded("gating_condition")
+        column_labels = _labels(decoded("column_labels")) if "column_labels" in row else {}
         schedule = threshold = None
         if row["frequency_interval"] is not None:
             schedule = Schedule.from_row(row)
@@ -134,7 +148,7 @@ class AlertDefinition:
             alert_type=row["alert_type"],
             alert_name=row["alert_name"],
             recipients=tuple(row["recipients"] or ()),
-            cube_query=row["cube_query"] or {},
+            cube_query=cube_query if cube_query is not None else {},
             is_active=row["is_active"],
             master_locked=row["master_locked"],
             next_run_at=row["next_run_at"],
@@ -142,7 +156,7 @@ class AlertDefinition:
             owners=tuple(row["owners"] or ()),
             message=row["message"],
             schedule=schedule,
-            gating_condition=row["gating_condition"],
+            gating_condition=gating_condition,
             attachment_type=row["attachment_type"],
             threshold=threshold,
             graph_id=row.get("graph_id"),
@@ -153,8 +167,9 @@ class AlertDefinition:
             locale=row.get("locale"),
             currency=row.get("currency"),
             percent_scale=row.get("percent_scale"),
-            column_labels=_labels(row.get("column_labels")),
+            column_labels=column_labels,
             organization_currency=row.get("organization_currency"),
+            defect="; ".join(defects) or None,
         )
 
     def validate(self) -> None:
@@ -164,6 +179,8 @@ class AlertDefinition:
         from kpi_alerts.cube.rest_format import check_query_shape
         from kpi_alerts.delivery.recipients import validate_recipients
 
+        if self.defect is not None:
+            raise AlertValidationError(f"stored alert cannot be used: {self.defect}")
         validate_recipients(self.recipients)
         check_query_shape(self.cube_query)
         if self.locale is not None:

@@ -29,6 +29,8 @@ from kpi_alerts.reports.model import ReportModel, build_report
 
 #: Rows shown in the body; the attachment and the dashboard have the rest.
 BODY_ROWS = 10
+#: Characters shown of one cell (or column title) in the body: a 10 MB cell once made an 83 MB e-mail.
+BODY_CELL_CHARS = 120
 MAX_SUBJECT = 200
 #: Headers fold at 256 (RFC 5322 allows 998), above the longest Subject: Python folds a 70-78 character
 #: Subject onto a continuation line of its own, which parsers then read back with a leading space.
@@ -85,8 +87,8 @@ def _table(report: ReportModel) -> dict[str, Any]:
     if not report.rows or not report.columns:
         return {"columns": [], "rows": [], "text_lines": [], "more": 0}
     cols = report.columns
-    rows = [[single_line(cell) for cell in row] for row in report.table(BODY_ROWS)]
-    titles = [single_line(c.title) for c in cols]
+    rows = [[_cell(cell) for cell in row] for row in report.table(BODY_ROWS)]
+    titles = [_cell(c.title) for c in cols]
     widths = [max(len(t), *(len(r[i]) for r in rows)) for i, t in enumerate(titles)]
     numeric = [c.numeric for c in cols]
 
@@ -104,6 +106,12 @@ def _table(report: ReportModel) -> dict[str, Any]:
         "text_lines": text_lines,
         "more": len(report.rows) - len(rows),
     }
+
+
+def _cell(text: str) -> str:
+    """One cell of the body's table on one line, at most :data:`BODY_CELL_CHARS` characters (cut first,
+    so a huge value is never copied whole)."""
+    return _shorten(single_line(text[: BODY_CELL_CHARS * 4]), BODY_CELL_CHARS)
 
 
 def _shorten(text: str, limit: int) -> str:
