@@ -131,7 +131,8 @@ def claim_slot(
             if earlier is not None:
                 refusal = why_not_reattempted(earlier["status"]) or f"it finished as {earlier['status']}"
                 return NotClaimed(
-                    f"slot {earlier['slot'].isoformat()} of this run is not attempted again: {refusal}"
+                    f"not due until {slot.isoformat()}; this run's slot {earlier['slot'].isoformat()} is not "
+                    f"attempted again: {refusal}"
                 )
             return NotClaimed(f"not due until {slot.isoformat()}")
         if logical_time - slot > settings.misfire_window:

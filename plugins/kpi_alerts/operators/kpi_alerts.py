@@ -129,13 +129,27 @@ def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
                 failures.append(str(exc))
     for result in results:
         log.info("alert %s: %s — %s", result["alert_id"], result["status"], result["detail"])
-    if failures:
-        if transient:  # Airflow retries the item; finished alerts are no longer due and are skipped
-            raise TransientAlertError("; ".join(failures))
+    from kpi_alerts.pipeline.task_outcome import judge_item
+
+    verdict = judge_item(item["label"], len(item["alerts"]), results, failures, transient=transient)
+    context["alert_label"] = verdict.label  # a batch's label says how its alerts ended
+    if (
+        verdict.state == "retry"
+    ):  # Airflow retries the item; finished alerts are no longer due and are skipped
+        log.error("%s", verdict.headline)
+        raise TransientAlertError(verdict.headline)
+    if verdict.state == "failed":
         from airflow.sdk.exceptions import AirflowFailException
 
-        # Recorded in the ledger already; retrying cannot help, so fail now without retries.
-        raise AirflowFailException("; ".join(failures))
+        # Recorded in the ledger already; retrying cannot help, so fail now without retries. The reason comes
+        # first, in one line; the failure carries no traceback of ours (it is expected and recorded).
+        log.error("%s", verdict.headline)
+        raise AirflowFailException(verdict.headline) from None
+    if verdict.state == "skipped":
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(verdict.headline)
+    log.info("%s", verdict.headline)
     return results
 
 
