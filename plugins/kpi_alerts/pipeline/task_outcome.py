@@ -50,9 +50,11 @@ def judge_item(
     batch = alerts > 1
     new_label = f"{label}: {tally}"[:250] if batch and tally else label
     if failures:
-        what = f"{len(failures)} of {alerts} alert(s) failed" if batch else "alert failed"
         retry = " (Airflow retries the transient ones)" if transient else ""
-        headline = one_line(f"{what}{retry}: " + "; ".join(failures))
+        if batch:
+            headline = one_line(f"{len(failures)} of {alerts} alerts failed{retry}: " + "; ".join(failures))
+        else:  # the alert's own reason, e.g. "alert 7 (Weekly revenue) failed: Cube.js refused the query: …"
+            headline = one_line(failures[0] + retry)
         return ItemVerdict("retry" if transient else "failed", headline, new_label)
     if results and all(str(r["status"]) in QUIET for r in results):
         reasons = "; ".join(
