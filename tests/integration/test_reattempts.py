@@ -376,3 +376,49 @@ class TestRetryCommand:
         pause_alert(db, alert_id, actor="test")
         run = process_alert(db, alert_id, source=cube, mailer=SmtpMailer(), settings=try_of_the_run(2))
         assert run.status == "skipped" and "paused" in run.detail and mailbox.messages() == []
+
+
+class TestAClearedDagRun:
+    """Clearing the whole run (the UI's Clear on a DAG run) runs its due listing again as a later try: the
+    alerts whose slot the run left unsent are listed again, though they are no longer due."""
+
+    def test_a_later_try_of_the_listing_lists_the_runs_unsent_alerts(
+        self,
+        db: psycopg.Connection[Any],
+        cube: CubeClient,
+        mailbox: MailCatcher,
+        airflow_connections: dict[str, str],
+    ) -> None:
+        from types import SimpleNamespace
+
+        from kpi_alerts.operators.kpi_alerts import find_due_alerts
+
+        alert_id = failed_once(db, cube, mailbox)
+        sent = report(db, alert_name="Sent fine", cube_query=QUERY)
+        assert (
+            process_alert(db, sent, source=cube, mailer=SmtpMailer(), settings=try_of_the_run(1)).status
+            == "sent"
+        )
+
+        def listing(try_number: int) -> list[dict[str, Any]]:
+            context = {
+                "run_id": RUN,
+                "logical_date": SLOT + timedelta(minutes=5),
+                "ti": SimpleNamespace(try_number=try_number),
+            }
+            return find_due_alerts(context)
+
+        assert listing(1) == []  # the first try lists due alerts only: nothing is due any more
+        assert listing(2) == [
+            {
+                "alerts": [{"alert_id": alert_id, "alert_name": "Revenue"}],
+                "label": f"alert {alert_id}: Revenue",
+            }
+        ]
+
+        # Its task instance (a new map index, a later try) re-attempts the slot; a third listing has nothing.
+        run = process_alert(
+            db, alert_id, source=cube, mailer=SmtpMailer(), settings=try_of_the_run(2, map_index=0)
+        )
+        assert run.status == "sent" and [m["To"] for m in mailbox.messages()] == ["cfo@org1.example.com"] * 2
+        assert listing(3) == []

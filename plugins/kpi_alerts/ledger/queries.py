@@ -281,14 +281,27 @@ RETURNING attempts
 # than this very one (same task instance, same try).
 RUN_SLOT_OF_ALERT = """
 SELECT slot, status,
-       (status IN ('failed', 'retrying')
-        OR (status IN ('claimed', 'sending') AND task_instance = %(task_instance)s
-            AND try_number < %(try_number)s))
-       AND NOT (task_instance IS NOT DISTINCT FROM %(task_instance)s
-                AND try_number IS NOT DISTINCT FROM %(try_number)s) AS unsent
+       coalesce((status IN ('failed', 'retrying')
+                 OR (status IN ('claimed', 'sending') AND task_instance = %(task_instance)s
+                     AND try_number < %(try_number)s))
+                AND NOT (task_instance IS NOT DISTINCT FROM %(task_instance)s
+                         AND try_number IS NOT DISTINCT FROM %(try_number)s), false) AS unsent
 FROM cron_job_results
 WHERE cron_job_id = %(cron_job_id)s AND dag_run_id = %(dag_run_id)s
 ORDER BY unsent DESC, slot DESC LIMIT 1
+"""
+
+# A DAG run cleared as a whole (its due listing runs again, as a later try): the alerts whose slot in
+# this run was left unsent — they are no longer due, so the due query alone would not list them.
+UNSENT_ALERTS_OF_RUN = """
+SELECT ka.id AS alert_id, ka.alert_name, cj.id AS cron_job_id, r.slot
+FROM cron_job_results r
+JOIN cron_jobs cj ON cj.id = r.cron_job_id
+JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
+WHERE r.dag_run_id = %(dag_run_id)s AND r.status IN ('failed', 'retrying', 'claimed')
+  AND NOT cj.master_locked AND ka.is_active
+ORDER BY r.slot, cj.id
+LIMIT %(limit)s
 """
 
 # A threshold alert's later evaluation supersedes an earlier slot (it measures the current value).
