@@ -251,8 +251,7 @@ def why_not_reattempted(status: str, *, replay: bool = False) -> str | None:
         if replay:
             return None
         return (
-            "its message was transmitted but never confirmed (delivery_unknown), so it may have been "
-            "delivered; check with the recipients, then replay it with --replay if it was not"
+            "delivery_unknown: it may have been delivered; check, then replay it with --replay if it was not"
         )
     if status == "sent":
         return "it was sent already; a slot is never sent twice"
