@@ -60,7 +60,7 @@ class AirflowApi:
         )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")  # one server for the API and the page tests
 def airflow_api(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[AirflowApi]:
     home = tmp_path_factory.mktemp("airflow-api")
     (home / "passwords.json").write_text(json.dumps(PASSWORDS))
