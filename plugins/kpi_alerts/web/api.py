@@ -23,8 +23,8 @@ from kpi_alerts.errors import AlertValidationError, KpiAlertError
 from kpi_alerts.ledger.alert_changes import AlertNotFound
 from kpi_alerts.ledger.database import connect, resolve_db_url
 from kpi_alerts.web.access import actor_of, edit_access, read_access
+from kpi_alerts.web.plugin import API_PREFIX
 
-API_PREFIX = "/kpi-alerts/api/v1"
 ResultStatus = Literal[  # the ledger's status CHECK (include/sql/migrations)
     "claimed",
     "retrying",

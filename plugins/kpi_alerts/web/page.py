@@ -14,8 +14,8 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from kpi_alerts.web.access import read_access
+from kpi_alerts.web.plugin import UI_PREFIX
 
-UI_PREFIX = "/kpi-alerts/ui"
 STATIC_DIR = Path(__file__).with_name("static")
 ASSETS = {  # the only files served: name -> media type
     "kpi_alerts.js": "text/javascript",
