@@ -345,7 +345,8 @@ class TestAlerts:
         assert str(messages[0]["Subject"]).startswith("[TEST] ")
         assert db.execute("SELECT count(*) AS n FROM cron_job_results").fetchone()["n"] == 0
         events = db.execute(
-            "SELECT action, actor, details FROM kpi_alert_events WHERE action = 'test_send'"
+            "SELECT actor, details FROM kpi_alert_events WHERE action = 'test_send' AND kpi_alert_id = %s",
+            [alert.alert_id],
         ).fetchall()
         assert [(e["actor"], e["details"]["to"]) for e in events] == [("api:editor", "me@example.com")]
 
