@@ -1,6 +1,9 @@
-"""The Airflow shell: what the ``kpi_alerts`` DAG's tasks do, given their Airflow context.
+"""The Airflow shell: what the ``kpi_alerts`` DAG's tasks do, given their Airflow context and settings.
 
-Settings are Airflow Variables (``AIRFLOW_VAR_*`` works too), read at run time, never at parse time:
+The operators (:mod:`kpi_alerts.operators.alerts`) call these functions from ``execute`` with a
+:class:`TaskSettings` built from their rendered template fields. The fields' defaults read Airflow
+Variables (``AIRFLOW_VAR_*`` works too) through Jinja at run time, never at parse time, so each task
+instance's "Rendered Template" view shows the values it ran with:
 
 - ``kpi_alerts_environment``: ``production`` sends e-mail; anything else writes ``.eml`` files to
   ``kpi_alerts_outbox_dir`` (default ``$AIRFLOW_HOME/kpi_alerts_outbox``) — a dry run.
@@ -15,6 +18,8 @@ import logging
 import math
 import os
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,12 +31,49 @@ from kpi_alerts.ledger.database import DB_CONN_ID
 log = logging.getLogger(__name__)
 
 MAX_MAP_LENGTH = 1024  # Airflow's [core] max_map_length default; mapped lists must stay below it
+DEFAULT_SENDER = "KPI Alerts <kpi-alerts@localhost>"
 
 
-def _variable(name: str, default: str) -> str:
-    from airflow.sdk import Variable
+@dataclass(frozen=True)
+class TaskSettings:
+    """The settings of the DAG's tasks (the operators' rendered template fields, typed).
 
-    return str(Variable.get(name, default=default))
+    :param environment: ``production`` sends e-mail over ``smtp_default``; anything else is a dry run
+        writing ``.eml`` files to ``outbox_dir``.
+    :param outbox_dir: the dry run's folder; empty means ``$AIRFLOW_HOME/kpi_alerts_outbox``.
+    """
+
+    environment: str = "development"
+    sender: str = DEFAULT_SENDER
+    outbox_dir: str = ""
+    misfire_minutes: float = 60
+    lease_minutes: float = 30
+    max_attachment_mb: float = 10
+    batch_threshold: int = 500
+    retention_days: float = 90
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def outbox(self) -> Path:
+        return Path(self.outbox_dir or Path(os.environ.get("AIRFLOW_HOME", ".")) / "kpi_alerts_outbox")
+
+    @property
+    def claim(self) -> ClaimSettings:
+        return ClaimSettings(
+            lease=timedelta(minutes=self.lease_minutes),
+            misfire_window=timedelta(minutes=self.misfire_minutes),
+        )
+
+    @property
+    def max_attachment_bytes(self) -> int:
+        return int(self.max_attachment_mb * 1024 * 1024)
+
+    @property
+    def retention(self) -> timedelta:
+        return timedelta(days=self.retention_days)
 
 
 def _db_connection() -> Any:
@@ -49,57 +91,58 @@ def logical_time_of(context: Any) -> datetime:
     return datetime.fromisoformat(value.isoformat()).astimezone(UTC)
 
 
-def claim_settings() -> ClaimSettings:
-    return ClaimSettings(
-        lease=timedelta(minutes=float(_variable("kpi_alerts_lease_minutes", "30"))),
-        misfire_window=timedelta(minutes=float(_variable("kpi_alerts_misfire_minutes", "60"))),
-    )
+def map_items(alerts: Sequence[dict[str, Any]], threshold: int) -> list[dict[str, Any]]:
+    """The due alerts as map items: one alert per item up to ``threshold`` alerts, else at most
+    ``threshold`` batches of nearly equal size (``ceil(n / threshold)`` alerts each, the last smaller).
 
-
-def find_due_alerts(context: Any) -> list[dict[str, Any]]:
-    """List due alerts as map items: one alert per item, or batches when there are many."""
-    from kpi_alerts.ledger.alert_changes import record_paused_slots
-    from kpi_alerts.ledger.due_alerts import initialise_first_runs, list_due_alerts, park_inactive_alerts
-
-    logical_time = logical_time_of(context)
-    settings = claim_settings()
-    threshold = min(int(_variable("kpi_alerts_batch_threshold", "500")), MAX_MAP_LENGTH - 1)
-    with _db_connection() as conn:
-        park_inactive_alerts(conn, logical_time=logical_time)
-        paused = record_paused_slots(conn, logical_time=logical_time, dag_run_id=context["run_id"])
-        if paused:
-            log.info("%d paused alert(s) had a slot due: recorded as skipped (paused by an operator)", paused)
-        initialised = initialise_first_runs(
-            conn, logical_time=logical_time, misfire_window=settings.misfire_window
-        )
-        due = list_due_alerts(conn, logical_time=logical_time, limit=100_000)
-    log.info("%d alert(s) due at %s (%d newly initialised)", len(due), logical_time.isoformat(), initialised)
-    alerts = [{"alert_id": d.alert_id, "alert_name": d.alert_name} for d in due]
+    ``threshold`` is capped below Airflow's ``max_map_length`` so the mapped list is always accepted.
+    """
+    threshold = max(1, min(threshold, MAX_MAP_LENGTH - 1))
     if len(alerts) <= threshold:
         return [{"alerts": [a], "label": f"alert {a['alert_id']}: {a['alert_name']}"[:200]} for a in alerts]
     size = math.ceil(len(alerts) / threshold)
-    batches = [alerts[i : i + size] for i in range(0, len(alerts), size)]
+    batches = [list(alerts[i : i + size]) for i in range(0, len(alerts), size)]
     return [
         {"alerts": b, "label": f"batch {n + 1}/{len(batches)} ({len(b)} alerts)"}
         for n, b in enumerate(batches)
     ]
 
 
-def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
+def find_due_alerts(context: Any, settings: TaskSettings | None = None) -> list[dict[str, Any]]:
+    """List due alerts as map items: one alert per item, or batches when there are many."""
+    from kpi_alerts.ledger.alert_changes import record_paused_slots
+    from kpi_alerts.ledger.due_alerts import initialise_first_runs, list_due_alerts, park_inactive_alerts
+
+    settings = settings or TaskSettings()
+    logical_time = logical_time_of(context)
+    with _db_connection() as conn:
+        park_inactive_alerts(conn, logical_time=logical_time)
+        paused = record_paused_slots(conn, logical_time=logical_time, dag_run_id=context["run_id"])
+        if paused:
+            log.info("%d paused alert(s) had a slot due: recorded as skipped (paused by an operator)", paused)
+        initialised = initialise_first_runs(
+            conn, logical_time=logical_time, misfire_window=settings.claim.misfire_window
+        )
+        due = list_due_alerts(conn, logical_time=logical_time, limit=100_000)
+    log.info("%d alert(s) due at %s (%d newly initialised)", len(due), logical_time.isoformat(), initialised)
+    alerts = [{"alert_id": d.alert_id, "alert_name": d.alert_name} for d in due]
+    return map_items(alerts, settings.batch_threshold)
+
+
+def process_alerts(
+    item: dict[str, Any], context: Any, settings: TaskSettings | None = None
+) -> list[dict[str, Any]]:
     """Process one map item; every alert is attempted, then the task fails if any alert failed."""
+    import psycopg
+
     from kpi_alerts.delivery.mailers import OutboxMailer, SmtpMailer
     from kpi_alerts.hooks.cube import CubeHook
     from kpi_alerts.pipeline.alert_run import RunSettings, process_alert
 
+    task_settings = settings or TaskSettings()
     ti = context["ti"]
-    production = _variable("kpi_alerts_environment", "development") == "production"
-    outbox = Path(
-        _variable(
-            "kpi_alerts_outbox_dir", str(Path(os.environ.get("AIRFLOW_HOME", ".")) / "kpi_alerts_outbox")
-        )
-    )
-    mailer = SmtpMailer() if production else OutboxMailer(outbox)
-    settings = RunSettings(
+    mailer = SmtpMailer() if task_settings.production else OutboxMailer(task_settings.outbox)
+    run_settings = RunSettings(
         logical_time=logical_time_of(context),
         claimant=Claimant(
             dag_run_id=context["run_id"],
@@ -107,9 +150,9 @@ def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
             try_number=ti.try_number,
         ),
         final_attempt=ti.try_number > ti.max_tries,
-        sender=_variable("kpi_alerts_sender", "KPI Alerts <kpi-alerts@localhost>"),
-        max_attachment_bytes=int(float(_variable("kpi_alerts_max_attachment_mb", "10")) * 1024 * 1024),
-        claim=claim_settings(),
+        sender=task_settings.sender,
+        max_attachment_bytes=task_settings.max_attachment_bytes,
+        claim=task_settings.claim,
     )
     results: list[dict[str, Any]] = []
     failures: list[str] = []
@@ -119,7 +162,7 @@ def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
             try:
                 results.append(
                     process_alert(
-                        conn, alert["alert_id"], source=source, mailer=mailer, settings=settings
+                        conn, alert["alert_id"], source=source, mailer=mailer, settings=run_settings
                     ).as_dict()
                 )
             except TransientAlertError as exc:
@@ -127,6 +170,13 @@ def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
                 failures.append(f"alert {alert['alert_id']}: {exc} (will retry)")
             except KpiAlertError as exc:
                 failures.append(str(exc))
+            except psycopg.Error:
+                raise  # the database is in trouble: Airflow's next try resumes the claims (claims.py)
+            except Exception as exc:  # one alert's bug never stops the others in this item
+                log.exception("alert %s: unexpected error", alert["alert_id"])
+                failures.append(
+                    f"alert {alert['alert_id']}: internal error: {type(exc).__name__}: {exc}"[:500]
+                )
     for result in results:
         log.info("alert %s: %s — %s", result["alert_id"], result["status"], result["detail"])
     if failures:
@@ -139,7 +189,7 @@ def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
     return results
 
 
-def summarize(context: Any) -> dict[str, Any]:
+def summarize(context: Any, settings: TaskSettings | None = None) -> dict[str, Any]:
     """Count this run's ledger rows by status (reads the ledger, so failed tasks are counted too), prune
     finished ledger rows older than ``kpi_alerts_retention_days``, and fail — so the run shows red — when
     anything went wrong: a failed slot, a delivery never confirmed, a claim left unfinished, or a task
@@ -148,7 +198,7 @@ def summarize(context: Any) -> dict[str, Any]:
     from kpi_alerts.ledger.claims import UNFINISHED
     from kpi_alerts.ledger.retention import prune_results
 
-    retention = timedelta(days=float(_variable("kpi_alerts_retention_days", "90")))
+    retention = (settings or TaskSettings()).retention
     with _db_connection() as conn:
         rows = conn.execute(queries.RUN_SUMMARY, {"run_id": context["run_id"]}).fetchall()
         pruned = prune_results(conn, retention=retention, keep_dag_run_id=context["run_id"])
