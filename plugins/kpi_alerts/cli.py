@@ -18,6 +18,7 @@ from typing import Any
 
 from kpi_alerts.errors import AlertValidationError, KpiAlertError
 from kpi_alerts.ledger.database import connect, resolve_db_url
+from kpi_alerts.redaction import redact_url
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     create = command("create-alert", "create an alert from a JSON spec file ('-' for stdin)")
     create.add_argument("file", help="JSON alert spec (see README)")
     update = command("update-alert", "change an alert: FILE holds the fields to change (JSON merge patch)")
-    update.add_argument("alert_id", type=int)
+    update.add_argument("alert_id", type=_alert_id)
     update.add_argument("file", help="JSON object with the fields to change ('-' for stdin)")
     for sub in (create, update):
         sub.add_argument(
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="also check the query's members against Cube's /v1/meta (cube_default)",
         )
     delete = command("delete-alert", "delete an alert (its ledger rows are kept for audit)")
-    delete.add_argument("alert_id", type=int)
+    delete.add_argument("alert_id", type=_alert_id)
     for name, verb in (("pause", "pause"), ("resume", "resume")):
         sub = command(
             name,
@@ -57,28 +58,35 @@ def build_parser() -> argparse.ArgumentParser:
             + (" (no backlog is sent: the next run is the next slot after now)" if name == "resume" else ""),
         )
         which = sub.add_mutually_exclusive_group(required=True)
-        which.add_argument("alert_id", type=int, nargs="?")
-        which.add_argument("--organization", type=int, metavar="ORG")
+        which.add_argument("alert_id", type=_alert_id, nargs="?")
+        which.add_argument("--organization", type=_alert_id, metavar="ORG")
         which.add_argument("--all", action="store_true", help="every KPI alert")
     test = command("test-send", "send the alert's message, marked as a test, to one address only")
-    test.add_argument("alert_id", type=int)
+    test.add_argument("alert_id", type=_alert_id)
     test.add_argument("--to", required=True, metavar="ADDRESS")
     preview = command("preview", "write the alert's message (.eml) and attachment to a folder; send nothing")
-    preview.add_argument("alert_id", type=int)
+    preview.add_argument("alert_id", type=_alert_id)
     preview.add_argument("--out", required=True, type=Path, metavar="DIR")
     show = command("show", "an alert's definition, next five runs, state and last results")
-    show.add_argument("alert_id", type=int)
+    show.add_argument("alert_id", type=_alert_id)
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
     listing = command("list-alerts", "list alerts with their next run, state and last result")
-    listing.add_argument("--organization", type=int, metavar="ORG")
+    listing.add_argument("--organization", type=_alert_id, metavar="ORG")
     listing.add_argument("--type", choices=["schedule", "threshold"], dest="alert_type")
     listing.add_argument("--paused", action="store_true", help="only paused alerts")
     history = command("history", "an alert's recent ledger rows (also for a deleted alert)")
-    history.add_argument("alert_id", type=int)
+    history.add_argument("alert_id", type=_alert_id)
     history.add_argument("--limit", type=int, default=20)
     prune = command("prune-results", "delete finished ledger rows older than --days")
     prune.add_argument("--days", type=_positive_int, default=90)
     return parser
+
+
+def _alert_id(text: str) -> int:
+    """An alert id as PostgreSQL stores it (bigint): a positive whole number below 2**63."""
+    if not text.isdigit() or not 0 < int(text) < 2**63:
+        raise argparse.ArgumentTypeError(f"expected an alert id (a positive whole number), not {text[:40]!r}")
+    return int(text)
 
 
 def _positive_int(text: str) -> int:
@@ -88,14 +96,19 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import psycopg
+
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
     except (AlertValidationError, LookupError) as exc:
-        print(f"error: {_message(exc)}", file=sys.stderr)
+        print(f"error: {_one_line(_message(exc))}", file=sys.stderr)
+        return 2
+    except psycopg.OperationalError as exc:  # unreachable --db, wrong password, database gone
+        print(f"error: cannot use the database: {_one_line(redact_url(str(exc)))}", file=sys.stderr)
         return 2
     except KpiAlertError as exc:  # Cube or SMTP refused a test send, ...
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(redact_url(str(exc)))}", file=sys.stderr)
         return 1
 
 
@@ -159,14 +172,31 @@ def actor() -> str:
     return f"cli:{user}@{socket.gethostname()}"
 
 
+#: An alert spec is a few KB; a larger file (or /dev/zero) is refused before it is read whole.
+MAX_SPEC_BYTES = 1_048_576
+
+
 def _read_json(file: str, what: str) -> Any:
+    shown = _one_line(repr(file), 120)
     try:
-        text = sys.stdin.read() if file == "-" else Path(file).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AlertValidationError(f"cannot read {what} {file!r}: {exc}") from None
+        if file == "-":
+            data = sys.stdin.buffer.read(MAX_SPEC_BYTES + 1)
+        else:
+            with Path(file).open("rb") as fh:
+                data = fh.read(MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        raise AlertValidationError(f"cannot read {what} {shown}: {exc.strerror or exc}") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise AlertValidationError(f"the {what} {shown} is larger than {MAX_SPEC_BYTES // 1024} KB")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise AlertValidationError(f"the {what} {shown} is not UTF-8 text") from None
     try:
         return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except RecursionError:
+        raise AlertValidationError(f"the {what} is not valid JSON: nested too deeply") from None
+    except json.JSONDecodeError as exc:
         raise AlertValidationError(f"the {what} is not valid JSON: {exc}") from None
 
 
