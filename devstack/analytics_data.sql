@@ -13,22 +13,23 @@ CREATE TABLE public.orders (
     created_at      timestamptz NOT NULL,
     status          text NOT NULL,
     category        text NOT NULL,
-    customer_id     bigint,  -- NULL for rows tests insert without one (not counted as customers)
-    total_amount    numeric(12, 2) NOT NULL
+    total_amount    numeric(12, 2) NOT NULL,
+    -- last, and NULL for rows tests insert without one (not counted as customers)
+    customer_id     bigint
 );
 
-INSERT INTO public.orders (id, organization_id, created_at, status, category, customer_id, total_amount)
+INSERT INTO public.orders (id, organization_id, created_at, status, category, total_amount, customer_id)
 SELECT org * 1000000 + d * 10 + k,
        org,
        timestamptz '2026-01-01 00:00:00+00'
            + make_interval(days => d, hours => (k * 7 + d) % 24, mins => (d * 13 + k * 17) % 60),
        (ARRAY['completed', 'completed', 'pending', 'cancelled'])[(d + k) % 4 + 1],
        (ARRAY['books', 'electronics', 'garden'])[(d + 2 * k) % 3 + 1],
-       org * 100000 + (d * 5 + k * 11) % 53 + 1,
        CASE org
            WHEN 1 THEN ((d * 7 + k * 13) % 200 + 5) + ((d + k) % 100) / 100.0
            ELSE (((d * 11 + k * 29) % 200 + 5) + ((d * 3 + k) % 100) / 100.0) * 100
-       END
+       END,
+       org * 100000 + (d * 5 + k * 11) % 53 + 1
 FROM generate_series(0, 395) AS d
 CROSS JOIN (VALUES (1), (2)) AS orgs (org)
 CROSS JOIN generate_series(1, 4) AS k
@@ -38,4 +39,4 @@ CREATE INDEX orders_org_created_at ON public.orders (organization_id, created_at
 
 ANALYZE public.orders;
 
-COMMENT ON TABLE public.orders IS 'kpi-alerts demo dataset v3';
+COMMENT ON TABLE public.orders IS 'kpi-alerts demo dataset v4';
