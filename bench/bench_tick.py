@@ -283,7 +283,9 @@ class Figures:
             f"messages {self.messages}, duplicates {self.duplicates}, without a message {self.missing}",
         ]
         if self.peak_single_mb is not None:
-            parts.append(f"task processes peak RSS {self.peak_single_mb:.0f} MB each, {self.peak_sum_mb:.0f} MB all")
+            parts.append(
+                f"task processes peak RSS {self.peak_single_mb:.0f} MB each, {self.peak_sum_mb:.0f} MB all"
+            )
         if self.statuses:
             parts.append(f"ledger {dict(sorted(self.statuses.items()))}")
         if self.latest_send is not None:
@@ -362,7 +364,9 @@ def base_env(stack: Stack, home: Path) -> dict[str, str]:
 def run_scheduler(stack: Stack, servers: Servers, n: int, parallelism: int, work: Path) -> Figures:
     home = work / "airflow-scheduler"
     home.mkdir()
-    metadata = ensure_database(stack.pg, AIRFLOW_DB, recreate=True).replace("postgresql://", "postgresql+psycopg2://")
+    metadata = ensure_database(stack.pg, AIRFLOW_DB, recreate=True).replace(
+        "postgresql://", "postgresql+psycopg2://"
+    )
     env = base_env(stack, home)
     env.update(
         {
@@ -451,7 +455,11 @@ def baseline_worker(number: int, processes: int, n: int, alerts_url: str, cube_u
             q = query_number(i)
             body = {**cube_query(q), "timezone": "America/Los_Angeles", "renewQuery": True}
             token = jwt.encode(
-                {"organization_id": organization_of(q), "iat": int(time.time()), "exp": int(time.time()) + 300},
+                {
+                    "organization_id": organization_of(q),
+                    "iat": int(time.time()),
+                    "exp": int(time.time()) + 300,
+                },
                 secret,
                 algorithm="HS256",
             )
@@ -587,7 +595,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--n", type=int, default=1000, help="due alerts (default 1000)")
     parser.add_argument("--mode", choices=("scheduler", "dags-test", "both"), default="both")
-    parser.add_argument("--parallelism", type=int, default=4, help="[core] parallelism (README: 4 on 2 cores)")
+    parser.add_argument(
+        "--parallelism", type=int, default=4, help="[core] parallelism (README: 4 on 2 cores)"
+    )
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args(argv)
     modes = ["scheduler", "dags-test"] if args.mode == "both" else [args.mode]

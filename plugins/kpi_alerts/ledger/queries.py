@@ -58,6 +58,9 @@ LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
 
 LOAD_ALERT = _ALERT_COLUMNS + "WHERE ka.id = %(alert_id)s"
 
+# A batch's alerts in one round trip (pipeline.batch).
+LOAD_ALERTS = _ALERT_COLUMNS + "WHERE ka.id = ANY(%(alert_ids)s::bigint[]) ORDER BY ka.id"
+
 LIST_ALERTS = (
     _ALERT_COLUMNS
     + "WHERE %(organization_id)s::bigint IS NULL OR ka.organization_id = %(organization_id)s ORDER BY ka.id"
@@ -171,6 +174,43 @@ WITH job AS (
     RETURNING cron_jobs.id
 )
 SELECT claim.id, claim.attempts, claim.slot FROM claim JOIN marked ON true
+"""
+
+# CLAIM_FRESH_SLOT for a whole batch in one statement (claims.claim_fresh_slots): the rows another
+# claimant holds are skipped (SKIP LOCKED, so no statement waits and lock order cannot deadlock), and rows
+# whose hour prevent_multiple_updates() would refuse are left out, so the trigger never fails the batch;
+# every alert without a row back takes the step-by-step path (claim_slot), which handles every case.
+CLAIM_FRESH_SLOTS = """
+WITH wanted AS (
+    SELECT * FROM unnest(%(cron_job_ids)s::bigint[], %(alert_ids)s::bigint[], %(organization_ids)s::bigint[],
+                         %(tokens)s::uuid[]) AS w(cron_job_id, alert_id, organization_id, token)
+), job AS (
+    SELECT cj.id, cj.next_run_at AS slot FROM cron_jobs cj
+    WHERE cj.id IN (SELECT cron_job_id FROM wanted) AND NOT cj.master_locked
+      AND cj.next_run_at <= %(logical_time)s AND cj.next_run_at >= %(oldest_slot)s
+      AND (cj.last_ran_at_date IS DISTINCT FROM (cj.next_run_at AT TIME ZONE 'UTC')::date
+           OR cj.last_ran_at_hour IS DISTINCT FROM extract(hour FROM cj.next_run_at AT TIME ZONE 'UTC'))
+    FOR UPDATE SKIP LOCKED
+), claim AS (
+    INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at, updated_at,
+                                  claim_token, claimed_by, lease_expires_at, dag_run_id, task_instance, try_number)
+    SELECT job.id, wanted.alert_id, wanted.organization_id, job.slot, 'claimed', %(now)s, %(now)s, wanted.token,
+           %(claimed_by)s, %(lease_expires_at)s, %(dag_run_id)s, %(task_instance)s, %(try_number)s
+    FROM job JOIN wanted ON wanted.cron_job_id = job.id
+    ON CONFLICT (cron_job_id, slot) DO NOTHING
+    RETURNING id, attempts, slot, cron_job_id, claim_token
+), marked AS (
+    UPDATE cron_jobs
+    SET locked = true,
+        last_ran_at_date = (claim.slot AT TIME ZONE 'UTC')::date,
+        last_ran_at_hour = extract(hour FROM claim.slot AT TIME ZONE 'UTC'),
+        last_ran_at_minute = extract(minute FROM claim.slot AT TIME ZONE 'UTC')
+    FROM claim
+    WHERE cron_jobs.id = claim.cron_job_id
+    RETURNING cron_jobs.id
+)
+SELECT claim.id, claim.attempts, claim.slot, claim.cron_job_id, claim.claim_token
+FROM claim JOIN marked ON marked.id = claim.cron_job_id
 """
 
 INSERT_CLAIM = """

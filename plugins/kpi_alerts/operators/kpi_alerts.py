@@ -5,21 +5,24 @@ Settings are Airflow Variables (``AIRFLOW_VAR_*`` works too), read at run time, 
 - ``kpi_alerts_environment``: ``production`` sends e-mail; anything else writes ``.eml`` files to
   ``kpi_alerts_outbox_dir`` (default ``$AIRFLOW_HOME/kpi_alerts_outbox``) — a dry run.
 - ``kpi_alerts_sender``, ``kpi_alerts_misfire_minutes`` (60), ``kpi_alerts_lease_minutes`` (30),
-  ``kpi_alerts_batch_threshold`` (500), ``kpi_alerts_max_attachment_mb`` (10),
-  ``kpi_alerts_retention_days`` (90).
+  ``kpi_alerts_max_attachment_mb`` (10), ``kpi_alerts_retention_days`` (90).
+- Batches (:func:`kpi_alerts.pipeline.batch.plan_batches`): ``kpi_alerts_batch_seconds`` (60, the target
+  duration of one map item), ``kpi_alerts_seconds_per_alert`` (0.15, the estimate it is cut by),
+  ``kpi_alerts_parallelism`` (default ``[core] parallelism``), ``kpi_alerts_batch_threads`` (4, alerts in
+  flight per map item), ``kpi_alerts_batch_threshold`` (0: up to this many due alerts, one map item each
+  regardless of the plan).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kpi_alerts.errors import KpiAlertError, TransientAlertError
+from kpi_alerts.errors import TransientAlertError
 from kpi_alerts.ledger.claims import Claimant, ClaimSettings
 from kpi_alerts.ledger.database import DB_CONN_ID
 
@@ -57,13 +60,14 @@ def claim_settings() -> ClaimSettings:
 
 
 def find_due_alerts(context: Any) -> list[dict[str, Any]]:
-    """List due alerts as map items: one alert per item, or batches when there are many."""
+    """List due alerts as map items: batches sized from a target duration and the parallelism (one alert
+    per item when there are few)."""
     from kpi_alerts.ledger.alert_changes import record_paused_slots
     from kpi_alerts.ledger.due_alerts import initialise_first_runs, list_due_alerts, park_inactive_alerts
+    from kpi_alerts.pipeline.batch import plan_batches
 
     logical_time = logical_time_of(context)
     settings = claim_settings()
-    threshold = min(int(_variable("kpi_alerts_batch_threshold", "500")), MAX_MAP_LENGTH - 1)
     with _db_connection() as conn:
         park_inactive_alerts(conn, logical_time=logical_time)
         paused = record_paused_slots(conn, logical_time=logical_time, dag_run_id=context["run_id"])
@@ -75,21 +79,69 @@ def find_due_alerts(context: Any) -> list[dict[str, Any]]:
         due = list_due_alerts(conn, logical_time=logical_time, limit=100_000)
     log.info("%d alert(s) due at %s (%d newly initialised)", len(due), logical_time.isoformat(), initialised)
     alerts = [{"alert_id": d.alert_id, "alert_name": d.alert_name} for d in due]
-    if len(alerts) <= threshold:
-        return [{"alerts": [a], "label": f"alert {a['alert_id']}: {a['alert_name']}"[:200]} for a in alerts]
-    size = math.ceil(len(alerts) / threshold)
-    batches = [alerts[i : i + size] for i in range(0, len(alerts), size)]
+    if len(alerts) <= int(_variable("kpi_alerts_batch_threshold", "0")):
+        return [_single(a) for a in alerts]
+    parallelism = _parallelism()
+    plan = plan_batches(
+        len(alerts),
+        parallelism=parallelism,
+        target_seconds=float(_variable("kpi_alerts_batch_seconds", "60")),
+        seconds_per_alert=float(_variable("kpi_alerts_seconds_per_alert", "0.15")),
+        max_items=MAX_MAP_LENGTH - 1,
+    )
+    _warn_if_overloaded(plan, parallelism, context, settings)
+    if plan.batches == len(alerts):
+        return [_single(a) for a in alerts]
+    log.info(
+        "%d batch(es) of %d-%d alerts for %d parallel slot(s); estimated %.0f s",
+        plan.batches,
+        min(e - s for s, e in plan.ranges),
+        max(e - s for s, e in plan.ranges),
+        parallelism,
+        plan.estimated_seconds,
+    )
     return [
-        {"alerts": b, "label": f"batch {n + 1}/{len(batches)} ({len(b)} alerts)"}
-        for n, b in enumerate(batches)
+        {"alerts": alerts[start:end], "label": plan.label(n)} for n, (start, end) in enumerate(plan.ranges)
     ]
+
+
+def _single(alert: dict[str, Any]) -> dict[str, Any]:
+    return {"alerts": [alert], "label": f"alert {alert['alert_id']}: {alert['alert_name']}"[:200]}
+
+
+def _parallelism() -> int:
+    configured = _variable("kpi_alerts_parallelism", "")
+    if configured:
+        return max(1, int(configured))
+    from airflow.sdk.configuration import conf
+
+    return max(1, conf.getint("core", "parallelism", fallback=32))
+
+
+def _warn_if_overloaded(plan: Any, parallelism: int, context: Any, settings: ClaimSettings) -> None:
+    """Say so when the tick is estimated to outlast its DAG run timeout: what is left stays due, and later
+    ticks continue it while its slot is inside the misfire window (older slots are recorded missed)."""
+    timeout = getattr(context.get("dag"), "dagrun_timeout", None)
+    if timeout is None or plan.estimated_seconds <= timeout.total_seconds():
+        return
+    log.warning(
+        "%d due alerts need an estimated %.0f s at parallelism %d, more than the run's timeout (%s): the run will "
+        "be stopped and later ticks continue the rest within the %s misfire window; raise "
+        "kpi_alerts_parallelism (and [core] parallelism) or add workers",
+        plan.due,
+        plan.estimated_seconds,
+        parallelism,
+        timeout,
+        settings.misfire_window,
+    )
 
 
 def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
     """Process one map item; every alert is attempted, then the task fails if any alert failed."""
-    from kpi_alerts.delivery.mailers import OutboxMailer, SmtpMailer
+    from kpi_alerts.delivery.mailers import OutboxMailer, SessionMailer
     from kpi_alerts.hooks.cube import CubeHook
-    from kpi_alerts.pipeline.alert_run import RunSettings, process_alert
+    from kpi_alerts.pipeline.alert_run import RunSettings
+    from kpi_alerts.pipeline.batch import run_batch
 
     ti = context["ti"]
     production = _variable("kpi_alerts_environment", "development") == "production"
@@ -98,7 +150,6 @@ def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
             "kpi_alerts_outbox_dir", str(Path(os.environ.get("AIRFLOW_HOME", ".")) / "kpi_alerts_outbox")
         )
     )
-    mailer = SmtpMailer() if production else OutboxMailer(outbox)
     settings = RunSettings(
         logical_time=logical_time_of(context),
         claimant=Claimant(
@@ -111,32 +162,46 @@ def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
         max_attachment_bytes=int(float(_variable("kpi_alerts_max_attachment_mb", "10")) * 1024 * 1024),
         claim=claim_settings(),
     )
-    results: list[dict[str, Any]] = []
-    failures: list[str] = []
-    transient = False
-    with CubeHook() as source, _db_connection() as conn:
-        for alert in item["alerts"]:
-            try:
-                results.append(
-                    process_alert(
-                        conn, alert["alert_id"], source=source, mailer=mailer, settings=settings
-                    ).as_dict()
-                )
-            except TransientAlertError as exc:
-                transient = True
-                failures.append(f"alert {alert['alert_id']}: {exc} (will retry)")
-            except KpiAlertError as exc:
-                failures.append(str(exc))
+    with CubeHook() as source:
+        batch = run_batch(
+            [a["alert_id"] for a in item["alerts"]],
+            connect=_db_connection,
+            open_mailer=lambda: SessionMailer(_smtp_session) if production else OutboxMailer(outbox),
+            source=source,
+            settings=settings,
+            threads=int(_variable("kpi_alerts_batch_threads", "4")),
+        )
+    results = [run.as_dict() for run in batch.runs]
     for result in results:
         log.info("alert %s: %s — %s", result["alert_id"], result["status"], result["detail"])
-    if failures:
-        if transient:  # Airflow retries the item; finished alerts are no longer due and are skipped
-            raise TransientAlertError("; ".join(failures))
+    if len(item["alerts"]) > 1:
+        log.info(
+            "%d alert(s) in %.1f s: %d Cube request(s) (%d answered from the batch), %d SMTP session(s)",
+            len(item["alerts"]),
+            batch.seconds,
+            batch.cube_requests,
+            batch.cube_shared,
+            batch.smtp_sessions,
+        )
+    if batch.failures:
+        if batch.transient:  # Airflow retries the item; finished alerts are no longer due and are skipped
+            raise TransientAlertError("; ".join(batch.failures))
         from airflow.sdk.exceptions import AirflowFailException
 
         # Recorded in the ledger already; retrying cannot help, so fail now without retries.
-        raise AirflowFailException("; ".join(failures))
+        raise AirflowFailException("; ".join(batch.failures))
     return results
+
+
+def _smtp_session() -> Any:
+    """A connected ``smtplib`` client for ``smtp_default`` (SmtpHook reads the connection, TLS, login)."""
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    from kpi_alerts.delivery.mailers import SMTP_CONN_ID
+
+    hook = SmtpHook(smtp_conn_id=SMTP_CONN_ID)
+    hook.get_conn()
+    return hook._smtp_client
 
 
 def summarize(context: Any) -> dict[str, Any]:
