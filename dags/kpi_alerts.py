@@ -9,22 +9,23 @@ once, whatever the number of schedulers, workers or retries), **fetch** the KPI 
 
 Connections: `kpi_alerts_db` (Postgres), `cube_default` (Cube.js), `smtp_default` (SMTP).
 E-mail is sent only when the Variable `kpi_alerts_environment` is `production`; otherwise each
-message is written to an outbox folder (see `kpi_alerts.operators.kpi_alerts`).
+message is written to an outbox folder. Every setting is a templated argument of the operators
+(`kpi_alerts.operators.alerts`) whose default reads its Variable: see each task's "Rendered Template".
 
-Parsing this file imports only Airflow and the standard library: no database, network or heavy
-libraries at parse time.
+Parsing this file imports only Airflow, the standard library and the operator classes: no database,
+network or heavy libraries at parse time.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pendulum
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import DAG
 
+from kpi_alerts.operators.alerts import DueAlertsOperator, KpiAlertOperator, KpiAlertsSummaryOperator
 
-@dag(
+with DAG(
     dag_id="kpi_alerts",
     schedule="*/5 * * * *",
     start_date=pendulum.datetime(2026, 1, 1, tz="America/Los_Angeles"),
@@ -39,30 +40,9 @@ from airflow.sdk import dag, get_current_context, task
     },
     tags=["kpi-alerts"],
     doc_md=__doc__,
-)
-def kpi_alerts() -> None:
-    @task
-    def find_due_alerts() -> list[dict[str, Any]]:
-        from kpi_alerts.operators.kpi_alerts import find_due_alerts
-
-        return find_due_alerts(get_current_context())
-
-    @task(map_index_template="{{ alert_label }}")
-    def process_alert(item: dict[str, Any]) -> list[dict[str, Any]]:
-        from kpi_alerts.operators.kpi_alerts import process_alerts
-
-        context = get_current_context()
-        context["alert_label"] = item["label"]  # type: ignore[typeddict-unknown-key]
-        return process_alerts(item, context)
-
-    @task(trigger_rule="all_done")
-    def summarize() -> dict[str, Any]:
-        from kpi_alerts.operators.kpi_alerts import summarize
-
-        return summarize(get_current_context())
-
-    results = process_alert.expand(item=find_due_alerts())
-    results >> summarize()
-
-
-kpi_alerts()
+):
+    due = DueAlertsOperator(task_id="find_due_alerts")
+    processed = KpiAlertOperator.partial(
+        task_id="process_alert", map_index_template="{{ alert_label }}"
+    ).expand(item=due.output)
+    processed >> KpiAlertsSummaryOperator(task_id="summarize", trigger_rule="all_done")

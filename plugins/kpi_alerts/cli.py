@@ -103,6 +103,24 @@ def _message(exc: Exception) -> str:
     return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
 
 
+#: An error line is one line of at most this many characters (hostile input is never echoed whole).
+MAX_ERROR_CHARS = 300
+
+
+def _one_line(text: object, limit: int = MAX_ERROR_CHARS) -> str:
+    """Control characters (newlines, ESC, bidi overrides, ...) shown as spaces, at most ``limit``
+    characters."""
+    shown = "".join(" " if _is_control(ch) else ch for ch in str(text)[: limit * 2])
+    shown = " ".join(shown.split())
+    return shown if len(shown) <= limit else shown[: limit - 1] + "\u2026"
+
+
+def _is_control(ch: str) -> bool:
+    import unicodedata
+
+    return unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"}
+
+
 def _run(args: argparse.Namespace) -> int:
     url = resolve_db_url(getattr(args, "db", None))
     if args.command == "migrate":
@@ -328,6 +346,7 @@ def _list(conn: Any, args: argparse.Namespace) -> int:
             print(
                 f"{a['id']:>6}  org {a['organization_id']:<5} {a['alert_type']:<9} {a['status']:<8} "
                 f"next {a['next_run_local'] or 'on first sight':<30} last {result:<30} {a['alert_name']}"
+                + (f"  [cannot run: {a['defect']}]" if a["defect"] else "")
             )
         offset += page
         if offset >= total:
@@ -343,6 +362,12 @@ def _history(conn: Any, args: argparse.Namespace) -> int:
         print(
             f"{row['slot']:%Y-%m-%d %H:%M}Z  {row['status']:<13} {value:>12}  {row['error'] or row['attachment'] or ''}"
         )
+        for earlier in row.get("attempt_history") or ():  # attempts that did not finish the slot
+            try_ = f", try {earlier['try_number']}" if earlier.get("try_number") is not None else ""
+            print(
+                f"{'':19}attempt {earlier.get('attempt')}{try_} at {earlier.get('at')}: "
+                f"{_one_line(earlier.get('error'), 300)}"
+            )
     if total > len(rows):
         print(f"({len(rows)} of {total} rows; --limit N for more)")
     return 0

@@ -35,7 +35,7 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["kpi_alerts.operators.kpi_alerts"],
+                "python-modules": ["kpi_alerts.operators.alerts"],
             }
         ],
         "connection-types": [

@@ -306,3 +306,35 @@ def test_the_alert_authors_note_is_in_both_bodies_escaped(
     assert (
         "Numbers for the &lt;b&gt;board&lt;/b&gt; &amp; &#34;finance&#34;." in html and "<b>board" not in html
     )
+
+
+def test_settings_are_rendered_template_fields_read_from_variables(
+    kpi_dag: Any,
+    db: psycopg.Connection[Any],
+    mailbox: MailCatcher,
+    airflow_connections: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The operator's settings are Jinja-read Variables: what a task ran with is in "Rendered Template"."""
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+
+    monkeypatch.setenv("AIRFLOW_VAR_KPI_ALERTS_SENDER", "Finance KPIs <kpi@finance.example.com>")
+    monkeypatch.setenv("AIRFLOW_VAR_KPI_ALERTS_LEASE_MINUTES", "45")
+    create_alert(
+        db,
+        schedule_alert(1, "Rendered", ["r@org1.example.com"], "UTC", 17, 5),
+        now=LOGICAL_TIME - timedelta(minutes=4),
+    )
+
+    dag_run = run_dag(kpi_dag)
+
+    assert str(dag_run.state) == "success"
+    (ti,) = [ti for ti in dag_run.get_task_instances() if ti.task_id == "process_alert"]
+    rendered = RenderedTaskInstanceFields.get_templated_fields(ti)
+    assert rendered is not None
+    assert rendered["sender"] == "Finance KPIs <kpi@finance.example.com>"
+    assert rendered["lease_minutes"] == "45"
+    assert rendered["misfire_minutes"] == "60"  # the Variable's default
+    assert rendered["environment"] == "production"
+    (message,) = mailbox.messages()
+    assert message["From"] == "Finance KPIs <kpi@finance.example.com>"

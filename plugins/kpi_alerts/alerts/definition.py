@@ -60,6 +60,9 @@ class AlertDefinition:
     locked: bool = False  # a claim is in flight
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    #: Why the stored row cannot be used as it is (a JSON column nested too deeply, ...): its slot fails
+    #: with this reason (:meth:`validate`); None for a sound row.
+    defect: str | None = None
 
     @property
     def timezone(self) -> str:
@@ -69,7 +72,24 @@ class AlertDefinition:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> AlertDefinition:
-        """Build from the ``LOAD_ALERT`` query's row (columns of all four tables)."""
+        """Build from the ``LOAD_ALERT`` query's row (columns of all four tables).
+
+        Never raises for what a row holds: the JSON columns are read as text and decoded here, per row
+        (:mod:`kpi_alerts.alerts.stored_json`); one that cannot be used becomes :attr:`defect`.
+        """
+        from kpi_alerts.alerts.stored_json import StoredJsonDefect, decode_stored_json
+
+        defects: list[str] = []
+
+        def decoded(column: str) -> Any:
+            try:
+                return decode_stored_json(row[column], column)
+            except StoredJsonDefect as exc:
+                defects.append(str(exc))
+                return None
+
+        cube_query = decoded("cube_query")
+        gating_condition = decoded("gating_condition")
         schedule = threshold = None
         if row["frequency_interval"] is not None:
             schedule = Schedule.from_row(row)
@@ -97,7 +117,7 @@ class AlertDefinition:
             alert_type=row["alert_type"],
             alert_name=row["alert_name"],
             recipients=tuple(row["recipients"] or ()),
-            cube_query=row["cube_query"] or {},
+            cube_query=cube_query if cube_query is not None else {},
             is_active=row["is_active"],
             master_locked=row["master_locked"],
             next_run_at=row["next_run_at"],
@@ -105,7 +125,7 @@ class AlertDefinition:
             owners=tuple(row["owners"] or ()),
             message=row["message"],
             schedule=schedule,
-            gating_condition=row["gating_condition"],
+            gating_condition=gating_condition,
             attachment_type=row["attachment_type"],
             threshold=threshold,
             graph_id=row.get("graph_id"),
@@ -113,6 +133,7 @@ class AlertDefinition:
             locked=bool(row.get("locked")),
             created_at=row.get("created_at"),
             updated_at=row.get("updated_at"),
+            defect="; ".join(defects) or None,
         )
 
     def validate(self) -> None:
@@ -122,6 +143,8 @@ class AlertDefinition:
         from kpi_alerts.cube.rest_format import check_query_shape
         from kpi_alerts.delivery.recipients import validate_recipients
 
+        if self.defect is not None:
+            raise AlertValidationError(f"stored alert cannot be used: {self.defect}")
         validate_recipients(self.recipients)
         check_query_shape(self.cube_query)
         if self.alert_type == "schedule":

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.kpi_data import CellValue, Column, KpiData
@@ -294,10 +294,9 @@ def _combine(cells: list[CellValue], column: Column) -> Decimal | None:
 
 
 def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
-        raise AlertValidationError(f"unknown timezone {name!r}") from exc
+    from kpi_alerts.scheduling.timezones import zone
+
+    return zone(name)
 
 
 def _granularity(column: Column) -> str | None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from kpi_alerts.errors import AlertValidationError, PermanentAlertError
 from kpi_alerts.kpi_data import CellValue, Column, ColumnKind, KpiData
@@ -83,10 +83,9 @@ def check_query_shape(query: object) -> None:
 
 def check_timezone(timezone: str) -> ZoneInfo:
     """Return the zone, or raise AlertValidationError for a name that is not an IANA timezone."""
-    try:
-        return ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise AlertValidationError(f"unknown timezone {timezone!r} (expected an IANA name)") from None
+    from kpi_alerts.scheduling.timezones import zone
+
+    return zone(timezone)
 
 
 def with_timezone(query: Mapping[str, Any], timezone: str) -> dict[str, Any]:

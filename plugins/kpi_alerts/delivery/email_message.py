@@ -36,6 +36,8 @@ from kpi_alerts.reports.formatting import (
 
 #: Rows shown in the body; the attachment and the dashboard have the rest.
 BODY_ROWS = 10
+#: Characters shown of one cell (or column title) in the body: a 10 MB cell once made an 83 MB e-mail.
+BODY_CELL_CHARS = 120
 MAX_SUBJECT = 200
 #: Headers fold at 256 (RFC 5322 allows 998), above the longest Subject: Python folds a 70-78 character
 #: Subject onto a continuation line of its own, which parsers then read back with a leading space.
@@ -92,8 +94,8 @@ def _table(data: KpiData | None) -> dict[str, Any]:
     if data is None or not data.rows or not data.columns:
         return {"columns": [], "rows": [], "text_lines": [], "more": 0}
     cols = data.columns
-    rows = [[single_line(display_value(r.get(c.key), c, data)) for c in cols] for r in data.rows[:BODY_ROWS]]
-    titles = [single_line(c.title) for c in cols]
+    rows = [[_cell(display_value(r.get(c.key), c, data)) for c in cols] for r in data.rows[:BODY_ROWS]]
+    titles = [_cell(c.title) for c in cols]
     widths = [max(len(t), *(len(r[i]) for r in rows)) for i, t in enumerate(titles)]
     numeric = [c.kind == "measure" for c in cols]
 
@@ -111,6 +113,12 @@ def _table(data: KpiData | None) -> dict[str, Any]:
         "text_lines": text_lines,
         "more": len(data.rows) - len(rows),
     }
+
+
+def _cell(text: str) -> str:
+    """One cell of the body's table on one line, at most :data:`BODY_CELL_CHARS` characters (cut first,
+    so a huge value is never copied whole)."""
+    return _shorten(single_line(text[: BODY_CELL_CHARS * 4]), BODY_CELL_CHARS)
 
 
 def _shorten(text: str, limit: int) -> str:

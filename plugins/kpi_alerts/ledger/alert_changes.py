@@ -295,23 +295,44 @@ def record_paused_slots(
     for row in conn.execute(
         queries.PAUSED_DUE_ALERTS, {"logical_time": logical_time, "limit": limit}
     ).fetchall():
-        alert = load_alert(conn, row["alert_id"])
-        if alert is None or alert.next_run_at is None:
-            continue
-        result = conn.execute(
-            queries.RECORD_PAUSED_SLOT,
-            {
-                "cron_job_id": alert.cron_job_id,
-                "alert_id": alert.alert_id,
-                "organization_id": alert.organization_id,
-                "slot": alert.next_run_at,
-                "now": datetime.now(UTC),
-                "dag_run_id": dag_run_id,
-                "next_run_at": _resume_slot(alert, logical_time),
-            },
-        ).fetchone()
-        recorded += int(result["recorded"]) if result else 0
+        try:
+            recorded += _record_paused_slot(conn, row["alert_id"], logical_time, dag_run_id)
+        except psycopg.Error:
+            raise
+        except Exception as exc:  # one row no code expected never stops the others
+            from kpi_alerts.ledger.due_alerts import park_unusable_alert
+
+            park_unusable_alert(
+                conn,
+                alert_id=row["alert_id"],
+                cron_job_id=row["cron_job_id"],
+                reason=f"{type(exc).__name__}: {exc}",
+                logical_time=logical_time,
+                now=datetime.now(UTC),
+                dag_run_id=dag_run_id,
+            )
     return recorded
+
+
+def _record_paused_slot(
+    conn: psycopg.Connection[Any], alert_id: int, logical_time: datetime, dag_run_id: str | None
+) -> int:
+    alert = load_alert(conn, alert_id)
+    if alert is None or alert.next_run_at is None:
+        return 0
+    result = conn.execute(
+        queries.RECORD_PAUSED_SLOT,
+        {
+            "cron_job_id": alert.cron_job_id,
+            "alert_id": alert.alert_id,
+            "organization_id": alert.organization_id,
+            "slot": alert.next_run_at,
+            "now": datetime.now(UTC),
+            "dag_run_id": dag_run_id,
+            "next_run_at": _resume_slot(alert, logical_time),
+        },
+    ).fetchone()
+    return int(result["recorded"]) if result else 0
 
 
 def _resume_slot(alert: AlertDefinition, after: datetime) -> datetime | None:

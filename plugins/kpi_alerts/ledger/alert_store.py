@@ -189,9 +189,15 @@ def load_alert(conn: psycopg.Connection[Any], alert_id: int) -> AlertDefinition 
 
 
 def load_alerts(conn: psycopg.Connection[Any], alert_ids: Sequence[int]) -> dict[int, AlertDefinition]:
-    """Several alerts in one query (a batch's), by id; ids that no longer exist are absent."""
-    rows = conn.execute(queries.LOAD_ALERTS, {"alert_ids": list(alert_ids)}).fetchall()
-    return {r["alert_id"]: AlertDefinition.from_row(r) for r in rows}
+    """Several alerts in one query (a batch's), by id. Ids that no longer exist are absent, and so are rows
+    that cannot be read as an alert: :func:`load_alert` of that id then raises, for its caller to record."""
+    found: dict[int, AlertDefinition] = {}
+    for row in conn.execute(queries.LOAD_ALERTS, {"alert_ids": list(alert_ids)}).fetchall():
+        try:
+            found[row["alert_id"]] = AlertDefinition.from_row(row)
+        except Exception:
+            continue
+    return found
 
 
 def list_alerts(conn: psycopg.Connection[Any], organization_id: int | None = None) -> list[AlertDefinition]:

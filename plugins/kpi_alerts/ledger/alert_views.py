@@ -41,6 +41,7 @@ def alert_summary(alert: AlertDefinition, last: Mapping[str, Any] | None) -> dic
         "is_active": alert.is_active,
         "paused": alert.master_locked,
         "status": alert_status(alert),
+        "defect": alert.defect,  # why the stored row cannot run as it is (its slots fail), or None
         "schedule_description": _timing(alert),
         "timezone": alert.timezone,
         "next_run_at": _iso(alert.next_run_at),

@@ -8,9 +8,7 @@ from typing import Any
 
 import psycopg
 
-from kpi_alerts.errors import KpiAlertError
 from kpi_alerts.ledger import queries
-from kpi_alerts.ledger.alert_store import load_alert
 
 
 @dataclass(frozen=True)
@@ -21,26 +19,86 @@ class DueAlert:
     slot: datetime
 
 
+#: First sight reads and updates this many alerts per round trip (10,000 new rows: a few pages).
+FIRST_SIGHT_PAGE = 2_000
+#: How long an alert that a step of the tick could not read waits before it is tried (and fails) again.
+UNUSABLE_RECHECK = timedelta(hours=24)
+
+
 def initialise_first_runs(
-    conn: psycopg.Connection[Any], *, logical_time: datetime, misfire_window: timedelta, limit: int = 10_000
+    conn: psycopg.Connection[Any],
+    *,
+    logical_time: datetime,
+    misfire_window: timedelta,
+    limit: int = 100_000,
+    page: int = FIRST_SIGHT_PAGE,
 ) -> int:
     """Give alerts created by plain SQL their first slot: the earliest one not older than the misfire window.
 
-    An alert whose schedule is invalid is made due now, so that its run records the reason.
+    Set-based: one query reads a page of uninitialised alerts (their timing columns only, never the JSON
+    ones), the first slots are computed here, and one ``UPDATE ... FROM unnest(...)`` stores the page.
+    Each row is isolated: an alert whose schedule is invalid, or whose row cannot be read at all, is made
+    due now, so that its run records the reason (and parks it, see :func:`park_unusable_alert`).
     """
-    initialised = 0
-    for row in conn.execute(queries.UNINITIALISED_ALERTS, {"limit": limit}).fetchall():
-        alert = load_alert(conn, row["alert_id"])
-        if alert is None:
-            continue
-        try:
-            first = alert.first_slot_at_or_after(logical_time - misfire_window)
-        except KpiAlertError:
-            first = logical_time
+    from kpi_alerts.alerts.definition import AlertDefinition
+
+    initialised, after = 0, 0
+    while initialised < limit:
+        rows = conn.execute(
+            queries.UNINITIALISED_ALERT_ROWS, {"after": after, "limit": min(page, limit - initialised)}
+        ).fetchall()
+        if not rows:
+            break
+        ids, firsts = [], []
+        for row in rows:
+            try:
+                first = AlertDefinition.from_row(row).first_slot_at_or_after(logical_time - misfire_window)
+            except Exception:  # invalid schedule, or a value no code expected: its run says which
+                first = logical_time
+            ids.append(row["cron_job_id"])
+            firsts.append(first)
         with conn.transaction():
-            conn.execute(queries.SET_FIRST_RUN, {"next_run_at": first, "cron_job_id": alert.cron_job_id})
-        initialised += 1
+            conn.execute(queries.SET_FIRST_RUNS, {"cron_job_ids": ids, "next_runs": firsts})
+        initialised += len(rows)
+        after = rows[-1]["cron_job_id"]
+        if len(rows) < page:
+            break
     return initialised
+
+
+def park_unusable_alert(
+    conn: psycopg.Connection[Any],
+    *,
+    alert_id: int,
+    cron_job_id: int,
+    reason: str,
+    logical_time: datetime,
+    now: datetime,
+    dag_run_id: str | None,
+) -> bool:
+    """An alert that a step of the tick could not even read: record its due slot as ``failed`` with the
+    reason (under this DAG run, whose summary then shows red) and park it for :data:`UNUSABLE_RECHECK`
+    — so it fails once a day until someone fixes the row, never on every tick, and the other alerts go
+    on. Returns whether a ledger row was written (False: its slot was already recorded, or a claim holds
+    the row)."""
+    import json
+
+    reason = reason if len(reason) <= 500 else reason[:499] + "\u2026"
+    with conn.transaction():
+        row = conn.execute(
+            queries.RECORD_UNUSABLE_SLOT,
+            {
+                "cron_job_id": cron_job_id,
+                "alert_id": alert_id,
+                "logical_time": logical_time,
+                "now": now,
+                "error": f"alert could not be read: {reason}",
+                "details": json.dumps({"reason": "unusable", "parked_for_hours": 24}),
+                "dag_run_id": dag_run_id,
+                "park_until": logical_time + UNUSABLE_RECHECK,
+            },
+        ).fetchone()
+    return bool(row and row["recorded"])
 
 
 def park_inactive_alerts(conn: psycopg.Connection[Any], *, logical_time: datetime) -> int:

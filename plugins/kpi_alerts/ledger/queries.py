@@ -38,15 +38,67 @@ SET_FIRST_RUN = """
 UPDATE cron_jobs SET next_run_at = %(next_run_at)s WHERE id = %(cron_job_id)s AND next_run_at IS NULL
 """
 
-# --- one alert --------------------------------------------------------------------------------
-
-_ALERT_COLUMNS = """
+# First sight in bulk (initialise_first_runs): a page of uninitialised alerts with everything needed to
+# compute their first slot, then one UPDATE for the whole page. Pages follow cron_jobs.id, so a row that
+# could not be set (a concurrent change) is never read again in the same pass.
+UNINITIALISED_ALERT_ROWS = """
 SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.alert_type, ka.alert_name,
-       ka.recipients, ka.cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
+       ka.recipients, NULL::text AS cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
        ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
        cj.master_locked, cj.locked, cj.next_run_at,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
-       ks.gating_condition, ks.attachment_type,
+       NULL::text AS gating_condition, ks.attachment_type,
+       kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
+       kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
+       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at
+FROM cron_jobs cj
+JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
+LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
+LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
+WHERE cj.next_run_at IS NULL AND NOT cj.master_locked AND ka.is_active AND cj.id > %(after)s
+ORDER BY cj.id
+LIMIT %(limit)s
+"""
+
+SET_FIRST_RUNS = """
+UPDATE cron_jobs cj SET next_run_at = v.next_run_at
+FROM unnest(%(cron_job_ids)s::bigint[], %(next_runs)s::timestamptz[]) AS v(cron_job_id, next_run_at)
+WHERE cj.id = v.cron_job_id AND cj.next_run_at IS NULL
+"""
+
+# A row one step of the tick could not even read (park_unusable_alert): its slot is recorded failed with
+# the reason, under this run (so the run's summary shows red), and the alert is parked until the next
+# recheck — it fails once a day until fixed, not on every tick. A slot already recorded stays as it is.
+RECORD_UNUSABLE_SLOT = """
+WITH job AS (
+    SELECT cj.id, coalesce(cj.next_run_at, %(logical_time)s) AS slot
+    FROM cron_jobs cj WHERE cj.id = %(cron_job_id)s AND NOT cj.locked
+    FOR UPDATE SKIP LOCKED
+), failed AS (
+    INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at,
+                                  finished_at, updated_at, error, details, dag_run_id)
+    SELECT job.id, %(alert_id)s, ka.organization_id, job.slot, 'failed', %(now)s, %(now)s, %(now)s,
+           %(error)s, %(details)s, %(dag_run_id)s
+    FROM job LEFT JOIN kpi_alerts ka ON ka.id = %(alert_id)s
+    ON CONFLICT (cron_job_id, slot) DO NOTHING
+    RETURNING id
+)
+UPDATE cron_jobs SET next_run_at = %(park_until)s
+WHERE id IN (SELECT id FROM job)
+RETURNING (SELECT count(*) FROM failed) AS recorded
+"""
+
+# --- one alert --------------------------------------------------------------------------------
+
+# The JSON columns are read as text and decoded per row by AlertDefinition.from_row (a row written by
+# plain SQL may hold jsonb no decoder should recurse into).
+_ALERT_COLUMNS = """
+SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.alert_type, ka.alert_name,
+       ka.recipients, ka.cube_query::text AS cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
+       ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
+       cj.master_locked, cj.locked, cj.next_run_at,
+       ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
+       ks.gating_condition::text AS gating_condition, ks.attachment_type,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
        kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at
@@ -55,6 +107,8 @@ JOIN cron_jobs cj ON cj.id = ka.cron_job_id
 LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
 LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
 """
+
+CRON_JOB_OF_ALERT = "SELECT cron_job_id FROM kpi_alerts WHERE id = %(alert_id)s"
 
 LOAD_ALERT = _ALERT_COLUMNS + "WHERE ka.id = %(alert_id)s"
 
@@ -70,11 +124,11 @@ LIST_ALERTS = (
 # ledger row (one index probe per listed alert on cron_job_results_slot_key).
 ALERT_OVERVIEW = """
 SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.alert_type, ka.alert_name,
-       ka.recipients, ka.cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
+       ka.recipients, ka.cube_query::text AS cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
        ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
        cj.master_locked, cj.locked, cj.next_run_at,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
-       ks.gating_condition, ks.attachment_type,
+       ks.gating_condition::text AS gating_condition, ks.attachment_type,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
        kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at,
@@ -376,7 +430,7 @@ SELECT status, count(*) AS n FROM cron_job_results WHERE dag_run_id = %(run_id)s
 ALERT_HISTORY = """
 SELECT r.slot, r.status, r.value, r.previous_value, r.error, r.attachment, r.attachment_bytes, r.delivery,
        r.recipients, r.started_at, r.finished_at, r.dag_run_id, r.task_instance, r.try_number, r.attempts,
-       r.details
+       r.details, r.attempt_history
 FROM cron_job_results r
 WHERE r.cron_job_id = %(cron_job_id)s AND (%(status)s::text IS NULL OR r.status = %(status)s)
 ORDER BY r.slot DESC LIMIT %(limit)s OFFSET %(offset)s
@@ -496,7 +550,7 @@ WHERE kpi_alert_id = %(alert_id)s AND action = 'deleted' ORDER BY id DESC LIMIT 
 
 # Paused alerts whose slot came due (cron_jobs_paused_due_idx): each is recorded as skipped and moved on.
 PAUSED_DUE_ALERTS = """
-SELECT ka.id AS alert_id FROM cron_jobs cj JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
+SELECT ka.id AS alert_id, cj.id AS cron_job_id FROM cron_jobs cj JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
 WHERE cj.master_locked AND cj.next_run_at <= %(logical_time)s AND NOT cj.locked
 ORDER BY cj.next_run_at, cj.id
 LIMIT %(limit)s

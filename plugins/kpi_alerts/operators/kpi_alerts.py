@@ -1,16 +1,19 @@
-"""The Airflow shell: what the ``kpi_alerts`` DAG's tasks do, given their Airflow context.
+"""The Airflow shell: what the ``kpi_alerts`` DAG's tasks do, given their Airflow context and settings.
 
-Settings are Airflow Variables (``AIRFLOW_VAR_*`` works too), read at run time, never at parse time:
+The operators (:mod:`kpi_alerts.operators.alerts`) call these functions from ``execute`` with a
+:class:`TaskSettings` built from their rendered template fields. The fields' defaults read Airflow
+Variables (``AIRFLOW_VAR_*`` works too) through Jinja at run time, never at parse time, so each task
+instance's "Rendered Template" view shows the values it ran with:
 
 - ``kpi_alerts_environment``: ``production`` sends e-mail; anything else writes ``.eml`` files to
   ``kpi_alerts_outbox_dir`` (default ``$AIRFLOW_HOME/kpi_alerts_outbox``) — a dry run.
 - ``kpi_alerts_sender``, ``kpi_alerts_misfire_minutes`` (60), ``kpi_alerts_lease_minutes`` (30),
   ``kpi_alerts_max_attachment_mb`` (10), ``kpi_alerts_retention_days`` (90).
 - Batches (:func:`kpi_alerts.pipeline.batch.plan_batches`): ``kpi_alerts_batch_seconds`` (60, the target
-  duration of one map item), ``kpi_alerts_seconds_per_alert`` (0.15, the estimate it is cut by),
-  ``kpi_alerts_parallelism`` (default ``[core] parallelism``), ``kpi_alerts_batch_threads`` (4, alerts in
-  flight per map item), ``kpi_alerts_batch_threshold`` (0: up to this many due alerts, one map item each
-  regardless of the plan).
+  duration of one map item), ``kpi_alerts_seconds_per_alert`` (0.15, the estimate batches are cut by),
+  ``kpi_alerts_parallelism`` (0: ``[core] parallelism``), ``kpi_alerts_batch_threads`` (4, alerts in
+  flight per map item), ``kpi_alerts_batch_threshold`` (0; up to this many due alerts, one map item
+  each whatever the plan).
 """
 
 from __future__ import annotations
@@ -18,23 +21,69 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kpi_alerts.errors import TransientAlertError
 from kpi_alerts.ledger.claims import Claimant, ClaimSettings
 from kpi_alerts.ledger.database import DB_CONN_ID
 
+if TYPE_CHECKING:
+    from kpi_alerts.pipeline.batch import BatchPlan
+
 log = logging.getLogger(__name__)
 
 MAX_MAP_LENGTH = 1024  # Airflow's [core] max_map_length default; mapped lists must stay below it
+DEFAULT_SENDER = "KPI Alerts <kpi-alerts@localhost>"
 
 
-def _variable(name: str, default: str) -> str:
-    from airflow.sdk import Variable
+@dataclass(frozen=True)
+class TaskSettings:
+    """The settings of the DAG's tasks (the operators' rendered template fields, typed).
 
-    return str(Variable.get(name, default=default))
+    :param environment: ``production`` sends e-mail over ``smtp_default``; anything else is a dry run
+        writing ``.eml`` files to ``outbox_dir``.
+    :param outbox_dir: the dry run's folder; empty means ``$AIRFLOW_HOME/kpi_alerts_outbox``.
+    """
+
+    environment: str = "development"
+    sender: str = DEFAULT_SENDER
+    outbox_dir: str = ""
+    misfire_minutes: float = 60
+    lease_minutes: float = 30
+    max_attachment_mb: float = 10
+    batch_threshold: int = 0
+    retention_days: float = 90
+    batch_seconds: float = 60
+    seconds_per_alert: float = 0.15
+    parallelism: int = 0
+    batch_threads: int = 4
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def outbox(self) -> Path:
+        return Path(self.outbox_dir or Path(os.environ.get("AIRFLOW_HOME", ".")) / "kpi_alerts_outbox")
+
+    @property
+    def claim(self) -> ClaimSettings:
+        return ClaimSettings(
+            lease=timedelta(minutes=self.lease_minutes),
+            misfire_window=timedelta(minutes=self.misfire_minutes),
+        )
+
+    @property
+    def max_attachment_bytes(self) -> int:
+        return int(self.max_attachment_mb * 1024 * 1024)
+
+    @property
+    def retention(self) -> timedelta:
+        return timedelta(days=self.retention_days)
 
 
 def _db_connection() -> Any:
@@ -52,105 +101,102 @@ def logical_time_of(context: Any) -> datetime:
     return datetime.fromisoformat(value.isoformat()).astimezone(UTC)
 
 
-def claim_settings() -> ClaimSettings:
-    return ClaimSettings(
-        lease=timedelta(minutes=float(_variable("kpi_alerts_lease_minutes", "30"))),
-        misfire_window=timedelta(minutes=float(_variable("kpi_alerts_misfire_minutes", "60"))),
+def map_items(
+    alerts: Sequence[dict[str, Any]], plan: BatchPlan, *, single_up_to: int = 0
+) -> list[dict[str, Any]]:
+    """The due alerts as map items: one alert per item when the plan says so (no more alerts than
+    parallel slots) or up to ``single_up_to`` alerts, else the plan's batches, labelled
+    ``batch 3/40: alerts 1201-1240`` (positions in the due list)."""
+    if len(alerts) <= single_up_to or plan.batches == len(alerts):
+        return [{"alerts": [a], "label": f"alert {a['alert_id']}: {a['alert_name']}"[:200]} for a in alerts]
+    return [
+        {"alerts": list(alerts[start:end]), "label": plan.label(n)}
+        for n, (start, end) in enumerate(plan.ranges)
+    ]
+
+
+def plan_for(due: int, settings: TaskSettings) -> BatchPlan:
+    from kpi_alerts.pipeline.batch import plan_batches
+
+    return plan_batches(
+        due,
+        parallelism=settings.parallelism or _configured_parallelism(),
+        target_seconds=settings.batch_seconds,
+        seconds_per_alert=settings.seconds_per_alert,
+        max_items=MAX_MAP_LENGTH - 1,
     )
 
 
-def find_due_alerts(context: Any) -> list[dict[str, Any]]:
+def _configured_parallelism() -> int:
+    from airflow.sdk.configuration import conf
+
+    return max(1, conf.getint("core", "parallelism", fallback=32))
+
+
+def _say_if_overloaded(plan: BatchPlan, context: Any, settings: TaskSettings) -> None:
+    """Overload is never silent: when the tick is estimated to outlast the run's timeout, say what happens
+    (the run is stopped; what it did not reach stays due and later ticks continue it while its slot is
+    inside the misfire window; older slots are recorded ``missed``)."""
+    timeout = getattr(context.get("dag"), "dagrun_timeout", None)
+    if timeout is None or plan.estimated_seconds <= timeout.total_seconds():
+        return
+    log.warning(
+        "%d due alerts need an estimated %.0f s, more than the run's timeout (%s): the rest stays due and "
+        "later ticks continue it within the %s misfire window; raise kpi_alerts_parallelism with [core] "
+        "parallelism, or add workers",
+        plan.due,
+        plan.estimated_seconds,
+        timeout,
+        settings.claim.misfire_window,
+    )
+
+
+def find_due_alerts(context: Any, settings: TaskSettings | None = None) -> list[dict[str, Any]]:
     """List due alerts as map items: batches sized from a target duration and the parallelism (one alert
     per item when there are few)."""
     from kpi_alerts.ledger.alert_changes import record_paused_slots
     from kpi_alerts.ledger.due_alerts import initialise_first_runs, list_due_alerts, park_inactive_alerts
-    from kpi_alerts.pipeline.batch import plan_batches
 
+    settings = settings or TaskSettings()
     logical_time = logical_time_of(context)
-    settings = claim_settings()
     with _db_connection() as conn:
         park_inactive_alerts(conn, logical_time=logical_time)
         paused = record_paused_slots(conn, logical_time=logical_time, dag_run_id=context["run_id"])
         if paused:
             log.info("%d paused alert(s) had a slot due: recorded as skipped (paused by an operator)", paused)
         initialised = initialise_first_runs(
-            conn, logical_time=logical_time, misfire_window=settings.misfire_window
+            conn, logical_time=logical_time, misfire_window=settings.claim.misfire_window
         )
         due = list_due_alerts(conn, logical_time=logical_time, limit=100_000)
     log.info("%d alert(s) due at %s (%d newly initialised)", len(due), logical_time.isoformat(), initialised)
     alerts = [{"alert_id": d.alert_id, "alert_name": d.alert_name} for d in due]
-    if len(alerts) <= int(_variable("kpi_alerts_batch_threshold", "0")):
-        return [_single(a) for a in alerts]
-    parallelism = _parallelism()
-    plan = plan_batches(
-        len(alerts),
-        parallelism=parallelism,
-        target_seconds=float(_variable("kpi_alerts_batch_seconds", "60")),
-        seconds_per_alert=float(_variable("kpi_alerts_seconds_per_alert", "0.15")),
-        max_items=MAX_MAP_LENGTH - 1,
-    )
-    _warn_if_overloaded(plan, parallelism, context, settings)
-    if plan.batches == len(alerts):
-        return [_single(a) for a in alerts]
-    log.info(
-        "%d batch(es) of %d-%d alerts for %d parallel slot(s); estimated %.0f s",
-        plan.batches,
-        min(e - s for s, e in plan.ranges),
-        max(e - s for s, e in plan.ranges),
-        parallelism,
-        plan.estimated_seconds,
-    )
-    return [
-        {"alerts": alerts[start:end], "label": plan.label(n)} for n, (start, end) in enumerate(plan.ranges)
-    ]
+    plan = plan_for(len(alerts), settings)
+    _say_if_overloaded(plan, context, settings)
+    items = map_items(alerts, plan, single_up_to=settings.batch_threshold)
+    if len(items) < len(alerts):
+        sizes = [len(item["alerts"]) for item in items]
+        log.info(
+            "%d batch(es) of %d-%d alerts; estimated %.0f s for the tick",
+            len(items),
+            min(sizes),
+            max(sizes),
+            plan.estimated_seconds,
+        )
+    return items
 
 
-def _single(alert: dict[str, Any]) -> dict[str, Any]:
-    return {"alerts": [alert], "label": f"alert {alert['alert_id']}: {alert['alert_name']}"[:200]}
-
-
-def _parallelism() -> int:
-    configured = _variable("kpi_alerts_parallelism", "")
-    if configured:
-        return max(1, int(configured))
-    from airflow.sdk.configuration import conf
-
-    return max(1, conf.getint("core", "parallelism", fallback=32))
-
-
-def _warn_if_overloaded(plan: Any, parallelism: int, context: Any, settings: ClaimSettings) -> None:
-    """Say so when the tick is estimated to outlast its DAG run timeout: what is left stays due, and later
-    ticks continue it while its slot is inside the misfire window (older slots are recorded missed)."""
-    timeout = getattr(context.get("dag"), "dagrun_timeout", None)
-    if timeout is None or plan.estimated_seconds <= timeout.total_seconds():
-        return
-    log.warning(
-        "%d due alerts need an estimated %.0f s at parallelism %d, more than the run's timeout (%s): the run will "
-        "be stopped and later ticks continue the rest within the %s misfire window; raise "
-        "kpi_alerts_parallelism (and [core] parallelism) or add workers",
-        plan.due,
-        plan.estimated_seconds,
-        parallelism,
-        timeout,
-        settings.misfire_window,
-    )
-
-
-def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
+def process_alerts(
+    item: dict[str, Any], context: Any, settings: TaskSettings | None = None
+) -> list[dict[str, Any]]:
     """Process one map item; every alert is attempted, then the task fails if any alert failed."""
     from kpi_alerts.delivery.mailers import OutboxMailer, SessionMailer
     from kpi_alerts.hooks.cube import CubeHook
     from kpi_alerts.pipeline.alert_run import RunSettings
     from kpi_alerts.pipeline.batch import run_batch
 
+    task_settings = settings or TaskSettings()
     ti = context["ti"]
-    production = _variable("kpi_alerts_environment", "development") == "production"
-    outbox = Path(
-        _variable(
-            "kpi_alerts_outbox_dir", str(Path(os.environ.get("AIRFLOW_HOME", ".")) / "kpi_alerts_outbox")
-        )
-    )
-    settings = RunSettings(
+    run_settings = RunSettings(
         logical_time=logical_time_of(context),
         claimant=Claimant(
             dag_run_id=context["run_id"],
@@ -158,25 +204,29 @@ def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
             try_number=ti.try_number,
         ),
         final_attempt=ti.try_number > ti.max_tries,
-        sender=_variable("kpi_alerts_sender", "KPI Alerts <kpi-alerts@localhost>"),
-        max_attachment_bytes=int(float(_variable("kpi_alerts_max_attachment_mb", "10")) * 1024 * 1024),
-        claim=claim_settings(),
+        sender=task_settings.sender,
+        max_attachment_bytes=task_settings.max_attachment_bytes,
+        claim=task_settings.claim,
     )
     with CubeHook() as source:
         batch = run_batch(
             [a["alert_id"] for a in item["alerts"]],
             connect=_db_connection,
-            open_mailer=lambda: SessionMailer(_smtp_session) if production else OutboxMailer(outbox),
+            open_mailer=lambda: (
+                SessionMailer(_smtp_session)
+                if task_settings.production
+                else OutboxMailer(task_settings.outbox)
+            ),
             source=source,
-            settings=settings,
-            threads=int(_variable("kpi_alerts_batch_threads", "4")),
+            settings=run_settings,
+            threads=task_settings.batch_threads,
         )
     results = [run.as_dict() for run in batch.runs]
     for result in results:
         log.info("alert %s: %s — %s", result["alert_id"], result["status"], result["detail"])
     if len(item["alerts"]) > 1:
         log.info(
-            "%d alert(s) in %.1f s: %d Cube request(s) (%d answered from the batch), %d SMTP session(s)",
+            "%d alert(s) in %.1f s: %d Cube request(s) (%d more answered from the batch), %d SMTP session(s)",
             len(item["alerts"]),
             batch.seconds,
             batch.cube_requests,
@@ -194,7 +244,7 @@ def process_alerts(item: dict[str, Any], context: Any) -> list[dict[str, Any]]:
 
 
 def _smtp_session() -> Any:
-    """A connected ``smtplib`` client for ``smtp_default`` (SmtpHook reads the connection, TLS, login)."""
+    """A connected ``smtplib`` client for ``smtp_default`` (SmtpHook reads the connection: TLS, login)."""
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
     from kpi_alerts.delivery.mailers import SMTP_CONN_ID
@@ -204,7 +254,7 @@ def _smtp_session() -> Any:
     return hook._smtp_client
 
 
-def summarize(context: Any) -> dict[str, Any]:
+def summarize(context: Any, settings: TaskSettings | None = None) -> dict[str, Any]:
     """Count this run's ledger rows by status (reads the ledger, so failed tasks are counted too), prune
     finished ledger rows older than ``kpi_alerts_retention_days``, and fail — so the run shows red — when
     anything went wrong: a failed slot, a delivery never confirmed, a claim left unfinished, or a task
@@ -213,7 +263,7 @@ def summarize(context: Any) -> dict[str, Any]:
     from kpi_alerts.ledger.claims import UNFINISHED
     from kpi_alerts.ledger.retention import prune_results
 
-    retention = timedelta(days=float(_variable("kpi_alerts_retention_days", "90")))
+    retention = (settings or TaskSettings()).retention
     with _db_connection() as conn:
         rows = conn.execute(queries.RUN_SUMMARY, {"run_id": context["run_id"]}).fetchall()
         pruned = prune_results(conn, retention=retention, keep_dag_run_id=context["run_id"])

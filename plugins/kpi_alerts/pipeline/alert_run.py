@@ -85,7 +85,11 @@ def process_alert(
     :param claimed: the alert's claim, when the caller made it already (a batch claims its fresh slots
         in one statement); the claim is then this call's to finish, whatever happens.
     """
-    alert = loaded if loaded is not None else load_alert(conn, alert_id)
+    try:
+        alert = loaded if loaded is not None else load_alert(conn, alert_id)
+    except Exception as exc:  # a row no code expected: record it and park it, the other alerts go on
+        log.exception("Alert %s cannot be read", alert_id)
+        return _unusable(conn, alert_id, f"{type(exc).__name__}: {exc}", settings)
     if alert is None:
         return AlertRun(alert_id, "skipped", "alert no longer exists")
     if not alert.is_active and claimed is None:
@@ -134,6 +138,25 @@ def process_alert(
         reason = f"internal error: {type(exc).__name__}: {exc}"
     _fail(conn, alert, claim, reason, mailer=mailer, settings=settings)
     raise AlertFailed(f"alert {alert.alert_id} ({alert.alert_name}) failed: {reason}")
+
+
+def _unusable(conn: psycopg.Connection[Any], alert_id: int, reason: str, settings: RunSettings) -> AlertRun:
+    from kpi_alerts.ledger import queries
+    from kpi_alerts.ledger.due_alerts import park_unusable_alert
+
+    row = conn.execute(queries.CRON_JOB_OF_ALERT, {"alert_id": alert_id}).fetchone()
+    if row is None:
+        return AlertRun(alert_id, "skipped", "alert no longer exists")
+    park_unusable_alert(
+        conn,
+        alert_id=alert_id,
+        cron_job_id=row["cron_job_id"],
+        reason=reason,
+        logical_time=settings.logical_time,
+        now=settings.clock(),
+        dag_run_id=settings.claimant.dag_run_id,
+    )
+    raise AlertFailed(f"alert {alert_id} could not be read (parked for a day): {reason[:300]}")
 
 
 def _fail(

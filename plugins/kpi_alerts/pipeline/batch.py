@@ -234,8 +234,13 @@ def run_batch(
                     result.failures.append(f"alert {alert_id}: {outcome} (will retry)")
                 elif isinstance(outcome, KpiAlertError):
                     result.failures.append(str(outcome))
-                else:
-                    raise outcome
+                elif isinstance(outcome, psycopg.Error):
+                    raise outcome  # the database is in trouble: the next try resumes the claims (claims.py)
+                else:  # one alert's bug never stops the others
+                    log.error("alert %s: unexpected error", alert_id, exc_info=outcome)
+                    result.failures.append(
+                        f"alert {alert_id}: internal error: {type(outcome).__name__}: {outcome}"[:500]
+                    )
         finally:
             _release_unstarted(conn, claims, started_claims, settings)
     result.cube_requests, result.cube_shared = queries.requests, queries.shared

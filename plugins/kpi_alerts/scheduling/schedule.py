@@ -27,11 +27,11 @@ import calendar
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.scheduling.timezones import zone
 
 FREQUENCIES = ("hour", "day", "week", "month")
 WEEKDAY_NAMES = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
@@ -105,15 +105,6 @@ class Schedule:
 def _check_int(name: str, value: object, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise AlertValidationError(f"{name} must be an integer from {low} to {high}, got {value!r}")
-
-
-@cache
-def zone(name: str) -> ZoneInfo:
-    """The :class:`ZoneInfo` for an IANA name, cached; unknown names raise AlertValidationError."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise AlertValidationError(f"Unknown timezone {name!r}") from exc
 
 
 def validate_schedule(schedule: Schedule | Mapping[str, Any]) -> Schedule:

@@ -319,9 +319,9 @@ def test_scheduled_times_iterates() -> None:
 
 
 BAD = [
-    pytest.param(sched("day", 9, 0, tz="Mars/Base"), "Unknown timezone 'Mars/Base'", id="unknown-tz"),
+    pytest.param(sched("day", 9, 0, tz="Mars/Base"), "unknown timezone 'Mars/Base'", id="unknown-tz"),
     pytest.param(sched("day", 9, 0, tz=""), "timezone", id="empty-tz"),
-    pytest.param(sched("day", 9, 0, tz="../../etc/passwd"), "Unknown timezone", id="path-tz"),
+    pytest.param(sched("day", 9, 0, tz="../../etc/passwd"), "unknown timezone", id="path-tz"),
     pytest.param(sched("day", 24, 0), "schedule_hour .* 0 to 23, got 24", id="hour-24"),
     pytest.param(sched("day", -1, 0), "schedule_hour", id="hour-negative"),
     pytest.param(sched("day", 9, 60), "schedule_minute .* 0 to 59, got 60", id="minute-60"),

@@ -1,0 +1,202 @@
+"""The KPI alert operators: the due-alert listing, one alert (or batch) per task, the run's summary.
+
+Usable in any DAG; the ``kpi_alerts`` DAG is::
+
+    due = DueAlertsOperator(task_id="find_due_alerts")
+    processed = KpiAlertOperator.partial(
+        task_id="process_alert", map_index_template="{{ alert_label }}"
+    ).expand(item=due.output)
+    processed >> KpiAlertsSummaryOperator(task_id="summarize", trigger_rule="all_done")
+
+Every setting is a templated argument whose default reads the package's Airflow Variable through
+Jinja (``{{ var.value.get('kpi_alerts_sender', ...) }}``) when the task runs, never when the DAG is
+parsed; the values a task ran with show in its "Rendered Template" view. Importing this module loads
+only the Airflow Task SDK: the pipeline (psycopg, requests, the report libraries) is imported in
+``execute``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from kpi_alerts.operators.kpi_alerts import TaskSettings
+
+
+def _variable(name: str, default: str) -> str:
+    """A template reading the Variable ``name`` at run time (``AIRFLOW_VAR_*`` or the metadata DB)."""
+    return "{{ var.value.get(%r, %r) }}" % (name, default)  # noqa: UP031 - Jinja braces in an f-string
+
+
+ENVIRONMENT = _variable("kpi_alerts_environment", "development")
+SENDER = _variable("kpi_alerts_sender", "KPI Alerts <kpi-alerts@localhost>")
+OUTBOX_DIR = _variable("kpi_alerts_outbox_dir", "")
+MISFIRE_MINUTES = _variable("kpi_alerts_misfire_minutes", "60")
+LEASE_MINUTES = _variable("kpi_alerts_lease_minutes", "30")
+MAX_ATTACHMENT_MB = _variable("kpi_alerts_max_attachment_mb", "10")
+BATCH_THRESHOLD = _variable("kpi_alerts_batch_threshold", "0")
+BATCH_SECONDS = _variable("kpi_alerts_batch_seconds", "60")
+SECONDS_PER_ALERT = _variable("kpi_alerts_seconds_per_alert", "0.15")
+PARALLELISM = _variable("kpi_alerts_parallelism", "0")
+BATCH_THREADS = _variable("kpi_alerts_batch_threads", "4")
+RETENTION_DAYS = _variable("kpi_alerts_retention_days", "90")
+
+
+def _task_settings(**values: Any) -> TaskSettings:
+    # Lazy: the pipeline's modules (psycopg, the ledger) stay out of DAG parsing.
+    from kpi_alerts.operators.kpi_alerts import TaskSettings
+
+    return TaskSettings(**values)
+
+
+class DueAlertsOperator(BaseOperator):
+    """List the alerts due at the run's logical time as map items for :class:`KpiAlertOperator`.
+
+    Before listing, it parks alerts that can no longer run, records paused alerts' due slots as
+    skipped and gives new alerts their first slot. Returns (XCom) the map items: batches of about
+    ``batch_seconds`` of work each, at least one per parallel slot and whole waves of ``parallelism``
+    (:func:`kpi_alerts.pipeline.batch.plan_batches`); one alert per item when there are no more alerts
+    than slots.
+
+    :param misfire_minutes: how late a slot may still run (Variable ``kpi_alerts_misfire_minutes``).
+    :param batch_threshold: up to this many due alerts, one item per alert whatever the plan (Variable
+        ``kpi_alerts_batch_threshold``, default 0).
+    :param batch_seconds: the target duration of one item (Variable ``kpi_alerts_batch_seconds``, 60).
+    :param seconds_per_alert: the estimate batches are cut by (Variable ``kpi_alerts_seconds_per_alert``).
+    :param parallelism: task instances running at once; 0 reads ``[core] parallelism`` (Variable
+        ``kpi_alerts_parallelism``).
+    """
+
+    template_fields: Sequence[str] = (
+        "misfire_minutes",
+        "batch_threshold",
+        "batch_seconds",
+        "seconds_per_alert",
+        "parallelism",
+    )
+    ui_color = "#e8f1fb"
+
+    def __init__(
+        self,
+        *,
+        misfire_minutes: str | float = MISFIRE_MINUTES,
+        batch_threshold: str | int = BATCH_THRESHOLD,
+        batch_seconds: str | float = BATCH_SECONDS,
+        seconds_per_alert: str | float = SECONDS_PER_ALERT,
+        parallelism: str | int = PARALLELISM,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.misfire_minutes = misfire_minutes
+        self.batch_threshold = batch_threshold
+        self.batch_seconds = batch_seconds
+        self.seconds_per_alert = seconds_per_alert
+        self.parallelism = parallelism
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        from kpi_alerts.operators.kpi_alerts import find_due_alerts
+
+        settings = _task_settings(
+            misfire_minutes=float(self.misfire_minutes),
+            batch_threshold=int(float(self.batch_threshold)),
+            batch_seconds=float(self.batch_seconds),
+            seconds_per_alert=float(self.seconds_per_alert),
+            parallelism=int(float(self.parallelism)),
+        )
+        return find_due_alerts(context, settings)
+
+
+class KpiAlertOperator(BaseOperator):
+    """Process one alert, or one batch of alerts, at the run's logical time: claim its slot in the
+    ledger → fetch the KPI from Cube → check the gating condition or threshold → render the
+    attachment → send it → record the outcome. Every alert of the item is attempted; the task then
+    fails if any failed (retried by Airflow when the failure is transient).
+
+    :param item: a map item of :class:`DueAlertsOperator` (``{"alerts": [{"alert_id": ...}], "label": ...}``);
+        ``{{ alert_label }}`` in ``map_index_template`` is its label.
+    :param environment: ``production`` sends over ``smtp_default``; anything else writes ``.eml`` files
+        to ``outbox_dir`` (Variable ``kpi_alerts_environment``).
+    :param sender: the ``From`` address (Variable ``kpi_alerts_sender``).
+    :param outbox_dir: the dry run's folder; empty: ``$AIRFLOW_HOME/kpi_alerts_outbox`` (Variable
+        ``kpi_alerts_outbox_dir``).
+    :param misfire_minutes: how late a slot may still run (Variable ``kpi_alerts_misfire_minutes``).
+    :param lease_minutes: how long a claim is held (Variable ``kpi_alerts_lease_minutes``).
+    :param max_attachment_mb: larger attachments are refused (Variable ``kpi_alerts_max_attachment_mb``).
+    :param batch_threads: alerts of a batch in flight at once (Variable ``kpi_alerts_batch_threads``, 4).
+    """
+
+    template_fields: Sequence[str] = (
+        "environment",
+        "sender",
+        "outbox_dir",
+        "misfire_minutes",
+        "lease_minutes",
+        "max_attachment_mb",
+        "batch_threads",
+    )
+    ui_color = "#fff4d6"
+
+    def __init__(
+        self,
+        *,
+        item: dict[str, Any],
+        environment: str = ENVIRONMENT,
+        sender: str = SENDER,
+        outbox_dir: str = OUTBOX_DIR,
+        misfire_minutes: str | float = MISFIRE_MINUTES,
+        lease_minutes: str | float = LEASE_MINUTES,
+        max_attachment_mb: str | float = MAX_ATTACHMENT_MB,
+        batch_threads: str | int = BATCH_THREADS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.item = item
+        self.batch_threads = batch_threads
+        self.environment = environment
+        self.sender = sender
+        self.outbox_dir = outbox_dir
+        self.misfire_minutes = misfire_minutes
+        self.lease_minutes = lease_minutes
+        self.max_attachment_mb = max_attachment_mb
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        from kpi_alerts.operators.kpi_alerts import process_alerts
+
+        context["alert_label"] = self.item.get("label", "")  # type: ignore[typeddict-unknown-key]
+        settings = _task_settings(
+            environment=str(self.environment).strip(),
+            sender=str(self.sender),
+            outbox_dir=str(self.outbox_dir or ""),
+            misfire_minutes=float(self.misfire_minutes),
+            lease_minutes=float(self.lease_minutes),
+            max_attachment_mb=float(self.max_attachment_mb),
+            batch_threads=int(float(self.batch_threads)),
+        )
+        return process_alerts(self.item, context, settings)
+
+
+class KpiAlertsSummaryOperator(BaseOperator):
+    """Count the run's ledger rows by status, prune old ledger rows, and fail (so the run shows red)
+    when a slot failed, a delivery was never confirmed, a claim was left unfinished or another task of
+    the run did not succeed. Give it ``trigger_rule="all_done"`` so it runs whatever happened upstream.
+
+    :param retention_days: finished ledger rows older than this are pruned (Variable
+        ``kpi_alerts_retention_days``).
+    """
+
+    template_fields: Sequence[str] = ("retention_days",)
+    ui_color = "#e9f5e9"
+
+    def __init__(self, *, retention_days: str | float = RETENTION_DAYS, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.retention_days = retention_days
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from kpi_alerts.operators.kpi_alerts import summarize
+
+        return summarize(context, _task_settings(retention_days=float(self.retention_days)))
