@@ -592,6 +592,9 @@ def clear(folder: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the servers it started are stopped
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--n", type=int, default=1000, help="due alerts (default 1000)")
     parser.add_argument("--mode", choices=("scheduler", "dags-test", "both"), default="both")

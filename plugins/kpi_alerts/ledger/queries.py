@@ -422,6 +422,19 @@ WHERE cron_job_id = %(cron_job_id)s AND slot < %(slot)s AND status <> 'missed'
 ORDER BY slot DESC LIMIT 1
 """
 
+# How late this run's sends were (finished_at is the claimant's clock, slot the alert's schedule).
+RUN_LATENESS = """
+SELECT max(finished_at - slot) AS latest, percentile_cont(0.5) WITHIN GROUP (ORDER BY finished_at - slot) AS median
+FROM cron_job_results WHERE dag_run_id = %(run_id)s AND status = 'sent'
+"""
+
+# Alerts still due at the run's logical time once its tasks are over (an overloaded tick's remainder).
+STILL_DUE = """
+SELECT count(*) AS n, min(cj.next_run_at) AS oldest_slot
+FROM cron_jobs cj JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
+WHERE cj.next_run_at <= %(logical_time)s AND NOT cj.master_locked AND ka.is_active
+"""
+
 RUN_SUMMARY = """
 SELECT status, count(*) AS n FROM cron_job_results WHERE dag_run_id = %(run_id)s GROUP BY status
 """

@@ -187,16 +187,29 @@ class KpiAlertsSummaryOperator(BaseOperator):
 
     :param retention_days: finished ledger rows older than this are pruned (Variable
         ``kpi_alerts_retention_days``).
+    :param misfire_minutes: named when alerts are left due (Variable ``kpi_alerts_misfire_minutes``).
     """
 
-    template_fields: Sequence[str] = ("retention_days",)
+    template_fields: Sequence[str] = ("retention_days", "misfire_minutes")
     ui_color = "#e9f5e9"
 
-    def __init__(self, *, retention_days: str | float = RETENTION_DAYS, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        retention_days: str | float = RETENTION_DAYS,
+        misfire_minutes: str | float = MISFIRE_MINUTES,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.retention_days = retention_days
+        self.misfire_minutes = misfire_minutes
 
     def execute(self, context: Context) -> dict[str, Any]:
         from kpi_alerts.operators.kpi_alerts import summarize
 
-        return summarize(context, _task_settings(retention_days=float(self.retention_days)))
+        return summarize(
+            context,
+            _task_settings(
+                retention_days=float(self.retention_days), misfire_minutes=float(self.misfire_minutes)
+            ),
+        )

@@ -266,11 +266,29 @@ def summarize(context: Any, settings: TaskSettings | None = None) -> dict[str, A
     retention = (settings or TaskSettings()).retention
     with _db_connection() as conn:
         rows = conn.execute(queries.RUN_SUMMARY, {"run_id": context["run_id"]}).fetchall()
+        lateness = conn.execute(queries.RUN_LATENESS, {"run_id": context["run_id"]}).fetchone()
+        still_due = conn.execute(queries.STILL_DUE, {"logical_time": logical_time_of(context)}).fetchone()
         pruned = prune_results(conn, retention=retention, keep_dag_run_id=context["run_id"])
     if pruned:
         log.info("Pruned %d ledger row(s) older than %s", pruned, retention)
     counts = Counter({r["status"]: r["n"] for r in rows})
     log.info("KPI alerts run %s: %s", context["run_id"], dict(counts) or "nothing was due")
+    if lateness and lateness["latest"] is not None:
+        log.info(
+            "Sends after their slot: latest %s, median %s",
+            _duration(lateness["latest"]),
+            _duration(lateness["median"]),
+        )
+    if still_due and still_due["n"]:
+        misfire = (settings or TaskSettings()).claim.misfire_window
+        log.warning(
+            "%d alert(s) are still due (oldest slot %s): this run did not reach them; later ticks continue "
+            "them until %s (the %s misfire window), then record them missed",
+            still_due["n"],
+            still_due["oldest_slot"].isoformat(),
+            (still_due["oldest_slot"] + misfire).isoformat(),
+            misfire,
+        )
     problems = []
     if counts["failed"]:
         problems.append(f"{counts['failed']} alert(s) failed (see cron_job_results.error)")
@@ -291,6 +309,13 @@ def summarize(context: Any, settings: TaskSettings | None = None) -> dict[str, A
         # The other alerts were processed; failing here makes the run itself show red in the UI.
         raise AirflowFailException("; ".join(problems))
     return dict(counts)
+
+
+def _duration(value: timedelta | None) -> str:
+    if value is None:
+        return "-"
+    seconds = value.total_seconds()
+    return f"{seconds:.0f} s" if abs(seconds) < 120 else f"{seconds / 60:.1f} min"
 
 
 def _tasks_not_succeeded(context: Any) -> list[str]:
