@@ -12,12 +12,14 @@ import getpass
 import json
 import socket
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kpi_alerts.errors import AlertValidationError, KpiAlertError
+from kpi_alerts.errors import AlertValidationError, KpiAlertError, RetryRefused
 from kpi_alerts.ledger.database import connect, resolve_db_url
+from kpi_alerts.redaction import redact_url
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     create = command("create-alert", "create an alert from a JSON spec file ('-' for stdin)")
     create.add_argument("file", help="JSON alert spec (see README)")
     update = command("update-alert", "change an alert: FILE holds the fields to change (JSON merge patch)")
-    update.add_argument("alert_id", type=int)
+    update.add_argument("alert_id", type=_alert_id)
     update.add_argument("file", help="JSON object with the fields to change ('-' for stdin)")
     for sub in (create, update):
         sub.add_argument(
@@ -49,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="also check the query's members against Cube's /v1/meta (cube_default)",
         )
     delete = command("delete-alert", "delete an alert (its ledger rows are kept for audit)")
-    delete.add_argument("alert_id", type=int)
+    delete.add_argument("alert_id", type=_alert_id)
     for name, verb in (("pause", "pause"), ("resume", "resume")):
         sub = command(
             name,
@@ -57,28 +59,48 @@ def build_parser() -> argparse.ArgumentParser:
             + (" (no backlog is sent: the next run is the next slot after now)" if name == "resume" else ""),
         )
         which = sub.add_mutually_exclusive_group(required=True)
-        which.add_argument("alert_id", type=int, nargs="?")
-        which.add_argument("--organization", type=int, metavar="ORG")
+        which.add_argument("alert_id", type=_alert_id, nargs="?")
+        which.add_argument("--organization", type=_alert_id, metavar="ORG")
         which.add_argument("--all", action="store_true", help="every KPI alert")
     test = command("test-send", "send the alert's message, marked as a test, to one address only")
-    test.add_argument("alert_id", type=int)
+    test.add_argument("alert_id", type=_alert_id)
     test.add_argument("--to", required=True, metavar="ADDRESS")
     preview = command("preview", "write the alert's message (.eml) and attachment to a folder; send nothing")
-    preview.add_argument("alert_id", type=int)
+    preview.add_argument("alert_id", type=_alert_id)
     preview.add_argument("--out", required=True, type=Path, metavar="DIR")
+    retry = command(
+        "retry",
+        "attempt a failed slot again (as clearing its task instance does); a sent slot is never resent",
+    )
+    retry.add_argument("alert_id", type=_alert_id)
+    retry.add_argument(
+        "slot", type=_slot, help="the slot's scheduled time as `history` prints it, e.g. '2026-12-07 17:05Z'"
+    )
+    retry.add_argument(
+        "--replay",
+        action="store_true",
+        help="also resend a delivery_unknown slot (its message may have been delivered: check first)",
+    )
     show = command("show", "an alert's definition, next five runs, state and last results")
-    show.add_argument("alert_id", type=int)
+    show.add_argument("alert_id", type=_alert_id)
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
     listing = command("list-alerts", "list alerts with their next run, state and last result")
-    listing.add_argument("--organization", type=int, metavar="ORG")
+    listing.add_argument("--organization", type=_alert_id, metavar="ORG")
     listing.add_argument("--type", choices=["schedule", "threshold"], dest="alert_type")
     listing.add_argument("--paused", action="store_true", help="only paused alerts")
     history = command("history", "an alert's recent ledger rows (also for a deleted alert)")
-    history.add_argument("alert_id", type=int)
+    history.add_argument("alert_id", type=_alert_id)
     history.add_argument("--limit", type=int, default=20)
     prune = command("prune-results", "delete finished ledger rows older than --days")
     prune.add_argument("--days", type=_positive_int, default=90)
     return parser
+
+
+def _alert_id(text: str) -> int:
+    """An alert id as PostgreSQL stores it (bigint): a positive whole number below 2**63."""
+    if not text.isdigit() or not 0 < int(text) < 2**63:
+        raise argparse.ArgumentTypeError(f"expected an alert id (a positive whole number), not {text[:40]!r}")
+    return int(text)
 
 
 def _positive_int(text: str) -> int:
@@ -87,15 +109,30 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _slot(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected the slot as an ISO date and time, e.g. '2026-12-07 17:05Z', not {text[:40]!r}"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value  # no offset: UTC, as history prints
+
+
 def main(argv: list[str] | None = None) -> int:
+    import psycopg
+
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
-    except (AlertValidationError, LookupError) as exc:
-        print(f"error: {_message(exc)}", file=sys.stderr)
+    except (AlertValidationError, LookupError, RetryRefused) as exc:
+        print(f"error: {_one_line(_message(exc))}", file=sys.stderr)
+        return 2
+    except psycopg.OperationalError as exc:  # unreachable --db, wrong password, database gone
+        print(f"error: cannot use the database: {_one_line(redact_url(str(exc)))}", file=sys.stderr)
         return 2
     except KpiAlertError as exc:  # Cube or SMTP refused a test send, ...
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(redact_url(str(exc)))}", file=sys.stderr)
         return 1
 
 
@@ -140,6 +177,7 @@ def _run(args: argparse.Namespace) -> int:
         "pause": _pause,
         "resume": _pause,
         "test-send": _test_send,
+        "retry": _retry,
         "preview": _preview,
         "show": _show,
         "list-alerts": _list,
@@ -159,14 +197,31 @@ def actor() -> str:
     return f"cli:{user}@{socket.gethostname()}"
 
 
+#: An alert spec is a few KB; a larger file (or /dev/zero) is refused before it is read whole.
+MAX_SPEC_BYTES = 1_048_576
+
+
 def _read_json(file: str, what: str) -> Any:
+    shown = _one_line(repr(file), 120)
     try:
-        text = sys.stdin.read() if file == "-" else Path(file).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AlertValidationError(f"cannot read {what} {file!r}: {exc}") from None
+        if file == "-":
+            data = sys.stdin.buffer.read(MAX_SPEC_BYTES + 1)
+        else:
+            with Path(file).open("rb") as fh:
+                data = fh.read(MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        raise AlertValidationError(f"cannot read {what} {shown}: {exc.strerror or exc}") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise AlertValidationError(f"the {what} {shown} is larger than {MAX_SPEC_BYTES // 1024} KB")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise AlertValidationError(f"the {what} {shown} is not UTF-8 text") from None
     try:
         return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except RecursionError:
+        raise AlertValidationError(f"the {what} is not valid JSON: nested too deeply") from None
+    except json.JSONDecodeError as exc:
         raise AlertValidationError(f"the {what} is not valid JSON: {exc}") from None
 
 
@@ -268,6 +323,42 @@ def _test_send(conn: Any, args: argparse.Namespace) -> int:
     print(f"test message sent to {sent.to} ({sent.delivery}: {sent.detail})")
     print(f"Subject: {sent.subject}")
     print(f"Now: {sent.verdict}")
+    return 0
+
+
+def _retry(conn: Any, args: argparse.Namespace) -> int:
+    import os
+
+    from kpi_alerts.delivery.mailers import OutboxMailer, SmtpMailer
+    from kpi_alerts.hooks.cube import CubeHook
+    from kpi_alerts.hooks.variables import airflow_variable, trial_settings
+    from kpi_alerts.ledger.claims import Claimant, ClaimSettings
+    from kpi_alerts.pipeline.retry import retry_slot
+
+    # The run's own rules: only `production` sends e-mail, anything else writes to the outbox.
+    mailer: Any = SmtpMailer()
+    if airflow_variable("kpi_alerts_environment", "development") != "production":
+        home = Path(os.environ.get("AIRFLOW_HOME", "."))
+        mailer = OutboxMailer(
+            Path(airflow_variable("kpi_alerts_outbox_dir", str(home / "kpi_alerts_outbox")))
+        )
+    lease = timedelta(minutes=float(airflow_variable("kpi_alerts_lease_minutes", "30")))
+    settings = replace(
+        trial_settings(),
+        claimant=Claimant(worker=f"{actor()}:{os.getpid()}", task_instance="cli retry"),
+        claim=ClaimSettings(lease=lease),
+    )
+    with CubeHook() as source:
+        run = retry_slot(
+            conn,
+            args.alert_id,
+            args.slot,
+            source=source,
+            mailer=mailer,
+            settings=settings,
+            replay=args.replay,
+        )
+    print(f"alert {run.alert_id} slot {run.slot}: {run.status} — {run.detail}")
     return 0
 
 

@@ -8,21 +8,37 @@ run time (:func:`kpi_alerts.alerts.definition.AlertDefinition.validate`).
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from kpi_alerts.errors import AlertValidationError
+
+#: Ids are PostgreSQL ``bigint``: larger ones are refused here, not by a driver error.
+MAX_ID = 2**63 - 1
+
+
+def _not_a_bool(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number, not true/false")
+    return value
+
+
+#: A whole number that JSON ``true`` / ``false`` is not (pydantic's lax mode would read ``true`` as 1:
+#: ``"organization_id": true`` once made an alert of organization 1).
+Whole = Annotated[int, BeforeValidator(_not_a_bool)]
+#: A year: longer re-arm intervals are a typo (and ``integer`` ends at 2**31 - 1 minutes).
+MAX_REARM_MINUTES = 525_600
 
 
 class ScheduleSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     frequency_interval: Literal["hour", "day", "week", "month"]
-    schedule_hour: int = 0
-    schedule_minute: int = 0
-    selected_days: list[int] = Field(default_factory=list)
-    timezone: str = "UTC"
+    schedule_hour: Whole = 0
+    schedule_minute: Whole = 0
+    selected_days: list[Whole] = Field(default_factory=list, max_length=31)
+    timezone: str = Field(default="UTC", max_length=64)
     gating_condition: dict[str, Any] | None = None
     attachment_type: Literal["pdf", "excel", "csv"] | None = "csv"
 
@@ -30,11 +46,11 @@ class ScheduleSpec(BaseModel):
 class ThresholdSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    condition: str
+    condition: str = Field(max_length=40)
     threshold_value: Decimal
-    timezone: str = "UTC"
-    kpi_measure: str | None = None
-    rearm_minutes: int = Field(default=240, ge=0)
+    timezone: str = Field(default="UTC", max_length=64)
+    kpi_measure: str | None = Field(default=None, max_length=200)
+    rearm_minutes: Whole = Field(default=240, ge=0, le=MAX_REARM_MINUTES)
     notify_on_recovery: bool = True
     on_no_data: Literal["keep_last", "alert", "ok"] = "keep_last"
     on_error: Literal["keep_last", "alert", "ok"] = "alert"
@@ -45,15 +61,15 @@ class AlertSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    organization_id: int = Field(gt=0)
+    organization_id: Whole = Field(gt=0, le=MAX_ID)
     alert_name: str = Field(min_length=1, max_length=200)
-    recipients: list[str]
+    recipients: list[str] = Field(max_length=1000)
     cube_query: dict[str, Any]
-    graph_id: int | None = None
-    dashboard_id: int | None = None
-    dashboard_url: str | None = None
+    graph_id: Whole | None = Field(default=None, ge=0, le=MAX_ID)
+    dashboard_id: Whole | None = Field(default=None, ge=0, le=MAX_ID)
+    dashboard_url: str | None = Field(default=None, max_length=2000)
     message: str | None = Field(default=None, max_length=2000)
-    owners: list[str] = Field(default_factory=list)
+    owners: list[str] = Field(default_factory=list, max_length=1000)
     is_active: bool = True
     schedule: ScheduleSpec | None = None
     threshold: ThresholdSpec | None = None
@@ -80,12 +96,63 @@ def parse_alert_spec(raw: AlertSpec | dict[str, Any]) -> AlertSpec:
 
 
 def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each problem; echoed input is cut to a few characters (never 70 KB of it)."""
     parts = []
-    for error in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in error["loc"]) or "alert"
+    errors = exc.errors(include_url=False)
+    for error in errors[:5]:
+        where = ".".join(str(p) for p in error["loc"])[:80] or "alert"
         given = error.get("input")
         shown = (
-            f" (got {given!r})" if isinstance(given, str | int | float | bool) and given is not None else ""
+            f" (got {_short(given)})"
+            if isinstance(given, str | int | float | bool) and given is not None
+            else ""
         )
-        parts.append(f"{where}: {error['msg']}{shown}")
-    return "Invalid alert: " + "; ".join(parts)
+        parts.append(f"{where}: {error['msg'][:200]}{shown}")
+    more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
+    return "Invalid alert: " + "; ".join(parts) + more
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: Bidirectional overrides and isolates (U+202E once reversed a Subject and the PDF text) and marks.
+_BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def check_text(value: str, field: str, *, multiline: bool = False) -> None:
+    """Refuse characters that rewrite how text is shown: control characters (ESC, NUL, CR/LF — except
+    line breaks and tabs in a ``multiline`` field) and bidirectional overrides.
+
+    :raises AlertValidationError: naming the field and the character's code point.
+    """
+    import unicodedata
+
+    allowed = {"\n", "\r", "\t"} if multiline else set()
+    for ch in value:
+        if ch in allowed:
+            continue
+        if ch in _BIDI_CONTROLS or unicodedata.category(ch) in {"Cc", "Zl", "Zp"}:
+            raise AlertValidationError(
+                f"{field} must not contain control or bidirectional-override characters "
+                f"(found U+{ord(ch):04X})"
+            )
+
+
+def check_no_nul(value: object, where: str = "alert") -> None:
+    """Refuse a NUL character anywhere in a JSON value (PostgreSQL text and jsonb cannot store one);
+    iterative, so a deep value cannot exhaust the stack."""
+    pending: list[tuple[object, str]] = [(value, where)]
+    while pending:
+        item, path = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise AlertValidationError(f"{path[:80]} must not contain a NUL character")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and "\x00" in key:
+                    raise AlertValidationError(f"{path[:80]} has a key with a NUL character")
+                pending.append((child, f"{path}.{key}"))
+        elif isinstance(item, list | tuple):
+            pending.extend((child, f"{path}[{i}]") for i, child in enumerate(item))

@@ -78,13 +78,23 @@ def parse_condition(text: object) -> ThresholdCondition:
     raise AlertValidationError(f"unknown condition {text!r}: use one of {valid}")
 
 
+#: Thresholds are compared with KPI values: none is 10**15 or more, or needs more than 10 decimals.
+MAX_THRESHOLD = Decimal("1e15")
+MAX_THRESHOLD_DECIMALS = 10
+
+
 def validate_threshold(condition: ThresholdCondition, threshold: Decimal) -> Decimal:
     """Refuse thresholds no evaluation could use: NaN/infinite, or a negative percentage.
 
     :raises AlertValidationError: with the reason.
     """
     if not isinstance(threshold, Decimal) or not threshold.is_finite():
-        raise AlertValidationError(f"threshold must be a finite number, not {threshold!r}")
+        raise AlertValidationError(f"threshold must be a finite number, not {str(threshold)[:40]!r}")
+    if abs(threshold) >= MAX_THRESHOLD:
+        raise AlertValidationError("threshold must be between -10**15 and 10**15")
+    exponent = threshold.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_THRESHOLD_DECIMALS:
+        raise AlertValidationError(f"threshold may have at most {MAX_THRESHOLD_DECIMALS} decimals")
     if condition in PERCENT_CONDITIONS and threshold < 0:
         raise AlertValidationError(f"a percentage threshold must be 0 or more, not {threshold}")
     return threshold

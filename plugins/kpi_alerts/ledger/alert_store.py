@@ -31,20 +31,30 @@ def validate_alert_spec(
 
     :param cube_meta: Cube's ``/v1/meta`` answer; when given, the query's members are checked too.
     """
+    from kpi_alerts.alerts.spec import check_no_nul, check_text
     from kpi_alerts.conditions.gating_format import check_gate_measures, parse_gating_condition
     from kpi_alerts.conditions.thresholds import parse_condition, validate_threshold
     from kpi_alerts.cube.rest_format import check_query_shape
+    from kpi_alerts.delivery.email_message import safe_dashboard_url
     from kpi_alerts.delivery.recipients import validate_recipients
     from kpi_alerts.scheduling.schedule import Schedule
 
+    if not isinstance(raw, AlertSpec | Mapping):
+        raise AlertValidationError("an alert spec must be a JSON object")
+    check_no_nul(raw if isinstance(raw, Mapping) else raw.model_dump(mode="json"))
     spec = parse_alert_spec(raw if isinstance(raw, AlertSpec) else dict(raw))
-    if any(ord(ch) < 32 for ch in spec.alert_name) or not spec.alert_name.strip():
+    if not spec.alert_name.strip():
         raise AlertValidationError("alert_name must be non-blank text on one line")
+    check_text(spec.alert_name, "alert_name")
+    if spec.message is not None:
+        check_text(spec.message, "message", multiline=True)
     recipients = validate_recipients(spec.recipients)
     owners = validate_recipients(spec.owners) if spec.owners else []
     check_query_shape(spec.cube_query)
-    if spec.dashboard_url is not None and not spec.dashboard_url.startswith(("https://", "http://")):
-        raise AlertValidationError("dashboard_url must be an http(s) URL")
+    if spec.dashboard_url is not None and safe_dashboard_url(spec.dashboard_url) != spec.dashboard_url:
+        raise AlertValidationError(
+            "dashboard_url must be a plain http(s) URL: no credentials, spaces, quotes or control characters"
+        )
     if spec.schedule is not None:
         Schedule(
             spec.schedule.frequency_interval,
