@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+TICK = timedelta(minutes=5)  # the DAG's schedule: the oldest a slot is when a run first sees it
 MAX_MAP_LENGTH = 1024  # Airflow's [core] max_map_length default; mapped lists must stay below it
 DEFAULT_SENDER = "KPI Alerts <kpi-alerts@localhost>"
 
@@ -138,7 +139,19 @@ def _say_if_overloaded(plan: BatchPlan, context: Any, settings: TaskSettings) ->
     (the run is stopped; what it did not reach stays due and later ticks continue it while its slot is
     inside the misfire window; older slots are recorded ``missed``)."""
     timeout = getattr(context.get("dag"), "dagrun_timeout", None)
-    if timeout is None or plan.estimated_seconds <= timeout.total_seconds():
+    if timeout is None:
+        return
+    claim = settings.claim
+    if TICK + timeout + claim.lease >= claim.misfire_window:
+        log.warning(
+            "dagrun_timeout (%s) + lease (%s) + one tick (%s) reach the misfire window (%s): claims held by a "
+            "run stopped at its timeout may expire only after their slots' window closed (recorded missed)",
+            timeout,
+            claim.lease,
+            TICK,
+            claim.misfire_window,
+        )
+    if plan.estimated_seconds <= timeout.total_seconds():
         return
     log.warning(
         "%d due alerts need an estimated %.0f s, more than the run's timeout (%s): the rest stays due and "
