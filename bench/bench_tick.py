@@ -586,6 +586,66 @@ def one_run(modes: list[str], n: int, parallelism: int, work: Path) -> list[tupl
         mail.wait(10)
 
 
+AREAS = (  # (label, a function whose cumulative time is that area's), for --mode profile
+    ("PDF (weasyprint)", "pdf_report.py", "render_pdf"),
+    ("XLSX (openpyxl)", "excel_report.py", "render_excel"),
+    ("CSV", "csv_report.py", "render_csv"),
+    ("inline chart PNG", "chart.py", "kpi_chart_png"),
+    ("MIME message", "email_message.py", "build_message"),
+    ("Cube request", "client.py", "load"),
+    ("SMTP send", "mailers.py", "send_over_smtp"),
+    ("claim (batch)", "claims.py", "claim_fresh_slots"),
+    ("start sending", "claims.py", "start_sending"),
+    ("finish", "claims.py", "finish_claim"),
+    ("load (batch)", "alert_store.py", "load_alerts"),
+)
+
+
+def run_profile(n: int) -> None:
+    """One batch of the mix in this process under cProfile, one thread: where the time of an alert goes."""
+    import cProfile
+    import pstats
+    import smtplib
+
+    from devstack.stack import up
+    from kpi_alerts.cube.client import CubeClient
+    from kpi_alerts.delivery.mailers import SessionMailer
+    from kpi_alerts.ledger.claims import Claimant
+    from kpi_alerts.ledger.database import connect
+    from kpi_alerts.pipeline.batch import run_batch
+    from kpi_alerts.pipeline.inputs import RunSettings
+
+    base = up(with_mail=True)
+    url = fresh_alerts(base.pg, n)
+    settings = RunSettings(logical_time=LOGICAL_TIME, claimant=Claimant(dag_run_id="bench-profile"))
+    profile = cProfile.Profile()
+    with CubeClient(base.cube_url, api_secret=base.cube_secret) as cube:
+        t0, c0 = time.perf_counter(), time.process_time()
+        profile.enable()
+        result = run_batch(
+            list(range(1, n + 1)),
+            connect=lambda: connect(url),
+            open_mailer=lambda: SessionMailer(lambda: smtplib.SMTP("127.0.0.1", base.smtp_port, timeout=30)),
+            source=cube,
+            settings=settings,
+            threads=1,
+        )
+        profile.disable()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    print(f"profile: {n} alerts in one process, one thread: {wall:.1f} s wall ({wall / n * 1000:.1f} ms/alert), "
+          f"{cpu / n * 1000:.1f} ms CPU/alert; {result.cube_requests} Cube requests "
+          f"({result.cube_shared} shared), {result.smtp_sessions} SMTP session(s), "
+          f"{len(result.failures)} failure(s)")  # fmt: skip
+    for label, filename, function in AREAS:
+        hits = [(v[3], v[1]) for k, v in stats.items() if k[0].endswith(filename) and k[2] == function]
+        if hits:
+            seconds, calls = max(hits)
+            print(
+                f"    {label:<18} {seconds:6.1f} s  {calls:6d} calls  {seconds / max(calls, 1) * 1000:7.1f} ms each"
+            )
+
+
 def clear(folder: Path) -> None:
     for path in folder.glob("*.eml"):
         path.unlink()
@@ -597,7 +657,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the servers it started are stopped
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--n", type=int, default=1000, help="due alerts (default 1000)")
-    parser.add_argument("--mode", choices=("scheduler", "dags-test", "both"), default="both")
+    parser.add_argument("--mode", choices=("scheduler", "dags-test", "both", "profile"), default="both")
     parser.add_argument(
         "--parallelism", type=int, default=4, help="[core] parallelism (README: 4 on 2 cores)"
     )
@@ -605,6 +665,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     modes = ["scheduler", "dags-test"] if args.mode == "both" else [args.mode]
     command = f"PYTHONPATH=plugins:. .venv/bin/python -m bench.bench_tick {shlex.join(argv)}".rstrip()
+    if args.mode == "profile":
+        run_profile(args.n)
+        print(f"reproduce: {command}")
+        return 0
     print(f"{args.n} due alerts (80 % CSV/XLSX/PDF reports, 20 % thresholds; 1 in 10 shares its query), "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
     all_results: list[list[tuple[Figures, Figures]]] = []

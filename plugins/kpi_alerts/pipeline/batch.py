@@ -180,6 +180,7 @@ def run_batch(
     :param threads: how many alerts are in flight at once (1 = one after another).
     """
     started = time.monotonic()
+    logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)  # 7 INFO lines per PDF otherwise
     result = BatchResult()
     queries = SharedQueries(source)
     local = _Resources()
