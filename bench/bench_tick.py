@@ -8,7 +8,7 @@ What it does, per run and mode:
 
 1. a fresh alerts database ``kpi_alerts_bench_tick`` on the devstack PostgreSQL, with N alerts made in
    bulk SQL: 80 % daily 09:00 America/Los_Angeles reports (CSV, XLSX, PDF in turn), 20 % hourly
-   ``GREATER_THAN`` thresholds that breach (so every alert sends exactly one message), all due at the
+   ``GREATER_THAN -1`` thresholds that breach (so every alert sends exactly one message), all due at the
    same slot (2026-11-30 17:00 UTC). Their Cube queries differ (date range, length, measures,
    filters, organization); one alert in ten shares its query with another alert of the same
    organization and timezone (several people subscribed to one graph);
@@ -135,7 +135,7 @@ FROM unnest(%(ids)s::bigint[], %(attachments)s::text[]) AS v(n, attachment)
 """
 CREATE_THRESHOLDS = """
 INSERT INTO kpi_thresholds (kpi_alert_id, condition, threshold_value, timezone)
-SELECT n, 'GREATER_THAN', 0, 'America/Los_Angeles' FROM unnest(%(ids)s::bigint[]) AS n
+SELECT n, 'GREATER_THAN', -1, 'America/Los_Angeles' FROM unnest(%(ids)s::bigint[]) AS n
 """
 BASELINE_TABLE = """
 CREATE TABLE IF NOT EXISTS bench_baseline_ledger (

@@ -33,7 +33,7 @@ def test_a_tick_of_200_alerts_sends_each_recipient_exactly_one_message(
     mapped = sorted(
         ti.rendered_map_index for ti in dag_run.get_task_instances() if ti.task_id == "process_alert"
     )
-    assert mapped == [f"batch {k}/4: alerts {50 * k - 49}-{50 * k}" for k in range(1, 5)]
+    assert mapped == [f"batch {k}/4: alerts {50 * k - 49}-{50 * k}: 50 sent" for k in range(1, 5)]
     messages, duplicates, missing = bench_tick.mail_counts(mailbox.folder, N)
     assert (messages, duplicates, missing) == (N, 0, 0)
     rows = db.execute("SELECT status, count(*) AS n FROM cron_job_results GROUP BY status").fetchall()
