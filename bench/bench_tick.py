@@ -8,7 +8,7 @@ What it does, per run and mode:
 
 1. a fresh alerts database ``kpi_alerts_bench_tick`` on the devstack PostgreSQL, with N alerts made in
    bulk SQL: 80 % daily 09:00 America/Los_Angeles reports (CSV, XLSX, PDF in turn), 20 % hourly
-   ``GREATER_THAN -1`` thresholds that breach (so every alert sends exactly one message), all due at the
+   ``GREATER_THAN -1`` thresholds that breach or alert on no data (so every alert sends one message), all due at the
    same slot (2026-11-30 17:00 UTC). Their Cube queries differ (date range, length, measures,
    filters, organization); one alert in ten shares its query with another alert of the same
    organization and timezone (several people subscribed to one graph);
@@ -134,8 +134,8 @@ SELECT v.n, 'day', 9, 0, '{}', 'America/Los_Angeles', v.attachment
 FROM unnest(%(ids)s::bigint[], %(attachments)s::text[]) AS v(n, attachment)
 """
 CREATE_THRESHOLDS = """
-INSERT INTO kpi_thresholds (kpi_alert_id, condition, threshold_value, timezone)
-SELECT n, 'GREATER_THAN', -1, 'America/Los_Angeles' FROM unnest(%(ids)s::bigint[]) AS n
+INSERT INTO kpi_thresholds (kpi_alert_id, condition, threshold_value, timezone, on_no_data)
+SELECT n, 'GREATER_THAN', -1, 'America/Los_Angeles', 'alert' FROM unnest(%(ids)s::bigint[]) AS n
 """
 BASELINE_TABLE = """
 CREATE TABLE IF NOT EXISTS bench_baseline_ledger (
@@ -303,7 +303,8 @@ class Figures:
 
 
 def mail_counts(folder: Path, n: int) -> tuple[int, int, int]:
-    """Messages received, duplicates (messages beyond the first per recipient), alerts without one."""
+    """Messages received, duplicates (messages beyond the first per recipient), alerts without one (every
+    alert of the mix sends: reports always, thresholds breach or alert on no data)."""
     per_recipient: Counter[str] = Counter()
     for path in folder.glob("*.eml"):
         with path.open("rb") as f:
@@ -375,6 +376,7 @@ def run_scheduler(stack: Stack, servers: Servers, n: int, parallelism: int, work
             "AIRFLOW__CORE__PARALLELISM": str(parallelism),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",  # only the triggered run
+            "AIRFLOW__API__HOST": "127.0.0.1",  # standalone listens on every interface otherwise
             "AIRFLOW__API__PORT": str(api_port := free_port()),
             "AIRFLOW__API__BASE_URL": f"http://localhost:{api_port}",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
