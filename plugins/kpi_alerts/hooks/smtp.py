@@ -18,6 +18,15 @@ from kpi_alerts.errors import KpiAlertError, TransientAlertError
 SMTP_CONN_ID = "smtp_default"
 
 
+def smtp_session(smtp_conn_id: str = SMTP_CONN_ID) -> smtplib.SMTP:
+    """A connected ``smtplib`` client for ``smtp_conn_id`` (SmtpHook reads the connection: TLS, login);
+    the ``connect`` of :class:`kpi_alerts.delivery.mailers.SessionMailer`."""
+    hook = SmtpHook(smtp_conn_id=smtp_conn_id)
+    hook.get_conn()
+    client: Any = hook._smtp_client
+    return client
+
+
 class SmtpMailer:
     """Sends through the ``smtp_default`` connection; one SMTP session per message."""
 

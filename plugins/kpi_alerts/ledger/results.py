@@ -19,6 +19,22 @@ def run_status_counts(conn: psycopg.Connection[Any], run_id: str) -> Counter[str
     return Counter({LedgerStatus(r["status"]).value: r["n"] for r in rows})
 
 
+def run_lateness(conn: psycopg.Connection[Any], run_id: str) -> dict[str, Any] | None:
+    """How late the run's sends were after their slot: ``latest`` and ``median`` (intervals, or None)."""
+    return conn.execute(queries.RUN_LATENESS, {"run_id": run_id}).fetchone()
+
+
+def still_due_alerts(conn: psycopg.Connection[Any], logical_time: datetime) -> dict[str, Any] | None:
+    """How many alerts are still due at ``logical_time`` (``n``) and the oldest such slot (``oldest_slot``)."""
+    return conn.execute(queries.STILL_DUE, {"logical_time": logical_time}).fetchone()
+
+
+def cron_job_of_alert(conn: psycopg.Connection[Any], alert_id: int) -> int | None:
+    """The ``cron_jobs`` id of an alert (None: no such alert)."""
+    row = conn.execute(queries.CRON_JOB_OF_ALERT, {"alert_id": alert_id}).fetchone()
+    return None if row is None else int(row["cron_job_id"])
+
+
 def previous_status(conn: psycopg.Connection[Any], cron_job_id: int, slot: datetime) -> LedgerStatus | None:
     """The status of the alert's latest slot before ``slot`` (missed slots aside), or None."""
     row = conn.execute(queries.PREVIOUS_RESULT, {"cron_job_id": cron_job_id, "slot": slot}).fetchone()

@@ -13,13 +13,16 @@ The token sent to Cube is scoped to ``organization_id`` (minted per request by
 :class:`~kpi_alerts.hooks.cube.CubeHook`), so the query sees that organization's rows only. The
 result is returned through XCom when it is small (at most ``max_xcom_rows`` rows: columns, then rows
 with exact ``Decimal`` measures and aware datetimes); a larger one is written to ``output_path`` as
-the package's CSV (exact numbers, spreadsheet-safe) and only the path and counts go to XCom.
+CSV (exact numbers, spreadsheet-safe) and only the path and counts go to XCom.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,8 +102,21 @@ def small_result(data: KpiData) -> dict[str, Any]:
 
 
 def write_csv(data: KpiData, path: Path) -> dict[str, Any]:
-    from kpi_alerts.reports.csv_report import render_csv
+    """The rows as CSV (UTF-8, RFC 4180): exact numbers, ISO 8601 times, spreadsheet formulas neutralised."""
+    from kpi_alerts.reports.formatting import neutralise_formula
+
+    def cell(value: object) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, Decimal):
+            return format(value, "f")
+        if isinstance(value, datetime):
+            return value.isoformat()
+        return neutralise_formula(str(value))
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    render_csv(data, path)
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow([c.key for c in data.columns])
+        out.writerows([cell(row.get(c.key)) for c in data.columns] for row in data.rows)
     return {"path": str(path), "rows": len(data.rows), "columns": [c.key for c in data.columns]}

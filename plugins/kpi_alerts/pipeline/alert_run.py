@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -48,7 +48,6 @@ from kpi_alerts.errors import (
     TransientAlertError,
 )
 from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.ledger import queries
 from kpi_alerts.ledger.alert_store import load_alert
 from kpi_alerts.ledger.claims import (
     Claim,
@@ -64,12 +63,13 @@ from kpi_alerts.ledger.claims import (
     start_sending,
 )
 from kpi_alerts.ledger.due_alerts import park_unusable_alert
-from kpi_alerts.ledger.results import previous_status
+from kpi_alerts.ledger.results import cron_job_of_alert, previous_status
 from kpi_alerts.pipeline.inputs import Delivery, KpiSource, Mailer, RunSettings
-from kpi_alerts.reports import render_attachment
+from kpi_alerts.reports import build_report, render_attachment
 from kpi_alerts.reports.context import MessageKind, ReportContext, describe_period
 
 if TYPE_CHECKING:
+    from kpi_alerts.conditions.gating_evaluation import GateDecision
     from kpi_alerts.conditions.threshold_state import Transition
     from kpi_alerts.reports import Attachment
 
@@ -94,18 +94,31 @@ class AlertFailed(KpiAlertError):
 
 
 def process_alert(
-    conn: psycopg.Connection[Any], alert_id: int, *, source: KpiSource, mailer: Mailer, settings: RunSettings
+    conn: psycopg.Connection[Any],
+    alert_id: int,
+    *,
+    source: KpiSource,
+    mailer: Mailer,
+    settings: RunSettings,
+    loaded: AlertDefinition | None = None,
+    claimed: Claim | None = None,
 ) -> AlertRun:
+    """Claim, run and record the alert's due slot.
+
+    :param loaded: the alert, when the caller loaded it already (a batch loads all of its alerts at once).
+    :param claimed: the alert's claim, when the caller made it already (a batch claims its fresh slots
+        in one statement); the claim is then this call's to finish, whatever happens.
+    """
     try:
-        alert = load_alert(conn, alert_id)
+        alert = loaded if loaded is not None else load_alert(conn, alert_id)
     except Exception as exc:  # a row no code expected: record it and park it, the other alerts go on
         log.exception("Alert %s cannot be read", alert_id)
         return _unusable(conn, alert_id, f"{type(exc).__name__}: {exc}", settings)
     if alert is None:
         return AlertRun(alert_id, "skipped", "alert no longer exists")
-    if not alert.is_active:
+    if not alert.is_active and claimed is None:
         return AlertRun(alert_id, "skipped", "alert is inactive")
-    claim = claim_slot(
+    claim = claimed or claim_slot(
         conn,
         alert,
         logical_time=settings.logical_time,
@@ -116,7 +129,27 @@ def process_alert(
     if isinstance(claim, NotClaimed):
         log.info("Alert %s not claimed: %s", alert_id, claim.reason)
         return AlertRun(alert_id, "skipped", claim.reason)
-    log.info("Alert %s claimed slot %s (attempt %s)", alert_id, claim.slot.isoformat(), claim.attempts)
+    return run_claim(conn, alert, claim, source=source, mailer=mailer, settings=settings)
+
+
+def run_claim(
+    conn: psycopg.Connection[Any],
+    alert: AlertDefinition,
+    claim: Claim,
+    *,
+    source: KpiSource,
+    mailer: Mailer,
+    settings: RunSettings,
+) -> AlertRun:
+    """Fetch → check → render → send → record a claimed slot; every ending is written to the ledger."""
+    alert_id = alert.alert_id
+    log.info(
+        "Alert %s %s slot %s (attempt %s)",
+        alert_id,
+        "re-attempts its failed" if claim.reattempt else "claimed",
+        claim.slot.isoformat(),
+        claim.attempts,
+    )
     try:
         alert.validate()
         with tempfile.TemporaryDirectory(prefix="kpi-alert-") as work_dir:
@@ -152,13 +185,13 @@ def process_alert(
 
 
 def _unusable(conn: psycopg.Connection[Any], alert_id: int, reason: str, settings: RunSettings) -> AlertRun:
-    row = conn.execute(queries.CRON_JOB_OF_ALERT, {"alert_id": alert_id}).fetchone()
-    if row is None:
+    cron_job_id = cron_job_of_alert(conn, alert_id)
+    if cron_job_id is None:
         return AlertRun(alert_id, "skipped", "alert no longer exists")
     park_unusable_alert(
         conn,
         alert_id=alert_id,
-        cron_job_id=row["cron_job_id"],
+        cron_job_id=cron_job_id,
         reason=reason,
         logical_time=settings.logical_time,
         now=settings.clock(),
@@ -187,8 +220,10 @@ def _fail(
             notify = alert.owners or alert.recipients
         clock = transition.last_notified_at if notify else alert.threshold.last_notified_at
         state = ThresholdStateUpdate(str(transition.new_state), None, clock)
-    elif report_failure_needs_notice(alert, previous_status(conn, alert.cron_job_id, claim.slot)):
-        notify = alert.owners
+    elif not claim.reattempt and report_failure_needs_notice(
+        alert, previous_status(conn, alert.cron_job_id, claim.slot)
+    ):
+        notify = alert.owners  # a re-attempt failing again tells no one twice: the slot's first failure did
     finish_claim(
         conn, alert, claim, Outcome(status, error=reason), now=settings.clock(), threshold_state=state
     )
@@ -233,6 +268,7 @@ class _SlotRun:
         data = self.fetch()
         gate = parse_gating_condition(self.alert.gating_condition)
         details: dict[str, Any] = {}
+        decision = None
         if gate is not None:
             decision = evaluate_gate(gate, self.fetch, now=self.claim.slot)
             details["gate"] = {
@@ -244,7 +280,7 @@ class _SlotRun:
                 return self._finish(
                     Outcome("gated", details=details, error=None), detail=decision.description
                 )
-        return self._send("report", data, details=details)
+        return self._send("report", data, details=details, gate=decision)
 
     # --- threshold alerts -------------------------------------------------------------------
 
@@ -255,9 +291,8 @@ class _SlotRun:
         reading = kpi_value(data, threshold.kpi_measure, now=self.claim.slot)
         condition = parse_condition(threshold.condition)
         measure = data.column(reading_measure(data, threshold.kpi_measure))
-        result = evaluate_threshold(
-            condition, threshold.threshold_value, reading, measure_title=measure.title
-        )
+        title = measure.short_title or measure.title
+        result = evaluate_threshold(condition, threshold.threshold_value, reading, measure_title=title)
         now = self.claim.slot  # re-arm is measured in slots (logical time), so runs are reproducible
         transition = _transition(self.alert, result.status, now)
         notify, reason = transition.notify, transition.reason
@@ -284,7 +319,7 @@ class _SlotRun:
             details=details,
             value=result.value,
             previous=result.previous,
-            condition=describe_threshold(condition, threshold.threshold_value, measure.title),
+            condition=describe_threshold(condition, threshold.threshold_value, title),
             threshold_value=None if condition in PERCENT_CONDITIONS else threshold.threshold_value,
             threshold_state=state,
         )
@@ -302,6 +337,7 @@ class _SlotRun:
         condition: str | None = None,
         threshold_value: Decimal | None = None,
         threshold_state: ThresholdStateUpdate | None = None,
+        gate: GateDecision | None = None,
     ) -> AlertRun:
         message, attachment = compose_message(
             self.alert,
@@ -316,6 +352,8 @@ class _SlotRun:
             previous=previous,
             condition=condition,
             threshold_value=threshold_value,
+            fetch=self.fetch,
+            gate=gate,
         )
         start_sending(self.conn, self.claim, now=self.settings.clock(), settings=self.settings.claim)
         try:
@@ -373,9 +411,16 @@ def compose_message(
     previous: Any = None,
     condition: str | None = None,
     threshold_value: Decimal | None = None,
+    fetch: Callable[[Mapping[str, Any]], KpiData] | None = None,
+    gate: GateDecision | None = None,
 ) -> tuple[EmailMessage, Attachment | None]:
     """The message (and its attachment) that recipients get: the one code path for a run, a test send
-    and a preview (:mod:`kpi_alerts.pipeline.trial`)."""
+    and a preview (:mod:`kpi_alerts.pipeline.trial`).
+
+    The report model is built once here (:func:`kpi_alerts.reports.model.build_report`; ``fetch`` asks
+    Cube for the period's figure and the previous period's) and rendered by the attachment and the
+    message alike.
+    """
     kpi = data.measures[0] if data.measures else None
     if alert.threshold is not None and alert.threshold.kpi_measure:
         kpi = data.column(alert.threshold.kpi_measure)
@@ -395,9 +440,10 @@ def compose_message(
         dashboard_url=alert.dashboard_url,
         message=alert.message,
     )
+    report = build_report(data, ctx, display=alert.display, fetch=fetch, gate=gate)
     attachment = None
     if kind == "report" and alert.attachment_type:
-        attachment = render_attachment(alert.attachment_type, data, ctx, work_dir)
+        attachment = render_attachment(alert.attachment_type, report, work_dir)
     message = build_message(
         ctx=ctx,
         data=data,
@@ -406,6 +452,7 @@ def compose_message(
         attachment=attachment,
         max_attachment_bytes=settings.max_attachment_bytes,
         message_key=message_key,
+        report=report,
     )
     return message, attachment
 
