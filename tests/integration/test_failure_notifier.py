@@ -43,7 +43,7 @@ class TestFailureNotifier:
         notifier(task_failure_context(RuntimeError("warehouse <b>timeout</b>\nTraceback ...")))
 
         (message,) = mailbox.messages()
-        assert message["Subject"] == "[KPI alert] Failed: orders_etl / load[2] - 2026-12-07"
+        assert message["Subject"] == "[KPI alert] Failed: orders_etl / load[2] — 2026-12-07"
         assert message["From"] == "Ops <ops@example.com>"
         assert message["To"] == "a@example.com, b@example.com"
         text = message.get_body(preferencelist=("plain",)).get_content()
