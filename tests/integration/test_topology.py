@@ -212,11 +212,14 @@ def test_300_due_alerts_each_sent_exactly_once_spread_over_both_workers(
 ) -> None:
     recipients = create_due_alerts(alerts_db, 300, reports=200)
     before = counters(topology.metrics_file)
+    cpu_before = topology.cpu_seconds()
     started = time.monotonic()
     run_id = api.trigger()
 
     rows = wait_until_done(topology, alerts_db, 300, timeout=420)
     elapsed = time.monotonic() - started
+    cpu = {k: v - cpu_before[k] for k, v in topology.cpu_seconds().items()}
+    print("CPU seconds per alert: " + ", ".join(f"{k} {v / 300:.3f}" for k, v in cpu.items()))
 
     assert received(topology) == Counter(recipients.values())  # every recipient exactly one message
     assert len(rows) == 300 and len({(r["kpi_alert_id"], r["slot"]) for r in rows}) == 300
