@@ -84,6 +84,8 @@ LOCAL_SETTINGS = {
     # a task instance whose worker stopped heartbeating, and tasks of a scheduler that went away.
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
     "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15",
+    # ...and a failed try is retried after at most 10 s, not the DAG's 1-minute exponential backoff.
+    "AIRFLOW__CORE__MAX_TASK_RETRY_DELAY": "10",
     "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
 }
 
@@ -413,6 +415,13 @@ class Topology:
         return members
 
     def down(self) -> None:
+        # SIGTERM to every Airflow component at once (each then shuts down in parallel), then reap them.
+        for component in self.components():
+            pid = self.pid(component.name)
+            if pid is not None:
+                for target in _session_members(pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(target, signal.SIGTERM)
         for component in reversed(self.components()):
             self.stop(component.name)
         for name in ("mail", "statsd"):
