@@ -409,3 +409,41 @@ class TestAlerts:
         )
         assert airflow_api.call("GET", "/alerts/999999/history").status_code == 404
         json.dumps(body)  # plain JSON all the way down
+
+
+class TestUnderTheDag:
+    def test_an_alert_paused_through_the_api_is_skipped_by_the_next_run(
+        self,
+        airflow_api: AirflowApi,
+        db: psycopg.Connection[Any],
+        mailbox: MailCatcher,
+        kpi_dag: Any,
+        airflow_connections: dict[str, str],
+    ) -> None:
+        from tests.integration.test_dag_end_to_end import LOGICAL_TIME, run_dag, schedule_alert, task_states
+
+        created_at = LOGICAL_TIME - timedelta(minutes=4)
+        paused = create_alert(
+            db,
+            schedule_alert(1, "Paused from the UI", ["p@org1.example.com"], "America/Los_Angeles", 9, 5),
+            now=created_at,
+        )
+        active = create_alert(
+            db,
+            schedule_alert(2, "Still active", ["a@org2.example.com"], "Europe/London", 17, 3),
+            now=created_at,
+        )
+        assert airflow_api.call("POST", f"/alerts/{paused.alert_id}/pause", user="editor").status_code == 200
+
+        dag_run = run_dag(kpi_dag)
+
+        assert str(dag_run.state) == "success", task_states(dag_run)
+        assert [str(m["To"]) for m in mailbox.messages()] == ["a@org2.example.com"]
+        history = airflow_api.call("GET", f"/alerts/{paused.alert_id}/history", user="viewer").json()
+        assert [(r["slot"], r["status"], r["error"]) for r in history["results"]] == [
+            (paused.next_run_at.isoformat(), "skipped", "paused by an operator")
+        ]
+        listed = {a["id"]: a for a in airflow_api.call("GET", "/alerts", user="viewer").json()["alerts"]}
+        assert listed[paused.alert_id]["last_result"]["status"] == "skipped"
+        assert listed[paused.alert_id]["paused"] is True
+        assert listed[active.alert_id]["last_result"]["status"] == "sent"
