@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -196,6 +196,18 @@ def record_event(
 def load_alert(conn: psycopg.Connection[Any], alert_id: int) -> AlertDefinition | None:
     row = conn.execute(queries.LOAD_ALERT, {"alert_id": alert_id}).fetchone()
     return AlertDefinition.from_row(row) if row is not None else None
+
+
+def load_alerts(conn: psycopg.Connection[Any], alert_ids: Sequence[int]) -> dict[int, AlertDefinition]:
+    """Several alerts in one query (a batch's), by id. Ids that no longer exist are absent, and so are rows
+    that cannot be read as an alert: :func:`load_alert` of that id then raises, for its caller to record."""
+    found: dict[int, AlertDefinition] = {}
+    for row in conn.execute(queries.LOAD_ALERTS, {"alert_ids": list(alert_ids)}).fetchall():
+        try:
+            found[row["alert_id"]] = AlertDefinition.from_row(row)
+        except Exception:
+            continue
+    return found
 
 
 def list_alerts(conn: psycopg.Connection[Any], organization_id: int | None = None) -> list[AlertDefinition]:

@@ -112,6 +112,9 @@ CRON_JOB_OF_ALERT = "SELECT cron_job_id FROM kpi_alerts WHERE id = %(alert_id)s"
 
 LOAD_ALERT = _ALERT_COLUMNS + "WHERE ka.id = %(alert_id)s"
 
+# A batch's alerts in one round trip (pipeline.batch).
+LOAD_ALERTS = _ALERT_COLUMNS + "WHERE ka.id = ANY(%(alert_ids)s::bigint[]) ORDER BY ka.id"
+
 LIST_ALERTS = (
     _ALERT_COLUMNS
     + "WHERE %(organization_id)s::bigint IS NULL OR ka.organization_id = %(organization_id)s ORDER BY ka.id"
@@ -225,6 +228,43 @@ WITH job AS (
     RETURNING cron_jobs.id
 )
 SELECT claim.id, claim.attempts, claim.slot FROM claim JOIN marked ON true
+"""
+
+# CLAIM_FRESH_SLOT for a whole batch in one statement (claims.claim_fresh_slots): the rows another
+# claimant holds are skipped (SKIP LOCKED, so no statement waits and lock order cannot deadlock), and rows
+# whose hour prevent_multiple_updates() would refuse are left out, so the trigger never fails the batch;
+# every alert without a row back takes the step-by-step path (claim_slot), which handles every case.
+CLAIM_FRESH_SLOTS = """
+WITH wanted AS (
+    SELECT * FROM unnest(%(cron_job_ids)s::bigint[], %(alert_ids)s::bigint[], %(organization_ids)s::bigint[],
+                         %(tokens)s::uuid[]) AS w(cron_job_id, alert_id, organization_id, token)
+), job AS (
+    SELECT cj.id, cj.next_run_at AS slot FROM cron_jobs cj
+    WHERE cj.id IN (SELECT cron_job_id FROM wanted) AND NOT cj.master_locked
+      AND cj.next_run_at <= %(logical_time)s AND cj.next_run_at >= %(oldest_slot)s
+      AND (cj.last_ran_at_date IS DISTINCT FROM (cj.next_run_at AT TIME ZONE 'UTC')::date
+           OR cj.last_ran_at_hour IS DISTINCT FROM extract(hour FROM cj.next_run_at AT TIME ZONE 'UTC'))
+    FOR UPDATE SKIP LOCKED
+), claim AS (
+    INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at, updated_at,
+                                  claim_token, claimed_by, lease_expires_at, dag_run_id, task_instance, try_number)
+    SELECT job.id, wanted.alert_id, wanted.organization_id, job.slot, 'claimed', %(now)s, %(now)s, wanted.token,
+           %(claimed_by)s, %(lease_expires_at)s, %(dag_run_id)s, %(task_instance)s, %(try_number)s
+    FROM job JOIN wanted ON wanted.cron_job_id = job.id
+    ON CONFLICT (cron_job_id, slot) DO NOTHING
+    RETURNING id, attempts, slot, cron_job_id, claim_token
+), marked AS (
+    UPDATE cron_jobs
+    SET locked = true,
+        last_ran_at_date = (claim.slot AT TIME ZONE 'UTC')::date,
+        last_ran_at_hour = extract(hour FROM claim.slot AT TIME ZONE 'UTC'),
+        last_ran_at_minute = extract(minute FROM claim.slot AT TIME ZONE 'UTC')
+    FROM claim
+    WHERE cron_jobs.id = claim.cron_job_id
+    RETURNING cron_jobs.id
+)
+SELECT claim.id, claim.attempts, claim.slot, claim.cron_job_id, claim.claim_token
+FROM claim JOIN marked ON marked.id = claim.cron_job_id
 """
 
 INSERT_CLAIM = """
@@ -430,6 +470,19 @@ PREVIOUS_RESULT = """
 SELECT status FROM cron_job_results
 WHERE cron_job_id = %(cron_job_id)s AND slot < %(slot)s AND status <> 'missed'
 ORDER BY slot DESC LIMIT 1
+"""
+
+# How late this run's sends were (finished_at is the claimant's clock, slot the alert's schedule).
+RUN_LATENESS = """
+SELECT max(finished_at - slot) AS latest, percentile_cont(0.5) WITHIN GROUP (ORDER BY finished_at - slot) AS median
+FROM cron_job_results WHERE dag_run_id = %(run_id)s AND status = 'sent'
+"""
+
+# Alerts still due at the run's logical time once its tasks are over (an overloaded tick's remainder).
+STILL_DUE = """
+SELECT count(*) AS n, min(cj.next_run_at) AS oldest_slot
+FROM cron_jobs cj JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
+WHERE cj.next_run_at <= %(logical_time)s AND NOT cj.master_locked AND ka.is_active
 """
 
 RUN_SUMMARY = """

@@ -70,18 +70,31 @@ class AlertFailed(KpiAlertError):
 
 
 def process_alert(
-    conn: psycopg.Connection[Any], alert_id: int, *, source: KpiSource, mailer: Mailer, settings: RunSettings
+    conn: psycopg.Connection[Any],
+    alert_id: int,
+    *,
+    source: KpiSource,
+    mailer: Mailer,
+    settings: RunSettings,
+    loaded: AlertDefinition | None = None,
+    claimed: Claim | None = None,
 ) -> AlertRun:
+    """Claim, run and record the alert's due slot.
+
+    :param loaded: the alert, when the caller loaded it already (a batch loads all of its alerts at once).
+    :param claimed: the alert's claim, when the caller made it already (a batch claims its fresh slots
+        in one statement); the claim is then this call's to finish, whatever happens.
+    """
     try:
-        alert = load_alert(conn, alert_id)
+        alert = loaded if loaded is not None else load_alert(conn, alert_id)
     except Exception as exc:  # a row no code expected: record it and park it, the other alerts go on
         log.exception("Alert %s cannot be read", alert_id)
         return _unusable(conn, alert_id, f"{type(exc).__name__}: {exc}", settings)
     if alert is None:
         return AlertRun(alert_id, "skipped", "alert no longer exists")
-    if not alert.is_active:
+    if not alert.is_active and claimed is None:
         return AlertRun(alert_id, "skipped", "alert is inactive")
-    claim = claim_slot(
+    claim = claimed or claim_slot(
         conn,
         alert,
         logical_time=settings.logical_time,
