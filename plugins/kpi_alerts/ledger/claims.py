@@ -33,6 +33,8 @@ runners, an operator clearing a task instance):
   never attempted again; ``delivery_unknown`` only as an explicit replay (``retry --replay``). A
   threshold alert's slot is re-attempted only while no later slot was evaluated (it measures the
   current value: a later evaluation supersedes it). The earlier outcome is kept in ``attempt_history``.
+  (Airflow's own retry of a batch — another alert of the batch failed transiently — is a later try of
+  the run too: its permanently failed alerts are attempted once more; their owners are not told twice.)
 """
 
 from __future__ import annotations

@@ -97,6 +97,8 @@ SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.al
        ka.recipients, ka.cube_query::text AS cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
        ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
        cj.master_locked, cj.locked, cj.next_run_at,
+       ka.locale, ka.currency, ka.percent_scale, ka.column_labels::text AS column_labels,
+       kos.currency AS organization_currency,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
        ks.gating_condition::text AS gating_condition, ks.attachment_type,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
@@ -106,6 +108,7 @@ FROM kpi_alerts ka
 JOIN cron_jobs cj ON cj.id = ka.cron_job_id
 LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
 LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
+LEFT JOIN kpi_organization_settings kos ON kos.organization_id = ka.organization_id
 """
 
 CRON_JOB_OF_ALERT = "SELECT cron_job_id FROM kpi_alerts WHERE id = %(alert_id)s"
@@ -173,9 +176,11 @@ RETURNING id
 
 INSERT_ALERT = """
 INSERT INTO kpi_alerts (id, cron_job_id, organization_id, graph_id, dashboard_id, alert_type, alert_name,
-                        recipients, is_active, cube_query, owners, dashboard_url, message)
+                        recipients, is_active, cube_query, owners, dashboard_url, message,
+                        locale, currency, percent_scale, column_labels)
 VALUES (%(id)s, %(cron_job_id)s, %(organization_id)s, %(graph_id)s, %(dashboard_id)s, %(alert_type)s,
-        %(alert_name)s, %(recipients)s, %(is_active)s, %(cube_query)s, %(owners)s, %(dashboard_url)s, %(message)s)
+        %(alert_name)s, %(recipients)s, %(is_active)s, %(cube_query)s, %(owners)s, %(dashboard_url)s, %(message)s,
+        %(locale)s, %(currency)s, %(percent_scale)s, %(column_labels)s)
 """
 
 INSERT_SCHEDULE = """
@@ -519,7 +524,8 @@ UPDATE kpi_alerts
 SET organization_id = %(organization_id)s, graph_id = %(graph_id)s, dashboard_id = %(dashboard_id)s,
     alert_name = %(alert_name)s, recipients = %(recipients)s, is_active = %(is_active)s,
     cube_query = %(cube_query)s, owners = %(owners)s, dashboard_url = %(dashboard_url)s, message = %(message)s,
-    updated_at = %(now)s
+    locale = %(locale)s, currency = %(currency)s, percent_scale = %(percent_scale)s,
+    column_labels = %(column_labels)s, updated_at = %(now)s
 WHERE id = %(id)s
 """
 
@@ -644,4 +650,12 @@ DELETE FROM cron_job_results
 WHERE created_at < now() - make_interval(secs => %(retention_seconds)s)
   AND status NOT IN ('claimed', 'retrying', 'sending')
   AND (%(keep_dag_run_id)s::text IS NULL OR dag_run_id IS DISTINCT FROM %(keep_dag_run_id)s::text)
+"""
+
+# --- organization settings ------------------------------------------------------------------------
+
+UPSERT_ORGANIZATION_SETTINGS = """
+INSERT INTO kpi_organization_settings (organization_id, currency, updated_at)
+VALUES (%(organization_id)s, %(currency)s, %(now)s)
+ON CONFLICT (organization_id) DO UPDATE SET currency = EXCLUDED.currency, updated_at = EXCLUDED.updated_at
 """

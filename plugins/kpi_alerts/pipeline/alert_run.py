@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -46,6 +46,7 @@ from kpi_alerts.pipeline.inputs import Delivery, KpiSource, Mailer, RunSettings
 from kpi_alerts.reports.context import MessageKind, ReportContext, describe_period
 
 if TYPE_CHECKING:
+    from kpi_alerts.conditions.gating_evaluation import GateDecision
     from kpi_alerts.conditions.threshold_state import Transition
     from kpi_alerts.reports import Attachment
 
@@ -252,6 +253,7 @@ class _SlotRun:
         data = self.fetch()
         gate = parse_gating_condition(self.alert.gating_condition)
         details: dict[str, Any] = {}
+        decision = None
         if gate is not None:
             decision = evaluate_gate(gate, self.fetch, now=self.claim.slot)
             details["gate"] = {
@@ -263,7 +265,7 @@ class _SlotRun:
                 return self._finish(
                     Outcome("gated", details=details, error=None), detail=decision.description
                 )
-        return self._send("report", data, details=details)
+        return self._send("report", data, details=details, gate=decision)
 
     # --- threshold alerts -------------------------------------------------------------------
 
@@ -282,9 +284,8 @@ class _SlotRun:
         reading = kpi_value(data, threshold.kpi_measure, now=self.claim.slot)
         condition = parse_condition(threshold.condition)
         measure = data.column(reading_measure(data, threshold.kpi_measure))
-        result = evaluate_threshold(
-            condition, threshold.threshold_value, reading, measure_title=measure.title
-        )
+        title = measure.short_title or measure.title
+        result = evaluate_threshold(condition, threshold.threshold_value, reading, measure_title=title)
         now = self.claim.slot  # re-arm is measured in slots (logical time), so runs are reproducible
         transition = _transition(self.alert, result.status, now)
         notify, reason = transition.notify, transition.reason
@@ -311,7 +312,7 @@ class _SlotRun:
             details=details,
             value=result.value,
             previous=result.previous,
-            condition=describe_threshold(condition, threshold.threshold_value, measure.title),
+            condition=describe_threshold(condition, threshold.threshold_value, title),
             threshold_value=None if condition in PERCENT_CONDITIONS else threshold.threshold_value,
             threshold_state=state,
         )
@@ -329,6 +330,7 @@ class _SlotRun:
         condition: str | None = None,
         threshold_value: Decimal | None = None,
         threshold_state: ThresholdStateUpdate | None = None,
+        gate: GateDecision | None = None,
     ) -> AlertRun:
         message, attachment = compose_message(
             self.alert,
@@ -343,6 +345,8 @@ class _SlotRun:
             previous=previous,
             condition=condition,
             threshold_value=threshold_value,
+            fetch=self.fetch,
+            gate=gate,
         )
         start_sending(self.conn, self.claim, now=self.settings.clock(), settings=self.settings.claim)
         try:
@@ -400,11 +404,18 @@ def compose_message(
     previous: Any = None,
     condition: str | None = None,
     threshold_value: Decimal | None = None,
+    fetch: Callable[[Mapping[str, Any]], KpiData] | None = None,
+    gate: GateDecision | None = None,
 ) -> tuple[EmailMessage, Attachment | None]:
     """The message (and its attachment) that recipients get: the one code path for a run, a test send
-    and a preview (:mod:`kpi_alerts.pipeline.trial`)."""
+    and a preview (:mod:`kpi_alerts.pipeline.trial`).
+
+    The report model is built once here (:func:`kpi_alerts.reports.model.build_report`; ``fetch`` asks
+    Cube for the period's figure and the previous period's) and rendered by the attachment and the
+    message alike.
+    """
     from kpi_alerts.delivery.email_message import build_message
-    from kpi_alerts.reports import render_attachment
+    from kpi_alerts.reports import build_report, render_attachment
 
     kpi = data.measures[0] if data.measures else None
     if alert.threshold is not None and alert.threshold.kpi_measure:
@@ -425,9 +436,10 @@ def compose_message(
         dashboard_url=alert.dashboard_url,
         message=alert.message,
     )
+    report = build_report(data, ctx, display=alert.display, fetch=fetch, gate=gate)
     attachment = None
     if kind == "report" and alert.attachment_type:
-        attachment = render_attachment(alert.attachment_type, data, ctx, work_dir)  # type: ignore[arg-type]
+        attachment = render_attachment(alert.attachment_type, report, work_dir)  # type: ignore[arg-type]
     message = build_message(
         ctx=ctx,
         data=data,
@@ -436,6 +448,7 @@ def compose_message(
         attachment=attachment,
         max_attachment_bytes=settings.max_attachment_bytes,
         message_key=message_key,
+        report=report,
     )
     return message, attachment
 
