@@ -213,7 +213,7 @@ WITH job AS (
            %(lease_expires_at)s, %(dag_run_id)s, %(task_instance)s, %(try_number)s
     FROM job
     ON CONFLICT (cron_job_id, slot) DO NOTHING
-    RETURNING id, attempts, slot
+    RETURNING id, attempts, slot, message_token
 ), marked AS (
     UPDATE cron_jobs
     SET locked = true,
@@ -224,7 +224,7 @@ WITH job AS (
     WHERE cron_jobs.id = %(cron_job_id)s
     RETURNING cron_jobs.id
 )
-SELECT claim.id, claim.attempts, claim.slot FROM claim JOIN marked ON true
+SELECT claim.id, claim.attempts, claim.slot, claim.message_token FROM claim JOIN marked ON true
 """
 
 INSERT_CLAIM = """
@@ -233,7 +233,7 @@ INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, 
 VALUES (%(cron_job_id)s, %(alert_id)s, %(organization_id)s, %(slot)s, 'claimed', %(now)s, %(now)s,
         %(token)s, %(claimed_by)s, %(lease_expires_at)s, %(dag_run_id)s, %(task_instance)s, %(try_number)s)
 ON CONFLICT (cron_job_id, slot) DO NOTHING
-RETURNING id, attempts
+RETURNING id, attempts, message_token
 """
 
 MARK_CRON_JOB_CLAIMED = """
@@ -272,7 +272,7 @@ SET attempt_history = CASE WHEN %(note)s::text IS NULL THEN attempt_history
     updated_at = %(now)s,
     error = CASE WHEN %(note)s::text IS NULL THEN error ELSE concat_ws(E'\\n', error, %(note)s::text) END
 WHERE id = %(result_id)s
-RETURNING attempts
+RETURNING attempts, message_token
 """
 )
 

@@ -10,6 +10,11 @@ instance's "Rendered Template" view shows the values it ran with:
 - ``kpi_alerts_sender``, ``kpi_alerts_misfire_minutes`` (60), ``kpi_alerts_lease_minutes`` (30),
   ``kpi_alerts_batch_threshold`` (500), ``kpi_alerts_max_attachment_mb`` (10),
   ``kpi_alerts_retention_days`` (90).
+- ``kpi_alerts_recipient_privacy``: ``bcc`` (default) — a message to several recipients has
+  ``To: undisclosed-recipients:;`` and everyone in Bcc, so no one sees the others' addresses; ``to``
+  puts them all in ``To:``.
+- ``kpi_alerts_message_id_domain``: the right-hand side of Message-IDs (default: the sender's domain),
+  so two deployments never share one; the left-hand side is random per slot, kept across its retries.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ class TaskSettings:
     max_attachment_mb: float = 10
     batch_threshold: int = 500
     retention_days: float = 90
+    recipient_privacy: str = "bcc"
+    message_id_domain: str = ""
 
     @property
     def production(self) -> bool:
@@ -153,6 +160,8 @@ def process_alerts(
         sender=task_settings.sender,
         max_attachment_bytes=task_settings.max_attachment_bytes,
         claim=task_settings.claim,
+        recipient_privacy=task_settings.recipient_privacy,
+        message_id_domain=task_settings.message_id_domain,
     )
     results: list[dict[str, Any]] = []
     failures: list[str] = []
