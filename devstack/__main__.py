@@ -13,8 +13,14 @@ from devstack.stack import airflow_env, down, up
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m devstack")
-    parser.add_argument("command", choices=["up", "down", "env"])
+    parser.add_argument("command", choices=["up", "down", "env", "topology"])
+    parser.add_argument("action", nargs="?", choices=["up", "down", "status"], help="for `topology`")
     args = parser.parse_args()
+    if args.command == "topology":  # the docker-compose topology, natively (devstack/topology.py)
+        from devstack.topology import main as topology
+
+        topology(args.action or "status")
+        return
     if args.command == "down":
         down()
         print("stack stopped")

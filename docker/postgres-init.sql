@@ -1,4 +1,4 @@
--- The alerts database (kpi_alerts_db) and the analytics database Cube reads, beside Airflow's own.
+-- The analytics database Cube reads, beside Airflow's own (the alerts database has a server of its
+-- own: the alerts-db service).
 CREATE ROLE kpi LOGIN PASSWORD 'kpi';
-CREATE DATABASE kpi_alerts OWNER kpi;
 CREATE DATABASE analytics OWNER kpi;

@@ -42,6 +42,7 @@ from typing import Any
 
 import psycopg
 
+from kpi_alerts import metrics
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.errors import KpiAlertError
 from kpi_alerts.ledger import queries
@@ -300,6 +301,7 @@ def _handle_misfire(
             "details": json.dumps({"missed_slots": missed, "last_missed": last_missed.isoformat()}),
         },
     )
+    metrics.slot_finished("missed", slot=slot, now=now)
     if in_window <= logical_time:
         return in_window
     conn.execute(queries.ADVANCE_CRON_JOB, {"next_run_at": in_window, "cron_job_id": alert.cron_job_id})
@@ -447,7 +449,10 @@ def _finish_slot(
         "last_notified_at": threshold_state.last_notified_at if threshold_state else None,
     }
     row = conn.execute(queries.FINISH_SLOT, params).fetchone()
-    return row is not None and row["finished"] == 1
+    finished = row is not None and row["finished"] == 1
+    if finished:
+        metrics.slot_finished(outcome.status, slot=slot, now=now)
+    return finished
 
 
 def _claim_params(
