@@ -3,15 +3,19 @@
 Creates demo alerts for two organizations (scheduled reports in CSV, Excel and PDF, a gated one,
 threshold alerts), runs ``airflow dags test kpi_alerts <T>`` at a logical time T when they are
 due, then prints the ledger and the messages the mail catcher received, with their attachments.
-Re-running it starts again from a fresh ``kpi_alerts`` database.
+
+The demo has a database and an Airflow home of its own (``kpi_alerts_demo``, ``.devstack/demo-airflow``),
+recreated on each run, so alerts made by hand in ``kpi_alerts`` (what ``make env`` points at) are never
+wiped; the shared mailbox is not emptied either: the demo lists only the messages that arrived during it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import shutil
 import subprocess
 import sys
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,9 @@ from zoneinfo import ZoneInfo
 from devstack import STATE_DIR, ForeignServerError
 from devstack.mail import read_message
 from devstack.postgres import ForeignDatabaseError, ensure_database
-from devstack.stack import ALERTS_DB, airflow_env, up
+from devstack.stack import airflow_env, up
+
+DEMO_DB = "kpi_alerts_demo"  # not ALERTS_DB: `make env` and alerts made by hand use that one
 
 REVENUE_LAST_7_DAYS: dict[str, Any] = {
     "measures": ["orders.total_amount", "orders.count"],
@@ -147,13 +153,14 @@ def main() -> int:
 
     try:
         stack = up()
-        url = ensure_database(stack.pg, ALERTS_DB, recreate=True)
+        url = ensure_database(stack.pg, DEMO_DB, recreate=True)
     except (ForeignServerError, ForeignDatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     migrate(url)
-    shutil.rmtree(stack.mail_dir, ignore_errors=True)
-    stack.mail_dir.mkdir(parents=True)
+    stack = dataclasses.replace(stack, alerts_db_url=url)
+    stack.mail_dir.mkdir(parents=True, exist_ok=True)
+    earlier_mail = {p.name for p in stack.mail_dir.glob("*.eml")}
     due_at = next_tick(datetime.now(UTC))
     with connect(url) as conn:
         for spec in demo_alerts(due_at):
@@ -162,7 +169,7 @@ def main() -> int:
                 f"created alert {created.alert_id:>2} {spec['alert_name']!r}, next run {created.next_run_at:%Y-%m-%d %H:%M}Z"
             )
 
-    airflow_home = STATE_DIR / "airflow"
+    airflow_home = STATE_DIR / "demo-airflow"
     airflow_home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **airflow_env(stack, airflow_home)}
     airflow = str(Path(sys.executable).with_name("airflow"))
@@ -186,15 +193,15 @@ def main() -> int:
                 or (f"value {row['value']}" if row["value"] is not None else "")
             )
             print(f"  alert {row['id']:>2}  {row['status']:<13} {row['alert_name'][:48]:<48} {extra}")
-    print_mailbox(stack.mail_dir)
+    print_mailbox(stack.mail_dir, skip=earlier_mail)
     return run.returncode
 
 
-def print_mailbox(mail_dir: Path) -> None:
+def print_mailbox(mail_dir: Path, skip: AbstractSet[str] = frozenset()) -> None:
     attachments = mail_dir / "attachments"
     attachments.mkdir(exist_ok=True)
-    messages = sorted(mail_dir.glob("*.eml"))
-    print(f"\nThe mail catcher received {len(messages)} message(s) in {mail_dir}:")
+    messages = sorted(p for p in mail_dir.glob("*.eml") if p.name not in skip)
+    print(f"\nThe mail catcher received {len(messages)} message(s) during the demo, in {mail_dir}:")
     for path in messages:
         message = read_message(path)
         print(f"  {path.name}\n    To: {message['To']}\n    Subject: {message['Subject']}")

@@ -44,6 +44,8 @@ def airflow_env(stack: Stack, airflow_home: Path, *, production: bool = True) ->
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # `airflow standalone` (the API server and UI) listens on 0.0.0.0 by default: this machine only.
+        "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW_CONN_KPI_ALERTS_DB": stack.alerts_db_url,
         "AIRFLOW_CONN_CUBE_DEFAULT": json.dumps(
             {

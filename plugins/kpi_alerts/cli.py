@@ -12,11 +12,12 @@ import getpass
 import json
 import socket
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kpi_alerts.errors import AlertValidationError, KpiAlertError
+from kpi_alerts.errors import AlertValidationError, KpiAlertError, RetryRefused
 from kpi_alerts.ledger.database import connect, resolve_db_url
 from kpi_alerts.redaction import redact_url
 
@@ -67,6 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     preview = command("preview", "write the alert's message (.eml) and attachment to a folder; send nothing")
     preview.add_argument("alert_id", type=_alert_id)
     preview.add_argument("--out", required=True, type=Path, metavar="DIR")
+    retry = command(
+        "retry",
+        "attempt a failed slot again (as clearing its task instance does); a sent slot is never resent",
+    )
+    retry.add_argument("alert_id", type=_alert_id)
+    retry.add_argument(
+        "slot", type=_slot, help="the slot's scheduled time as `history` prints it, e.g. '2026-12-07 17:05Z'"
+    )
+    retry.add_argument(
+        "--replay",
+        action="store_true",
+        help="also resend a delivery_unknown slot (its message may have been delivered: check first)",
+    )
     show = command("show", "an alert's definition, next five runs, state and last results")
     show.add_argument("alert_id", type=_alert_id)
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -95,13 +109,23 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _slot(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected the slot as an ISO date and time, e.g. '2026-12-07 17:05Z', not {text[:40]!r}"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value  # no offset: UTC, as history prints
+
+
 def main(argv: list[str] | None = None) -> int:
     import psycopg
 
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
-    except (AlertValidationError, LookupError) as exc:
+    except (AlertValidationError, LookupError, RetryRefused) as exc:
         print(f"error: {_one_line(_message(exc))}", file=sys.stderr)
         return 2
     except psycopg.OperationalError as exc:  # unreachable --db, wrong password, database gone
@@ -153,6 +177,7 @@ def _run(args: argparse.Namespace) -> int:
         "pause": _pause,
         "resume": _pause,
         "test-send": _test_send,
+        "retry": _retry,
         "preview": _preview,
         "show": _show,
         "list-alerts": _list,
@@ -298,6 +323,42 @@ def _test_send(conn: Any, args: argparse.Namespace) -> int:
     print(f"test message sent to {sent.to} ({sent.delivery}: {sent.detail})")
     print(f"Subject: {sent.subject}")
     print(f"Now: {sent.verdict}")
+    return 0
+
+
+def _retry(conn: Any, args: argparse.Namespace) -> int:
+    import os
+
+    from kpi_alerts.delivery.mailers import OutboxMailer, SmtpMailer
+    from kpi_alerts.hooks.cube import CubeHook
+    from kpi_alerts.hooks.variables import airflow_variable, trial_settings
+    from kpi_alerts.ledger.claims import Claimant, ClaimSettings
+    from kpi_alerts.pipeline.retry import retry_slot
+
+    # The run's own rules: only `production` sends e-mail, anything else writes to the outbox.
+    mailer: Any = SmtpMailer()
+    if airflow_variable("kpi_alerts_environment", "development") != "production":
+        home = Path(os.environ.get("AIRFLOW_HOME", "."))
+        mailer = OutboxMailer(
+            Path(airflow_variable("kpi_alerts_outbox_dir", str(home / "kpi_alerts_outbox")))
+        )
+    lease = timedelta(minutes=float(airflow_variable("kpi_alerts_lease_minutes", "30")))
+    settings = replace(
+        trial_settings(),
+        claimant=Claimant(worker=f"{actor()}:{os.getpid()}", task_instance="cli retry"),
+        claim=ClaimSettings(lease=lease),
+    )
+    with CubeHook() as source:
+        run = retry_slot(
+            conn,
+            args.alert_id,
+            args.slot,
+            source=source,
+            mailer=mailer,
+            settings=settings,
+            replay=args.replay,
+        )
+    print(f"alert {run.alert_id} slot {run.slot}: {run.status} — {run.detail}")
     return 0
 
 

@@ -23,3 +23,7 @@ class DeliveryUnknown(PermanentAlertError):
     """The message was transmitted (SMTP DATA) but the server's answer never came: it may have been
     delivered. Never retried, never resent (at most once beats a duplicate); recorded as
     ``delivery_unknown`` so an operator can check and replay it."""
+
+
+class RetryRefused(KpiAlertError):
+    """An operator asked to attempt a slot again and it may not be (one readable line: why); nothing changed."""

@@ -266,7 +266,10 @@ def test_many_due_alerts_are_mapped_in_batches(
 
     assert str(dag_run.state) == "success"
     mapped = [ti for ti in dag_run.get_task_instances() if ti.task_id == "process_alert"]
-    assert sorted(ti.rendered_map_index for ti in mapped) == ["batch 1/2 (3 alerts)", "batch 2/2 (2 alerts)"]
+    assert sorted(ti.rendered_map_index for ti in mapped) == [  # each batch says how its alerts ended
+        "batch 1/2 (3 alerts): 3 sent",
+        "batch 2/2 (2 alerts): 2 sent",
+    ]
     assert sorted(m["To"] for m in mailbox.messages()) == [f"r{n}@org1.example.com" for n in range(5)]
     assert [r["status"] for r in ledger(db)] == ["sent"] * 5
 

@@ -26,6 +26,13 @@ runners, an operator clearing a task instance):
   misfire window (:func:`may_retry_at_a_later_tick`). Past the window it is recorded as failed.
 - A later try of the *same* task instance (same DAG run, same map index) resumes its predecessor's
   claim at once, without waiting for the lease: the predecessor is known to be over.
+- An operator's re-attempt — clearing a failed ``process_alert`` task instance in the Airflow UI (a
+  later try of the same DAG run), or ``python -m kpi_alerts retry ALERT SLOT`` — runs a finished slot
+  again only if nothing can have gone out (:data:`REATTEMPTED`: ``failed``, or ``retrying`` /
+  ``claimed`` left behind); :func:`why_not_reattempted` is the one rule. ``sent`` and ``sending`` are
+  never attempted again; ``delivery_unknown`` only as an explicit replay (``retry --replay``). A
+  threshold alert's slot is re-attempted only while no later slot was evaluated (it measures the
+  current value: a later evaluation supersedes it). The earlier outcome is kept in ``attempt_history``.
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ from kpi_alerts.redaction import redact_url
 ACTIVE = frozenset({"claimed", "sending"})  # a worker is (or was, until its lease expires) on the slot
 UNFINISHED = frozenset({"claimed", "retrying", "sending"})
 NEVER_RESENT = frozenset({"sending", "sent", "delivery_unknown"})  # the message may have gone out
+# What an operator's re-attempt (a cleared task instance, `retry ALERT SLOT`) runs again: nothing went out.
+REATTEMPTED = frozenset({"failed", "retrying", "claimed"})
 MAX_COUNTED_MISSES = 10_000
 INVALID_RECHECK = timedelta(hours=24)
 
@@ -89,6 +98,7 @@ class Claim:
     #: Drawn once per ledger row (its first claim): the random part of the slot's Message-ID, the same
     #: on every retry of the slot.
     message_token: uuid.UUID | None = None
+    reattempt: bool = False  # an operator's re-attempt of a finished slot: later ticks will not retry it
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,16 @@ def claim_slot(
             return NotClaimed("paused by an operator (cron_jobs.master_locked)")
         slot = row["next_run_at"] or logical_time
         if slot > logical_time:
+            # Not due — unless this is a later try of a run whose slot failed (the task instance was cleared).
+            earlier = _run_slot_of_alert(conn, alert, claimant)
+            if earlier is not None and earlier["unsent"]:
+                return _reattempt(conn, alert, earlier["slot"], now, claimant, settings, replay=False)
+            if earlier is not None:
+                refusal = why_not_reattempted(earlier["status"]) or f"it finished as {earlier['status']}"
+                return NotClaimed(
+                    f"not due until {slot.isoformat()}; this run's slot {earlier['slot'].isoformat()} is not "
+                    f"attempted again: {refusal}"
+                )
             return NotClaimed(f"not due until {slot.isoformat()}")
         if logical_time - slot > settings.misfire_window:
             slot_or_reason = _handle_misfire(conn, alert, slot, logical_time, now, claimant, settings)
@@ -200,20 +220,7 @@ def _claim_or_resume(
             f"slot {slot.isoformat()} is being processed by {existing['claimed_by']} until {until}"
         )
     if status == "sending":
-        error = (
-            f"{_worker_of(existing)} stopped during SMTP delivery; not resent, "
-            "because the message may have been delivered (replay it if it was not)"
-        )
-        _finish_slot(
-            conn,
-            alert,
-            existing["id"],
-            existing["claim_token"],
-            slot,
-            Outcome("delivery_unknown", error),
-            now,
-        )
-        return NotClaimed(f"previous delivery was interrupted; recorded as delivery_unknown: {error}")
+        return _record_interrupted_delivery(conn, alert, existing, slot, now)
     if status not in UNFINISHED:
         _advance(conn, alert, slot)  # finished earlier; make sure the alert has moved on
         return NotClaimed(f"slot {slot.isoformat()} already finished ({status})")
@@ -242,6 +249,133 @@ def _claim_or_resume(
     )
 
 
+def _record_interrupted_delivery(
+    conn: psycopg.Connection[Any], alert: AlertDefinition, existing: Any, slot: datetime, now: datetime
+) -> NotClaimed:
+    """A row left in ``sending`` by a worker that stopped: recorded as ``delivery_unknown``, never resent."""
+    error = (
+        f"{_worker_of(existing)} stopped during SMTP delivery; not resent, "
+        "because the message may have been delivered (replay it if it was not)"
+    )
+    _finish_slot(
+        conn, alert, existing["id"], existing["claim_token"], slot, Outcome("delivery_unknown", error), now
+    )
+    return NotClaimed(f"previous delivery was interrupted; recorded as delivery_unknown: {error}")
+
+
+def why_not_reattempted(status: str, *, replay: bool = False) -> str | None:
+    """The rule for running a finished slot again on an operator's request: None if a slot in ``status``
+    may be attempted again, else why not (one line). Nothing that may have reached a recipient is
+    attempted again, except a ``delivery_unknown`` slot an operator explicitly replays."""
+    if status in REATTEMPTED:
+        return None
+    if status == "delivery_unknown":
+        if replay:
+            return None
+        return (
+            "delivery_unknown: it may have been delivered; check, then replay it with --replay if it was not"
+        )
+    if status == "sent":
+        return "it was sent already; a slot is never sent twice"
+    if status == "sending":
+        return "its message is being sent, or was when its worker stopped; a slot is never sent twice"
+    if status == "missed":
+        return "it was missed (not run within the misfire window); late reports are not sent"
+    return f"it finished as {status}, not as a failure; there is nothing to re-attempt"
+
+
+def reattempt_slot(
+    conn: psycopg.Connection[Any],
+    alert: AlertDefinition,
+    slot: datetime,
+    *,
+    now: datetime,
+    claimant: Claimant,
+    settings: ClaimSettings = ClaimSettings(),
+    replay: bool = False,
+) -> Claim | NotClaimed:
+    """Claim ``slot`` again on an operator's request (``retry ALERT SLOT``), or say why not
+    (:func:`why_not_reattempted`). Commits before returning."""
+    with conn.transaction():
+        row = conn.execute(queries.LOCK_CRON_JOB, {"cron_job_id": alert.cron_job_id}).fetchone()
+        if row is None:
+            return NotClaimed(
+                "another claimant holds this alert's cron_jobs row right now; try again shortly"
+            )
+        if row["master_locked"]:
+            return NotClaimed("the alert is paused by an operator; resume it first")
+        return _reattempt(conn, alert, slot, now, claimant, settings, replay=replay)
+
+
+def _run_slot_of_alert(conn: psycopg.Connection[Any], alert: AlertDefinition, claimant: Claimant) -> Any:
+    """This alert's ledger row in the claimant's DAG run (``unsent``: failed, or left unfinished by an
+    earlier try — the claimant is a later try of the run: an operator cleared the task instance)."""
+    if claimant.dag_run_id is None:
+        return None
+    return conn.execute(
+        queries.RUN_SLOT_OF_ALERT,
+        {
+            "cron_job_id": alert.cron_job_id,
+            "dag_run_id": claimant.dag_run_id,
+            "task_instance": claimant.task_instance,
+            "try_number": claimant.try_number,
+        },
+    ).fetchone()
+
+
+def _reattempt(
+    conn: psycopg.Connection[Any],
+    alert: AlertDefinition,
+    slot: datetime,
+    now: datetime,
+    claimant: Claimant,
+    settings: ClaimSettings,
+    *,
+    replay: bool,
+) -> Claim | NotClaimed:
+    """Inside the claim's transaction, holding the alert's cron_jobs row."""
+    existing = conn.execute(
+        queries.LOCK_LEDGER_ROW, {"cron_job_id": alert.cron_job_id, "slot": slot}
+    ).fetchone()
+    when = slot.isoformat()
+    if existing is None:
+        return NotClaimed(f"slot {when} has no ledger row: it never came due (`history` lists the slots)")
+    status = existing["status"]
+    lease_active = existing["lease_expires_at"] is not None and existing["lease_expires_at"] > now
+    if status in ACTIVE and lease_active and not _is_earlier_try_of(existing, claimant):
+        until = existing["lease_expires_at"].isoformat()
+        return NotClaimed(f"slot {when} is being processed by {existing['claimed_by']} until {until}")
+    if status == "sending":
+        return _record_interrupted_delivery(conn, alert, existing, slot, now)
+    refusal = why_not_reattempted(status, replay=replay)
+    if refusal is not None:
+        return NotClaimed(f"slot {when} is not attempted again: {refusal}")
+    if alert.threshold is not None:
+        later = conn.execute(
+            queries.LATER_EVALUATED_SLOT, {"cron_job_id": alert.cron_job_id, "slot": slot}
+        ).fetchone()
+        if later is not None:
+            return NotClaimed(
+                f"slot {when} is not attempted again: a threshold alert measures the current value, and the "
+                f"later slot {later['slot'].isoformat()} ({later['status']}) superseded it"
+            )
+    token = uuid.uuid4()
+    resumed = conn.execute(
+        queries.REATTEMPT_CLAIM,
+        {**_claim_params(alert, slot, now, claimant, settings, token), "result_id": existing["id"]},
+    ).fetchone()
+    assert resumed is not None
+    return Claim(  # the same Message-ID as the slot's earlier attempt: a replay is recognisably the same
+        existing["id"],
+        alert.cron_job_id,
+        slot,
+        token,
+        resumed["attempts"],
+        reattempt=True,
+        message_token=resumed["message_token"],
+    )
+
+
 def _is_earlier_try_of(row: Any, claimant: Claimant) -> bool:
     """The row was claimed by an earlier try of the claimant's own task instance (same DAG run, same
     map index): Airflow starts a try only when the previous one is over, so its claim may be resumed."""
@@ -262,7 +396,10 @@ def _worker_of(row: Any) -> str:
 
 def may_retry_at_a_later_tick(claim: Claim, *, logical_time: datetime, settings: ClaimSettings) -> bool:
     """After a transient failure on the last Airflow try: may a later tick retry the slot? Yes while it is
-    inside the misfire window; a tick that finds it past the window records it as failed."""
+    inside the misfire window; a tick that finds it past the window records it as failed. Never for an
+    operator's re-attempt: later ticks look at the alert's next slot, not at this one."""
+    if claim.reattempt:
+        return False
     return logical_time - claim.slot < settings.misfire_window
 
 

@@ -112,3 +112,11 @@ def park_inactive_alerts(conn: psycopg.Connection[Any], *, logical_time: datetim
 def list_due_alerts(conn: psycopg.Connection[Any], *, logical_time: datetime, limit: int) -> list[DueAlert]:
     rows = conn.execute(queries.DUE_ALERTS, {"logical_time": logical_time, "limit": limit}).fetchall()
     return [DueAlert(r["alert_id"], r["alert_name"], r["cron_job_id"], r["next_run_at"]) for r in rows]
+
+
+def list_unsent_in_run(conn: psycopg.Connection[Any], *, dag_run_id: str, limit: int) -> list[DueAlert]:
+    """The alerts whose slot in this DAG run was left unsent (failed, or unfinished): what a later try of
+    the run's due listing — the whole run was cleared — lists again, so that their task instances re-attempt
+    those slots (:func:`kpi_alerts.ledger.claims.claim_slot`). A first try never needs it."""
+    rows = conn.execute(queries.UNSENT_ALERTS_OF_RUN, {"dag_run_id": dag_run_id, "limit": limit}).fetchall()
+    return [DueAlert(r["alert_id"], r["alert_name"], r["cron_job_id"], r["slot"]) for r in rows]

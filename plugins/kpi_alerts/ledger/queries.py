@@ -276,6 +276,56 @@ RETURNING attempts, message_token
 """
 )
 
+# A cleared task instance (a later try of the same DAG run): this alert's slot in the run, the one left
+# unsent first — failed, or unfinished by an earlier try of the same task instance — by an attempt other
+# than this very one (same task instance, same try).
+RUN_SLOT_OF_ALERT = """
+SELECT slot, status,
+       coalesce((status IN ('failed', 'retrying')
+                 OR (status IN ('claimed', 'sending') AND task_instance = %(task_instance)s
+                     AND try_number < %(try_number)s))
+                AND NOT (task_instance IS NOT DISTINCT FROM %(task_instance)s
+                         AND try_number IS NOT DISTINCT FROM %(try_number)s), false) AS unsent
+FROM cron_job_results
+WHERE cron_job_id = %(cron_job_id)s AND dag_run_id = %(dag_run_id)s
+ORDER BY unsent DESC, slot DESC LIMIT 1
+"""
+
+# A DAG run cleared as a whole (its due listing runs again, as a later try): the alerts whose slot in
+# this run was left unsent — they are no longer due, so the due query alone would not list them.
+UNSENT_ALERTS_OF_RUN = """
+SELECT ka.id AS alert_id, ka.alert_name, cj.id AS cron_job_id, r.slot
+FROM cron_job_results r
+JOIN cron_jobs cj ON cj.id = r.cron_job_id
+JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
+WHERE r.dag_run_id = %(dag_run_id)s AND r.status IN ('failed', 'retrying', 'claimed')
+  AND NOT cj.master_locked AND ka.is_active
+ORDER BY r.slot, cj.id
+LIMIT %(limit)s
+"""
+
+# A threshold alert's later evaluation supersedes an earlier slot (it measures the current value).
+LATER_EVALUATED_SLOT = """
+SELECT slot, status FROM cron_job_results
+WHERE cron_job_id = %(cron_job_id)s AND slot > %(slot)s AND status NOT IN ('missed', 'skipped')
+ORDER BY slot LIMIT 1
+"""
+
+# Run a finished slot again: the earlier outcome goes to attempt_history; a claimant without a DAG run
+# (the CLI) keeps the run the row belongs to, so that run's summary still counts it.
+REATTEMPT_CLAIM = """
+UPDATE cron_job_results
+SET attempt_history = attempt_history || jsonb_build_array(jsonb_build_object(
+        'attempt', attempts, 'try_number', try_number, 'claimed_by', claimed_by, 'dag_run_id', dag_run_id,
+        'at', %(now)s::timestamptz, 'status', status, 'error', error)),
+    status = 'claimed', claim_token = %(token)s, claimed_by = %(claimed_by)s,
+    lease_expires_at = %(lease_expires_at)s, dag_run_id = coalesce(%(dag_run_id)s, dag_run_id),
+    task_instance = %(task_instance)s, try_number = %(try_number)s, attempts = attempts + 1,
+    updated_at = %(now)s, finished_at = NULL, error = NULL
+WHERE id = %(result_id)s
+RETURNING attempts, message_token
+"""
+
 SET_CRON_JOB_LOCKED = "UPDATE cron_jobs SET locked = %(locked)s WHERE id = %(cron_job_id)s"
 
 ADVANCE_CRON_JOB = """

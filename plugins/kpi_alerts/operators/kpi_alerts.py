@@ -131,6 +131,21 @@ def find_due_alerts(context: Any, settings: TaskSettings | None = None) -> list[
             conn, logical_time=logical_time, misfire_window=settings.claim.misfire_window
         )
         due = list_due_alerts(conn, logical_time=logical_time, limit=100_000)
+        ti = context.get("ti")
+        if ti is not None and ti.try_number > 1:  # a later try: the run was cleared, or this task retried
+            from kpi_alerts.ledger.due_alerts import list_unsent_in_run
+
+            listed = {d.alert_id for d in due}
+            unsent = [
+                d
+                for d in list_unsent_in_run(conn, dag_run_id=context["run_id"], limit=100_000)
+                if d.alert_id not in listed
+            ]
+            if unsent:
+                log.info(
+                    "%d alert(s) of this run left a slot unsent: listed again to re-attempt it", len(unsent)
+                )
+            due += unsent
     log.info("%d alert(s) due at %s (%d newly initialised)", len(due), logical_time.isoformat(), initialised)
     alerts = [{"alert_id": d.alert_id, "alert_name": d.alert_name} for d in due]
     return map_items(alerts, settings.batch_threshold)
@@ -188,13 +203,27 @@ def process_alerts(
                 )
     for result in results:
         log.info("alert %s: %s — %s", result["alert_id"], result["status"], result["detail"])
-    if failures:
-        if transient:  # Airflow retries the item; finished alerts are no longer due and are skipped
-            raise TransientAlertError("; ".join(failures))
+    from kpi_alerts.pipeline.task_outcome import judge_item
+
+    verdict = judge_item(item["label"], len(item["alerts"]), results, failures, transient=transient)
+    context["alert_label"] = verdict.label  # a batch's label says how its alerts ended
+    if (
+        verdict.state == "retry"
+    ):  # Airflow retries the item; finished alerts are no longer due and are skipped
+        log.error("%s", verdict.headline)
+        raise TransientAlertError(verdict.headline)
+    if verdict.state == "failed":
         from airflow.sdk.exceptions import AirflowFailException
 
-        # Recorded in the ledger already; retrying cannot help, so fail now without retries.
-        raise AirflowFailException("; ".join(failures))
+        # Recorded in the ledger already; retrying cannot help, so fail now without retries. The reason comes
+        # first, in one line; the failure carries no traceback of ours (it is expected and recorded).
+        log.error("%s", verdict.headline)
+        raise AirflowFailException(verdict.headline) from None
+    if verdict.state == "skipped":
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(verdict.headline)
+    log.info("%s", verdict.headline)
     return results
 
 

@@ -93,7 +93,27 @@ def process_alert(
     if isinstance(claim, NotClaimed):
         log.info("Alert %s not claimed: %s", alert_id, claim.reason)
         return AlertRun(alert_id, "skipped", claim.reason)
-    log.info("Alert %s claimed slot %s (attempt %s)", alert_id, claim.slot.isoformat(), claim.attempts)
+    return run_claim(conn, alert, claim, source=source, mailer=mailer, settings=settings)
+
+
+def run_claim(
+    conn: psycopg.Connection[Any],
+    alert: AlertDefinition,
+    claim: Claim,
+    *,
+    source: KpiSource,
+    mailer: Mailer,
+    settings: RunSettings,
+) -> AlertRun:
+    """Fetch → check → render → send → record a claimed slot; every ending is written to the ledger."""
+    alert_id = alert.alert_id
+    log.info(
+        "Alert %s %s slot %s (attempt %s)",
+        alert_id,
+        "re-attempts its failed" if claim.reattempt else "claimed",
+        claim.slot.isoformat(),
+        claim.attempts,
+    )
     try:
         alert.validate()
         with tempfile.TemporaryDirectory(prefix="kpi-alert-") as work_dir:
@@ -169,8 +189,8 @@ def _fail(
             notify = alert.owners or alert.recipients
         clock = transition.last_notified_at if notify else alert.threshold.last_notified_at
         state = ThresholdStateUpdate(str(transition.new_state), None, clock)
-    elif report_failure_needs_notice(conn, alert, claim):
-        notify = alert.owners
+    elif not claim.reattempt and report_failure_needs_notice(conn, alert, claim):
+        notify = alert.owners  # a re-attempt failing again tells no one twice: the slot's first failure did
     finish_claim(
         conn, alert, claim, Outcome(status, error=reason), now=settings.clock(), threshold_state=state
     )
