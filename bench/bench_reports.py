@@ -32,6 +32,7 @@ if str(ROOT / "plugins") not in sys.path:
 
 from kpi_alerts.kpi_data import CellValue, Column, KpiData  # noqa: E402
 from kpi_alerts.reports.context import ReportContext  # noqa: E402
+from kpi_alerts.reports.model import build_report  # noqa: E402
 
 TZ = "Europe/London"
 COLUMNS = (
@@ -116,11 +117,11 @@ def run_case(case: str, rows: int) -> dict[str, object]:
     before = _status_kb("VmRSS") or 0
     t0 = time.perf_counter()
     if case == "csv":
-        render_csv(data, out)
+        render_csv(build_report(data, make_context()), out)
     elif case == "xlsx":
-        render_excel(data, out, sheet_title="Bench")
+        render_excel(build_report(data, make_context()), out)
     elif case == "pdf":
-        render_pdf(data, make_context(), out)
+        render_pdf(build_report(data, make_context()), out)
     elif case == "pandas_xlsx":
         assert frame is not None
         frame.to_excel(out, index=False)

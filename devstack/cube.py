@@ -32,7 +32,7 @@ DEFAULT_PORT = int(os.environ.get("KPI_DEVSTACK_CUBE_PORT", "4010"))
 DEV_API_SECRET = "kpi-alerts-devstack-secret-not-for-production"
 CUBE_DIR = REPO_ROOT / "cube"
 DATASET_SQL = Path(__file__).with_name("analytics_data.sql")
-DATASET_MARKER = "kpi-alerts demo dataset v1"
+DATASET_MARKER = "kpi-alerts demo dataset v4"
 _DATASET_LOCK = 0x6B7069  # pg advisory lock key: concurrent loaders wait instead of racing
 
 

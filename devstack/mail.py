@@ -32,6 +32,7 @@ class MaildirHandler:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._count = len(list(self.folder.glob("*.eml")))  # counted once: a glob per message is O(n²)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -49,7 +50,8 @@ class MaildirHandler:
         rcpts = ", ".join(envelope.rcpt_tos)
         envelope_headers = f"X-Envelope-From: {envelope.mail_from}\r\nX-Envelope-To: {rcpts}\r\n".encode()
         with self._lock:
-            name = f"{time.time_ns()}-{len(list(self.folder.glob('*.eml'))):06d}.eml"
+            name = f"{time.time_ns()}-{self._count:06d}.eml"
+            self._count += 1
             (self.folder / name).write_bytes(envelope_headers + content)
         return "250 Message accepted for delivery"
 
@@ -79,6 +81,7 @@ class MailCatcher:
     def clear(self) -> None:
         for path in self.folder.glob("*.eml"):
             path.unlink()
+        self.handler._count = 0
 
     def messages(self) -> list[EmailMessage]:
         return [read_message(p) for p in sorted(self.folder.glob("*.eml"))]

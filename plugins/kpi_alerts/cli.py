@@ -336,8 +336,16 @@ def _retry(conn: Any, args: argparse.Namespace) -> int:
     from kpi_alerts.pipeline.retry import retry_slot
 
     # The run's own rules: only `production` sends e-mail, anything else writes to the outbox.
+    production = airflow_variable("kpi_alerts_environment", "development") == "production"
+    # Checked before the claim, so that a missing connection here never records the slot as failed again.
+    from kpi_alerts.ledger.alert_changes import AlertNotFound
+    from kpi_alerts.ledger.alert_store import load_alert
+
+    if load_alert(conn, args.alert_id) is None:
+        raise AlertNotFound(f"alert {args.alert_id} does not exist")
+    _require_connections("cube_default", *(["smtp_default"] if production else []))
     mailer: Any = SmtpMailer()
-    if airflow_variable("kpi_alerts_environment", "development") != "production":
+    if not production:
         home = Path(os.environ.get("AIRFLOW_HOME", "."))
         mailer = OutboxMailer(
             Path(airflow_variable("kpi_alerts_outbox_dir", str(home / "kpi_alerts_outbox")))
@@ -360,6 +368,19 @@ def _retry(conn: Any, args: argparse.Namespace) -> int:
         )
     print(f"alert {run.alert_id} slot {run.slot}: {run.status} — {run.detail}")
     return 0
+
+
+def _require_connections(*conn_ids: str) -> None:
+    from airflow.sdk import BaseHook
+
+    for conn_id in conn_ids:
+        try:
+            BaseHook.get_connection(conn_id)
+        except Exception as exc:  # not defined in any secrets backend, or unreadable
+            raise RetryRefused(
+                f"the Airflow connection {conn_id!r} is not available here ({type(exc).__name__}: {exc}); "
+                "nothing was attempted"
+            ) from None
 
 
 def _preview(conn: Any, args: argparse.Namespace) -> int:

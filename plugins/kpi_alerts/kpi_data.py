@@ -22,6 +22,9 @@ class Column:
     :param kind: measure, dimension or time dimension.
     :param type: Cube's type (``number``, ``string``, ``time``, ``boolean``, ``count``, ``sum``...).
     :param format: Cube's format when declared (``currency``, ``percent``...), else None.
+    :param short_title: the member's own title without the cube's (``Revenue``), from Cube's meta.
+    :param currency: the ISO code a currency measure declares in its ``meta`` (``meta: {currency: USD}``).
+    :param percent_scale: whether a percent measure holds a ``fraction`` or a ``percent`` (its ``meta``).
     """
 
     key: str
@@ -30,6 +33,8 @@ class Column:
     type: str = "string"
     format: str | None = None
     short_title: str | None = None
+    currency: str | None = None
+    percent_scale: str | None = None
 
 
 @dataclass(frozen=True)

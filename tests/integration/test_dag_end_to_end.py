@@ -253,8 +253,9 @@ def test_many_due_alerts_are_mapped_in_batches(
     airflow_connections: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Above kpi_alerts_batch_threshold the map items are batches, so the map stays short."""
-    monkeypatch.setenv("AIRFLOW_VAR_KPI_ALERTS_BATCH_THRESHOLD", "2")
+    """More due alerts than parallel slots: the map items are batches (one per slot here), labelled with
+    their positions in the due list, so the map stays short."""
+    monkeypatch.setenv("AIRFLOW_VAR_KPI_ALERTS_PARALLELISM", "2")
     for n in range(5):
         create_alert(
             db,
@@ -267,8 +268,8 @@ def test_many_due_alerts_are_mapped_in_batches(
     assert str(dag_run.state) == "success"
     mapped = [ti for ti in dag_run.get_task_instances() if ti.task_id == "process_alert"]
     assert sorted(ti.rendered_map_index for ti in mapped) == [  # each batch says how its alerts ended
-        "batch 1/2 (3 alerts): 3 sent",
-        "batch 2/2 (2 alerts): 2 sent",
+        "batch 1/2: alerts 1-3: 3 sent",
+        "batch 2/2: alerts 4-5: 2 sent",
     ]
     assert sorted(m["To"] for m in mailbox.messages()) == [f"r{n}@org1.example.com" for n in range(5)]
     assert [r["status"] for r in ledger(db)] == ["sent"] * 5

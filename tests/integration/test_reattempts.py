@@ -422,3 +422,23 @@ class TestAClearedDagRun:
         )
         assert run.status == "sent" and [m["To"] for m in mailbox.messages()] == ["cfo@org1.example.com"] * 2
         assert listing(3) == []
+
+
+def test_retry_without_the_cube_connection_refuses_before_claiming(
+    db: psycopg.Connection[Any],
+    cube: CubeClient,
+    mailbox: MailCatcher,
+    airflow_connections: dict[str, str],
+    alerts_db_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A laptop without the connections must not record the slot as failed once more."""
+    alert_id = failed_once(db, cube, mailbox)
+    before = row(db, alert_id)
+    monkeypatch.delenv("AIRFLOW_CONN_CUBE_DEFAULT")
+
+    code, out, err = cli(capsys, alerts_db_url, "retry", str(alert_id), SLOT_TEXT)
+
+    assert (code, out) == (2, "") and "'cube_default' is not available here" in err
+    assert len(err.strip().splitlines()) == 1 and row(db, alert_id) == before

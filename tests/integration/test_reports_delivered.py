@@ -210,7 +210,14 @@ def flat(text: str) -> str:
 
 
 def check_message(
-    msg: EmailMessage, *, name: str, day: str, recipients: list[str], mime: str | None, filename: str | None
+    msg: EmailMessage,
+    *,
+    name: str,
+    day: str,
+    recipients: list[str],
+    mime: str | None,
+    filename: str | None,
+    compared: bool = True,
 ) -> tuple[str, str, bytes | None]:
     """The common contract of a report e-mail; returns (text body, html body, attachment bytes)."""
     body = ["multipart/alternative", "  text/plain", "  multipart/related", "    text/html", "    image/png"]
@@ -218,7 +225,12 @@ def check_message(
         assert structure(msg) == body
     else:
         assert structure(msg) == ["multipart/mixed", *("  " + line for line in body), f"  {mime}"]
-    assert msg["Subject"] == f"[KPI report] {name} - {day}"
+    # The subject carries the period's figure and its change (issue 14): "... — 12,345 USD (+4.2 % vs
+    # previous 14 days) — 2026-12-07".
+    subject = str(msg["Subject"])
+    assert subject.startswith(f"[KPI report] {name[:90]}") and subject.endswith(f" — {day}"), subject
+    figure = r" — [\d,.]+ USD \([+-±][\d,.]+ % vs previous 14 days\) — " if compared else r" — [\d,.]+ USD — "
+    assert re.search(figure, subject), subject
     shown = [a.addr_spec for a in msg["To"].addresses]
     if len(recipients) > 1:  # private by default: nobody sees the other recipients (Bcc)
         assert str(msg["To"]) == "undisclosed-recipients:;" and shown == []
@@ -360,16 +372,17 @@ def test_csv_excel_and_pdf_reports_arrive_readable(
     day_col, revenue_col, count_col = (
         frame.columns[0],
         column_named(frame.columns, "revenue"),
-        column_named(frame.columns, "count"),
+        column_named(frame.columns, "orders"),
     )
     got = {(r[day_col],): (Decimal(r[revenue_col]), int(r[count_col])) for _, r in frame.iterrows()}
     expected = analytics_totals(pg, 1, "America/Los_Angeles")
     assert len(expected) == 14 and got == expected
-    last_day = expected[(END,)][0]
-    for body in (text, html):  # the headline is the latest complete day; the period and zone are said
-        assert money(last_day) in body and PERIOD in body and "America/Los_Angeles" in body
-        assert f"latest complete day: {END}" in body  # never read as the total of the whole period
-    assert f"Orders Revenue: {money(last_day)} (latest complete day: {END})" in text
+    total = sum((v[0] for v in expected.values()), Decimal(0))
+    for body in (text, html):  # the headline is the period's total; the period and zone are said
+        assert money(total) in body and PERIOD in body and "America/Los_Angeles" in body
+        assert f"total of {PERIOD}" in body and "vs previous 14 days" in body
+    assert f"Revenue: ${money(total)} (total of {PERIOD})" in text
+    assert column_named(frame.columns, "revenue") == "Revenue (USD)" and day_col == "Day"
     assert rows[csv_to[0]]["attachment"] == csv_name
     assert rows[csv_to[0]]["attachment_bytes"] == len(payload)
 
@@ -396,24 +409,24 @@ def test_csv_excel_and_pdf_reports_arrive_readable(
     day_i, cat_i = 0, 1
     revenue_i, count_i = (
         header.index(column_named(header, "revenue")),
-        header.index(column_named(header, "count")),
+        header.index(column_named(header, "orders")),
     )
     cells: Totals = {}
     for row in sheet.iter_rows(min_row=2):
         day_cell, category, revenue, count = row[day_i], row[cat_i], row[revenue_i], row[count_i]
         assert isinstance(day_cell.value, datetime) and day_cell.number_format == "yyyy-mm-dd"
         assert day_cell.value.time() == datetime.min.time()  # local midnight, naive: Excel has no zones
-        assert revenue.data_type == "n" and revenue.number_format == "#,##0.00"
+        assert revenue.data_type == "n" and revenue.number_format == '#,##0.00 "USD"'
         assert count.data_type == "n" and count.number_format == "#,##0"
         key = (day_cell.value.date().isoformat(), str(category.value))
         cells[key] = (Decimal(str(revenue.value)).quantize(Decimal("0.01")), int(count.value))
     expected = analytics_totals(pg, 2, "Europe/London", by_category=True)
     assert len(expected) > 14 and cells == expected
     assert rows[xlsx_to[0]]["attachment"] == xlsx_name
-    # Three categories a day: the headline is the day's total over them (revenue is a sum measure).
-    day_total = sum((v[0] for k, v in expected.items() if k[0] == END), Decimal(0))
-    assert f"Orders Revenue: {money(day_total)} (latest complete day: {END})" in text
-    assert money(day_total) in html and f"latest complete day: {END}" in html
+    # Three categories a day: the headline is the period's total over them (revenue is a sum measure).
+    period_total = sum((v[0] for v in expected.values()), Decimal(0))
+    assert f"Revenue: ${money(period_total)} (total of {PERIOD})" in text
+    assert money(period_total) in html and f"total of {PERIOD}" in html
 
     # PDF, organization 2, Auckland days: the slot is already 2026-12-08 there.
     pdf_name = "org-2-daily-revenue-2026-12-08.pdf"
@@ -428,16 +441,17 @@ def test_csv_excel_and_pdf_reports_arrive_readable(
     assert payload is not None and payload.startswith(b"%PDF-")
     content, pages = pdf_text(payload)
     expected = analytics_totals(pg, 2, "Pacific/Auckland")
-    kpi = money(expected[(END,)][0])
+    kpi = money(sum((v[0] for v in expected.values()), Decimal(0)))
     words = " ".join(content.split())
     for needle in ("Org 2 daily revenue", PERIOD, "Pacific/Auckland", "Organization 2", "2026-12-08"):
         assert needle in words, (needle, words[:600])
-    assert flat(f"Orders Revenue {kpi} latest complete day: {END}") in flat(content), words[:600]
+    assert flat(f"Revenue ${kpi} total of {PERIOD}") in flat(content), words[:600]
+    assert "vs previous 14 days" in words
     assert pages == 1 and "Page 1 of 1" in words
     for day, (revenue, _count) in expected.items():  # every day of the table, with its SQL total
         assert f"{day[0]} {money(revenue)}" in words
     save_first_page(payload, "reports-delivered-pdf-page1.png")
-    assert money(expected[(END,)][0]) in text and money(expected[(END,)][0]) in html
+    assert kpi in text and kpi in html
 
     for row in rows.values():
         assert row["status"] == "sent" and row["delivery"] == "smtp" and row["dag_run_id"] == dag_run.run_id
@@ -483,8 +497,14 @@ def test_user_text_is_neutralised_everywhere_and_nothing_calls_out(
             rf"hyperlink-http-127-0-0-1-[a-z0-9-]+-2026-12-07\.{ext}", filename
         )
         mime = {"csv": CSV_MIME, "excel": XLSX_MIME, "pdf": PDF_MIME}[kind]
-        text, html, payload = check_message(
-            msg, name=name, day="2026-12-07", recipients=[recipient], mime=mime, filename=filename
+        text, html, payload = check_message(  # the throw-away tenant has no orders the period before
+            msg,
+            name=name,
+            day="2026-12-07",
+            recipients=[recipient],
+            mime=mime,
+            filename=filename,
+            compared=False,
         )
         assert payload is not None
         payloads[kind] = payload
@@ -495,7 +515,7 @@ def test_user_text_is_neutralised_everywhere_and_nothing_calls_out(
         assert not re.search(r"<(img|a|iframe|link|object)\b[^>]*127\.0\.0\.1", html)
         assert name in text  # plain text shows it as it is: nothing there can run
         total = sum((v[0] for v in expected.values()), Decimal(0))  # no time dimension: every category
-        assert f"Orders Revenue: {money(total)}\r\n" in text and money(total) in html
+        assert f"Revenue: ${money(total)} (total of {PERIOD})\r\n" in text and money(total) in html
         assert str(msg["Subject"]).startswith("[KPI report] =HYPERLINK(")  # a header is plain text too
 
     # CSV: formula-looking text gets a leading quote; numbers stay exact numbers.

@@ -7,15 +7,25 @@ applies the same rules as alert creation and raises :class:`AlertValidationError
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.scheduling.schedule import Schedule, floor_to_hour_utc, next_hour_slot_after, next_run_after
 
+if TYPE_CHECKING:
+    from kpi_alerts.reports.units import DisplaySettings
+
 MICROSECOND = timedelta(microseconds=1)
+
+
+def _labels(value: object) -> dict[str, str]:
+    """``column_labels`` as decoded: a mapping of strings; anything else is ignored."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in value.items() if isinstance(v, str)}
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,26 @@ class AlertDefinition:
     #: Why the stored row cannot be used as it is (a JSON column nested too deeply, ...): its slot fails
     #: with this reason (:meth:`validate`); None for a sound row.
     defect: str | None = None
+    locale: str | None = None
+    currency: str | None = None
+    percent_scale: str | None = None
+    column_labels: Mapping[str, str] = field(default_factory=dict)
+    organization_currency: str | None = None
+
+    @property
+    def display(self) -> DisplaySettings:
+        """How this alert's reports write numbers and name columns."""
+        from kpi_alerts.reports.units import DEFAULT_LOCALE, DisplaySettings
+
+        return DisplaySettings(
+            locale=self.locale or DEFAULT_LOCALE,
+            currency=self.currency,
+            organization_currency=self.organization_currency,
+            percent_scale="percent"
+            if self.percent_scale == "percent"
+            else ("fraction" if self.percent_scale else None),
+            column_labels=dict(self.column_labels),
+        )
 
     @property
     def timezone(self) -> str:
@@ -90,6 +120,7 @@ class AlertDefinition:
 
         cube_query = decoded("cube_query")
         gating_condition = decoded("gating_condition")
+        column_labels = _labels(decoded("column_labels")) if "column_labels" in row else {}
         schedule = threshold = None
         if row["frequency_interval"] is not None:
             schedule = Schedule.from_row(row)
@@ -133,6 +164,11 @@ class AlertDefinition:
             locked=bool(row.get("locked")),
             created_at=row.get("created_at"),
             updated_at=row.get("updated_at"),
+            locale=row.get("locale"),
+            currency=row.get("currency"),
+            percent_scale=row.get("percent_scale"),
+            column_labels=column_labels,
+            organization_currency=row.get("organization_currency"),
             defect="; ".join(defects) or None,
         )
 
@@ -147,6 +183,10 @@ class AlertDefinition:
             raise AlertValidationError(f"stored alert cannot be used: {self.defect}")
         validate_recipients(self.recipients)
         check_query_shape(self.cube_query)
+        if self.locale is not None:
+            from kpi_alerts.reports.units import check_locale
+
+            check_locale(self.locale)
         if self.alert_type == "schedule":
             if self.schedule is None:
                 raise AlertValidationError("schedule alert has no kpi_schedules row")

@@ -44,6 +44,14 @@ def spec_of(alert: AlertDefinition) -> dict[str, Any]:
         "owners": list(alert.owners),
         "is_active": alert.is_active,
     }
+    for key, value in (
+        ("locale", alert.locale),
+        ("currency", alert.currency),
+        ("percent_scale", alert.percent_scale),
+        ("column_labels", dict(alert.column_labels) or None),
+    ):
+        if value is not None:  # display settings appear once set (older specs stay as they were)
+            spec[key] = value
     if alert.schedule is not None:
         s = alert.schedule
         spec["schedule"] = {

@@ -71,6 +71,13 @@ class AlertSpec(BaseModel):
     message: str | None = Field(default=None, max_length=2000)
     owners: list[str] = Field(default_factory=list, max_length=1000)
     is_active: bool = True
+    #: How reports write numbers (all optional): locale such as ``en-US``; ISO 4217 currency of the
+    #: currency measures (else the organization's, else Cube's meta); whether percent measures hold
+    #: ``fraction`` or ``percent`` values; a label per column (member key) instead of Cube's title.
+    locale: str | None = Field(default=None, max_length=35)
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    percent_scale: Literal["fraction", "percent"] | None = None
+    column_labels: dict[str, str] = Field(default_factory=dict, max_length=50)
     schedule: ScheduleSpec | None = None
     threshold: ThresholdSpec | None = None
 

@@ -24,7 +24,7 @@ import tenacity
 
 from kpi_alerts.cube.rest_format import check_timezone, kpi_data_from_result, total_order
 from kpi_alerts.errors import AlertValidationError, KpiAlertError, PermanentAlertError, TransientAlertError
-from kpi_alerts.kpi_data import KpiData
+from kpi_alerts.kpi_data import Column, KpiData
 from kpi_alerts.redaction import redact_url
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class CubeClient:
         self.backoff = backoff
         self.backoff_max = backoff_max
         self.renew_query = renew_query
-        self._aggregation_types: dict[Any, dict[str, str]] = {}
+        self._measure_meta: dict[Any, dict[str, Mapping[str, Any]]] = {}
         self.session = requests.Session()
 
     def __repr__(self) -> str:  # no secret, no token
@@ -190,28 +190,28 @@ class CubeClient:
         return self._with_aggregation_types(data, security_context)
 
     def _with_aggregation_types(self, data: KpiData, security_context: Mapping[str, Any]) -> KpiData:
-        """Give measure columns their aggregation (count, sum, avg...) from ``/v1/meta``.
+        """Complete measure columns from ``/v1/meta``: aggregation, short title, format and units.
 
         ``/load`` labels every measure ``number``; whether rows of a measure may be added up (the
-        KPI rule for several rows per period) depends on the aggregation, which only ``/meta`` says.
-        Fetched once per organization per client.
+        KPI rule for several rows per period, a report's headline) depends on the aggregation, which
+        only ``/meta`` says; the member's ``meta`` carries its currency and percent scale. Fetched once
+        per organization per client.
         """
         if not any(c.kind == "measure" for c in data.columns):
             return data
         org = security_context.get("organization_id")
-        if org not in self._aggregation_types:
+        if org not in self._measure_meta:
             try:
                 cubes = self.meta(security_context).get("cubes") or []
             except CubeError as exc:  # the rows are fine; only multi-row sums will refuse "number"
                 log.warning("Cube /v1/meta unavailable, measure aggregations unknown: %s", exc)
                 return data
-            self._aggregation_types[org] = {
-                m["name"]: m["aggType"] for c in cubes for m in c.get("measures") or [] if m.get("aggType")
+            self._measure_meta[org] = {
+                m["name"]: m for c in cubes for m in c.get("measures") or [] if m.get("name")
             }
-        types = self._aggregation_types[org]
+        found = self._measure_meta[org]
         columns = tuple(
-            dataclasses.replace(c, type=types.get(c.key, c.type)) if c.kind == "measure" else c
-            for c in data.columns
+            _with_meta(c, found[c.key]) if c.kind == "measure" and c.key in found else c for c in data.columns
         )
         return dataclasses.replace(data, columns=columns)
 
@@ -311,6 +311,21 @@ class CubeClient:
                 f"Cube at {self.shown_url} is unreachable: {_describe(exc)}", request_id=request_id
             ) from None
         return _parse_response(response, request_id)
+
+
+def _with_meta(column: Column, member: Mapping[str, Any]) -> Column:
+    """A measure column completed by its ``/v1/meta`` member (the annotation's values win when set)."""
+    extra = member.get("meta")
+    extra = extra if isinstance(extra, Mapping) else {}
+    currency, scale = extra.get("currency"), extra.get("percent_scale")
+    return dataclasses.replace(
+        column,
+        type=str(member.get("aggType") or column.type),
+        short_title=column.short_title or member.get("shortTitle"),
+        format=column.format or member.get("format"),
+        currency=str(currency).upper() if isinstance(currency, str) else column.currency,
+        percent_scale=scale if scale in ("fraction", "percent") else column.percent_scale,
+    )
 
 
 def _parse_response(response: requests.Response, request_id: str) -> dict[str, Any]:

@@ -24,15 +24,8 @@ from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.reports import Attachment
 from kpi_alerts.reports.context import ReportContext
-from kpi_alerts.reports.formatting import (
-    display_value,
-    format_number,
-    kpi_headline,
-    local_date,
-    single_line,
-    template_env,
-    to_local,
-)
+from kpi_alerts.reports.formatting import single_line, template_env
+from kpi_alerts.reports.model import ReportModel, build_report
 
 #: How several recipients are addressed (Variable ``kpi_alerts_recipient_privacy``): see build_message.
 RECIPIENT_PRIVACY = ("bcc", "to")
@@ -93,14 +86,14 @@ def _sender(sender: str) -> Address:
     return Address(display_name=single_line(parsed.display_name), username=local, domain=domain)
 
 
-def _table(data: KpiData | None) -> dict[str, Any]:
-    if data is None or not data.rows or not data.columns:
+def _table(report: ReportModel) -> dict[str, Any]:
+    if not report.rows or not report.columns:
         return {"columns": [], "rows": [], "text_lines": [], "more": 0}
-    cols = data.columns
-    rows = [[_cell(display_value(r.get(c.key), c, data)) for c in cols] for r in data.rows[:BODY_ROWS]]
+    cols = report.columns
+    rows = [[_cell(cell) for cell in row] for row in report.table(BODY_ROWS)]
     titles = [_cell(c.title) for c in cols]
     widths = [max(len(t), *(len(r[i]) for r in rows)) for i, t in enumerate(titles)]
-    numeric = [c.kind == "measure" for c in cols]
+    numeric = [c.numeric for c in cols]
 
     def line(cells: list[str]) -> str:
         return "  ".join(
@@ -114,7 +107,7 @@ def _table(data: KpiData | None) -> dict[str, Any]:
         "rows": rows,
         "numeric": numeric,
         "text_lines": text_lines,
-        "more": len(data.rows) - len(rows),
+        "more": len(report.rows) - len(rows),
     }
 
 
@@ -154,9 +147,12 @@ def build_message(
     message_id_domain: str = "kpi-alerts.local",
     message_key: str | None = None,
     recipient_privacy: str = "bcc",
+    report: ReportModel | None = None,
 ) -> EmailMessage:
     """The complete message for one alert notification; raises AlertValidationError on bad addresses.
 
+    :param report: the report model the message renders (the attachments render the same one); when
+        not given it is built from ``data`` and ``ctx`` alone (no comparison with a previous period).
     :param recipient_privacy: ``bcc`` (the default): when there are several recipients, none sees the
         others — ``To: undisclosed-recipients:;`` and everyone in ``Bcc`` (which the SMTP transaction
         turns into envelope recipients and strips from the message); ``to``: everyone in ``To:``.
@@ -167,36 +163,35 @@ def build_message(
         )
     to = validate_recipients(recipients)
     from_ = _sender(sender)
-    label, value, note = kpi_headline(ctx, data)
-    kpi = ctx.kpi or (data.measures[0] if data is not None and data.measures else None)
+    if report is None:
+        report = build_report(data, ctx)
     oversize = attachment is not None and attachment.size > max_attachment_bytes
     chart_png = None
-    if data is not None and kpi is not None and len(data.rows) > 1 and kpi in data.columns:
-        from kpi_alerts.reports.chart import kpi_chart_png
+    if report.chart is not None:
+        from kpi_alerts.reports.chart import render_chart_png
 
-        threshold = float(ctx.threshold_value) if ctx.threshold_value is not None else None
-        chart_png = kpi_chart_png(data, kpi.key, threshold=threshold)
+        chart_png = render_chart_png(report.chart)
     size_text, limit_text = _sizes(attachment.size if attachment else 0, max_attachment_bytes)
     mid = message_id(message_key, message_id_domain)
     chart_cid = f"chart.{mid[1:-1]}"
     context: dict[str, Any] = {
-        "kind": ctx.kind,
-        "alert_name": single_line(ctx.alert_name),
-        "organization_id": ctx.organization_id,
-        "period": ctx.period,
-        "timezone": ctx.timezone,
-        "report_date": local_date(ctx.slot, ctx.timezone).isoformat(),
-        "generated_at": to_local(ctx.generated_at, ctx.timezone).strftime("%Y-%m-%d %H:%M %Z"),
-        "kpi_label": label,
-        "kpi_value": value,
-        "kpi_note": note,
-        "previous_value": None
-        if ctx.previous_value is None
-        else format_number(ctx.previous_value, kpi.format if kpi else None),
-        "condition": single_line(ctx.condition) if ctx.condition else None,
-        "dashboard_url": safe_dashboard_url(ctx.dashboard_url),
-        "message": ctx.message,
-        "table": _table(data),
+        "report": report,
+        "kind": report.kind,
+        "alert_name": single_line(report.alert_name),
+        "organization_id": report.organization_id,
+        "period": single_line(report.period),
+        "timezone": report.timezone,
+        "report_date": report.report_date,
+        "generated_at": report.generated_at,
+        "headline": report.headline,
+        "change": report.change,
+        "subject_figure": single_line(report.subject_figure) if report.subject_figure else None,
+        "value_rule": report.value_rule,
+        "gate": single_line(report.gate) if report.gate else None,
+        "condition": single_line(report.condition) if report.condition else None,
+        "dashboard_url": safe_dashboard_url(report.dashboard_url),
+        "message": report.message,
+        "table": _table(report),
         "chart_cid": chart_cid if chart_png else None,
         "attachment": attachment,
         "oversize": oversize,
@@ -205,8 +200,9 @@ def build_message(
     }
     env = template_env()
     short = {
-        "alert_name": _shorten(context["alert_name"], 120),
+        "alert_name": _shorten(context["alert_name"], 100),
         "condition": _shorten(context["condition"], 60) if context["condition"] else None,
+        "gate_short": _shorten(report.gate_short, 60) if report.gate_short else None,
     }
     subject = _shorten(
         single_line(env.get_template("subject.txt").render(**{**context, **short})), MAX_SUBJECT

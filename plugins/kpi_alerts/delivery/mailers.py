@@ -24,6 +24,7 @@ import hashlib
 import io
 import re
 import smtplib
+from collections.abc import Callable
 from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.utils import getaddresses
@@ -149,6 +150,65 @@ class SmtpMailer:
             raise TransientAlertError(f"cannot reach the SMTP server: {type(exc).__name__}: {exc}") from None
         except Exception as exc:  # AirflowException from get_conn: connection missing or unreachable
             raise TransientAlertError(f"cannot reach the SMTP server: {exc}") from None
+
+
+class SessionMailer:
+    """Sends many messages over one SMTP session (a batch's), opened on first use by ``connect``.
+
+    After a failure the session is dropped and the next message opens a new one. A message whose
+    attempt failed *before* it was transmitted on a session that had carried earlier messages is sent
+    once more on a fresh session (the server may have closed an idle or worn-out session: nothing of
+    this message was taken). Nothing is ever sent again after :class:`DeliveryUnknown` — the server
+    may have the message — nor after a refusal on a fresh session (the claim's retry rules decide).
+
+    :param connect: opens a connected (and logged-in) ``smtplib.SMTP`` client.
+    :param max_messages: a session is closed and reopened after this many messages (servers limit it).
+    """
+
+    def __init__(self, connect: Callable[[], smtplib.SMTP], *, max_messages: int = 500) -> None:
+        self.connect = connect
+        self.max_messages = max_messages
+        self._client: smtplib.SMTP | None = None
+        self._sent = 0
+        self.sessions = 0
+
+    def deliver(self, message: EmailMessage) -> Delivery:
+        reused = self._client is not None
+        try:
+            return self._send(message)
+        except DeliveryUnknown:
+            self.close()
+            raise
+        except TransientAlertError:
+            self.close()
+            if not reused:
+                raise
+        return self._send(message)  # a stale session refused before transmission: once on a fresh one
+
+    def _send(self, message: EmailMessage) -> Delivery:
+        if self._client is None:
+            try:
+                self._client = self.connect()
+            except KpiAlertError:
+                raise
+            except Exception as exc:  # smtplib / OSError / AirflowException: the server cannot be reached
+                raise TransientAlertError(
+                    f"cannot reach the SMTP server: {type(exc).__name__}: {exc}"
+                ) from None
+            self._sent, self.sessions = 0, self.sessions + 1
+        delivery = send_over_smtp(self._client, message)
+        self._sent += 1
+        if self._sent >= self.max_messages:
+            self.close()
+        return delivery
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                client.quit()
+            with contextlib.suppress(OSError):
+                client.close()
 
 
 class OutboxMailer:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -55,6 +55,7 @@ def validate_alert_spec(
         raise AlertValidationError(
             "dashboard_url must be a plain http(s) URL: no credentials, spaces, quotes or control characters"
         )
+    _check_display_settings(spec)
     if spec.schedule is not None:
         Schedule(
             spec.schedule.frequency_interval,
@@ -88,6 +89,35 @@ def validate_alert_spec(
         kpi = spec.threshold.kpi_measure if spec.threshold is not None else None
         validate_cube_query(spec.cube_query, cube_meta, kpi_measure=kpi)
     return spec.model_copy(update={"recipients": recipients, "owners": owners})
+
+
+def _check_display_settings(spec: AlertSpec) -> None:
+    from kpi_alerts.reports.formatting import single_line
+    from kpi_alerts.reports.units import check_currency, check_locale
+
+    if spec.locale is not None:
+        check_locale(spec.locale)
+    if spec.currency is not None:
+        check_currency(spec.currency)
+    for key, label in spec.column_labels.items():
+        if not label.strip() or single_line(label) != label or len(label) > 100 or len(key) > 200:
+            raise AlertValidationError(
+                f"column_labels[{key[:100]!r}] must be one line of text of at most 100 characters"
+            )
+
+
+def set_organization_currency(
+    conn: psycopg.Connection[Any], organization_id: int, currency: str | None, *, now: datetime | None = None
+) -> None:
+    """An organization's currency (``kpi_organization_settings``): its alerts' default for money."""
+    from kpi_alerts.reports.units import check_currency
+
+    if currency is not None:
+        check_currency(currency)
+    conn.execute(
+        queries.UPSERT_ORGANIZATION_SETTINGS,
+        {"organization_id": organization_id, "currency": currency, "now": now or datetime.now(UTC)},
+    )
 
 
 def create_alert(
@@ -148,6 +178,10 @@ def alert_row(spec: AlertSpec) -> dict[str, Any]:
         "owners": spec.owners,
         "message": (spec.message or "").strip() or None,
         "dashboard_url": spec.dashboard_url,
+        "locale": spec.locale,
+        "currency": spec.currency,
+        "percent_scale": spec.percent_scale,
+        "column_labels": json.dumps(spec.column_labels) if spec.column_labels else None,
     }
 
 
@@ -196,6 +230,18 @@ def record_event(
 def load_alert(conn: psycopg.Connection[Any], alert_id: int) -> AlertDefinition | None:
     row = conn.execute(queries.LOAD_ALERT, {"alert_id": alert_id}).fetchone()
     return AlertDefinition.from_row(row) if row is not None else None
+
+
+def load_alerts(conn: psycopg.Connection[Any], alert_ids: Sequence[int]) -> dict[int, AlertDefinition]:
+    """Several alerts in one query (a batch's), by id. Ids that no longer exist are absent, and so are rows
+    that cannot be read as an alert: :func:`load_alert` of that id then raises, for its caller to record."""
+    found: dict[int, AlertDefinition] = {}
+    for row in conn.execute(queries.LOAD_ALERTS, {"alert_ids": list(alert_ids)}).fetchall():
+        try:
+            found[row["alert_id"]] = AlertDefinition.from_row(row)
+        except Exception:
+            continue
+    return found
 
 
 def list_alerts(conn: psycopg.Connection[Any], organization_id: int | None = None) -> list[AlertDefinition]:

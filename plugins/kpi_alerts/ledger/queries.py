@@ -97,6 +97,8 @@ SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.al
        ka.recipients, ka.cube_query::text AS cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
        ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
        cj.master_locked, cj.locked, cj.next_run_at,
+       ka.locale, ka.currency, ka.percent_scale, ka.column_labels::text AS column_labels,
+       kos.currency AS organization_currency,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
        ks.gating_condition::text AS gating_condition, ks.attachment_type,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
@@ -106,11 +108,15 @@ FROM kpi_alerts ka
 JOIN cron_jobs cj ON cj.id = ka.cron_job_id
 LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
 LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
+LEFT JOIN kpi_organization_settings kos ON kos.organization_id = ka.organization_id
 """
 
 CRON_JOB_OF_ALERT = "SELECT cron_job_id FROM kpi_alerts WHERE id = %(alert_id)s"
 
 LOAD_ALERT = _ALERT_COLUMNS + "WHERE ka.id = %(alert_id)s"
+
+# A batch's alerts in one round trip (pipeline.batch).
+LOAD_ALERTS = _ALERT_COLUMNS + "WHERE ka.id = ANY(%(alert_ids)s::bigint[]) ORDER BY ka.id"
 
 LIST_ALERTS = (
     _ALERT_COLUMNS
@@ -170,9 +176,11 @@ RETURNING id
 
 INSERT_ALERT = """
 INSERT INTO kpi_alerts (id, cron_job_id, organization_id, graph_id, dashboard_id, alert_type, alert_name,
-                        recipients, is_active, cube_query, owners, dashboard_url, message)
+                        recipients, is_active, cube_query, owners, dashboard_url, message,
+                        locale, currency, percent_scale, column_labels)
 VALUES (%(id)s, %(cron_job_id)s, %(organization_id)s, %(graph_id)s, %(dashboard_id)s, %(alert_type)s,
-        %(alert_name)s, %(recipients)s, %(is_active)s, %(cube_query)s, %(owners)s, %(dashboard_url)s, %(message)s)
+        %(alert_name)s, %(recipients)s, %(is_active)s, %(cube_query)s, %(owners)s, %(dashboard_url)s, %(message)s,
+        %(locale)s, %(currency)s, %(percent_scale)s, %(column_labels)s)
 """
 
 INSERT_SCHEDULE = """
@@ -225,6 +233,43 @@ WITH job AS (
     RETURNING cron_jobs.id
 )
 SELECT claim.id, claim.attempts, claim.slot, claim.message_token FROM claim JOIN marked ON true
+"""
+
+# CLAIM_FRESH_SLOT for a whole batch in one statement (claims.claim_fresh_slots): the rows another
+# claimant holds are skipped (SKIP LOCKED, so no statement waits and lock order cannot deadlock), and rows
+# whose hour prevent_multiple_updates() would refuse are left out, so the trigger never fails the batch;
+# every alert without a row back takes the step-by-step path (claim_slot), which handles every case.
+CLAIM_FRESH_SLOTS = """
+WITH wanted AS (
+    SELECT * FROM unnest(%(cron_job_ids)s::bigint[], %(alert_ids)s::bigint[], %(organization_ids)s::bigint[],
+                         %(tokens)s::uuid[]) AS w(cron_job_id, alert_id, organization_id, token)
+), job AS (
+    SELECT cj.id, cj.next_run_at AS slot FROM cron_jobs cj
+    WHERE cj.id IN (SELECT cron_job_id FROM wanted) AND NOT cj.master_locked
+      AND cj.next_run_at <= %(logical_time)s AND cj.next_run_at >= %(oldest_slot)s
+      AND (cj.last_ran_at_date IS DISTINCT FROM (cj.next_run_at AT TIME ZONE 'UTC')::date
+           OR cj.last_ran_at_hour IS DISTINCT FROM extract(hour FROM cj.next_run_at AT TIME ZONE 'UTC'))
+    FOR UPDATE SKIP LOCKED
+), claim AS (
+    INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at, updated_at,
+                                  claim_token, claimed_by, lease_expires_at, dag_run_id, task_instance, try_number)
+    SELECT job.id, wanted.alert_id, wanted.organization_id, job.slot, 'claimed', %(now)s, %(now)s, wanted.token,
+           %(claimed_by)s, %(lease_expires_at)s, %(dag_run_id)s, %(task_instance)s, %(try_number)s
+    FROM job JOIN wanted ON wanted.cron_job_id = job.id
+    ON CONFLICT (cron_job_id, slot) DO NOTHING
+    RETURNING id, attempts, slot, cron_job_id, claim_token, message_token
+), marked AS (
+    UPDATE cron_jobs
+    SET locked = true,
+        last_ran_at_date = (claim.slot AT TIME ZONE 'UTC')::date,
+        last_ran_at_hour = extract(hour FROM claim.slot AT TIME ZONE 'UTC'),
+        last_ran_at_minute = extract(minute FROM claim.slot AT TIME ZONE 'UTC')
+    FROM claim
+    WHERE cron_jobs.id = claim.cron_job_id
+    RETURNING cron_jobs.id
+)
+SELECT claim.id, claim.attempts, claim.slot, claim.cron_job_id, claim.claim_token, claim.message_token
+FROM claim JOIN marked ON marked.id = claim.cron_job_id
 """
 
 INSERT_CLAIM = """
@@ -432,6 +477,19 @@ WHERE cron_job_id = %(cron_job_id)s AND slot < %(slot)s AND status <> 'missed'
 ORDER BY slot DESC LIMIT 1
 """
 
+# How late this run's sends were (finished_at is the claimant's clock, slot the alert's schedule).
+RUN_LATENESS = """
+SELECT max(finished_at - slot) AS latest, percentile_cont(0.5) WITHIN GROUP (ORDER BY finished_at - slot) AS median
+FROM cron_job_results WHERE dag_run_id = %(run_id)s AND status = 'sent'
+"""
+
+# Alerts still due at the run's logical time once its tasks are over (an overloaded tick's remainder).
+STILL_DUE = """
+SELECT count(*) AS n, min(cj.next_run_at) AS oldest_slot
+FROM cron_jobs cj JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
+WHERE cj.next_run_at <= %(logical_time)s AND NOT cj.master_locked AND ka.is_active
+"""
+
 RUN_SUMMARY = """
 SELECT status, count(*) AS n FROM cron_job_results WHERE dag_run_id = %(run_id)s GROUP BY status
 """
@@ -466,7 +524,8 @@ UPDATE kpi_alerts
 SET organization_id = %(organization_id)s, graph_id = %(graph_id)s, dashboard_id = %(dashboard_id)s,
     alert_name = %(alert_name)s, recipients = %(recipients)s, is_active = %(is_active)s,
     cube_query = %(cube_query)s, owners = %(owners)s, dashboard_url = %(dashboard_url)s, message = %(message)s,
-    updated_at = %(now)s
+    locale = %(locale)s, currency = %(currency)s, percent_scale = %(percent_scale)s,
+    column_labels = %(column_labels)s, updated_at = %(now)s
 WHERE id = %(id)s
 """
 
@@ -591,4 +650,12 @@ DELETE FROM cron_job_results
 WHERE created_at < now() - make_interval(secs => %(retention_seconds)s)
   AND status NOT IN ('claimed', 'retrying', 'sending')
   AND (%(keep_dag_run_id)s::text IS NULL OR dag_run_id IS DISTINCT FROM %(keep_dag_run_id)s::text)
+"""
+
+# --- organization settings ------------------------------------------------------------------------
+
+UPSERT_ORGANIZATION_SETTINGS = """
+INSERT INTO kpi_organization_settings (organization_id, currency, updated_at)
+VALUES (%(organization_id)s, %(currency)s, %(now)s)
+ON CONFLICT (organization_id) DO UPDATE SET currency = EXCLUDED.currency, updated_at = EXCLUDED.updated_at
 """

@@ -39,7 +39,11 @@ OUTBOX_DIR = _variable("kpi_alerts_outbox_dir", "")
 MISFIRE_MINUTES = _variable("kpi_alerts_misfire_minutes", "60")
 LEASE_MINUTES = _variable("kpi_alerts_lease_minutes", "30")
 MAX_ATTACHMENT_MB = _variable("kpi_alerts_max_attachment_mb", "10")
-BATCH_THRESHOLD = _variable("kpi_alerts_batch_threshold", "500")
+BATCH_THRESHOLD = _variable("kpi_alerts_batch_threshold", "0")
+BATCH_SECONDS = _variable("kpi_alerts_batch_seconds", "60")
+SECONDS_PER_ALERT = _variable("kpi_alerts_seconds_per_alert", "0.15")
+PARALLELISM = _variable("kpi_alerts_parallelism", "0")
+BATCH_THREADS = _variable("kpi_alerts_batch_threads", "4")
 RETENTION_DAYS = _variable("kpi_alerts_retention_days", "90")
 RECIPIENT_PRIVACY = _variable("kpi_alerts_recipient_privacy", "bcc")
 MESSAGE_ID_DOMAIN = _variable("kpi_alerts_message_id_domain", "")
@@ -56,15 +60,27 @@ class DueAlertsOperator(BaseOperator):
     """List the alerts due at the run's logical time as map items for :class:`KpiAlertOperator`.
 
     Before listing, it parks alerts that can no longer run, records paused alerts' due slots as
-    skipped and gives new alerts their first slot. Returns (XCom) one item per alert, or at most
-    ``batch_threshold`` batches when more alerts are due.
+    skipped and gives new alerts their first slot. Returns (XCom) the map items: batches of about
+    ``batch_seconds`` of work each, at least one per parallel slot and whole waves of ``parallelism``
+    (:func:`kpi_alerts.pipeline.batch.plan_batches`); one alert per item when there are no more alerts
+    than slots.
 
     :param misfire_minutes: how late a slot may still run (Variable ``kpi_alerts_misfire_minutes``).
-    :param batch_threshold: above this many due alerts, they are batched (Variable
-        ``kpi_alerts_batch_threshold``; capped below Airflow's ``max_map_length``).
+    :param batch_threshold: up to this many due alerts, one item per alert whatever the plan (Variable
+        ``kpi_alerts_batch_threshold``, default 0).
+    :param batch_seconds: the target duration of one item (Variable ``kpi_alerts_batch_seconds``, 60).
+    :param seconds_per_alert: the estimate batches are cut by (Variable ``kpi_alerts_seconds_per_alert``).
+    :param parallelism: task instances running at once; 0 reads ``[core] parallelism`` (Variable
+        ``kpi_alerts_parallelism``).
     """
 
-    template_fields: Sequence[str] = ("misfire_minutes", "batch_threshold")
+    template_fields: Sequence[str] = (
+        "misfire_minutes",
+        "batch_threshold",
+        "batch_seconds",
+        "seconds_per_alert",
+        "parallelism",
+    )
     ui_color = "#e8f1fb"
 
     def __init__(
@@ -72,11 +88,17 @@ class DueAlertsOperator(BaseOperator):
         *,
         misfire_minutes: str | float = MISFIRE_MINUTES,
         batch_threshold: str | int = BATCH_THRESHOLD,
+        batch_seconds: str | float = BATCH_SECONDS,
+        seconds_per_alert: str | float = SECONDS_PER_ALERT,
+        parallelism: str | int = PARALLELISM,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.misfire_minutes = misfire_minutes
         self.batch_threshold = batch_threshold
+        self.batch_seconds = batch_seconds
+        self.seconds_per_alert = seconds_per_alert
+        self.parallelism = parallelism
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from kpi_alerts.operators.kpi_alerts import find_due_alerts
@@ -84,6 +106,9 @@ class DueAlertsOperator(BaseOperator):
         settings = _task_settings(
             misfire_minutes=float(self.misfire_minutes),
             batch_threshold=int(float(self.batch_threshold)),
+            batch_seconds=float(self.batch_seconds),
+            seconds_per_alert=float(self.seconds_per_alert),
+            parallelism=int(float(self.parallelism)),
         )
         return find_due_alerts(context, settings)
 
@@ -109,6 +134,7 @@ class KpiAlertOperator(BaseOperator):
         ``kpi_alerts_recipient_privacy``).
     :param message_id_domain: the Message-IDs' domain; empty: the sender's (Variable
         ``kpi_alerts_message_id_domain``).
+    :param batch_threads: alerts of a batch in flight at once (Variable ``kpi_alerts_batch_threads``, 4).
     """
 
     template_fields: Sequence[str] = (
@@ -120,6 +146,7 @@ class KpiAlertOperator(BaseOperator):
         "max_attachment_mb",
         "recipient_privacy",
         "message_id_domain",
+        "batch_threads",
     )
     ui_color = "#fff4d6"
 
@@ -135,12 +162,14 @@ class KpiAlertOperator(BaseOperator):
         max_attachment_mb: str | float = MAX_ATTACHMENT_MB,
         recipient_privacy: str = RECIPIENT_PRIVACY,
         message_id_domain: str = MESSAGE_ID_DOMAIN,
+        batch_threads: str | int = BATCH_THREADS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.item = item
         self.recipient_privacy = recipient_privacy
         self.message_id_domain = message_id_domain
+        self.batch_threads = batch_threads
         self.environment = environment
         self.sender = sender
         self.outbox_dir = outbox_dir
@@ -161,6 +190,7 @@ class KpiAlertOperator(BaseOperator):
             max_attachment_mb=float(self.max_attachment_mb),
             recipient_privacy=str(self.recipient_privacy).strip().lower() or "bcc",
             message_id_domain=str(self.message_id_domain or "").strip(),
+            batch_threads=int(float(self.batch_threads)),
         )
         return process_alerts(self.item, context, settings)
 
@@ -172,16 +202,29 @@ class KpiAlertsSummaryOperator(BaseOperator):
 
     :param retention_days: finished ledger rows older than this are pruned (Variable
         ``kpi_alerts_retention_days``).
+    :param misfire_minutes: named when alerts are left due (Variable ``kpi_alerts_misfire_minutes``).
     """
 
-    template_fields: Sequence[str] = ("retention_days",)
+    template_fields: Sequence[str] = ("retention_days", "misfire_minutes")
     ui_color = "#e9f5e9"
 
-    def __init__(self, *, retention_days: str | float = RETENTION_DAYS, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        retention_days: str | float = RETENTION_DAYS,
+        misfire_minutes: str | float = MISFIRE_MINUTES,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.retention_days = retention_days
+        self.misfire_minutes = misfire_minutes
 
     def execute(self, context: Context) -> dict[str, Any]:
         from kpi_alerts.operators.kpi_alerts import summarize
 
-        return summarize(context, _task_settings(retention_days=float(self.retention_days)))
+        return summarize(
+            context,
+            _task_settings(
+                retention_days=float(self.retention_days), misfire_minutes=float(self.misfire_minutes)
+            ),
+        )

@@ -8,8 +8,12 @@ instance's "Rendered Template" view shows the values it ran with:
 - ``kpi_alerts_environment``: ``production`` sends e-mail; anything else writes ``.eml`` files to
   ``kpi_alerts_outbox_dir`` (default ``$AIRFLOW_HOME/kpi_alerts_outbox``) — a dry run.
 - ``kpi_alerts_sender``, ``kpi_alerts_misfire_minutes`` (60), ``kpi_alerts_lease_minutes`` (30),
-  ``kpi_alerts_batch_threshold`` (500), ``kpi_alerts_max_attachment_mb`` (10),
-  ``kpi_alerts_retention_days`` (90).
+  ``kpi_alerts_max_attachment_mb`` (10), ``kpi_alerts_retention_days`` (90).
+- Batches (:func:`kpi_alerts.pipeline.batch.plan_batches`): ``kpi_alerts_batch_seconds`` (60, the target
+  duration of one map item), ``kpi_alerts_seconds_per_alert`` (0.15, the estimate batches are cut by),
+  ``kpi_alerts_parallelism`` (0: ``[core] parallelism``), ``kpi_alerts_batch_threads`` (4, alerts in
+  flight per map item), ``kpi_alerts_batch_threshold`` (0; up to this many due alerts, one map item
+  each whatever the plan).
 - ``kpi_alerts_recipient_privacy``: ``bcc`` (default) — a message to several recipients has
   ``To: undisclosed-recipients:;`` and everyone in Bcc, so no one sees the others' addresses; ``to``
   puts them all in ``To:``.
@@ -20,21 +24,24 @@ instance's "Rendered Template" view shows the values it ran with:
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kpi_alerts.errors import KpiAlertError, TransientAlertError
+from kpi_alerts.errors import TransientAlertError
 from kpi_alerts.ledger.claims import Claimant, ClaimSettings
 from kpi_alerts.ledger.database import DB_CONN_ID
 
+if TYPE_CHECKING:
+    from kpi_alerts.pipeline.batch import BatchPlan
+
 log = logging.getLogger(__name__)
 
+TICK = timedelta(minutes=5)  # the DAG's schedule: the oldest a slot is when a run first sees it
 MAX_MAP_LENGTH = 1024  # Airflow's [core] max_map_length default; mapped lists must stay below it
 DEFAULT_SENDER = "KPI Alerts <kpi-alerts@localhost>"
 
@@ -54,10 +61,14 @@ class TaskSettings:
     misfire_minutes: float = 60
     lease_minutes: float = 30
     max_attachment_mb: float = 10
-    batch_threshold: int = 500
+    batch_threshold: int = 0
     retention_days: float = 90
     recipient_privacy: str = "bcc"
     message_id_domain: str = ""
+    batch_seconds: float = 60
+    seconds_per_alert: float = 0.15
+    parallelism: int = 0
+    batch_threads: int = 4
 
     @property
     def production(self) -> bool:
@@ -98,25 +109,71 @@ def logical_time_of(context: Any) -> datetime:
     return datetime.fromisoformat(value.isoformat()).astimezone(UTC)
 
 
-def map_items(alerts: Sequence[dict[str, Any]], threshold: int) -> list[dict[str, Any]]:
-    """The due alerts as map items: one alert per item up to ``threshold`` alerts, else at most
-    ``threshold`` batches of nearly equal size (``ceil(n / threshold)`` alerts each, the last smaller).
-
-    ``threshold`` is capped below Airflow's ``max_map_length`` so the mapped list is always accepted.
-    """
-    threshold = max(1, min(threshold, MAX_MAP_LENGTH - 1))
-    if len(alerts) <= threshold:
+def map_items(
+    alerts: Sequence[dict[str, Any]], plan: BatchPlan, *, single_up_to: int = 0
+) -> list[dict[str, Any]]:
+    """The due alerts as map items: one alert per item when the plan says so (no more alerts than
+    parallel slots) or up to ``single_up_to`` alerts, else the plan's batches, labelled
+    ``batch 3/40: alerts 1201-1240`` (positions in the due list)."""
+    if len(alerts) <= single_up_to or plan.batches == len(alerts):
         return [{"alerts": [a], "label": f"alert {a['alert_id']}: {a['alert_name']}"[:200]} for a in alerts]
-    size = math.ceil(len(alerts) / threshold)
-    batches = [list(alerts[i : i + size]) for i in range(0, len(alerts), size)]
     return [
-        {"alerts": b, "label": f"batch {n + 1}/{len(batches)} ({len(b)} alerts)"}
-        for n, b in enumerate(batches)
+        {"alerts": list(alerts[start:end]), "label": plan.label(n)}
+        for n, (start, end) in enumerate(plan.ranges)
     ]
 
 
+def plan_for(due: int, settings: TaskSettings) -> BatchPlan:
+    from kpi_alerts.pipeline.batch import plan_batches
+
+    return plan_batches(
+        due,
+        parallelism=settings.parallelism or _configured_parallelism(),
+        target_seconds=settings.batch_seconds,
+        seconds_per_alert=settings.seconds_per_alert,
+        max_items=MAX_MAP_LENGTH - 1,
+    )
+
+
+def _configured_parallelism() -> int:
+    from airflow.sdk.configuration import conf
+
+    return max(1, conf.getint("core", "parallelism", fallback=32))
+
+
+def _say_if_overloaded(plan: BatchPlan, context: Any, settings: TaskSettings) -> None:
+    """Overload is never silent: when the tick is estimated to outlast the run's timeout, say what happens
+    (the run is stopped; what it did not reach stays due and later ticks continue it while its slot is
+    inside the misfire window; older slots are recorded ``missed``)."""
+    timeout = getattr(context.get("dag"), "dagrun_timeout", None)
+    if timeout is None:
+        return
+    claim = settings.claim
+    if TICK + timeout + claim.lease >= claim.misfire_window:
+        log.warning(
+            "dagrun_timeout (%s) + lease (%s) + one tick (%s) reach the misfire window (%s): claims held by a "
+            "run stopped at its timeout may expire only after their slots' window closed (recorded missed)",
+            timeout,
+            claim.lease,
+            TICK,
+            claim.misfire_window,
+        )
+    if plan.estimated_seconds <= timeout.total_seconds():
+        return
+    log.warning(
+        "%d due alerts need an estimated %.0f s, more than the run's timeout (%s): the rest stays due and "
+        "later ticks continue it within the %s misfire window; raise kpi_alerts_parallelism with [core] "
+        "parallelism, or add workers",
+        plan.due,
+        plan.estimated_seconds,
+        timeout,
+        settings.claim.misfire_window,
+    )
+
+
 def find_due_alerts(context: Any, settings: TaskSettings | None = None) -> list[dict[str, Any]]:
-    """List due alerts as map items: one alert per item, or batches when there are many."""
+    """List due alerts as map items: batches sized from a target duration and the parallelism (one alert
+    per item when there are few)."""
     from kpi_alerts.ledger.alert_changes import record_paused_slots
     from kpi_alerts.ledger.due_alerts import initialise_first_runs, list_due_alerts, park_inactive_alerts
 
@@ -148,22 +205,32 @@ def find_due_alerts(context: Any, settings: TaskSettings | None = None) -> list[
             due += unsent
     log.info("%d alert(s) due at %s (%d newly initialised)", len(due), logical_time.isoformat(), initialised)
     alerts = [{"alert_id": d.alert_id, "alert_name": d.alert_name} for d in due]
-    return map_items(alerts, settings.batch_threshold)
+    plan = plan_for(len(alerts), settings)
+    _say_if_overloaded(plan, context, settings)
+    items = map_items(alerts, plan, single_up_to=settings.batch_threshold)
+    if len(items) < len(alerts):
+        sizes = [len(item["alerts"]) for item in items]
+        log.info(
+            "%d batch(es) of %d-%d alerts; estimated %.0f s for the tick",
+            len(items),
+            min(sizes),
+            max(sizes),
+            plan.estimated_seconds,
+        )
+    return items
 
 
 def process_alerts(
     item: dict[str, Any], context: Any, settings: TaskSettings | None = None
 ) -> list[dict[str, Any]]:
     """Process one map item; every alert is attempted, then the task fails if any alert failed."""
-    import psycopg
-
-    from kpi_alerts.delivery.mailers import OutboxMailer, SmtpMailer
+    from kpi_alerts.delivery.mailers import OutboxMailer, SessionMailer
     from kpi_alerts.hooks.cube import CubeHook
-    from kpi_alerts.pipeline.alert_run import RunSettings, process_alert
+    from kpi_alerts.pipeline.alert_run import RunSettings
+    from kpi_alerts.pipeline.batch import run_batch
 
     task_settings = settings or TaskSettings()
     ti = context["ti"]
-    mailer = SmtpMailer() if task_settings.production else OutboxMailer(task_settings.outbox)
     run_settings = RunSettings(
         logical_time=logical_time_of(context),
         claimant=Claimant(
@@ -178,34 +245,36 @@ def process_alerts(
         recipient_privacy=task_settings.recipient_privacy,
         message_id_domain=task_settings.message_id_domain,
     )
-    results: list[dict[str, Any]] = []
-    failures: list[str] = []
-    transient = False
-    with CubeHook() as source, _db_connection() as conn:
-        for alert in item["alerts"]:
-            try:
-                results.append(
-                    process_alert(
-                        conn, alert["alert_id"], source=source, mailer=mailer, settings=run_settings
-                    ).as_dict()
-                )
-            except TransientAlertError as exc:
-                transient = True
-                failures.append(f"alert {alert['alert_id']}: {exc} (will retry)")
-            except KpiAlertError as exc:
-                failures.append(str(exc))
-            except psycopg.Error:
-                raise  # the database is in trouble: Airflow's next try resumes the claims (claims.py)
-            except Exception as exc:  # one alert's bug never stops the others in this item
-                log.exception("alert %s: unexpected error", alert["alert_id"])
-                failures.append(
-                    f"alert {alert['alert_id']}: internal error: {type(exc).__name__}: {exc}"[:500]
-                )
+    with CubeHook() as source:
+        batch = run_batch(
+            [a["alert_id"] for a in item["alerts"]],
+            connect=_db_connection,
+            open_mailer=lambda: (
+                SessionMailer(_smtp_session)
+                if task_settings.production
+                else OutboxMailer(task_settings.outbox)
+            ),
+            source=source,
+            settings=run_settings,
+            threads=task_settings.batch_threads,
+        )
+    results = [run.as_dict() for run in batch.runs]
     for result in results:
         log.info("alert %s: %s — %s", result["alert_id"], result["status"], result["detail"])
+    if len(item["alerts"]) > 1:
+        log.info(
+            "%d alert(s) in %.1f s: %d Cube request(s) (%d more answered from the batch), %d SMTP session(s)",
+            len(item["alerts"]),
+            batch.seconds,
+            batch.cube_requests,
+            batch.cube_shared,
+            batch.smtp_sessions,
+        )
     from kpi_alerts.pipeline.task_outcome import judge_item
 
-    verdict = judge_item(item["label"], len(item["alerts"]), results, failures, transient=transient)
+    verdict = judge_item(
+        item["label"], len(item["alerts"]), results, batch.failures, transient=batch.transient
+    )
     context["alert_label"] = verdict.label  # a batch's label says how its alerts ended
     if (
         verdict.state == "retry"
@@ -227,6 +296,17 @@ def process_alerts(
     return results
 
 
+def _smtp_session() -> Any:
+    """A connected ``smtplib`` client for ``smtp_default`` (SmtpHook reads the connection: TLS, login)."""
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    from kpi_alerts.delivery.mailers import SMTP_CONN_ID
+
+    hook = SmtpHook(smtp_conn_id=SMTP_CONN_ID)
+    hook.get_conn()
+    return hook._smtp_client
+
+
 def summarize(context: Any, settings: TaskSettings | None = None) -> dict[str, Any]:
     """Count this run's ledger rows by status (reads the ledger, so failed tasks are counted too), prune
     finished ledger rows older than ``kpi_alerts_retention_days``, and fail — so the run shows red — when
@@ -239,11 +319,29 @@ def summarize(context: Any, settings: TaskSettings | None = None) -> dict[str, A
     retention = (settings or TaskSettings()).retention
     with _db_connection() as conn:
         rows = conn.execute(queries.RUN_SUMMARY, {"run_id": context["run_id"]}).fetchall()
+        lateness = conn.execute(queries.RUN_LATENESS, {"run_id": context["run_id"]}).fetchone()
+        still_due = conn.execute(queries.STILL_DUE, {"logical_time": logical_time_of(context)}).fetchone()
         pruned = prune_results(conn, retention=retention, keep_dag_run_id=context["run_id"])
     if pruned:
         log.info("Pruned %d ledger row(s) older than %s", pruned, retention)
     counts = Counter({r["status"]: r["n"] for r in rows})
     log.info("KPI alerts run %s: %s", context["run_id"], dict(counts) or "nothing was due")
+    if lateness and lateness["latest"] is not None:
+        log.info(
+            "Sends after their slot: latest %s, median %s",
+            _duration(lateness["latest"]),
+            _duration(lateness["median"]),
+        )
+    if still_due and still_due["n"]:
+        misfire = (settings or TaskSettings()).claim.misfire_window
+        log.warning(
+            "%d alert(s) are still due (oldest slot %s): this run did not reach them; later ticks continue "
+            "them until %s (the %s misfire window), then record them missed",
+            still_due["n"],
+            still_due["oldest_slot"].isoformat(),
+            (still_due["oldest_slot"] + misfire).isoformat(),
+            misfire,
+        )
     problems = []
     if counts["failed"]:
         problems.append(f"{counts['failed']} alert(s) failed (see cron_job_results.error)")
@@ -264,6 +362,13 @@ def summarize(context: Any, settings: TaskSettings | None = None) -> dict[str, A
         # The other alerts were processed; failing here makes the run itself show red in the UI.
         raise AirflowFailException("; ".join(problems))
     return dict(counts)
+
+
+def _duration(value: timedelta | None) -> str:
+    if value is None:
+        return "-"
+    seconds = value.total_seconds()
+    return f"{seconds:.0f} s" if abs(seconds) < 120 else f"{seconds / 60:.1f} min"
 
 
 def _tasks_not_succeeded(context: Any) -> list[str]:

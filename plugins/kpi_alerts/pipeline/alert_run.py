@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -47,6 +47,7 @@ from kpi_alerts.redaction import redact_url
 from kpi_alerts.reports.context import MessageKind, ReportContext, describe_period
 
 if TYPE_CHECKING:
+    from kpi_alerts.conditions.gating_evaluation import GateDecision
     from kpi_alerts.conditions.threshold_state import Transition
     from kpi_alerts.reports import Attachment
 
@@ -71,18 +72,31 @@ class AlertFailed(KpiAlertError):
 
 
 def process_alert(
-    conn: psycopg.Connection[Any], alert_id: int, *, source: KpiSource, mailer: Mailer, settings: RunSettings
+    conn: psycopg.Connection[Any],
+    alert_id: int,
+    *,
+    source: KpiSource,
+    mailer: Mailer,
+    settings: RunSettings,
+    loaded: AlertDefinition | None = None,
+    claimed: Claim | None = None,
 ) -> AlertRun:
+    """Claim, run and record the alert's due slot.
+
+    :param loaded: the alert, when the caller loaded it already (a batch loads all of its alerts at once).
+    :param claimed: the alert's claim, when the caller made it already (a batch claims its fresh slots
+        in one statement); the claim is then this call's to finish, whatever happens.
+    """
     try:
-        alert = load_alert(conn, alert_id)
+        alert = loaded if loaded is not None else load_alert(conn, alert_id)
     except Exception as exc:  # a row no code expected: record it and park it, the other alerts go on
         log.exception("Alert %s cannot be read", alert_id)
         return _unusable(conn, alert_id, f"{type(exc).__name__}: {exc}", settings)
     if alert is None:
         return AlertRun(alert_id, "skipped", "alert no longer exists")
-    if not alert.is_active:
+    if not alert.is_active and claimed is None:
         return AlertRun(alert_id, "skipped", "alert is inactive")
-    claim = claim_slot(
+    claim = claimed or claim_slot(
         conn,
         alert,
         logical_time=settings.logical_time,
@@ -241,6 +255,7 @@ class _SlotRun:
         data = self.fetch()
         gate = parse_gating_condition(self.alert.gating_condition)
         details: dict[str, Any] = {}
+        decision = None
         if gate is not None:
             decision = evaluate_gate(gate, self.fetch, now=self.claim.slot)
             details["gate"] = {
@@ -252,7 +267,7 @@ class _SlotRun:
                 return self._finish(
                     Outcome("gated", details=details, error=None), detail=decision.description
                 )
-        return self._send("report", data, details=details)
+        return self._send("report", data, details=details, gate=decision)
 
     # --- threshold alerts -------------------------------------------------------------------
 
@@ -271,9 +286,8 @@ class _SlotRun:
         reading = kpi_value(data, threshold.kpi_measure, now=self.claim.slot)
         condition = parse_condition(threshold.condition)
         measure = data.column(reading_measure(data, threshold.kpi_measure))
-        result = evaluate_threshold(
-            condition, threshold.threshold_value, reading, measure_title=measure.title
-        )
+        title = measure.short_title or measure.title
+        result = evaluate_threshold(condition, threshold.threshold_value, reading, measure_title=title)
         now = self.claim.slot  # re-arm is measured in slots (logical time), so runs are reproducible
         transition = _transition(self.alert, result.status, now)
         notify, reason = transition.notify, transition.reason
@@ -300,7 +314,7 @@ class _SlotRun:
             details=details,
             value=result.value,
             previous=result.previous,
-            condition=describe_threshold(condition, threshold.threshold_value, measure.title),
+            condition=describe_threshold(condition, threshold.threshold_value, title),
             threshold_value=None if condition in PERCENT_CONDITIONS else threshold.threshold_value,
             threshold_state=state,
         )
@@ -318,6 +332,7 @@ class _SlotRun:
         condition: str | None = None,
         threshold_value: Decimal | None = None,
         threshold_state: ThresholdStateUpdate | None = None,
+        gate: GateDecision | None = None,
     ) -> AlertRun:
         message, attachment = compose_message(
             self.alert,
@@ -332,6 +347,8 @@ class _SlotRun:
             previous=previous,
             condition=condition,
             threshold_value=threshold_value,
+            fetch=self.fetch,
+            gate=gate,
         )
         start_sending(self.conn, self.claim, now=self.settings.clock(), settings=self.settings.claim)
         try:
@@ -389,11 +406,18 @@ def compose_message(
     previous: Any = None,
     condition: str | None = None,
     threshold_value: Decimal | None = None,
+    fetch: Callable[[Mapping[str, Any]], KpiData] | None = None,
+    gate: GateDecision | None = None,
 ) -> tuple[EmailMessage, Attachment | None]:
     """The message (and its attachment) that recipients get: the one code path for a run, a test send
-    and a preview (:mod:`kpi_alerts.pipeline.trial`)."""
+    and a preview (:mod:`kpi_alerts.pipeline.trial`).
+
+    The report model is built once here (:func:`kpi_alerts.reports.model.build_report`; ``fetch`` asks
+    Cube for the period's figure and the previous period's) and rendered by the attachment and the
+    message alike.
+    """
     from kpi_alerts.delivery.email_message import build_message
-    from kpi_alerts.reports import render_attachment
+    from kpi_alerts.reports import build_report, render_attachment
 
     kpi = data.measures[0] if data.measures else None
     if alert.threshold is not None and alert.threshold.kpi_measure:
@@ -414,9 +438,10 @@ def compose_message(
         dashboard_url=alert.dashboard_url,
         message=alert.message,
     )
+    report = build_report(data, ctx, display=alert.display, fetch=fetch, gate=gate)
     attachment = None
     if kind == "report" and alert.attachment_type:
-        attachment = render_attachment(alert.attachment_type, data, ctx, work_dir)  # type: ignore[arg-type]
+        attachment = render_attachment(alert.attachment_type, report, work_dir)  # type: ignore[arg-type]
     message = build_message(
         ctx=ctx,
         data=data,
@@ -427,6 +452,7 @@ def compose_message(
         message_key=message_key,
         message_id_domain=settings.message_domain,
         recipient_privacy=settings.recipient_privacy,
+        report=report,
     )
     return message, attachment
 

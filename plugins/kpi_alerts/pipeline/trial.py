@@ -90,14 +90,13 @@ def compose_trial(alert: AlertDefinition, to: str, *, source: KpiSource, setting
         condition = parse_condition(threshold.condition)
         measure = data.column(reading_measure(data, threshold.kpi_measure))
         reading = kpi_value(data, threshold.kpi_measure, now=slot)
-        result = evaluate_threshold(
-            condition, threshold.threshold_value, reading, measure_title=measure.title
-        )
+        title = measure.short_title or measure.title
+        result = evaluate_threshold(condition, threshold.threshold_value, reading, measure_title=title)
         kind = "threshold_triggered"
         extra = {
             "value": result.value,
             "previous": result.previous,
-            "condition": describe_threshold(condition, threshold.threshold_value, measure.title),
+            "condition": describe_threshold(condition, threshold.threshold_value, title),
         }
         verdict = f"threshold {result.status}: {result.description}"
     else:
@@ -109,6 +108,7 @@ def compose_trial(alert: AlertDefinition, to: str, *, source: KpiSource, setting
         verdict = "a run would send this report"
         if gate is not None:
             decision = evaluate_gate(gate, fetch, now=slot)
+            extra["gate"] = decision
             verdict = (
                 f"gate passed: {decision.description}"
                 if decision.passed
@@ -124,6 +124,7 @@ def compose_trial(alert: AlertDefinition, to: str, *, source: KpiSource, setting
             work_dir=Path(work_dir),
             recipients=[to],
             message_key=f"test:{alert.cron_job_id}:{uuid.uuid4()}",
+            fetch=fetch,
             **extra,
         )
         content = attachment.path.read_bytes() if attachment is not None else None

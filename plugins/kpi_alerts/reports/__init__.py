@@ -1,7 +1,7 @@
-"""Report attachments (CSV, Excel, PDF) rendered from a :class:`~kpi_alerts.kpi_data.KpiData`.
+"""Report attachments (CSV, Excel, PDF) rendered from a :class:`~kpi_alerts.reports.model.ReportModel`.
 
-Plain Python, no Airflow. pandas/openpyxl/WeasyPrint/matplotlib are imported inside the functions
-that need them, so importing this package costs nothing at DAG parse time.
+Plain Python, no Airflow. openpyxl/WeasyPrint/CairoSVG/Babel are imported inside the functions that
+need them, so importing this package costs nothing at DAG parse time.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Literal
 
 from kpi_alerts.errors import AlertValidationError
-from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.reports.context import ReportContext
 from kpi_alerts.reports.csv_report import render_csv
 from kpi_alerts.reports.excel_report import render_excel
-from kpi_alerts.reports.formatting import local_date, slug
+from kpi_alerts.reports.formatting import slug
+from kpi_alerts.reports.model import ReportModel, build_report
 from kpi_alerts.reports.pdf_report import render_pdf
 
 AttachmentKind = Literal["csv", "excel", "pdf"]
@@ -33,7 +32,9 @@ MIME_TYPES: dict[str, str] = {
 __all__ = [
     "Attachment",
     "AttachmentKind",
+    "ReportModel",
     "attachment_filename",
+    "build_report",
     "render_attachment",
     "render_csv",
     "render_excel",
@@ -51,30 +52,29 @@ class Attachment:
     size: int
 
 
-def attachment_filename(kind: str, ctx: ReportContext) -> str:
+def attachment_filename(kind: str, report: ReportModel) -> str:
     """``<alert-name-slug>-<YYYY-MM-DD>.<ext>``, the date being the slot's date in the alert's timezone."""
     if kind not in EXTENSIONS:
         raise AlertValidationError(f"unknown attachment type {kind!r}; expected one of {sorted(EXTENSIONS)}")
-    day = local_date(ctx.slot, ctx.timezone).isoformat()
-    return f"{slug(ctx.alert_name)}-{day}.{EXTENSIONS[kind]}"
+    return f"{slug(report.alert_name)}-{report.report_date}.{EXTENSIONS[kind]}"
 
 
-def render_attachment(kind: AttachmentKind, data: KpiData, ctx: ReportContext, dest_dir: Path) -> Attachment:
-    """Render ``data`` as ``kind`` into ``dest_dir``.
+def render_attachment(kind: AttachmentKind, report: ReportModel, dest_dir: Path) -> Attachment:
+    """Render the report as ``kind`` into ``dest_dir``.
 
     The file is written under a temporary name and renamed when complete, so a crash or a retry
     never leaves a half-written report under the final name.
     """
-    filename = attachment_filename(kind, ctx)  # validates kind first
+    filename = attachment_filename(kind, report)  # validates kind first
     dest_dir.mkdir(parents=True, exist_ok=True)
     final = dest_dir / filename
     fd, tmp_name = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=dest_dir)
     os.close(fd)
     tmp = Path(tmp_name)
     renderers: dict[str, Callable[[Path], Path]] = {
-        "csv": lambda p: render_csv(data, p),
-        "excel": lambda p: render_excel(data, p, sheet_title=ctx.alert_name),
-        "pdf": lambda p: render_pdf(data, ctx, p),
+        "csv": lambda p: render_csv(report, p),
+        "excel": lambda p: render_excel(report, p),
+        "pdf": lambda p: render_pdf(report, p),
     }
     try:
         renderers[kind](tmp)

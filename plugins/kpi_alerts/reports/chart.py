@@ -24,8 +24,8 @@ from decimal import Decimal
 from typing import Any, Literal
 from xml.sax.saxutils import escape, quoteattr
 
-from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.reports.formatting import display_value, is_date_only, single_line, to_local
+from kpi_alerts.kpi_data import CellValue, KpiData
+from kpi_alerts.reports.formatting import is_date_only, single_line, to_local
 
 #: Beyond this many bars or series the chart stops being readable; the table has everything.
 MAX_BARS = 20
@@ -110,6 +110,8 @@ def axis_range(values: Sequence[float], *, whole_numbers: bool = False) -> tuple
     if not finite:
         return 0.0, 1.0
     low, high = min(finite), max(finite)
+    if max(abs(low), abs(high)) < 1e-12:  # zeros, or values too tiny to step through (5e-324)
+        return 0.0, 1.0
     if low == high:
         if low == 0:
             return 0.0, 1.0
@@ -342,7 +344,7 @@ def chart_from_kpi_data(
         for row in data.rows[:MAX_BARS]:
             y = row.get(measure_key)
             if isinstance(y, Decimal) and y.is_finite():
-                labels.append(single_line(display_value(row.get(dim.key), dim, data)))
+                labels.append(single_line(_dimension_text(row.get(dim.key))))
                 values.append(float(y))
         if len(values) < 2:
             return None
@@ -352,7 +354,7 @@ def chart_from_kpi_data(
     for row in data.rows:
         x, y = row.get(time_col.key), row.get(measure_key)
         if isinstance(x, datetime) and isinstance(y, Decimal) and y.is_finite():
-            name = single_line(display_value(row.get(dim.key), dim, data)) if dim is not None else ""
+            name = single_line(_dimension_text(row.get(dim.key))) if dim is not None else ""
             groups.setdefault(name, {})[x] = float(y)
     ranked = sorted(groups.items(), key=lambda kv: -sum(abs(v) for v in kv[1].values()))[:MAX_SERIES]
     times = sorted({t for _, points in ranked for t in points})
@@ -371,6 +373,15 @@ def chart_from_kpi_data(
         other_series=others,
         **common,
     )
+
+
+def _dimension_text(value: CellValue) -> str:
+    """A breakdown's value as a bar or line name (dimension cells are text, numbers or booleans)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 def _time_label(moment: datetime, date_only: bool) -> str:

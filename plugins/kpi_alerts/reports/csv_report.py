@@ -12,6 +12,8 @@ Decisions (documented for recipients and other code):
   ``1E+3``): no rounding, no thousands separators, ``.`` as decimal point.
 * **Formula injection**: text starting with ``= + - @``, tab or CR gets a leading ``'`` (OWASP);
   numbers are never touched, so ``-12.5`` stays a number.
+* **Headers** are the report model's labels with the raw values' unit: ``Revenue (USD)``,
+  ``Completion rate (fraction, 0.25 = 25 %)``: the numbers themselves stay unformatted.
 * RFC 4180 quoting and CRLF line ends (the ``csv`` module's defaults).
 """
 
@@ -23,15 +25,16 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from kpi_alerts.kpi_data import CellValue, Column, KpiData
-from kpi_alerts.reports.formatting import is_date_only, neutralise_formula, to_local
+from kpi_alerts.kpi_data import CellValue
+from kpi_alerts.reports.formatting import neutralise_formula, to_local
+from kpi_alerts.reports.model import ReportColumn, ReportModel
 
 CSV_ENCODING = "utf-8-sig"
 
 
-def _cell_writer(data: KpiData, column: Column) -> Callable[[CellValue], str]:
-    date_only = column.kind == "time_dimension" and is_date_only(data, column)
-    tz = data.timezone
+def _cell_writer(report: ReportModel, column: ReportColumn) -> Callable[[CellValue], str]:
+    date_only = column.date_only
+    tz = report.timezone
 
     def cell(value: CellValue) -> str:
         if value is None:
@@ -48,11 +51,11 @@ def _cell_writer(data: KpiData, column: Column) -> Callable[[CellValue], str]:
     return cell
 
 
-def render_csv(data: KpiData, path: Path) -> Path:
-    """Write ``data`` to ``path`` (headers are the columns' titles); memory stays flat."""
-    writers = [(c.key, _cell_writer(data, c)) for c in data.columns]
+def render_csv(report: ReportModel, path: Path) -> Path:
+    """Write the report's rows to ``path`` (headers: labels with units); memory stays flat."""
+    writers = [(c.key, _cell_writer(report, c)) for c in report.columns]
     with path.open("w", encoding=CSV_ENCODING, newline="") as fh:
         out = csv.writer(fh)
-        out.writerow([neutralise_formula(c.title) for c in data.columns])
-        out.writerows([cell(row.get(key)) for key, cell in writers] for row in data.rows)
+        out.writerow([neutralise_formula(c.header) for c in report.columns])
+        out.writerows([cell(row.get(key)) for key, cell in writers] for row in report.rows)
     return path

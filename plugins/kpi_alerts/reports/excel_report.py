@@ -15,17 +15,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from kpi_alerts.kpi_data import CellValue, Column, KpiData
-from kpi_alerts.reports.formatting import display_value, is_date_only, neutralise_formula, to_local
+from kpi_alerts.kpi_data import CellValue
+from kpi_alerts.reports.formatting import neutralise_formula, to_local
+from kpi_alerts.reports.model import ReportModel
 
-NUMBER_FORMATS = {"currency": "#,##0.00", "percent": "0.00%"}
-#: Cube's counting types, and unformatted measures whose values are all integers, get grouped digits.
-#: Other unformatted numbers stay "General" (``#,##0.##`` would print "500." for integers), which
-#: also spares a styled cell per value.
-COUNT_TYPES = frozenset({"count", "countDistinct", "countDistinctApprox", "count_distinct"})
-COUNT_FORMAT = "#,##0"
-DATE_FORMAT = "yyyy-mm-dd"
-DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
 WIDTH_SAMPLE_ROWS = 200
 _SHEET_JUNK = re.compile(r"[\[\]:*?/\\\x00-\x1f\x7f]")
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -36,40 +29,6 @@ def clean_sheet_title(text: str) -> str:
     """A valid sheet name: no ``[]:*?/\\``, no edge apostrophes, at most 31 characters."""
     cleaned = " ".join(_SHEET_JUNK.sub(" ", text).split()).strip("'")
     return cleaned[:31].strip().strip("'") or "Report"
-
-
-def _number_format(data: KpiData, column: Column) -> str | None:
-    if column.kind == "time_dimension" or column.type == "time":
-        return DATE_FORMAT if is_date_only(data, column) else DATETIME_FORMAT
-    if column.format in NUMBER_FORMATS:
-        return NUMBER_FORMATS[column.format]
-    if column.type in COUNT_TYPES or (column.kind == "measure" and _whole_numbers(data, column)):
-        return COUNT_FORMAT
-    return None
-
-
-def _whole_numbers(data: KpiData, column: Column) -> bool:
-    """True when an unformatted measure holds integers only (no fractional digits at all).
-
-    Cube's ``/load`` annotation types every aggregate as ``number``; the client adds the aggregation
-    from ``/meta`` when it can. Where it could not (or for a calculated ``number`` measure), a count is
-    recognised by its values: Postgres returns counts and integer sums without a fractional part,
-    while ``sum``/``avg`` over decimals keep theirs.
-    """
-    if column.format is not None or column.type != "number":
-        return False
-    seen = False
-    for row in data.rows:
-        value = row.get(column.key)
-        if value is None:
-            continue
-        if not isinstance(value, Decimal) or not value.is_finite():
-            return False
-        exponent = value.as_tuple().exponent
-        if not isinstance(exponent, int) or exponent < 0:
-            return False
-        seen = True
-    return seen
 
 
 def _excel_value(value: CellValue, tz: str) -> Any:
@@ -83,49 +42,50 @@ def _excel_value(value: CellValue, tz: str) -> Any:
     return value  # Decimal, bool, None: native cell types
 
 
-def _widths(data: KpiData) -> list[float]:
-    """Column widths from the header and a sample of rows, as a person would size them."""
-    sample = data.rows[:WIDTH_SAMPLE_ROWS]
+def _widths(report: ReportModel) -> list[float]:
+    """Column widths from the header and a sample of rows (as the model writes them)."""
+    sample = report.table(WIDTH_SAMPLE_ROWS)
     widths = []
-    for c in data.columns:
-        longest = max((len(display_value(r.get(c.key), c, data)) for r in sample), default=0)
-        widths.append(min(max(len(c.title), longest, 8) + 2.0, 60.0))
+    for i, c in enumerate(report.columns):
+        longest = max((len(r[i]) for r in sample), default=0)
+        widths.append(min(max(len(c.header), longest, 8) + 2.0, 60.0))
     return widths
 
 
-def render_excel(data: KpiData, path: Path, *, sheet_title: str = "Report") -> Path:
-    """Write ``data`` to an ``.xlsx`` at ``path``: bold filled frozen header, typed cells."""
+def render_excel(report: ReportModel, path: Path) -> Path:
+    """Write the report's rows to an ``.xlsx`` at ``path``: bold filled frozen header, typed cells
+    with the model's number formats (currency code, percent scale, whole counts)."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
 
     wb = Workbook(write_only=True)
-    ws = wb.create_sheet(title=clean_sheet_title(sheet_title))
-    for i, width in enumerate(_widths(data), 1):
+    ws = wb.create_sheet(title=clean_sheet_title(report.alert_name))
+    for i, width in enumerate(_widths(report), 1):
         ws.column_dimensions[get_column_letter(i)].width = width
     ws.freeze_panes = "A2"
 
     bold, fill = Font(bold=True, color="FFFFFF"), PatternFill("solid", fgColor="1F4E79")
     header = []
-    for c in data.columns:
-        cell = WriteOnlyCell(ws, value=neutralise_formula(_ILLEGAL_XML.sub(" ", c.title)))
+    for c in report.columns:
+        cell = WriteOnlyCell(ws, value=neutralise_formula(_ILLEGAL_XML.sub(" ", c.header)))
         cell.font, cell.fill = bold, fill
         cell.alignment = Alignment(vertical="center")
         header.append(cell)
     ws.append(header)
 
     templates: list[tuple[str, Any]] = []
-    for c in data.columns:
-        fmt = _number_format(data, c)
+    for c in report.columns:
+        fmt = c.excel_format
         template = None
         if fmt is not None:
             template = WriteOnlyCell(ws)
             template.number_format = fmt
         templates.append((c.key, template))
 
-    tz = data.timezone
-    for row in data.rows:
+    tz = report.timezone
+    for row in report.rows:
         values: list[Any] = []
         for key, template in templates:
             value = _excel_value(row.get(key), tz)

@@ -1,7 +1,7 @@
-"""Turning cells into text and naming things: shared by every renderer and by the e-mail.
+"""Small shared helpers of the renderers: templates, safe text, slugs, dates in the report's zone.
 
-One place decides how a value looks (dates in the report's timezone, numbers by Cube's format), so a
-CSV, a workbook, a PDF and an e-mail of the same data never disagree. Heavy imports stay inside
+What a report *says* (headline, units, labels, cell text) is the report model's job
+(:mod:`kpi_alerts.reports.model`, :mod:`kpi_alerts.reports.units`). Heavy imports stay inside
 functions: importing :mod:`kpi_alerts.reports` must stay cheap for the DAG processor.
 """
 
@@ -11,19 +11,15 @@ import functools
 import re
 import unicodedata
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from kpi_alerts.kpi_data import CellValue, Column, KpiData
+from kpi_alerts.kpi_data import Column, KpiData
 from kpi_alerts.paths import TEMPLATES_DIR
-from kpi_alerts.reports.context import ReportContext
 
 if TYPE_CHECKING:
     import jinja2
-
-    from kpi_alerts.conditions.thresholds import KpiReading
 
 #: Cube granularities; those from ``day`` up are shown as a date without a time of day.
 GRANULARITIES = ("second", "minute", "hour", "day", "week", "month", "quarter", "year")
@@ -104,132 +100,3 @@ def to_local(value: datetime, timezone: str) -> datetime:
 def neutralise_formula(text: str) -> str:
     """Prefix a quote to text a spreadsheet would evaluate (OWASP CSV injection guidance)."""
     return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
-
-
-def _grouped(value: Decimal, places: int | None) -> str:
-    if places is None:
-        places = 0 if value == value.to_integral_value() else 2
-    quantum = Decimal(1).scaleb(-places)
-    try:
-        value = value.quantize(quantum)
-    except InvalidOperation:  # too many digits for the context: show it as it is
-        return str(value)
-    return f"{value:,.{places}f}"
-
-
-def format_number(value: Decimal | None, fmt: str | None) -> str:
-    """Human text of a measure: ``1,234.50`` (currency), ``12.50%`` (percent), ``1,234``.
-
-    A ``percent`` measure holds a fraction (0.125 shows as 12.50%), the convention of Excel's ``0.00%``
-    and of Cube's current data-modeling docs; no currency symbol, since Cube declares none.
-    """
-    if value is None:
-        return "n/a"
-    if not value.is_finite():
-        return str(value)
-    if fmt == "percent":
-        return _grouped(value * 100, 2) + "%"
-    if fmt == "currency":
-        return _grouped(value, 2)
-    return _grouped(value, None)
-
-
-def display_value(value: CellValue, column: Column, data: KpiData) -> str:
-    """Human text of any cell, for PDF tables and e-mail bodies."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, Decimal):
-        return format_number(value, column.format)
-    if isinstance(value, datetime):
-        local = to_local(value, data.timezone)
-        if column.kind == "time_dimension" and is_date_only(data, column):
-            return local.date().isoformat()
-        return local.strftime("%Y-%m-%d %H:%M")
-    return str(value)
-
-
-def kpi_headline(ctx: ReportContext, data: KpiData | None) -> tuple[str, str | None, str | None]:
-    """(label, value text, note) of the KPI shown above the report; value None means no headline.
-
-    Threshold messages show the value the check computed (``ctx.kpi_value``). A scheduled report shows
-    the KPI by the rule the checks use (docs/conditions.md): the latest *complete* period of a time
-    series, and the note names that period so "42,953.00" under "Period: 2026-11-01 to 2026-11-14"
-    is never read as the total of the range; before any period is complete (e.g. ``today``), the
-    latest one so far. Rows that cannot make one value (a breakdown of a measure that cannot be added
-    up, such as an average) give no headline: the table shows them, where one row's value shown as
-    "the KPI" would mislead.
-    """
-    kpi = ctx.kpi or (data.measures[0] if data is not None and data.measures else None)
-    label = (kpi.title if kpi else None) or "KPI"
-    fmt = kpi.format if kpi else None
-    if ctx.kind != "report" or kpi is None or data is None or not data.rows:
-        return label, format_number(ctx.kpi_value, fmt), None
-    reading = _reading(data, kpi, ctx.slot)
-    time_col = data.time_dimension
-    if ctx.kpi_value is not None:  # the pipeline's value: name its period when it is the one read here
-        same = reading is not None and reading.value == ctx.kpi_value
-        note = _period_note(reading.bucket_start, data, "latest complete") if same and reading else None
-        return label, format_number(ctx.kpi_value, fmt), note
-    if reading is not None and reading.value is not None:
-        return (
-            label,
-            format_number(reading.value, fmt),
-            _period_note(reading.bucket_start, data, "latest complete"),
-        )
-    if time_col is None:
-        return label, None, None
-    when, value = _latest_period(data, kpi, time_col)
-    if value is None:
-        return label, None, None
-    return label, format_number(value, fmt), _period_note(when, data, "latest")
-
-
-def _reading(data: KpiData, kpi: Column, slot: datetime) -> KpiReading | None:
-    from kpi_alerts.conditions.thresholds import kpi_value
-    from kpi_alerts.errors import AlertValidationError
-
-    if slot.utcoffset() is None:
-        slot = slot.replace(tzinfo=ZoneInfo("UTC"))
-    try:
-        return kpi_value(data, kpi.key, now=slot)
-    except (AlertValidationError, KeyError):
-        return None
-
-
-def _latest_period(data: KpiData, kpi: Column, time_col: Column) -> tuple[datetime | None, Decimal | None]:
-    """The most recent period's value: its only row, or the total of a count/sum over several rows."""
-    by_time: dict[datetime, list[CellValue]] = {}
-    for row in data.rows:
-        start = row.get(time_col.key)
-        if isinstance(start, datetime):
-            by_time.setdefault(start, []).append(row.get(kpi.key))
-    if not by_time:
-        return None, None
-    when = max(by_time)
-    values = [v for v in by_time[when] if isinstance(v, Decimal) and v.is_finite()]
-    if len(values) != len(by_time[when]):
-        return None, None
-    if len(values) == 1:
-        return when, values[0]
-    if kpi.type in ("count", "sum"):
-        return when, sum(values, Decimal(0))
-    return None, None
-
-
-def _period_note(when: datetime | None, data: KpiData, prefix: str) -> str | None:
-    """``latest complete day: 2026-11-14``, ``... month: 2026-11``, ``... week: starting 2026-11-09``."""
-    time_col = data.time_dimension
-    if when is None or time_col is None:
-        return None
-    unit = granularity(data, time_col)
-    local = to_local(when, data.timezone)
-    text = {
-        "year": f"{local:%Y}",
-        "quarter": f"{local:%Y} Q{(local.month - 1) // 3 + 1}",
-        "month": f"{local:%Y-%m}",
-        "week": f"starting {local:%Y-%m-%d}",
-        "day": f"{local:%Y-%m-%d}",
-    }.get(unit or "", f"{local:%Y-%m-%d %H:%M}")
-    return f"{prefix} {unit or 'period'}: {text}"

@@ -11,23 +11,13 @@ from __future__ import annotations
 import base64
 import mimetypes
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.reports.chart import kpi_chart_svg
-from kpi_alerts.reports.context import ReportContext
-from kpi_alerts.reports.formatting import (
-    display_value,
-    format_number,
-    kpi_headline,
-    local_date,
-    template_env,
-    templates_dir,
-    to_local,
-)
+from kpi_alerts.reports.chart import render_chart_svg
+from kpi_alerts.reports.formatting import template_env, templates_dir
+from kpi_alerts.reports.model import ReportModel
 
 #: A PDF table longer than this is cut, and says so: 100k rows would be ~2,500 pages that take
 #: minutes to lay out; the CSV / Excel exports carry every row.
@@ -68,53 +58,27 @@ def local_url_fetcher(root: Path, *, on_fetch: Callable[[str], None] | None = No
     return LocalOnlyFetcher(allowed_protocols=("data", "file"), timeout=1)
 
 
-def _template_context(data: KpiData, ctx: ReportContext, max_rows: int) -> dict[str, Any]:
-    label, value, note = kpi_headline(ctx, data)
-    measure = ctx.kpi or (data.measures[0] if data.measures else None)
-    keys = {c.key for c in data.columns}
-    chart = (
-        kpi_chart_svg(data, measure.key) if measure and measure.key in keys and len(data.rows) > 1 else None
-    )
-    numeric = [c.kind == "measure" for c in data.columns]
-    shown = data.rows[:max_rows]
-    rows = [[display_value(r.get(c.key), c, data) for c in data.columns] for r in shown]
-    generated = to_local(ctx.generated_at, ctx.timezone)
+def _template_context(report: ReportModel, max_rows: int) -> dict[str, Any]:
+    chart = render_chart_svg(report.chart) if report.chart is not None else None
     return {
-        "title": ctx.alert_name,
-        "kind": ctx.kind,
-        "organization_id": ctx.organization_id,
-        "period": ctx.period,
-        "timezone": ctx.timezone,
-        "report_date": local_date(ctx.slot, ctx.timezone).isoformat(),
-        "kpi_label": label,
-        "kpi_value": value,
-        "kpi_note": note,
-        "previous_value": None if ctx.previous_value is None else _fmt(ctx.previous_value, ctx),
-        "condition": ctx.condition,
+        "report": report,
+        "title": report.alert_name,
         "chart_uri": None
         if chart is None
         else "data:image/svg+xml;base64," + base64.b64encode(chart.encode()).decode("ascii"),
-        "columns": [{"title": c.title, "numeric": n} for c, n in zip(data.columns, numeric, strict=True)],
-        "numeric": numeric,
-        "rows": rows,
-        "shown": len(shown),
-        "total": len(data.rows),
-        "generated_at": generated.strftime("%Y-%m-%d %H:%M %Z"),
+        "rows": report.table(max_rows),
+        "shown": min(max_rows, len(report.rows)),
+        "total": len(report.rows),
     }
 
 
-def _fmt(value: Decimal, ctx: ReportContext) -> str:
-    return format_number(value, ctx.kpi.format if ctx.kpi else None)
-
-
-def render_pdf_html(data: KpiData, ctx: ReportContext, *, max_rows: int = MAX_PDF_ROWS) -> str:
+def render_pdf_html(report: ReportModel, *, max_rows: int = MAX_PDF_ROWS) -> str:
     """The report as HTML (what WeasyPrint lays out); separate so it can be inspected and tested."""
-    return template_env().get_template("report.html").render(**_template_context(data, ctx, max_rows))
+    return template_env().get_template("report.html").render(**_template_context(report, max_rows))
 
 
 def render_pdf(
-    data: KpiData,
-    ctx: ReportContext,
+    report: ReportModel,
     path: Path,
     *,
     max_rows: int = MAX_PDF_ROWS,
@@ -125,7 +89,7 @@ def render_pdf(
 
     root = templates_dir()
     html = HTML(
-        string=render_pdf_html(data, ctx, max_rows=max_rows),
+        string=render_pdf_html(report, max_rows=max_rows),
         base_url=root.as_uri() + "/",
         url_fetcher=local_url_fetcher(root, on_fetch=on_fetch),
     )

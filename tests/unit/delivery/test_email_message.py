@@ -18,7 +18,7 @@ from kpi_alerts.delivery.email_message import build_message, message_id, safe_da
 from kpi_alerts.delivery.recipients import MAX_RECIPIENTS, validate_recipients
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.reports import Attachment, render_attachment
+from kpi_alerts.reports import Attachment, build_report, render_attachment
 from tests.unit.reports.test_reports import REGION, REVENUE, UTC, by_region, context, daily_revenue
 
 SENDER = "KPI Alerts <alerts@kpi-alerts.local>"
@@ -68,7 +68,7 @@ def structure(part: EmailMessage, depth: int = 0) -> list[str]:
 
 @pytest.fixture(scope="module")
 def csv_attachment(tmp_path_factory: pytest.TempPathFactory) -> Attachment:
-    return render_attachment("csv", daily_revenue(), context(), tmp_path_factory.mktemp("att"))
+    return render_attachment("csv", build_report(daily_revenue(), context()), tmp_path_factory.mktemp("att"))
 
 
 def test_structure_alternatives_chart_and_attachment(csv_attachment: Attachment) -> None:
@@ -92,11 +92,11 @@ def test_structure_alternatives_chart_and_attachment(csv_attachment: Attachment)
     cid = str(chart["Content-ID"]).strip("<>")
     assert f'src="cid:{cid}"' in html and chart.get_content_disposition() == "inline"
     for body in (text, html):
-        assert "Revenue (daily)" in body and "12,345.68" in body and "last 14 days" in body
+        assert "Revenue (daily)" in body and "17,373.30" in body and "last 14 days" in body
         assert "revenue-daily-2026-04-02.csv" in body and "4 more rows" in body
     assert "https://bi.example.com/d/7?tab=1&x=2" in text
     assert 'href="https://bi.example.com/d/7?tab=1&amp;x=2"' in html
-    assert msg["Subject"] == "[KPI report] Revenue (daily) - 2026-04-02"
+    assert msg["Subject"] == "[KPI report] Revenue (daily) — 17,373 — 2026-04-02"  # the rows' total
     assert msg["From"] == SENDER and msg["To"] == "ops@example.com"
     assert msg["Auto-Submitted"] == "auto-generated"
     assert msg["X-KPI-Alert-Slot"] == "2026-04-02T08:00:00+00:00"
@@ -116,7 +116,7 @@ def test_oversized_attachment_is_left_out_and_explained(csv_attachment: Attachme
 def test_subject_and_wording_per_kind() -> None:
     triggered = build(kind="threshold_triggered", condition="Revenue > 10,000")
     assert (
-        triggered["Subject"] == "[KPI alert] Revenue (daily): Revenue > 10,000 (now 12,345.68) - 2026-04-02"
+        triggered["Subject"] == "[KPI alert] Revenue (daily): Revenue > 10,000 (now 12,345.68) — 2026-04-02"
     )
     assert "The alert condition is met: Revenue > 10,000." in bodies(triggered)[0]
     recovered = build(kind="threshold_recovered", condition="Revenue > 10,000", kpi_value=Decimal(900))
@@ -134,14 +134,14 @@ def test_subject_and_wording_per_kind() -> None:
             max_attachment_bytes=1,
         )
     )
-    assert no_data["Subject"] == "[KPI alert] No data: Revenue (daily) - 2026-04-02"
+    assert no_data["Subject"] == "[KPI alert] No data: Revenue (daily) — 2026-04-02"
     assert structure(no_data) == ["multipart/alternative", "  text/plain", "  text/html"]
     assert "could not be evaluated" in bodies(no_data)[0]
 
 
 def test_subject_date_is_the_slots_local_date() -> None:
     msg = build(timezone="America/Los_Angeles", slot=datetime(2026, 4, 3, 2, 0, tzinfo=UTC))
-    assert msg["Subject"].endswith("- 2026-04-02")
+    assert msg["Subject"].endswith("— 2026-04-02")
 
 
 @pytest.mark.parametrize(
@@ -149,7 +149,7 @@ def test_subject_date_is_the_slots_local_date() -> None:
 )
 def test_subjects_round_trip_and_keep_the_date(name: str) -> None:
     subject = build(alert_name=name)["Subject"]
-    assert subject.startswith("[KPI report] ") and subject.endswith(" - 2026-04-02")
+    assert subject.startswith("[KPI report] ") and subject.endswith(" — 2026-04-02")
     assert name[:40] in subject and len(subject) <= 200
 
 
@@ -157,7 +157,9 @@ def test_control_characters_never_make_a_header() -> None:
     name = "Revenue\r\nBcc: victim@example.com\r\n\r\n<b>body</b>\x00\u2028X"
     msg = build(alert_name=name, sender='"Ops\r\nBcc: x@example.com" <alerts@kpi-alerts.local>')
     assert msg["Bcc"] is None and msg.get_all("Subject") == [msg["Subject"]]
-    assert msg["Subject"] == "[KPI report] Revenue Bcc: victim@example.com <b>body</b> X - 2026-04-02"
+    assert (
+        msg["Subject"] == "[KPI report] Revenue Bcc: victim@example.com <b>body</b> X — 17,373 — 2026-04-02"
+    )
     assert "\n" not in msg["Subject"] and "\r" not in msg["Subject"]
     assert msg["From"].addresses[0].addr_spec == "alerts@kpi-alerts.local"  # the bare header parses back
     raw = build_message(
@@ -193,7 +195,7 @@ def test_no_alert_name_can_add_a_header(name: str) -> None:
         ]
     )
     subject = msg["Subject"]
-    assert subject.startswith("[KPI alert] ") and subject.endswith(" - 2026-04-02")
+    assert subject.startswith("[KPI alert] ") and subject.endswith(" — 2026-04-02")
     assert not any(ch in subject for ch in "\r\n\x00")
 
 

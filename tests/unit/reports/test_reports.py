@@ -35,6 +35,7 @@ from kpi_alerts.reports.chart import (
 from kpi_alerts.reports.context import ReportContext
 from kpi_alerts.reports.excel_report import clean_sheet_title
 from kpi_alerts.reports.formatting import templates_dir
+from kpi_alerts.reports.model import ReportModel, build_report
 from kpi_alerts.reports.pdf_report import FetchRefused, local_url_fetcher
 
 REPO = Path(__file__).resolve().parents[3]
@@ -45,7 +46,7 @@ LONDON = ZoneInfo("Europe/London")
 DAY = Column("orders.created_at.day", "Order Date", "time_dimension", "time")
 HOUR = Column("orders.created_at.hour", "Order Hour", "time_dimension", "time")
 REGION = Column("orders.region", "Region", "dimension", "string")
-REVENUE = Column("orders.revenue", "Revenue", "measure", "number", "currency")
+REVENUE = Column("orders.revenue", "Revenue", "measure", "sum", "currency")
 SHARE = Column("orders.share", "Share", "measure", "number", "percent")
 COUNT = Column("orders.count", "Orders", "measure", "count")
 INJECTIONS = ('=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tTAB", "\rCR")
@@ -104,6 +105,11 @@ def context(**changes: object) -> ReportContext:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
+def model(data: KpiData, ctx: ReportContext | None = None) -> ReportModel:
+    """The report model the renderers draw (no Cube here: no comparison with a previous period)."""
+    return build_report(data, ctx or context())
+
+
 def read_csv_rows(path: Path) -> list[list[str]]:
     with path.open(encoding="utf-8-sig", newline="") as fh:
         return list(csv.reader(fh))
@@ -116,7 +122,10 @@ def test_render_attachment_names_types_and_sizes(tmp_path: Path) -> None:
     ctx = context(
         alert_name='Ärger: Q1 / "Revenue"\r\nX-Evil: 1', slot=datetime(2026, 4, 2, 23, 30, tzinfo=UTC)
     )
-    got = {kind: render_attachment(kind, daily_revenue(), ctx, tmp_path) for kind in ("csv", "excel")}
+    got = {
+        kind: render_attachment(kind, build_report(daily_revenue(), ctx), tmp_path)
+        for kind in ("csv", "excel")
+    }
     assert got["csv"] == Attachment(
         path=tmp_path / "arger-q1-revenue-x-evil-1-2026-04-03.csv",  # 23:30 UTC is 00:30 BST next day
         filename="arger-q1-revenue-x-evil-1-2026-04-03.csv",
@@ -127,12 +136,15 @@ def test_render_attachment_names_types_and_sizes(tmp_path: Path) -> None:
     assert got["excel"].mime_type == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(a.filename for a in got.values())  # no .part
     la = context(timezone="America/Los_Angeles", slot=datetime(2026, 4, 3, 2, 0, tzinfo=UTC))
-    assert render_attachment("csv", daily_revenue(), la, tmp_path).filename == "revenue-daily-2026-04-02.csv"
+    assert (
+        render_attachment("csv", build_report(daily_revenue(), la), tmp_path).filename
+        == "revenue-daily-2026-04-02.csv"
+    )
 
 
 def test_unknown_kind_is_a_validation_error(tmp_path: Path) -> None:
     with pytest.raises(AlertValidationError, match="'png'"):
-        render_attachment("png", daily_revenue(), context(), tmp_path)  # type: ignore[arg-type]
+        render_attachment("png", build_report(daily_revenue(), context()), tmp_path)  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
 
 
@@ -159,12 +171,12 @@ def test_importing_the_package_loads_no_heavy_library() -> None:
 def test_csv_reads_back_exactly_with_pandas(tmp_path: Path) -> None:
     import pandas as pd
 
-    path = render_csv(daily_revenue(), tmp_path / "r.csv")
+    path = render_csv(model(daily_revenue()), tmp_path / "r.csv")
     assert path.read_bytes().startswith(b"\xef\xbb\xbf")  # BOM: Excel detects UTF-8
     df = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
-    assert list(df.columns) == ["Order Date", "Revenue"]
-    assert df["Order Date"].tolist()[:2] == ["2026-03-20", "2026-03-21"]
-    assert df["Order Date"].tolist()[-1] == "2026-04-02"  # after the DST change, still a plain date
+    assert list(df.columns) == ["Day", "Revenue"]  # the time column is named by its granularity
+    assert df["Day"].tolist()[:2] == ["2026-03-20", "2026-03-21"]
+    assert df["Day"].tolist()[-1] == "2026-04-02"  # after the DST change, still a plain date
     assert df["Revenue"].tolist()[:2] == ["1000.45", "1037.45"]
     assert [Decimal(v) for v in df["Revenue"]] == [r[REVENUE.key] for r in daily_revenue().rows]
 
@@ -174,7 +186,7 @@ def test_csv_sub_day_times_are_iso_with_the_local_offset(tmp_path: Path) -> None
         {HOUR.key: datetime(2026, 3, 28, 23, tzinfo=UTC), REVENUE.key: Decimal("1")},  # GMT
         {HOUR.key: datetime(2026, 3, 29, 9, tzinfo=UTC), REVENUE.key: Decimal("2")},  # BST
     )
-    path = render_csv(KpiData((HOUR, REVENUE), rows, "Europe/London"), tmp_path / "h.csv")
+    path = render_csv(model(KpiData((HOUR, REVENUE), rows, "Europe/London")), tmp_path / "h.csv")
     body = read_csv_rows(path)
     assert body[1:] == [["2026-03-28T23:00:00+00:00", "1"], ["2026-03-29T10:00:00+01:00", "2"]]
 
@@ -183,7 +195,10 @@ def test_csv_neutralises_formulas_but_not_numbers(tmp_path: Path) -> None:
     import pandas as pd
 
     df = pd.read_csv(
-        render_csv(by_region(), tmp_path / "r.csv"), encoding="utf-8-sig", dtype=str, keep_default_na=False
+        render_csv(model(by_region()), tmp_path / "r.csv"),
+        encoding="utf-8-sig",
+        dtype=str,
+        keep_default_na=False,
     )
     assert list(df.columns) == ["Region", "Revenue", "Orders"]
     assert df["Region"].tolist() == ["Zürich ☃", *("'" + s for s in INJECTIONS), "plain"]
@@ -197,21 +212,21 @@ def test_odd_numbers_are_written_plainly(tmp_path: Path) -> None:
     values = (Decimal("1E+3"), Decimal("-0.0000001"), Decimal("1234.5600"), Decimal("NaN"), None, True)
     rows: tuple[dict[str, CellValue], ...] = tuple({REVENUE.key: v} for v in values)
     data = KpiData((REVENUE,), rows, "UTC")
-    got = [r[0] if r else "" for r in read_csv_rows(render_csv(data, tmp_path / "n.csv"))[1:]]
+    got = [r[0] if r else "" for r in read_csv_rows(render_csv(model(data), tmp_path / "n.csv"))[1:]]
     assert got == ["1000", "-0.0000001", "1234.5600", "NaN", "", "true"]
-    ws = load_workbook(render_excel(data, tmp_path / "n.xlsx")).active
+    ws = load_workbook(render_excel(model(data), tmp_path / "n.xlsx")).active
     assert [c.value for (c,) in ws.iter_rows(min_row=2)] == [1000, -1e-07, 1234.56, "NaN", None, True]
 
 
 def test_csv_of_empty_data_is_the_header_only(tmp_path: Path) -> None:
-    assert read_csv_rows(render_csv(empty(), tmp_path / "e.csv")) == [["Order Date", "Revenue"]]
+    assert read_csv_rows(render_csv(model(empty()), tmp_path / "e.csv")) == [["Day", "Revenue"]]
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=30))
 def test_csv_round_trips_any_text(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
     path = tmp_path_factory.mktemp("h") / "t.csv"
-    render_csv(KpiData((REGION,), ({REGION.key: text},), "UTC"), path)
+    render_csv(model(KpiData((REGION,), ({REGION.key: text},), "UTC")), path)
     (cell,) = read_csv_rows(path)[1]
     expected = "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
     assert cell == expected.replace("\r\n", "\n").replace("\r", "\n") or cell == expected
@@ -224,20 +239,20 @@ def test_excel_reads_back_typed_and_styled(tmp_path: Path) -> None:
     from openpyxl import load_workbook
 
     path = render_excel(
-        big(50), tmp_path / "r.xlsx", sheet_title="Revenue: EU/US [daily]? *with* a long name"
+        model(big(50), context(alert_name="Revenue: EU/US [daily]? *with* a long name")), tmp_path / "r.xlsx"
     )
     wb = load_workbook(path)
     ws = wb.active
     assert ws.title == "Revenue EU US daily with a long"[:31]
     assert ws.freeze_panes == "A2"
     header = [c for c in ws[1]]
-    assert [c.value for c in header] == ["Order Hour", "Region", "Revenue", "Share"]
+    assert [c.value for c in header] == ["Hour", "Region", "Revenue", "Share (fraction, 0.25 = 25 %)"]
     assert all(c.font.bold for c in header) and header[0].fill.fgColor.rgb.endswith("1F4E79")
     first = ws[2]
     assert first[0].value == datetime(2026, 1, 1, 0, 0) and first[0].is_date
     assert first[0].number_format == "yyyy-mm-dd hh:mm"
     assert first[2].value == 0.5 and first[2].number_format == "#,##0.00"
-    assert ws.cell(row=3, column=4).number_format == "0.00%" and ws.cell(row=3, column=4).value == 0.01
+    assert ws.cell(row=3, column=4).number_format == "0.0%" and ws.cell(row=3, column=4).value == 0.01
     assert ws.column_dimensions["A"].width >= len("2026-01-01 00:00")
     assert ws.max_row == 51
 
@@ -245,17 +260,17 @@ def test_excel_reads_back_typed_and_styled(tmp_path: Path) -> None:
 def test_excel_dates_are_naive_local_datetimes_with_date_format(tmp_path: Path) -> None:
     from openpyxl import load_workbook
 
-    ws = load_workbook(render_excel(daily_revenue(), tmp_path / "d.xlsx")).active
+    ws = load_workbook(render_excel(model(daily_revenue()), tmp_path / "d.xlsx")).active
     dates = [row[0] for row in ws.iter_rows(min_row=2)]
     assert dates[0].value == datetime(2026, 3, 20) and dates[-1].value == datetime(2026, 4, 2)
     assert {c.number_format for c in dates} == {"yyyy-mm-dd"}
-    assert ws.title == "Report"
+    assert ws.title == "Revenue (daily)"  # the alert's name
 
 
 def test_excel_injection_strings_are_text_not_formulas(tmp_path: Path) -> None:
     from openpyxl import load_workbook
 
-    ws = load_workbook(render_excel(by_region(), tmp_path / "i.xlsx")).active
+    ws = load_workbook(render_excel(model(by_region()), tmp_path / "i.xlsx")).active
     cells = [row[0] for row in ws.iter_rows(min_row=2)]
     assert all(c.data_type == "s" for c in cells)
     # XML turns a raw CR into LF on reading; what matters is the leading quote and the string type
@@ -268,8 +283,8 @@ def test_excel_injection_strings_are_text_not_formulas(tmp_path: Path) -> None:
 def test_excel_of_empty_data_has_the_header(tmp_path: Path) -> None:
     from openpyxl import load_workbook
 
-    ws = load_workbook(render_excel(empty(), tmp_path / "e.xlsx")).active
-    assert [c.value for c in ws[1]] == ["Order Date", "Revenue"] and ws.max_row == 1
+    ws = load_workbook(render_excel(model(empty()), tmp_path / "e.xlsx")).active
+    assert [c.value for c in ws[1]] == ["Day", "Revenue"] and ws.max_row == 1
 
 
 def test_sheet_titles_are_valid() -> None:
@@ -369,14 +384,16 @@ def pdf_text(path: Path) -> list[str]:
 def small_pdf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     seen: list[str] = []
     path = tmp_path_factory.mktemp("pdf") / "small.pdf"
-    render_pdf(daily_revenue(), context(condition="Revenue > 10,000"), path, on_fetch=seen.append)
+    render_pdf(
+        build_report(daily_revenue(), context(condition="Revenue > 10,000")), path, on_fetch=seen.append
+    )
     return path, seen
 
 
 @pytest.fixture(scope="module")
 def big_pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("pdf") / "big.pdf"
-    render_pdf(big(1000), context(alert_name="Hourly revenue by region", kpi=REVENUE), path)
+    render_pdf(build_report(big(1000), context(alert_name="Hourly revenue by region", kpi=REVENUE)), path)
     return path
 
 
@@ -385,7 +402,7 @@ def test_pdf_shows_the_report(small_pdf: tuple[Path, list[str]]) -> None:
     text = "\n".join(pdf_text(path))
     for expected in (
         "Revenue (daily)",
-        "12,345.68",
+        "17,373.30",  # the total of the rows (a sum measure)
         "last 14 days",
         "Europe/London",
         "Page 1 of 1",
@@ -412,7 +429,7 @@ def test_pdf_long_table_repeats_header_and_saves_a_preview(big_pdf: Path) -> Non
 
     pages = pdf_text(big_pdf)
     assert len(pages) > 10
-    assert "Order Hour" in pages[1] and "Region" in pages[1]  # thead repeated on page 2
+    assert "Hour" in pages[1] and "Region" in pages[1]  # thead repeated on page 2
     assert f"Page 2 of {len(pages)}" in pages[1]
     assert "2026-01-01 00:00" in pages[0] and "2026-02-11 15:00" in pages[-1]  # first and last row
     ARTIFACTS.mkdir(exist_ok=True)
@@ -426,13 +443,13 @@ def test_pdf_long_table_repeats_header_and_saves_a_preview(big_pdf: Path) -> Non
 
 
 def test_pdf_of_empty_data(tmp_path: Path) -> None:
-    path = render_pdf(empty(), context(kpi_value=None), tmp_path / "e.pdf")
+    path = render_pdf(build_report(empty(), context(kpi_value=None)), tmp_path / "e.pdf")
     text = "\n".join(pdf_text(path))
     assert "No data for this period." in text and "Page 1 of 1" in text
 
 
 def test_pdf_caps_rows_and_says_so(tmp_path: Path) -> None:
-    path = render_pdf(big(30), context(), tmp_path / "c.pdf", max_rows=10)
+    path = render_pdf(build_report(big(30), context()), tmp_path / "c.pdf", max_rows=10)
     assert "Showing the first 10 of 30 rows" in "\n".join(pdf_text(path))
 
 
@@ -472,7 +489,7 @@ def test_pdf_escapes_user_text_and_never_calls_out(
         "Europe/London",
     )
     seen: list[str] = []
-    path = render_pdf(dim, context(alert_name=name), tmp_path / "x.pdf", on_fetch=seen.append)
+    path = render_pdf(build_report(dim, context(alert_name=name)), tmp_path / "x.pdf", on_fetch=seen.append)
     text = "".join(pdf_text(path)).replace("\n", "")  # long names wrap
     assert "<script>alert(1)</script>" in text and f"{base}/x.png" in text  # shown as text
     assert f"{base}/y.png" in text

@@ -1,0 +1,294 @@
+"""Many alerts in one task instance: a batch that shares what can be shared, and how batches are sized.
+
+Plain Python (no Airflow imports): the operator passes factories for database connections and SMTP
+sessions, and the Cube source.
+
+What a batch shares, and what it does not:
+
+- **one load** of all its alerts (one query) and **one claim statement** for their fresh slots
+  (:func:`~kpi_alerts.ledger.claims.claim_fresh_slots`); every other case (misfires, resumptions,
+  takeovers) is claimed one alert at a time by :func:`~kpi_alerts.ledger.claims.claim_slot`, as before;
+- **one Cube HTTP session** (the source's) and **each distinct Cube query fetched once** per batch:
+  same organization (security context), timezone and query — a batch has one logical time
+  (:class:`SharedQueries`);
+- **a small thread pool** (``threads``) overlapping Cube, SMTP and database waits; each thread has its
+  own database connection and its own SMTP session (:class:`~kpi_alerts.delivery.mailers.SessionMailer`,
+  reconnecting after a failure and never resending what the server may have taken), kept for the
+  whole batch. Each alert is still claimed, sent and recorded exactly once, by one thread, through
+  :func:`~kpi_alerts.pipeline.alert_run.process_alert` — the same retry rules as a single alert.
+- Claims the batch made but could not start (the batch stopped early) are released for retry, so no
+  claim is left waiting for its lease to expire.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from kpi_alerts.errors import KpiAlertError, TransientAlertError
+from kpi_alerts.kpi_data import KpiData
+from kpi_alerts.ledger.alert_store import load_alerts
+from kpi_alerts.ledger.claims import Claim, claim_fresh_slots, release_for_retry
+from kpi_alerts.pipeline.alert_run import AlertRun, process_alert
+from kpi_alerts.pipeline.inputs import KpiSource, Mailer, RunSettings
+
+log = logging.getLogger(__name__)
+
+
+# --- sizing -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Map items for one tick: ``ranges`` are positions in the due list (0-based, end exclusive)."""
+
+    due: int
+    ranges: tuple[tuple[int, int], ...]
+    estimated_seconds: float  # the tick's wall time if every batch takes its estimate and waves are full
+
+    @property
+    def batches(self) -> int:
+        return len(self.ranges)
+
+    def label(self, number: int) -> str:
+        """``batch 3/40: alerts 1201-1240`` (1-based positions, ASCII hyphen in the tick's due list)."""
+        start, end = self.ranges[number]
+        return f"batch {number + 1}/{self.batches}: alerts {start + 1}-{end}"
+
+
+def plan_batches(
+    due: int,
+    *,
+    parallelism: int,
+    target_seconds: float,
+    seconds_per_alert: float,
+    max_items: int,
+) -> BatchPlan:
+    """Cut ``due`` alerts into batches of about ``target_seconds`` each, for ``parallelism`` slots.
+
+    - as many batches as the time estimate needs (``due * seconds_per_alert / target_seconds``), but at
+      least one per parallel slot, so every slot works;
+    - more batches than slots are rounded up to whole waves (a multiple of ``parallelism``), so the last
+      wave is not one straggler;
+    - never more than ``max_items`` (Airflow's ``max_map_length``) nor than ``due``; sizes differ by at
+      most one.
+    """
+    if due <= 0:
+        return BatchPlan(0, (), 0.0)
+    parallelism = max(1, parallelism)
+    wanted = max(math.ceil(due * seconds_per_alert / max(target_seconds, 1e-9)), min(parallelism, due))
+    if wanted > parallelism:
+        wanted = math.ceil(wanted / parallelism) * parallelism
+    count = max(1, min(wanted, due, max_items))
+    size, extra = divmod(due, count)
+    ranges, start = [], 0
+    for number in range(count):
+        end = start + size + (1 if number < extra else 0)
+        ranges.append((start, end))
+        start = end
+    largest = size + (1 if extra else 0)
+    waves = math.ceil(count / parallelism)
+    return BatchPlan(due, tuple(ranges), waves * largest * seconds_per_alert)
+
+
+# --- sharing ------------------------------------------------------------------------------------
+
+
+class SharedQueries:
+    """A :class:`KpiSource` that fetches each distinct (security context, timezone, query) once.
+
+    Thread-safe: alerts asking for a query being fetched wait for that one request. A failed fetch is
+    not kept (the next alert asking tries again; those waiting on it get the same error).
+    """
+
+    def __init__(self, source: KpiSource) -> None:
+        self.source = source
+        self._lock = threading.Lock()
+        self._entries: dict[str, Future[KpiData]] = {}
+        self.requests = 0
+        self.shared = 0
+
+    def load(
+        self, query: Mapping[str, Any], *, security_context: Mapping[str, Any], timezone: str
+    ) -> KpiData:
+        key = json.dumps([dict(security_context), timezone, query], sort_keys=True, default=str)
+        with self._lock:
+            entry = self._entries.get(key)
+            owner = entry is None
+            if entry is None:
+                entry = self._entries[key] = Future()
+                self.requests += 1
+            else:
+                self.shared += 1
+        if owner:
+            try:
+                entry.set_result(
+                    self.source.load(query, security_context=security_context, timezone=timezone)
+                )
+            except BaseException as exc:
+                with self._lock:
+                    del self._entries[key]
+                entry.set_exception(exc)
+        return entry.result()
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchResult:
+    """Every alert of the batch, in order: its :class:`AlertRun`, or the error that ended it."""
+
+    runs: list[AlertRun] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    transient: bool = False
+    cube_requests: int = 0
+    cube_shared: int = 0
+    smtp_sessions: int = 0
+    seconds: float = 0.0
+
+
+class _Resources(threading.local):
+    conn: psycopg.Connection[Any] | None = None
+    mailer: Mailer | None = None
+
+
+def run_batch(
+    alert_ids: Sequence[int],
+    *,
+    connect: Callable[[], psycopg.Connection[Any]],
+    open_mailer: Callable[[], Mailer],
+    source: KpiSource,
+    settings: RunSettings,
+    threads: int = 4,
+) -> BatchResult:
+    """Process a batch of alerts; every alert is attempted (a failure does not stop the others).
+
+    :param connect: opens an autocommit database connection (one per thread, kept for the batch).
+    :param open_mailer: a mailer per thread, kept for the batch (a ``SessionMailer`` in production);
+        closed at the end if it has a ``close()``.
+    :param threads: how many alerts are in flight at once (1 = one after another).
+    """
+    started = time.monotonic()
+    logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)  # 7 INFO lines per PDF otherwise
+    result = BatchResult()
+    queries = SharedQueries(source)
+    local = _Resources()
+    opened: list[Any] = []
+    opened_lock = threading.Lock()
+
+    def resources() -> tuple[psycopg.Connection[Any], Mailer]:
+        if local.conn is None:
+            local.conn, local.mailer = connect(), open_mailer()
+            with opened_lock:
+                opened.extend([local.conn, local.mailer])
+        assert local.mailer is not None
+        return local.conn, local.mailer
+
+    with ExitStack() as cleanup:
+        cleanup.callback(_close_all, opened)
+        conn, _ = resources()
+        alerts = load_alerts(conn, alert_ids)
+        active = [alerts[i] for i in alert_ids if i in alerts and alerts[i].is_active]
+        claims = claim_fresh_slots(
+            conn,
+            active,
+            logical_time=settings.logical_time,
+            now=settings.clock(),
+            claimant=settings.claimant,
+            settings=settings.claim,
+        )
+        started_claims: set[int] = set()
+        started_lock = threading.Lock()
+
+        def one(alert_id: int) -> AlertRun:
+            with started_lock:
+                started_claims.add(alert_id)
+            conn, mailer = resources()
+            return process_alert(
+                conn,
+                alert_id,
+                source=queries,
+                mailer=mailer,
+                settings=settings,
+                loaded=alerts.get(alert_id),
+                claimed=claims.get(alert_id),
+            )
+
+        try:
+            outcomes = _map(one, alert_ids, threads)
+            for alert_id, outcome in zip(alert_ids, outcomes, strict=True):
+                if isinstance(outcome, AlertRun):
+                    result.runs.append(outcome)
+                elif isinstance(outcome, TransientAlertError):
+                    result.transient = True
+                    result.failures.append(f"alert {alert_id}: {outcome} (will retry)")
+                elif isinstance(outcome, KpiAlertError):
+                    result.failures.append(str(outcome))
+                elif isinstance(outcome, psycopg.Error):
+                    raise outcome  # the database is in trouble: the next try resumes the claims (claims.py)
+                else:  # one alert's bug never stops the others
+                    log.error("alert %s: unexpected error", alert_id, exc_info=outcome)
+                    result.failures.append(
+                        f"alert {alert_id}: internal error: {type(outcome).__name__}: {outcome}"[:500]
+                    )
+        finally:
+            _release_unstarted(conn, claims, started_claims, settings)
+    result.cube_requests, result.cube_shared = queries.requests, queries.shared
+    result.smtp_sessions = sum(getattr(m, "sessions", 0) for m in opened[1::2])
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _map(function: Callable[[int], AlertRun], items: Sequence[int], threads: int) -> list[Any]:
+    """``function`` over ``items`` in order; each item's exception is returned in its place."""
+
+    def guarded(item: int) -> Any:
+        try:
+            return function(item)
+        except Exception as exc:
+            return exc
+
+    if threads <= 1 or len(items) <= 1:
+        return [guarded(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(threads, len(items)), thread_name_prefix="kpi-batch") as pool:
+        return list(pool.map(guarded, items))
+
+
+def _release_unstarted(
+    conn: psycopg.Connection[Any], claims: Mapping[int, Claim], started: set[int], settings: RunSettings
+) -> None:
+    """Claims made for alerts the batch never started (it stopped early): give them back at once."""
+    for alert_id, claim in claims.items():
+        if alert_id in started:
+            continue
+        try:
+            release_for_retry(conn, claim, now=settings.clock(), error="the batch stopped before this alert")
+        except psycopg.Error:  # the lease frees it later
+            log.exception("Could not release the claim of alert %s", alert_id)
+
+
+def _close_all(opened: list[Any]) -> None:
+    for resource in opened:
+        close = getattr(resource, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # closing is best effort
+                log.debug("closing %r failed", resource, exc_info=True)
+
+
+def chunks(items: Sequence[Any], plan: BatchPlan) -> Iterator[tuple[str, Sequence[Any]]]:
+    """``(label, items)`` per batch of ``plan``."""
+    for number, (start, end) in enumerate(plan.ranges):
+        yield plan.label(number), items[start:end]

@@ -1,0 +1,132 @@
+"""The batch runner against the real servers: shared Cube queries, SMTP sessions kept and renewed, each
+claim exactly once under a thread pool."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+import psycopg
+import pytest
+
+from devstack.mail import MailCatcher
+from devstack.stack import Stack
+from kpi_alerts.cube.client import CubeClient
+from kpi_alerts.delivery.mailers import SessionMailer
+from kpi_alerts.ledger.alert_store import create_alert
+from kpi_alerts.ledger.claims import Claimant
+from kpi_alerts.ledger.database import connect
+from kpi_alerts.pipeline.batch import run_batch
+from kpi_alerts.pipeline.inputs import RunSettings
+
+pytestmark = [pytest.mark.services]
+
+LOGICAL_TIME = datetime(2026, 12, 7, 17, 5, tzinfo=UTC)
+
+
+def query(first_day: int) -> dict[str, Any]:
+    return {
+        "measures": ["orders.total_amount", "orders.count"],
+        "timeDimensions": [
+            {
+                "dimension": "orders.created_at",
+                "granularity": "day",
+                "dateRange": [f"2026-11-{first_day:02d}", f"2026-11-{first_day + 6:02d}"],
+            }
+        ],
+    }
+
+
+def make_alerts(db: psycopg.Connection[Any], n: int) -> list[int]:
+    """n daily 17:00 UTC reports; alerts 2k and 2k+1 subscribe to the same graph (query)."""
+    ids = []
+    for k in range(n):
+        alert = create_alert(
+            db,
+            {
+                "organization_id": 1 + (k // 2) % 2,
+                "alert_name": f"Batch {k}",
+                "recipients": [f"b{k}@org{1 + (k // 2) % 2}.example.com"],
+                "cube_query": query(1 + k // 2),
+                "schedule": {
+                    "frequency_interval": "day",
+                    "schedule_hour": 17,
+                    "schedule_minute": 0,
+                    "timezone": "UTC",
+                    "attachment_type": "csv" if k % 3 else "pdf",
+                },
+            },
+            now=LOGICAL_TIME - timedelta(hours=1),
+        )
+        ids.append(alert.alert_id)
+    return ids
+
+
+def settings(try_number: int = 1) -> RunSettings:
+    return RunSettings(
+        logical_time=LOGICAL_TIME,
+        claimant=Claimant(dag_run_id="batch-test", task_instance="process_alert[0]", try_number=try_number),
+        sender="KPI Alerts <kpi-alerts@example.com>",
+    )
+
+
+def test_a_batch_shares_queries_and_sessions_and_sends_each_alert_once(
+    db: psycopg.Connection[Any], stack: Stack, mailbox: MailCatcher, alerts_db_url: str
+) -> None:
+    ids = make_alerts(db, 12)
+    with CubeClient(stack.cube_url, api_secret=stack.cube_secret) as cube:
+
+        def run() -> Any:
+            return run_batch(
+                ids,
+                connect=lambda: connect(alerts_db_url),
+                open_mailer=lambda: SessionMailer(
+                    lambda: smtplib.SMTP("127.0.0.1", mailbox.port, timeout=10)
+                ),
+                source=cube,
+                settings=settings(),
+                threads=4,
+            )
+
+        first = run()
+        again = run()  # a retry of the same batch: everything is finished, nothing is sent twice
+
+    assert first.failures == []
+    assert [r.status for r in first.runs] == ["sent"] * 12
+    assert first.cube_requests == 6 and first.cube_shared == 6  # two subscribers per graph
+    assert 1 <= first.smtp_sessions <= 4  # one per thread, not one per message
+    assert sorted(str(m["To"]) for m in mailbox.messages()) == sorted(
+        f"b{k}@org{1 + (k // 2) % 2}.example.com" for k in range(12)
+    )
+    assert [r.status for r in again.runs] == ["skipped"] * 12
+    rows = db.execute("SELECT status, count(*) AS n FROM cron_job_results GROUP BY status").fetchall()
+    assert [(r["status"], r["n"]) for r in rows] == [("sent", 12)]
+
+
+def test_a_session_closed_by_the_server_is_renewed_and_nothing_is_sent_twice(mailbox: MailCatcher) -> None:
+    clients: list[smtplib.SMTP] = []
+
+    def open_session() -> smtplib.SMTP:
+        clients.append(smtplib.SMTP("127.0.0.1", mailbox.port, timeout=10))
+        return clients[-1]
+
+    mailer = SessionMailer(open_session)
+    for n in range(3):
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = "a@example.com", f"r{n}@example.com", f"m{n}"
+        message.set_content("hello")
+        if n == 2:
+            assert clients[-1].sock is not None
+            clients[-1].sock.shutdown(socket.SHUT_RDWR)  # the session died before the third message
+        mailer.deliver(message)
+    mailer.close()
+
+    assert mailer.sessions == 2
+    assert sorted(str(m["To"]) for m in mailbox.messages()) == [
+        "r0@example.com",
+        "r1@example.com",
+        "r2@example.com",
+    ]
