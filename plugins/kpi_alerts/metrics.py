@@ -14,6 +14,7 @@ Metrics never break an alert: a sink's error is logged and dropped.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from datetime import datetime
 
@@ -31,13 +32,14 @@ def set_sink(sink: Sink | None) -> None:
 
 
 def _airflow_sink(name: str, count: int) -> None:
-    try:
+    # Only where Airflow is already loaded (a task, the scheduler): a plain script (the CLI, a
+    # benchmark) must not pay seconds of Airflow imports on its first finished slot.
+    if "airflow.sdk" in sys.modules:
         from airflow.sdk.observability.stats import Stats
-    except ImportError:  # not under Airflow 3's Task SDK: the scheduler-side client, else nothing
-        try:
-            from airflow.stats import Stats
-        except ImportError:
-            return
+    elif "airflow.stats" in sys.modules:
+        from airflow.stats import Stats
+    else:
+        return
     Stats.incr(name, count)
 
 
