@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: What recipients who are not the alert's owners read about a failure; the detail is for owners and logs.
+GENERIC_REASON = (
+    "the data could not be retrieved or checked this time (the alert's operators have the details)"
+)
+
 
 def report_failure_needs_notice(conn: psycopg.Connection[Any], alert: AlertDefinition, claim: Claim) -> bool:
     """A scheduled report's owners hear of the first failure after a success (or ever)."""
@@ -41,8 +46,17 @@ def send_error_notice(
     *,
     mailer: Mailer,
     settings: RunSettings,
+    detailed: bool = True,
 ) -> None:
+    """Send the failure notice.
+
+    :param detailed: the reason goes to the alert's owners (and the ledger and logs), credentials
+        redacted; recipients who are not owners (a threshold alert without owners) get
+        :data:`GENERIC_REASON` — no Cube host, request id or query detail.
+    """
     from kpi_alerts.delivery.email_message import build_message
+    from kpi_alerts.pipeline.alert_run import slot_message_key
+    from kpi_alerts.redaction import redact_url
     from kpi_alerts.reports.context import describe_period
 
     try:  # a failure path never raises: whatever is wrong with the alert, the notice is attempted
@@ -54,7 +68,7 @@ def send_error_notice(
             period=describe_period(alert.cube_query),
             generated_at=settings.clock(),
             kind="alert_error",
-            condition=reason,
+            condition=redact_url(reason)[:500] if detailed else GENERIC_REASON,
             dashboard_url=alert.dashboard_url,
         )
         message = build_message(
@@ -64,7 +78,9 @@ def send_error_notice(
             sender=settings.sender,
             attachment=None,
             max_attachment_bytes=settings.max_attachment_bytes,
-            message_key=f"{alert.cron_job_id}:{claim.slot.isoformat()}:error",
+            message_key=slot_message_key(alert, claim, ":error"),
+            message_id_domain=settings.message_domain,
+            recipient_privacy=settings.recipient_privacy,
         )
         mailer.deliver(message)
     except Exception as exc:  # the failure is recorded; the notice is a courtesy

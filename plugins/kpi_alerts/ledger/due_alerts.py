@@ -83,6 +83,9 @@ def park_unusable_alert(
     the row)."""
     import json
 
+    from kpi_alerts.redaction import redact_url
+
+    reason = redact_url(reason)
     reason = reason if len(reason) <= 500 else reason[:499] + "\u2026"
     with conn.transaction():
         row = conn.execute(
