@@ -84,6 +84,8 @@ LOCAL_SETTINGS = {
     # a task instance whose worker stopped heartbeating, and tasks of a scheduler that went away.
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
     "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15",
+    # ...and a failed try is retried after at most 10 s, not the DAG's 1-minute exponential backoff.
+    "AIRFLOW__CORE__MAX_TASK_RETRY_DELAY": "10",
     "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
 }
 
@@ -413,6 +415,13 @@ class Topology:
         return members
 
     def down(self) -> None:
+        # SIGTERM to every Airflow component at once (each then shuts down in parallel), then reap them.
+        for component in self.components():
+            pid = self.pid(component.name)
+            if pid is not None:
+                for target in _session_members(pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(target, signal.SIGTERM)
         for component in reversed(self.components()):
             self.stop(component.name)
         for name in ("mail", "statsd"):
@@ -513,6 +522,22 @@ class Topology:
         except redis.RedisError:
             return False
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far (user + system, including reaped children) by the workers, the
+        control plane (schedulers, API server, dag-processor, triggerer) and the alerts PostgreSQL."""
+        groups = {"workers": 0.0, "control plane": 0.0, "alerts db": 0.0}
+        for component in self.components():
+            pid = self.pid(component.name)
+            if pid is None:
+                continue
+            group = "workers" if component.service == "airflow-worker" else "control plane"
+            groups[group] += sum(_cpu(p) for p in _session_members(pid))
+        postmaster = self.alerts_pg.datadir / "postmaster.pid"
+        if postmaster.exists():
+            pid = int(postmaster.read_text().split()[0])
+            groups["alerts db"] = _cpu(pid) + sum(_cpu(p) for p in _children(pid))
+        return groups
+
     def task_instances(self) -> Iterator[dict[str, Any]]:
         """Every task instance of the kpi_alerts DAG in the metadata DB (state, hostname, try...)."""
         import psycopg
@@ -561,6 +586,28 @@ def _start_time(pid: int) -> int | None:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def _cpu(pid: int) -> float:
+    """utime + stime + cutime + cstime of ``pid``, in seconds (0 for a process gone meanwhile)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
 
 
 def _alive(pid: int) -> bool:

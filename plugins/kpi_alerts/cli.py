@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help_, description=help_, parents=[globals_])
 
     command("migrate", "apply pending schema migrations (idempotent)")
+    doctor = command(
+        "doctor",
+        "check connections (DB, Cube, SMTP), migrations, claims past their lease, overdue alerts and "
+        "the last 24 h's failures; exit 1 when something needs a person",
+    )
+    doctor.add_argument("--json", action="store_true", help="print JSON instead of text")
     create = command("create-alert", "create an alert from a JSON spec file ('-' for stdin)")
     create.add_argument("file", help="JSON alert spec (see README)")
     update = command("update-alert", "change an alert: FILE holds the fields to change (JSON merge patch)")
@@ -172,6 +178,12 @@ def _run(args: argparse.Namespace) -> int:
             else "schema is up to date"
         )
         return 0
+    if args.command == "doctor":
+        from kpi_alerts.doctor import diagnose
+
+        report = diagnose(url)
+        print(report.as_json() if args.json else report.text())
+        return 1 if report.needs_a_person else 0
     handlers = {
         "create-alert": _create,
         "update-alert": _update,

@@ -96,7 +96,9 @@ def test_a_batch_shares_queries_and_sessions_and_sends_each_alert_once(
 
     assert first.failures == []
     assert [r.status for r in first.runs] == ["sent"] * 12
-    assert first.cube_requests == 6 and first.cube_shared == 6  # two subscribers per graph
+    # two subscribers per graph; each of the 6 graphs needs its rows and its previous week (the report's
+    # change, issue 14: one query for an additive KPI), each asked once for both subscribers
+    assert first.cube_requests == 12 and first.cube_shared == 12
     assert 1 <= first.smtp_sessions <= 4  # one per thread, not one per message
     assert sorted(str(m["To"]) for m in mailbox.messages()) == sorted(
         f"b{k}@org{1 + (k // 2) % 2}.example.com" for k in range(12)

@@ -113,7 +113,7 @@ def test_due_alerts_are_sent_once_with_csv_and_recorded(
     assert str(dag_run.state) == "success", task_states(dag_run)
     states = task_states(dag_run)
     assert sorted(s for (task, _), s in states.items() if task == "process_alert") == ["success"] * 3
-    messages = {m["To"]: m for m in mailbox.messages()}
+    messages = {m["X-Envelope-To"]: m for m in mailbox.messages()}  # several recipients: Bcc (private)
     assert set(messages) == {
         "cfo@org1.example.com, ops@org1.example.com",
         "cfo@org2.example.com",
@@ -121,6 +121,7 @@ def test_due_alerts_are_sent_once_with_csv_and_recorded(
     }
 
     report = messages["cfo@org1.example.com, ops@org1.example.com"]
+    assert str(report["To"]) == "undisclosed-recipients:;" and report["Bcc"] is None
     assert "Org 1 daily revenue" in report["Subject"] and "2026-12-07" in report["Subject"]
     (attachment,) = list(report.iter_attachments())
     assert attachment.get_content_type() == "text/csv"

@@ -186,7 +186,7 @@ def ledger(db: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
 
 
 def by_recipient(messages: list[EmailMessage]) -> dict[str, EmailMessage]:
-    out = {m["To"].addresses[0].addr_spec: m for m in messages}
+    out = {str(m["X-Envelope-To"] or m["To"]).split(",")[0].strip(): m for m in messages}
     assert len(out) == len(messages), [m["To"] for m in messages]
     return out
 
@@ -231,8 +231,15 @@ def check_message(
     assert subject.startswith(f"[KPI report] {name[:90]}") and subject.endswith(f" — {day}"), subject
     figure = r" — [\d,.]+ USD \([+-±][\d,.]+ % vs previous 14 days\) — " if compared else r" — [\d,.]+ USD — "
     assert re.search(figure, subject), subject
-    assert [a.addr_spec for a in msg["To"].addresses] == recipients
-    assert msg["X-Envelope-To"] is None or msg["X-Envelope-To"] == ", ".join(recipients)
+    shown = [a.addr_spec for a in msg["To"].addresses]
+    if len(recipients) > 1:  # private by default: nobody sees the other recipients (Bcc)
+        assert str(msg["To"]) == "undisclosed-recipients:;" and shown == []
+        delivered = msg["X-Envelope-To"] or msg["Bcc"]  # what the SMTP server got, or the dry run's Bcc
+        assert [a.strip() for a in str(delivered).split(",")] == recipients
+    else:
+        assert shown == recipients
+    if msg["X-Envelope-To"] is not None:  # delivered over SMTP: the Bcc header never travels
+        assert msg["X-Envelope-To"] == ", ".join(recipients) and msg["Bcc"] is None
     text, html = bodies(msg)
     (chart,) = [p for p in msg.walk() if p.get_content_type() == "image/png"]
     cid = str(chart["Content-ID"]).strip("<>")

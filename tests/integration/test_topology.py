@@ -212,11 +212,14 @@ def test_300_due_alerts_each_sent_exactly_once_spread_over_both_workers(
 ) -> None:
     recipients = create_due_alerts(alerts_db, 300, reports=200)
     before = counters(topology.metrics_file)
+    cpu_before = topology.cpu_seconds()
     started = time.monotonic()
     run_id = api.trigger()
 
     rows = wait_until_done(topology, alerts_db, 300, timeout=420)
     elapsed = time.monotonic() - started
+    cpu = {k: v - cpu_before[k] for k, v in topology.cpu_seconds().items()}
+    print("CPU seconds per alert: " + ", ".join(f"{k} {v / 300:.3f}" for k, v in cpu.items()))
 
     assert received(topology) == Counter(recipients.values())  # every recipient exactly one message
     assert len(rows) == 300 and len({(r["kpi_alert_id"], r["slot"]) for r in rows}) == 300
@@ -361,8 +364,9 @@ def test_redis_restarted_mid_tick_tasks_are_redelivered_and_claims_stay_exactly_
     topology: Topology, api: Api, alerts_db: psycopg.Connection[Any]
 ) -> None:
     recipients = create_due_alerts(alerts_db, 120, reports=100)
-    api.trigger()
+    run_id = api.trigger()
     wait_for(lambda: 1 <= len(ledger(alerts_db)) < 60, 300, "the run to be under way", interval=0.2)
+    logs = {n: topology.log(n).stat().st_size for n in ("worker-1", "worker-2", "scheduler-1", "scheduler-2")}
     topology.stop_redis()
     assert not topology.redis_ping()
     topology.start_redis()
@@ -370,4 +374,18 @@ def test_redis_restarted_mid_tick_tasks_are_redelivered_and_claims_stay_exactly_
     assert received(topology) == Counter(recipients.values())
     assert {r["status"] for r in rows} == {"sent"}
     assert len({(r["kpi_alert_id"], r["slot"]) for r in rows}) == 120
+    tries = Counter(
+        (ti["state"], ti["try_number"])
+        for ti in topology.task_instances()
+        if ti["run_id"] == run_id and ti["task_id"] == "process_alert"
+    )
+    seen = {}
+    for name, offset in logs.items():
+        with topology.log(name).open("rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
+        seen[name] = sorted(
+            {line.split("]", 1)[-1].strip()[:90] for line in text.splitlines() if "redis" in line.lower()}
+        )[:3]
+    print(f"after the Redis restart: process_alert (state, try) {dict(tries)}; log lines: {seen}")
     topology.wait_healthy()

@@ -8,6 +8,7 @@ session's PostgreSQL, Cube.js and SMTP servers, as in production.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -60,12 +61,10 @@ class AirflowApi:
         )
 
 
-@pytest.fixture(scope="package")  # one server for the API and the page tests
-def airflow_api(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[AirflowApi]:
-    home = tmp_path_factory.mktemp("airflow-api")
+def api_server_env(stack: Stack, home: Path, port: int) -> dict[str, str]:
+    """The environment of an API server in ``home`` on ``port``, pointed at the test session's servers."""
     (home / "passwords.json").write_text(json.dumps(PASSWORDS))
-    port = free_port()
-    env = {
+    return {
         **os.environ,
         **airflow_env(stack, home),
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
@@ -80,13 +79,19 @@ def airflow_api(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Itera
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API_AUTH__JWT_SECRET": "kpi-alerts-test-jwt-secret-" + "x" * 40,
     }
+
+
+@contextlib.contextmanager
+def running_api_server(home: Path, env: dict[str, str]) -> Iterator[AirflowApi]:
+    """``airflow db migrate``, then ``airflow api-server`` until it serves the plugin's OpenAPI document."""
     subprocess.run(
         [str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300
     )
+    port = env["AIRFLOW__API__PORT"]
     log_path = home / "api-server.log"
     log = log_path.open("wb")
     server = subprocess.Popen(
-        [str(BIN / "airflow"), "api-server", "--host", "127.0.0.1", "--port", str(port)],
+        [str(BIN / "airflow"), "api-server", "--host", "127.0.0.1", "--port", port],
         env=env,
         stdout=log,
         stderr=log,
@@ -108,3 +113,10 @@ def airflow_api(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Itera
     finally:
         stop_process_tree(server.pid)
         log.close()
+
+
+@pytest.fixture(scope="package")  # one server for the API and the page tests
+def airflow_api(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[AirflowApi]:
+    home = tmp_path_factory.mktemp("airflow-api")
+    with running_api_server(home, api_server_env(stack, home, free_port())) as api:
+        yield api

@@ -198,3 +198,5 @@ def test_the_page_loads_nothing_from_another_host(airflow_api: AirflowApi) -> No
         f"{airflow_api.base_url}/kpi-alerts/ui/", cookies={"_token": airflow_api.token("nobody")}, timeout=30
     )
     assert nobody.status_code == 403
+    assert "needs read access to the <code>kpi_alerts</code> DAG" in nobody.text
+    assert nobody.headers["Content-Type"].startswith("text/html")

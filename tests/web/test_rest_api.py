@@ -7,16 +7,20 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 import requests
 
+from devstack import free_port
 from devstack.mail import MailCatcher
+from devstack.stack import Stack
 from kpi_alerts.ledger.alert_store import create_alert
-from tests.web.conftest import API, AirflowApi
+from tests.web.conftest import API, BIN, AirflowApi, api_server_env, running_api_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
@@ -409,3 +413,80 @@ class TestAlerts:
         )
         assert airflow_api.call("GET", "/alerts/999999/history").status_code == 404
         json.dumps(body)  # plain JSON all the way down
+
+
+class TestUnderTheDag:
+    def test_an_alert_paused_through_the_api_is_skipped_by_the_next_run(
+        self,
+        airflow_api: AirflowApi,
+        db: psycopg.Connection[Any],
+        mailbox: MailCatcher,
+        kpi_dag: Any,
+        airflow_connections: dict[str, str],
+    ) -> None:
+        from tests.integration.test_dag_end_to_end import LOGICAL_TIME, run_dag, schedule_alert, task_states
+
+        created_at = LOGICAL_TIME - timedelta(minutes=4)
+        paused = create_alert(
+            db,
+            schedule_alert(1, "Paused from the UI", ["p@org1.example.com"], "America/Los_Angeles", 9, 5),
+            now=created_at,
+        )
+        active = create_alert(
+            db,
+            schedule_alert(2, "Still active", ["a@org2.example.com"], "Europe/London", 17, 3),
+            now=created_at,
+        )
+        assert airflow_api.call("POST", f"/alerts/{paused.alert_id}/pause", user="editor").status_code == 200
+
+        dag_run = run_dag(kpi_dag)
+
+        assert str(dag_run.state) == "success", task_states(dag_run)
+        assert [str(m["To"]) for m in mailbox.messages()] == ["a@org2.example.com"]
+        history = airflow_api.call("GET", f"/alerts/{paused.alert_id}/history", user="viewer").json()
+        assert [(r["slot"], r["status"], r["error"]) for r in history["results"]] == [
+            (paused.next_run_at.isoformat(), "skipped", "paused by an operator")
+        ]
+        listed = {a["id"]: a for a in airflow_api.call("GET", "/alerts", user="viewer").json()["alerts"]}
+        assert listed[paused.alert_id]["last_result"]["status"] == "skipped"
+        assert listed[paused.alert_id]["paused"] is True
+        assert listed[active.alert_id]["last_result"]["status"] == "sent"
+
+
+class TestAlertsDatabase:
+    def test_a_missing_or_unreachable_alerts_database_is_a_readable_503(
+        self, tmp_path: Path, stack: Stack, db: psycopg.Connection[Any]
+    ) -> None:
+        """The API server reads ``kpi_alerts_db`` like any Airflow connection: here from its metadata DB."""
+        env = api_server_env(stack, tmp_path, free_port())
+        del env["AIRFLOW_CONN_KPI_ALERTS_DB"]
+        create_alert(db, schedule_spec())
+
+        def connection(*args: str) -> None:
+            subprocess.run(
+                [str(BIN / "airflow"), "connections", *args],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+
+        with running_api_server(tmp_path, env) as api:
+            missing = api.call("GET", "/alerts")
+            assert missing.status_code == 503
+            assert "no Airflow connection 'kpi_alerts_db'" in missing.json()["detail"]
+            assert api.call("GET", "/alerts", user=None).status_code == 401  # still authentication first
+
+            connection(
+                "add", "kpi_alerts_db", "--conn-uri", f"postgresql://kpi:s3cret-pw@127.0.0.1:{free_port()}/x"
+            )
+            down = api.call("POST", "/alerts", json_body=schedule_spec())
+            assert down.status_code == 503
+            assert "cannot be reached" in down.json()["detail"]
+            assert "s3cret-pw" not in down.text
+
+            connection("delete", "kpi_alerts_db")
+            connection("add", "kpi_alerts_db", "--conn-uri", stack.alerts_db_url)
+            listed = api.call("GET", "/alerts")
+            assert listed.status_code == 200
+            assert listed.json()["total_entries"] == 1

@@ -25,6 +25,7 @@ import tenacity
 from kpi_alerts.cube.rest_format import kpi_data_from_result, total_order
 from kpi_alerts.errors import AlertValidationError, KpiAlertError, PermanentAlertError, TransientAlertError
 from kpi_alerts.kpi_data import Column, KpiData
+from kpi_alerts.redaction import redact_url
 from kpi_alerts.scheduling.timezones import zone
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class CubeClient:
         if not api_secret and not token:
             raise ValueError("CubeClient needs an api_secret or a token")
         self.base_url = base_url.rstrip("/")
+        self.shown_url = redact_url(self.base_url)  # what errors and logs name: never user:pass@
         self.api_url = self.base_url + "/" + base_path.strip("/")
         self._api_secret = api_secret
         self._token = token
@@ -128,7 +130,7 @@ class CubeClient:
         self.session = requests.Session()
 
     def __repr__(self) -> str:  # no secret, no token
-        return f"CubeClient({self.base_url!r})"
+        return f"CubeClient({self.shown_url!r})"
 
     def __enter__(self) -> CubeClient:
         return self
@@ -307,7 +309,7 @@ class CubeClient:
             )
         except requests.RequestException as exc:
             raise CubeUnavailableError(
-                f"Cube at {self.base_url} is unreachable: {_describe(exc)}", request_id=request_id
+                f"Cube at {self.shown_url} is unreachable: {_describe(exc)}", request_id=request_id
             ) from None
         return _parse_response(response, request_id)
 
@@ -365,7 +367,7 @@ def _describe(exc: requests.RequestException) -> str:
     if isinstance(exc, requests.Timeout):
         return f"{type(exc).__name__} (no answer in time)"
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    text = str(reason or exc)
+    text = redact_url(str(reason or exc))
     errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
     return errno.group(0) if errno else f"{type(exc).__name__}: {text}"
 

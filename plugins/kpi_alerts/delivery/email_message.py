@@ -28,6 +28,9 @@ from kpi_alerts.reports.context import ReportContext
 from kpi_alerts.reports.formatting import single_line, template_env
 from kpi_alerts.reports.model import ReportModel, build_report
 
+#: How several recipients are addressed (Variable ``kpi_alerts_recipient_privacy``): see build_message.
+RECIPIENT_PRIVACY = ("bcc", "to")
+UNDISCLOSED_RECIPIENTS = "undisclosed-recipients:;"
 #: Rows shown in the body; the attachment and the dashboard have the rest.
 BODY_ROWS = 10
 #: Characters shown of one cell (or column title) in the body: a 10 MB cell once made an 83 MB e-mail.
@@ -144,13 +147,21 @@ def build_message(
     max_attachment_bytes: int,
     message_id_domain: str = "kpi-alerts.local",
     message_key: str | None = None,
+    recipient_privacy: str = "bcc",
     report: ReportModel | None = None,
 ) -> EmailMessage:
     """The complete message for one alert notification; raises AlertValidationError on bad addresses.
 
     :param report: the report model the message renders (the attachments render the same one); when
         not given it is built from ``data`` and ``ctx`` alone (no comparison with a previous period).
+    :param recipient_privacy: ``bcc`` (the default): when there are several recipients, none sees the
+        others — ``To: undisclosed-recipients:;`` and everyone in ``Bcc`` (which the SMTP transaction
+        turns into envelope recipients and strips from the message); ``to``: everyone in ``To:``.
     """
+    if recipient_privacy not in RECIPIENT_PRIVACY:
+        raise AlertValidationError(
+            f"recipient privacy must be one of {', '.join(RECIPIENT_PRIVACY)}, not {recipient_privacy[:40]!r}"
+        )
     to = validate_recipients(recipients)
     from_ = _sender(sender)
     if report is None:
@@ -199,7 +210,12 @@ def build_message(
     msg = EmailMessage(policy=policy.SMTP)
     msg["Subject"] = subject
     msg["From"] = from_
-    msg["To"] = [Address(username=a.rpartition("@")[0], domain=a.rpartition("@")[2]) for a in to]
+    addresses = [Address(username=a.rpartition("@")[0], domain=a.rpartition("@")[2]) for a in to]
+    if recipient_privacy == "to" or len(addresses) == 1:
+        msg["To"] = addresses
+    else:  # customers never see each other's addresses
+        msg["To"] = UNDISCLOSED_RECIPIENTS
+        msg["Bcc"] = addresses
     msg["Date"] = format_datetime(ctx.generated_at)
     msg["Message-ID"] = mid
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, no vacation loops

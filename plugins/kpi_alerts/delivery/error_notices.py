@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.delivery.email_message import build_message
+from kpi_alerts.ledger.claims import slot_message_key
+from kpi_alerts.redaction import redact_url
 from kpi_alerts.reports.context import ReportContext, describe_period
 from kpi_alerts.vocabulary import LedgerStatus
 
@@ -26,6 +28,11 @@ if TYPE_CHECKING:
     from kpi_alerts.pipeline.inputs import RunSettings
 
 log = logging.getLogger(__name__)
+
+#: What recipients who are not the alert's owners read about a failure; the detail is for owners and logs.
+GENERIC_REASON = (
+    "the data could not be retrieved or checked this time (the alert's operators have the details)"
+)
 
 
 def report_failure_needs_notice(alert: AlertDefinition, previous: LedgerStatus | None) -> bool:
@@ -62,7 +69,7 @@ class FailureNotice:
             name=alert.alert_name,
             reason=reason,
             when=claim.slot,
-            key=f"{alert.cron_job_id}:{claim.slot.isoformat()}:error",
+            key=slot_message_key(alert, claim, ":error"),
             timezone=alert.timezone,
             period=describe_period(alert.cube_query),
             organization_id=alert.organization_id,
@@ -71,7 +78,14 @@ class FailureNotice:
 
 
 def compose_failure_notice(
-    notice: FailureNotice, to: Sequence[str], *, sender: str, now: datetime, max_attachment_bytes: int
+    notice: FailureNotice,
+    to: Sequence[str],
+    *,
+    sender: str,
+    now: datetime,
+    max_attachment_bytes: int,
+    message_id_domain: str = "kpi-alerts.local",
+    recipient_privacy: str = "bcc",
 ) -> EmailMessage:
     """The notice as an e-mail (the ``alert_error`` message: ``[KPI alert] Failed: <name> - <date>``).
 
@@ -98,6 +112,8 @@ def compose_failure_notice(
         attachment=None,
         max_attachment_bytes=max_attachment_bytes,
         message_key=notice.key,
+        message_id_domain=message_id_domain,
+        recipient_privacy=recipient_privacy,
     )
 
 
@@ -109,15 +125,24 @@ def send_error_notice(
     *,
     mailer: Mailer,
     settings: RunSettings,
+    detailed: bool = True,
 ) -> None:
-    """Tell ``to`` that ``alert`` failed for ``claim``'s slot; best effort, never raises."""
+    """Tell ``to`` that ``alert`` failed for ``claim``'s slot; best effort, never raises.
+
+    :param detailed: the reason goes to the alert's owners (and the ledger and logs), credentials
+        redacted; recipients who are not owners (a threshold alert without owners) get
+        :data:`GENERIC_REASON` — no Cube host, request id or query detail.
+    """
     try:  # a failure path never raises: whatever is wrong with the alert, the notice is attempted
+        shown = redact_url(reason)[:500] if detailed else GENERIC_REASON
         message = compose_failure_notice(
-            FailureNotice.for_alert(alert, claim, reason),
+            FailureNotice.for_alert(alert, claim, shown),
             to,
             sender=settings.sender,
             now=settings.clock(),
             max_attachment_bytes=settings.max_attachment_bytes,
+            message_id_domain=settings.message_domain,
+            recipient_privacy=settings.recipient_privacy,
         )
         mailer.deliver(message)
     except Exception as exc:  # the failure is recorded; the notice is a courtesy

@@ -217,7 +217,7 @@ class OutboxMailer:
 
 def _recipients(message: EmailMessage) -> list[str]:
     headers = [str(h) for name in ("To", "Cc", "Bcc") for h in message.get_all(name, [])]
-    return [address for _, address in getaddresses(headers)]
+    return [address for _, address in getaddresses(headers) if address]  # a group "x:;" has none
 
 
 def _codes(refused: dict[str, tuple[int, bytes]]) -> str:

@@ -112,11 +112,11 @@ class CubeHook(BaseHook):
         try:
             client = self.get_conn()
             if not client.ready():
-                return False, f"Cube at {client.base_url} is not ready (/readyz)"
+                return False, f"Cube at {client.shown_url} is not ready (/readyz)"
             cubes = client.meta(client.probe_context()).get("cubes", [])  # proves the credentials
         except (CubeError, AlertValidationError, ValueError) as exc:
             return False, str(exc)
-        return True, f"Cube at {client.base_url} is ready; {len(cubes)} cubes visible"
+        return True, f"Cube at {client.shown_url} is ready; {len(cubes)} cubes visible"
 
     def close(self) -> None:
         if self._client is not None:

@@ -36,4 +36,6 @@ def trial_settings(now: datetime | None = None) -> RunSettings:
         logical_time=(now or datetime.now(UTC)).replace(second=0, microsecond=0),
         sender=airflow_variable("kpi_alerts_sender", DEFAULT_SENDER),
         max_attachment_bytes=int(float(airflow_variable("kpi_alerts_max_attachment_mb", "10")) * 1024 * 1024),
+        recipient_privacy=airflow_variable("kpi_alerts_recipient_privacy", "bcc").strip().lower() or "bcc",
+        message_id_domain=airflow_variable("kpi_alerts_message_id_domain", "").strip(),
     )

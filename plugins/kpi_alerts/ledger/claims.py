@@ -56,6 +56,7 @@ from kpi_alerts import metrics
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.errors import KpiAlertError
 from kpi_alerts.ledger import queries
+from kpi_alerts.redaction import redact_url
 from kpi_alerts.vocabulary import LedgerStatus
 
 _S = LedgerStatus
@@ -99,6 +100,9 @@ class Claim:
     token: uuid.UUID
     attempts: int
     took_over: bool = False
+    #: Drawn once per ledger row (its first claim): the random part of the slot's Message-ID, the same
+    #: on every retry of the slot.
+    message_token: uuid.UUID | None = None
     reattempt: bool = False  # an operator's re-attempt of a finished slot: later ticks will not retry it
 
 
@@ -172,7 +176,9 @@ def _claim_fresh_slot(
         return None
     if row is None:
         return None
-    return Claim(row["id"], alert.cron_job_id, row["slot"], token, row["attempts"])
+    return Claim(
+        row["id"], alert.cron_job_id, row["slot"], token, row["attempts"], message_token=row["message_token"]
+    )
 
 
 def claim_fresh_slots(
@@ -215,7 +221,12 @@ def claim_fresh_slots(
         return {}
     return {
         by_job[r["cron_job_id"]].alert_id: Claim(
-            r["id"], r["cron_job_id"], r["slot"], r["claim_token"], r["attempts"]
+            r["id"],
+            r["cron_job_id"],
+            r["slot"],
+            r["claim_token"],
+            r["attempts"],
+            message_token=r["message_token"],
         )
         for r in rows
     }
@@ -243,7 +254,14 @@ def _claim_or_resume(
                 conn.execute(queries.MARK_CRON_JOB_CLAIMED, _last_ran_params(alert, slot))
         except psycopg.errors.RaiseException as exc:
             return _refused_by_trigger(conn, alert, inserted["id"], slot, now, str(exc.diag.message_primary))
-        return Claim(inserted["id"], alert.cron_job_id, slot, token, inserted["attempts"])
+        return Claim(
+            inserted["id"],
+            alert.cron_job_id,
+            slot,
+            token,
+            inserted["attempts"],
+            message_token=inserted["message_token"],
+        )
 
     existing = conn.execute(
         queries.LOCK_LEDGER_ROW, {"cron_job_id": alert.cron_job_id, "slot": slot}
@@ -276,7 +294,15 @@ def _claim_or_resume(
     ).fetchone()
     conn.execute(queries.SET_CRON_JOB_LOCKED, {"locked": True, "cron_job_id": alert.cron_job_id})
     assert resumed is not None
-    return Claim(existing["id"], alert.cron_job_id, slot, token, resumed["attempts"], took_over=takeover)
+    return Claim(
+        existing["id"],
+        alert.cron_job_id,
+        slot,
+        token,
+        resumed["attempts"],
+        took_over=takeover,
+        message_token=resumed["message_token"],
+    )
 
 
 def _record_interrupted_delivery(
@@ -395,7 +421,15 @@ def _reattempt(
         {**_claim_params(alert, slot, now, claimant, settings, token), "result_id": existing["id"]},
     ).fetchone()
     assert resumed is not None
-    return Claim(existing["id"], alert.cron_job_id, slot, token, resumed["attempts"], reattempt=True)
+    return Claim(  # the same Message-ID as the slot's earlier attempt: a replay is recognisably the same
+        existing["id"],
+        alert.cron_job_id,
+        slot,
+        token,
+        resumed["attempts"],
+        reattempt=True,
+        message_token=resumed["message_token"],
+    )
 
 
 def _is_earlier_try_of(row: Any, claimant: Claimant) -> bool:
@@ -559,7 +593,7 @@ def release_for_retry(conn: psycopg.Connection[Any], claim: Claim, *, now: datet
         conn.execute(queries.LOCK_CRON_JOB_WAIT, {"cron_job_id": claim.cron_job_id})
         released = conn.execute(
             queries.RELEASE_FOR_RETRY,
-            {"result_id": claim.result_id, "token": claim.token, "now": now, "error": error},
+            {"result_id": claim.result_id, "token": claim.token, "now": now, "error": redact_url(error)},
         )
         if released.rowcount == 1:  # a claim taken over meanwhile is the new claimant's to unlock
             conn.execute(queries.SET_CRON_JOB_LOCKED, {"locked": False, "cron_job_id": claim.cron_job_id})
@@ -651,7 +685,7 @@ def _last_ran_params(alert: AlertDefinition, slot: datetime) -> dict[str, Any]:
 def _outcome_params(outcome: Outcome) -> dict[str, Any]:
     return {
         "status": outcome.status,
-        "error": outcome.error,
+        "error": redact_url(outcome.error) if outcome.error is not None else None,
         "value": outcome.value,
         "previous_value": outcome.previous_value,
         "details": json.dumps(outcome.details, default=str) if outcome.details is not None else None,
@@ -661,3 +695,11 @@ def _outcome_params(outcome: Outcome) -> dict[str, Any]:
         "delivery": outcome.delivery,
         "message_id": outcome.message_id,
     }
+
+
+def slot_message_key(alert: AlertDefinition, claim: Claim, suffix: str = "") -> str:
+    """What a slot's Message-ID is derived from: the alert's slot and the ledger row's random token
+    (drawn at its first claim), so every retry of the slot has the same Message-ID and no two slots or
+    deployments share one."""
+    token = claim.message_token.hex if claim.message_token is not None else ""
+    return f"{alert.cron_job_id}:{claim.slot.isoformat()}:{token}{suffix}"

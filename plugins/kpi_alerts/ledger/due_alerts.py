@@ -11,6 +11,7 @@ import psycopg
 
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.ledger import queries
+from kpi_alerts.redaction import redact_url
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ def park_unusable_alert(
     — so it fails once a day until someone fixes the row, never on every tick, and the other alerts go
     on. Returns whether a ledger row was written (False: its slot was already recorded, or a claim holds
     the row)."""
+
+    reason = redact_url(reason)
     reason = reason if len(reason) <= 500 else reason[:499] + "\u2026"
     with conn.transaction():
         row = conn.execute(

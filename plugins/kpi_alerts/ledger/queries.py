@@ -221,7 +221,7 @@ WITH job AS (
            %(lease_expires_at)s, %(dag_run_id)s, %(task_instance)s, %(try_number)s
     FROM job
     ON CONFLICT (cron_job_id, slot) DO NOTHING
-    RETURNING id, attempts, slot
+    RETURNING id, attempts, slot, message_token
 ), marked AS (
     UPDATE cron_jobs
     SET locked = true,
@@ -232,7 +232,7 @@ WITH job AS (
     WHERE cron_jobs.id = %(cron_job_id)s
     RETURNING cron_jobs.id
 )
-SELECT claim.id, claim.attempts, claim.slot FROM claim JOIN marked ON true
+SELECT claim.id, claim.attempts, claim.slot, claim.message_token FROM claim JOIN marked ON true
 """
 
 # CLAIM_FRESH_SLOT for a whole batch in one statement (claims.claim_fresh_slots): the rows another
@@ -257,7 +257,7 @@ WITH wanted AS (
            %(claimed_by)s, %(lease_expires_at)s, %(dag_run_id)s, %(task_instance)s, %(try_number)s
     FROM job JOIN wanted ON wanted.cron_job_id = job.id
     ON CONFLICT (cron_job_id, slot) DO NOTHING
-    RETURNING id, attempts, slot, cron_job_id, claim_token
+    RETURNING id, attempts, slot, cron_job_id, claim_token, message_token
 ), marked AS (
     UPDATE cron_jobs
     SET locked = true,
@@ -268,7 +268,7 @@ WITH wanted AS (
     WHERE cron_jobs.id = claim.cron_job_id
     RETURNING cron_jobs.id
 )
-SELECT claim.id, claim.attempts, claim.slot, claim.cron_job_id, claim.claim_token
+SELECT claim.id, claim.attempts, claim.slot, claim.cron_job_id, claim.claim_token, claim.message_token
 FROM claim JOIN marked ON marked.id = claim.cron_job_id
 """
 
@@ -278,7 +278,7 @@ INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, 
 VALUES (%(cron_job_id)s, %(alert_id)s, %(organization_id)s, %(slot)s, 'claimed', %(now)s, %(now)s,
         %(token)s, %(claimed_by)s, %(lease_expires_at)s, %(dag_run_id)s, %(task_instance)s, %(try_number)s)
 ON CONFLICT (cron_job_id, slot) DO NOTHING
-RETURNING id, attempts
+RETURNING id, attempts, message_token
 """
 
 MARK_CRON_JOB_CLAIMED = """
@@ -317,7 +317,7 @@ SET attempt_history = CASE WHEN %(note)s::text IS NULL THEN attempt_history
     updated_at = %(now)s,
     error = CASE WHEN %(note)s::text IS NULL THEN error ELSE concat_ws(E'\\n', error, %(note)s::text) END
 WHERE id = %(result_id)s
-RETURNING attempts
+RETURNING attempts, message_token
 """
 )
 
@@ -368,7 +368,7 @@ SET attempt_history = attempt_history || jsonb_build_array(jsonb_build_object(
     task_instance = %(task_instance)s, try_number = %(try_number)s, attempts = attempts + 1,
     updated_at = %(now)s, finished_at = NULL, error = NULL
 WHERE id = %(result_id)s
-RETURNING attempts
+RETURNING attempts, message_token
 """
 
 SET_CRON_JOB_LOCKED = "UPDATE cron_jobs SET locked = %(locked)s WHERE id = %(cron_job_id)s"

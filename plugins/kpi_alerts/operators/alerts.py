@@ -45,6 +45,8 @@ SECONDS_PER_ALERT = _variable("kpi_alerts_seconds_per_alert", "0.15")
 PARALLELISM = _variable("kpi_alerts_parallelism", "0")
 BATCH_THREADS = _variable("kpi_alerts_batch_threads", "4")
 RETENTION_DAYS = _variable("kpi_alerts_retention_days", "90")
+RECIPIENT_PRIVACY = _variable("kpi_alerts_recipient_privacy", "bcc")
+MESSAGE_ID_DOMAIN = _variable("kpi_alerts_message_id_domain", "")
 
 
 def _task_settings(**values: Any) -> TaskSettings:
@@ -127,6 +129,11 @@ class KpiAlertOperator(BaseOperator):
     :param misfire_minutes: how late a slot may still run (Variable ``kpi_alerts_misfire_minutes``).
     :param lease_minutes: how long a claim is held (Variable ``kpi_alerts_lease_minutes``).
     :param max_attachment_mb: larger attachments are refused (Variable ``kpi_alerts_max_attachment_mb``).
+    :param recipient_privacy: ``bcc`` (default): several recipients never see each other (``To:
+        undisclosed-recipients:;``, all in Bcc); ``to``: all in ``To:`` (Variable
+        ``kpi_alerts_recipient_privacy``).
+    :param message_id_domain: the Message-IDs' domain; empty: the sender's (Variable
+        ``kpi_alerts_message_id_domain``).
     :param batch_threads: alerts of a batch in flight at once (Variable ``kpi_alerts_batch_threads``, 4).
     """
 
@@ -137,6 +144,8 @@ class KpiAlertOperator(BaseOperator):
         "misfire_minutes",
         "lease_minutes",
         "max_attachment_mb",
+        "recipient_privacy",
+        "message_id_domain",
         "batch_threads",
     )
     ui_color = "#fff4d6"
@@ -151,11 +160,15 @@ class KpiAlertOperator(BaseOperator):
         misfire_minutes: str | float = MISFIRE_MINUTES,
         lease_minutes: str | float = LEASE_MINUTES,
         max_attachment_mb: str | float = MAX_ATTACHMENT_MB,
+        recipient_privacy: str = RECIPIENT_PRIVACY,
+        message_id_domain: str = MESSAGE_ID_DOMAIN,
         batch_threads: str | int = BATCH_THREADS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.item = item
+        self.recipient_privacy = recipient_privacy
+        self.message_id_domain = message_id_domain
         self.batch_threads = batch_threads
         self.environment = environment
         self.sender = sender
@@ -175,6 +188,8 @@ class KpiAlertOperator(BaseOperator):
             misfire_minutes=float(self.misfire_minutes),
             lease_minutes=float(self.lease_minutes),
             max_attachment_mb=float(self.max_attachment_mb),
+            recipient_privacy=str(self.recipient_privacy).strip().lower() or "bcc",
+            message_id_domain=str(self.message_id_domain or "").strip(),
             batch_threads=int(float(self.batch_threads)),
         )
         return process_alerts(self.item, context, settings)

@@ -14,6 +14,11 @@ instance's "Rendered Template" view shows the values it ran with:
   ``kpi_alerts_parallelism`` (0: ``[core] parallelism``), ``kpi_alerts_batch_threads`` (4, alerts in
   flight per map item), ``kpi_alerts_batch_threshold`` (0; up to this many due alerts, one map item
   each whatever the plan).
+- ``kpi_alerts_recipient_privacy``: ``bcc`` (default) — a message to several recipients has
+  ``To: undisclosed-recipients:;`` and everyone in Bcc, so no one sees the others' addresses; ``to``
+  puts them all in ``To:``.
+- ``kpi_alerts_message_id_domain``: the right-hand side of Message-IDs (default: the sender's domain),
+  so two deployments never share one; the left-hand side is random per slot, kept across its retries.
 """
 
 from __future__ import annotations
@@ -80,6 +85,8 @@ class TaskSettings:
     max_attachment_mb: float = 10
     batch_threshold: int = 0
     retention_days: float = 90
+    recipient_privacy: str = "bcc"
+    message_id_domain: str = ""
     batch_seconds: float = 60
     seconds_per_alert: float = 0.15
     parallelism: int = 0
@@ -237,6 +244,8 @@ def process_alerts(
         sender=task_settings.sender,
         max_attachment_bytes=task_settings.max_attachment_bytes,
         claim=task_settings.claim,
+        recipient_privacy=task_settings.recipient_privacy,
+        message_id_domain=task_settings.message_id_domain,
     )
     with CubeHook() as source:
         batch = run_batch(

@@ -60,11 +60,13 @@ from kpi_alerts.ledger.claims import (
     finish_claim,
     may_retry_at_a_later_tick,
     release_for_retry,
+    slot_message_key,
     start_sending,
 )
 from kpi_alerts.ledger.due_alerts import park_unusable_alert
 from kpi_alerts.ledger.results import cron_job_of_alert, previous_status
 from kpi_alerts.pipeline.inputs import Delivery, KpiSource, Mailer, RunSettings
+from kpi_alerts.redaction import redact_url
 from kpi_alerts.reports import build_report, render_attachment
 from kpi_alerts.reports.context import MessageKind, ReportContext, describe_period
 
@@ -174,14 +176,14 @@ def run_claim(
         reason = f"{exc} (gave up after {claim.attempts} attempt(s))"
     except DeliveryUnknown as exc:
         _fail(conn, alert, claim, str(exc), mailer=mailer, settings=settings, status="delivery_unknown")
-        raise AlertFailed(f"alert {alert.alert_id} ({alert.alert_name}): {exc}") from None
+        raise AlertFailed(f"alert {alert.alert_id} ({alert.alert_name}): {redact_url(str(exc))}") from None
     except KpiAlertError as exc:
         reason = str(exc)
     except Exception as exc:
         log.exception("Unexpected error in alert %s", alert_id)
         reason = f"internal error: {type(exc).__name__}: {exc}"
     _fail(conn, alert, claim, reason, mailer=mailer, settings=settings)
-    raise AlertFailed(f"alert {alert.alert_id} ({alert.alert_name}) failed: {reason}")
+    raise AlertFailed(f"alert {alert.alert_id} ({alert.alert_name}) failed: {redact_url(reason)}")
 
 
 def _unusable(conn: psycopg.Connection[Any], alert_id: int, reason: str, settings: RunSettings) -> AlertRun:
@@ -228,7 +230,8 @@ def _fail(
         conn, alert, claim, Outcome(status, error=reason), now=settings.clock(), threshold_state=state
     )
     if notify:
-        send_error_notice(alert, claim, reason, notify, mailer=mailer, settings=settings)
+        detailed = set(notify) <= set(alert.owners)  # recipients who are not owners get a generic notice
+        send_error_notice(alert, claim, reason, notify, mailer=mailer, settings=settings, detailed=detailed)
 
 
 class _SlotRun:
@@ -347,7 +350,7 @@ class _SlotRun:
             settings=self.settings,
             work_dir=self.work_dir,
             recipients=self.alert.recipients,
-            message_key=f"{self.alert.cron_job_id}:{self.claim.slot.isoformat()}",
+            message_key=slot_message_key(self.alert, self.claim),
             value=value,
             previous=previous,
             condition=condition,
@@ -452,6 +455,8 @@ def compose_message(
         attachment=attachment,
         max_attachment_bytes=settings.max_attachment_bytes,
         message_key=message_key,
+        message_id_domain=settings.message_domain,
+        recipient_privacy=settings.recipient_privacy,
         report=report,
     )
     return message, attachment

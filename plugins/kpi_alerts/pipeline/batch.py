@@ -5,8 +5,8 @@ sessions, and the Cube source.
 
 What a batch shares, and what it does not:
 
-- **one load** of all its alerts (one query) and **one claim statement** for their fresh slots
-  (:func:`~kpi_alerts.ledger.claims.claim_fresh_slots`); every other case (misfires, resumptions,
+- **one load** of all its alerts (one query) and **one claim statement per 32 alerts** for their fresh slots
+  (:func:`~kpi_alerts.ledger.claims.claim_fresh_slots`), just before they start; every other case (misfires, resumptions,
   takeovers) is claimed one alert at a time by :func:`~kpi_alerts.ledger.claims.claim_slot`, as before;
 - **one Cube HTTP session** (the source's) and **each distinct Cube query fetched once** per batch:
   same organization (security context), timezone and query — a batch has one logical time
@@ -171,6 +171,7 @@ def run_batch(
     source: KpiSource,
     settings: RunSettings,
     threads: int = 4,
+    claim_chunk: int = 32,
 ) -> BatchResult:
     """Process a batch of alerts; every alert is attempted (a failure does not stop the others).
 
@@ -178,6 +179,8 @@ def run_batch(
     :param open_mailer: a mailer per thread, kept for the batch (a ``SessionMailer`` in production);
         closed at the end if it has a ``close()``.
     :param threads: how many alerts are in flight at once (1 = one after another).
+    :param claim_chunk: fresh slots are claimed this many at a time (one statement each), just before
+        those alerts start.
     """
     started = time.monotonic()
     logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)  # 7 INFO lines per PDF otherwise
@@ -199,15 +202,12 @@ def run_batch(
         cleanup.callback(_close_all, opened)
         conn, _ = resources()
         alerts = load_alerts(conn, alert_ids)
-        active = [alerts[i] for i in alert_ids if i in alerts and alerts[i].is_active]
-        claims = claim_fresh_slots(
-            conn,
-            active,
-            logical_time=settings.logical_time,
-            now=settings.clock(),
-            claimant=settings.claimant,
-            settings=settings.claim,
-        )
+        claims: dict[int, Claim] = {}
+        pool = None
+        if threads > 1 and len(alert_ids) > 1:
+            pool = cleanup.enter_context(
+                ThreadPoolExecutor(max_workers=min(threads, len(alert_ids)), thread_name_prefix="kpi-batch")
+            )
         started_claims: set[int] = set()
         started_lock = threading.Lock()
 
@@ -226,7 +226,22 @@ def run_batch(
             )
 
         try:
-            outcomes = _map(one, alert_ids, threads)
+            outcomes: list[Any] = []
+            for start in range(0, len(alert_ids), claim_chunk):
+                # Claimed a chunk at a time, just before its alerts start: a batch stopped hard (its run's
+                # timeout, a killed worker) leaves at most one chunk of claims waiting for their lease.
+                chunk = alert_ids[start : start + claim_chunk]
+                claims.update(
+                    claim_fresh_slots(
+                        conn,
+                        [alerts[i] for i in chunk if i in alerts and alerts[i].is_active],
+                        logical_time=settings.logical_time,
+                        now=settings.clock(),
+                        claimant=settings.claimant,
+                        settings=settings.claim,
+                    )
+                )
+                outcomes.extend(_map(one, chunk, pool))
             for alert_id, outcome in zip(alert_ids, outcomes, strict=True):
                 if isinstance(outcome, AlertRun):
                     result.runs.append(outcome)
@@ -250,7 +265,9 @@ def run_batch(
     return result
 
 
-def _map(function: Callable[[int], AlertRun], items: Sequence[int], threads: int) -> list[Any]:
+def _map(
+    function: Callable[[int], AlertRun], items: Sequence[int], pool: ThreadPoolExecutor | None
+) -> list[Any]:
     """``function`` over ``items`` in order; each item's exception is returned in its place."""
 
     def guarded(item: int) -> Any:
@@ -259,10 +276,9 @@ def _map(function: Callable[[int], AlertRun], items: Sequence[int], threads: int
         except Exception as exc:
             return exc
 
-    if threads <= 1 or len(items) <= 1:
+    if pool is None:
         return [guarded(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(threads, len(items)), thread_name_prefix="kpi-batch") as pool:
-        return list(pool.map(guarded, items))
+    return list(pool.map(guarded, items))
 
 
 def _release_unstarted(

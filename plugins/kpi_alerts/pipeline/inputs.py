@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parseaddr
 from typing import Any, Protocol
 
 from kpi_alerts.delivery.mailers import Delivery as Delivery
@@ -34,3 +35,15 @@ class RunSettings:
     max_attachment_bytes: int = 10 * 1024 * 1024
     claim: ClaimSettings = field(default_factory=ClaimSettings)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    #: ``bcc`` (default): recipients of a message to several people do not see each other (``To:
+    #: undisclosed-recipients:;``, everyone in Bcc); ``to``: all of them in ``To:``.
+    recipient_privacy: str = "bcc"
+    #: The right-hand side of Message-IDs: this deployment's domain (empty: the sender's domain).
+    message_id_domain: str = ""
+
+    @property
+    def message_domain(self) -> str:
+        """The Message-ID domain: :attr:`message_id_domain`, else the sender address's domain."""
+        if self.message_id_domain.strip():
+            return self.message_id_domain.strip()
+        return parseaddr(self.sender)[1].rpartition("@")[2] or "kpi-alerts.local"

@@ -4,11 +4,13 @@ Bodies are the alert spec of the CLI (``create-alert``) and JSON merge patches o
 answers are the dicts of :mod:`kpi_alerts.ledger.alert_views`, the same as ``show --json``. Refusals:
 401 without a valid Airflow token, 403 without the DAG permission (:mod:`kpi_alerts.web.access`),
 404 for an unknown alert, 422 with the readable reason for bad input (nothing written), 502 when Cube
-or SMTP fail a test send. The alerts database is the ``kpi_alerts_db`` Airflow connection.
+or SMTP fail a test send, 503 when the alerts database (the ``kpi_alerts_db`` Airflow connection) is
+missing or unreachable.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -22,7 +24,7 @@ from pydantic import BaseModel, Field
 from kpi_alerts.errors import AlertValidationError, KpiAlertError
 from kpi_alerts.hooks.db_url import resolve_db_url
 from kpi_alerts.ledger.alert_changes import AlertNotFound
-from kpi_alerts.ledger.database import connect
+from kpi_alerts.ledger.database import DB_CONN_ID, connect
 from kpi_alerts.web.access import actor_of, edit_access, read_access
 from kpi_alerts.web.plugin import API_PREFIX
 
@@ -41,14 +43,37 @@ ResultStatus = Literal[  # the ledger's status CHECK (include/sql/migrations)
 ]
 
 
+log = logging.getLogger(__name__)
+
+
 class TestSendBody(BaseModel):
     to: str = Field(description="the one address the test message goes to", examples=["me@example.com"])
+
+
+class AlertsDbUnavailable(Exception):
+    """The API server cannot reach the alerts database: answered 503 with what to fix."""
 
 
 def alerts_db() -> Iterator[psycopg.Connection[Any]]:
     """One connection per request to the ``kpi_alerts_db`` database (autocommit; each change is one
     transaction inside the domain function)."""
-    with connect(resolve_db_url()) as conn:
+    try:
+        url = resolve_db_url()
+    except Exception as exc:  # AirflowNotFoundException: the API server has no such connection
+        log.warning("kpi_alerts_db connection not available to the API server: %s", exc)
+        raise AlertsDbUnavailable(
+            f"the API server has no Airflow connection {DB_CONN_ID!r} (the alerts database): define it "
+            f"where the API server reads connections (AIRFLOW_CONN_{DB_CONN_ID.upper()} or the metadata DB)"
+        ) from None
+    try:
+        conn = connect(url)
+    except psycopg.OperationalError as exc:  # the message names host and port, never the password
+        log.warning("kpi_alerts_db unreachable: %s", exc)
+        raise AlertsDbUnavailable(
+            f"the alerts database (connection {DB_CONN_ID!r}) cannot be reached: "
+            f"{str(exc).strip().splitlines()[0][:300]}"
+        ) from None
+    with conn:
         yield conn
 
 
@@ -79,6 +104,10 @@ def create_api_app() -> FastAPI:
     def _not_found(request: Request, exc: AlertNotFound) -> JSONResponse:
         return JSONResponse(status_code=404, content={"detail": str(exc)})
 
+    @app.exception_handler(AlertsDbUnavailable)
+    def _no_db(request: Request, exc: AlertsDbUnavailable) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": str(exc)})
+
     @app.exception_handler(KpiAlertError)
     def _failed(request: Request, exc: KpiAlertError) -> JSONResponse:  # Cube or SMTP refused a test send
         return JSONResponse(status_code=502, content={"detail": str(exc)})
@@ -86,6 +115,7 @@ def create_api_app() -> FastAPI:
     refusals: dict[int | str, dict[str, Any]] = {
         401: {"description": "no valid Airflow token"},
         403: {"description": "no permission on the kpi_alerts DAG"},
+        503: {"description": "the alerts database (connection kpi_alerts_db) is not reachable"},
     }
     with_alert = {**refusals, 404: {"description": "no alert with that id"}}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from kpi_alerts.web.access import read_access
 from kpi_alerts.web.plugin import UI_PREFIX
@@ -22,6 +22,11 @@ ASSETS = {  # the only files served: name -> media type
     "kpi_alerts.css": "text/css",
     "icon.svg": "image/svg+xml",
 }
+NOT_ALLOWED = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>KPI alerts</title></head><body>'
+    "<h1>KPI alerts</h1><p>You are logged in, but this page needs read access to the "
+    "<code>kpi_alerts</code> DAG. Ask an Airflow admin for it.</p></body></html>"
+)
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -39,12 +44,16 @@ def create_page_app() -> FastAPI:
 
     @app.exception_handler(HTTPException)
     def _login_first(request: Request, exc: HTTPException) -> Response:
-        """A browser that opens the page without a session is sent to Airflow's login, then back."""
-        if exc.status_code == 401 and request.url.path.rstrip("/").endswith(UI_PREFIX):
-            from airflow.api_fastapi.app import get_auth_manager
+        """A browser that opens the page without a session is sent to Airflow's login, then back; one
+        without the permission is told which one it needs."""
+        if request.url.path.rstrip("/").endswith(UI_PREFIX):
+            if exc.status_code == 401:
+                from airflow.api_fastapi.app import get_auth_manager
 
-            login = get_auth_manager().get_url_login(next_url=str(request.url))
-            return RedirectResponse(login, status_code=303)
+                login = get_auth_manager().get_url_login(next_url=str(request.url))
+                return RedirectResponse(login, status_code=303)
+            if exc.status_code == 403:
+                return HTMLResponse(NOT_ALLOWED, status_code=403, headers=SECURITY_HEADERS)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.get("/", dependencies=read_access(), include_in_schema=False)

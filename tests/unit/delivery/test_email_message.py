@@ -244,9 +244,36 @@ def test_message_id_is_derived_from_the_key() -> None:
         message_id("k", "bad domain>\r\nX: 1")
 
 
+def test_several_recipients_do_not_see_each_other_unless_configured() -> None:
+    private = build(recipients=("a@example.com", "b@example.org"))
+    assert private["To"] == "undisclosed-recipients:;" and private["Bcc"] == "a@example.com, b@example.org"
+    alone = build(recipients=("a@example.com",))
+    assert alone["To"] == "a@example.com" and alone["Bcc"] is None
+    msg = build_message(
+        ctx=context(),
+        data=None,
+        recipients=["a@example.com", "b@example.org"],
+        sender=SENDER,
+        attachment=None,
+        max_attachment_bytes=1000,
+        recipient_privacy="to",
+    )
+    assert msg["To"] == "a@example.com, b@example.org" and msg["Bcc"] is None
+    with pytest.raises(AlertValidationError, match="recipient privacy"):
+        build_message(
+            ctx=context(),
+            data=None,
+            recipients=["a@example.com"],
+            sender=SENDER,
+            attachment=None,
+            max_attachment_bytes=1000,
+            recipient_privacy="everyone",
+        )
+
+
 def test_recipients_are_validated_in_the_message() -> None:
     msg = build(recipients=("Ops@Example.com", "ops@example.COM", "cfo@example.org"))
-    assert msg["To"] == "Ops@example.com, cfo@example.org"
+    assert msg["Bcc"] == "Ops@example.com, cfo@example.org"  # private by default: see below
     with pytest.raises(AlertValidationError, match=r"'ops@example.com\\r\\nBcc: x@example.com'"):
         build(recipients=("ops@example.com\r\nBcc: x@example.com",))
     with pytest.raises(AlertValidationError, match="sender"):
