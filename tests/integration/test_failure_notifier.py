@@ -45,7 +45,7 @@ class TestFailureNotifier:
         (message,) = mailbox.messages()
         assert message["Subject"] == "[KPI alert] Failed: orders_etl / load[2] — 2026-12-07"
         assert message["From"] == "Ops <ops@example.com>"
-        assert message["To"] == "a@example.com, b@example.com"
+        assert message["To"] == "undisclosed-recipients:;"  # recipients do not see each other (Bcc)
         text = message.get_body(preferencelist=("plain",)).get_content()
         html = message.get_body(preferencelist=("html",)).get_content()
         assert "warehouse <b>timeout</b>" in text and "Traceback" not in text

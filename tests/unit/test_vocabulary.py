@@ -5,7 +5,7 @@ from __future__ import annotations
 from kpi_alerts import vocabulary
 from kpi_alerts.conditions import thresholds
 from kpi_alerts.cube import rest_format
-from kpi_alerts.reports import EXTENSIONS, MIME_TYPES, formatting
+from kpi_alerts.reports import EXTENSIONS, MIME_TYPES, formatting, model
 from kpi_alerts.vocabulary import AttachmentKind, LedgerStatus
 
 
@@ -18,7 +18,7 @@ class TestVocabulary:
 
     def test_additive_aggregations(self) -> None:
         assert set(vocabulary.ADDITIVE_AGGREGATIONS) == {"count", "sum"}
-        assert thresholds.ADDITIVE_AGGREGATIONS is formatting.ADDITIVE_AGGREGATIONS
+        assert thresholds.ADDITIVE_AGGREGATIONS is model.ADDITIVE_AGGREGATIONS
 
     def test_statuses_are_the_strings_stored(self) -> None:
         assert LedgerStatus.SENT == "sent"
