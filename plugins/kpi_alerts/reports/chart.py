@@ -231,20 +231,20 @@ def render_chart_svg(chart: ChartData) -> str:
     return "".join(out)
 
 
-def render_chart_png(chart: ChartData) -> bytes:
-    """The chart as a PNG for an inline e-mail image (600x240 at PNG_SCALE)."""
-    return _rasterise(render_chart_svg(chart))
+def render_chart_png(chart: ChartData, *, scale: int = PNG_SCALE) -> bytes:
+    """The chart as a PNG: 600x240 times ``scale`` (1 for the e-mail, 2 for print)."""
+    return _rasterise(render_chart_svg(chart), scale)
 
 
 @functools.lru_cache(maxsize=64)
-def _rasterise(svg: str) -> bytes:
+def _rasterise(svg: str, scale: int) -> bytes:
     """Subscribers of one graph get the same chart: it is rasterised once (the SVG is the key)."""
     import cairosvg
 
     png: bytes = cairosvg.svg2png(
         bytestring=svg.encode("utf-8"),
-        output_width=WIDTH * PNG_SCALE,
-        output_height=HEIGHT * PNG_SCALE,
+        output_width=WIDTH * scale,
+        output_height=HEIGHT * scale,
         unsafe=False,  # no external entities or files: the SVG is ours, but never fetch anything
     )
     return png
