@@ -1,4 +1,4 @@
-"""Report attachments rendered for real (csv, openpyxl, WeasyPrint) and read back."""
+"""Report attachments rendered for real (csv, openpyxl, reportlab) and read back."""
 
 from __future__ import annotations
 
@@ -34,9 +34,7 @@ from kpi_alerts.reports.chart import (
 )
 from kpi_alerts.reports.context import ReportContext
 from kpi_alerts.reports.excel_report import clean_sheet_title
-from kpi_alerts.reports.formatting import templates_dir
-from kpi_alerts.reports.model import ReportModel, build_report
-from kpi_alerts.reports.pdf_report import FetchRefused, local_url_fetcher
+from kpi_alerts.reports.model import Change, ReportModel, build_report
 
 REPO = Path(__file__).resolve().parents[3]
 ARTIFACTS = REPO / ".artifacts"
@@ -151,7 +149,7 @@ def test_unknown_kind_is_a_validation_error(tmp_path: Path) -> None:
 def test_importing_the_package_loads_no_heavy_library() -> None:
     code = (
         "import sys, kpi_alerts.reports, kpi_alerts.delivery.email_message, kpi_alerts.delivery.recipients;"
-        "print(sorted(m for m in ('pandas','openpyxl','weasyprint','matplotlib','jinja2','email_validator')"
+        "print(sorted(m for m in ('pandas','openpyxl','reportlab','weasyprint','matplotlib','jinja2','email_validator')"
         " if m in sys.modules))"
     )
     out = subprocess.run(
@@ -381,13 +379,9 @@ def pdf_text(path: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def small_pdf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    seen: list[str] = []
+def small_pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("pdf") / "small.pdf"
-    render_pdf(
-        build_report(daily_revenue(), context(condition="Revenue > 10,000")), path, on_fetch=seen.append
-    )
-    return path, seen
+    return render_pdf(build_report(daily_revenue(), context(condition="Revenue > 10,000")), path)
 
 
 @pytest.fixture(scope="module")
@@ -397,31 +391,71 @@ def big_pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_pdf_shows_the_report(small_pdf: tuple[Path, list[str]]) -> None:
-    path, _ = small_pdf
-    text = "\n".join(pdf_text(path))
+def test_pdf_shows_the_report(small_pdf: Path) -> None:
+    text = "\n".join(pdf_text(small_pdf))
     for expected in (
         "Revenue (daily)",
         "17,373.30",  # the total of the rows (a sum measure)
+        "total of",  # its basis
         "last 14 days",
-        "Europe/London",
+        "Times in Europe/London",
         "Page 1 of 1",
         "Organization 42",
-        "Revenue > 10,000",
+        "Report date 2026-04-02",
+        "Condition: Revenue > 10,000",
+        "The headline is the total of the period",
         "2026-03-29",
         "1,481.45",
         "Generated 2026-04-02 09:01",
     ):
         assert expected in text, expected
+    from pypdf import PdfReader
+
+    meta = PdfReader(small_pdf).metadata
+    assert meta is not None and meta.title == "Revenue (daily)"
 
 
-def test_pdf_fetches_only_local_resources(small_pdf: tuple[Path, list[str]]) -> None:
-    _, seen = small_pdf
-    root = templates_dir().as_uri()
-    assert seen, "the stylesheet and the chart go through the fetcher"
-    assert all(u.startswith("data:") or u.startswith(root + "/") for u in seen), seen
-    assert any(u.startswith("data:image/svg+xml") for u in seen)  # the chart is embedded
-    assert any(u.endswith("/report.css") for u in seen)
+def test_pdf_embeds_the_chart_as_a_print_resolution_image(small_pdf: Path) -> None:
+    from pypdf import PdfReader
+
+    images = [image for page in PdfReader(small_pdf).pages for image in page.images]
+    assert len(images) == 1
+    assert images[0].image is not None and images[0].image.size == (1200, 480)  # render_chart_png scale=2
+
+
+@pytest.mark.parametrize(
+    ("kind", "wording"),
+    [
+        pytest.param("threshold_triggered", "Alert condition met: Revenue > 10,000", id="triggered"),
+        pytest.param(
+            "threshold_recovered", "Back to normal: Revenue > 10,000 no longer holds", id="recovered"
+        ),
+        pytest.param("threshold_no_data", "No data to evaluate: Revenue > 10,000", id="no-data"),
+    ],
+)
+def test_pdf_states_the_condition_by_kind(tmp_path: Path, kind: str, wording: str) -> None:
+    ctx = context(kind=kind, condition="Revenue > 10,000", threshold_value=Decimal(10000))
+    path = render_pdf(build_report(daily_revenue(), ctx), tmp_path / "t.pdf")
+    assert wording in " ".join(" ".join(pdf_text(path)).split())
+
+
+def test_pdf_shows_the_change_and_the_previous_period(tmp_path: Path) -> None:
+    change = Change(
+        previous=Decimal(100),
+        previous_text="$100.00",
+        absolute=Decimal(-5),
+        absolute_text="-5.00 USD",
+        percent=Decimal(-5),
+        percent_text="-5.0 %",
+        direction="down",
+        against="previous 14 days",
+        previous_period="2026-03-06 to 2026-03-19",
+    )
+    report = replace(build_report(daily_revenue(), context()), change=change)
+    path = render_pdf(report, tmp_path / "c.pdf")
+    text = " ".join(" ".join(pdf_text(path)).split())
+    assert "▼ down -5.00 USD (-5.0 %) vs previous 14 days" in text  # marker and word, not colour alone
+    assert "Previous 14 days (2026-03-06 to 2026-03-19): $100.00" in text
 
 
 def test_pdf_long_table_repeats_header_and_saves_a_preview(big_pdf: Path) -> None:
@@ -429,17 +463,48 @@ def test_pdf_long_table_repeats_header_and_saves_a_preview(big_pdf: Path) -> Non
 
     pages = pdf_text(big_pdf)
     assert len(pages) > 10
-    assert "Hour" in pages[1] and "Region" in pages[1]  # thead repeated on page 2
-    assert f"Page 2 of {len(pages)}" in pages[1]
+    assert "Hour" in pages[1] and "Region" in pages[1]  # the header row repeated on page 2
+    assert pages[1].count("Hourly revenue by region") == 1  # the page header, from page 2 on
+    assert "Hourly revenue by region" in pages[0]
+    assert f"Page 2 of {len(pages)}" in pages[1] and "Generated 2026-04-02 09:01" in pages[1]
     assert "2026-01-01 00:00" in pages[0] and "2026-02-11 15:00" in pages[-1]  # first and last row
     ARTIFACTS.mkdir(exist_ok=True)
     doc = pypdfium2.PdfDocument(big_pdf)
     try:
         for i in (0, 1):
             doc[i].render(scale=1.2).to_pil().save(ARTIFACTS / f"report-page-{i + 1}.png")
+        bitmap = doc[1].render(scale=1).to_pil().convert("RGB")
     finally:
         doc.close()
     assert (ARTIFACTS / "report-page-1.png").stat().st_size > 10_000
+    # the header row is drawn white on the brand blue, and the rows alternate white and a faint grey
+    colours = {colour for _, colour in bitmap.getcolors(maxcolors=1 << 16) or []}
+    assert (0x1F, 0x4E, 0x79) in colours and (0xF9, 0xFA, 0xFB) in colours
+
+
+def test_pdf_of_2000_rows_is_every_row_on_many_pages(tmp_path: Path) -> None:
+    report = build_report(big(2000), context())
+    path = render_pdf(report, tmp_path / "l.pdf")
+    pages = pdf_text(path)
+    assert len(pages) > 35 and all(f"of {len(pages)}" in page for page in pages)
+    assert "2026-03-25 07:00" in pages[-1]  # the 2,000th row
+    assert "Showing the first" not in "".join(pages)
+
+
+def test_pdf_aligns_numbers_right(tmp_path: Path) -> None:
+    from pypdf import PdfReader
+
+    path = render_pdf(build_report(by_region(), context()), tmp_path / "a.pdf")
+    spots: dict[str, float] = {}
+
+    def visit(text: str, cm: object, tm: list[float], font: object, size: object) -> None:
+        if text.strip():
+            spots.setdefault(text.strip(), tm[4])
+
+    PdfReader(path).pages[0].extract_text(visitor_text=visit)
+    # "0.00" and "-1,234.50" end at the same x; "Zürich ☃" and "plain" start at the same x
+    assert spots["Zürich ☃"] == pytest.approx(spots["plain"])
+    assert spots["-1,234.50"] < spots["0.00"]
 
 
 def test_pdf_of_empty_data(tmp_path: Path) -> None:
@@ -450,7 +515,9 @@ def test_pdf_of_empty_data(tmp_path: Path) -> None:
 
 def test_pdf_caps_rows_and_says_so(tmp_path: Path) -> None:
     path = render_pdf(build_report(big(30), context()), tmp_path / "c.pdf", max_rows=10)
-    assert "Showing the first 10 of 30 rows" in "\n".join(pdf_text(path))
+    text = "\n".join(pdf_text(path))
+    assert "Showing the first 10 of 30 rows. The CSV and Excel exports contain every row." in text
+    assert "2026-01-01 09:00" in text and "2026-01-01 10:00" not in text
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
@@ -478,32 +545,45 @@ def http_server() -> Iterator[tuple[str, list[str]]]:
         server.server_close()
 
 
-def test_pdf_escapes_user_text_and_never_calls_out(
-    tmp_path: Path, http_server: tuple[str, list[str]]
+def hostile(base: str) -> tuple[str, ...]:
+    """reportlab's Paragraph mini-markup, as an attacker would type it into a name or a dimension."""
+    return (
+        "<b>bold</b>",
+        f'<img src="{base}/x.png"/>',
+        "R&D &amp; &nbsp; <br/>",
+        '<font color="red" size="40">big</font>',
+        f'<a href="{base}/link">click</a>',
+        f"<link href='{base}/l2'>l2</link>",
+        "<para>p</para>",
+    )
+
+
+def test_pdf_shows_markup_as_literal_text_and_never_calls_out(
+    tmp_path: Path, http_server: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from reportlab.lib import utils
+
     base, hits = http_server
-    name = f'<script>alert(1)</script><img src="{base}/x.png">'
+    strings = hostile(base)
+    name = "".join(strings[:3])
     dim = KpiData(
         (REGION, REVENUE),
-        ({REGION.key: f'<img src="{base}/y.png">', REVENUE.key: Decimal(1)},),
+        tuple({REGION.key: s * (1 + i % 2 * 3), REVENUE.key: Decimal(i)} for i, s in enumerate(strings)),
         "Europe/London",
     )
-    seen: list[str] = []
-    path = render_pdf(build_report(dim, context(alert_name=name)), tmp_path / "x.pdf", on_fetch=seen.append)
-    text = "".join(pdf_text(path)).replace("\n", "")  # long names wrap
-    assert "<script>alert(1)</script>" in text and f"{base}/x.png" in text  # shown as text
-    assert f"{base}/y.png" in text
-    assert hits == [] and not [u for u in seen if u.startswith("http")]
-    fetcher = local_url_fetcher(templates_dir())
-    for url in (
-        f"{base}/z.png",
-        "https://example.com/a.css",
-        "file:///etc/passwd",
-        templates_dir().as_uri() + "/../../pyproject.toml",
-        "ftp://127.0.0.1/x",
-    ):
-        with pytest.raises((FetchRefused, ValueError)):
-            fetcher.fetch(url)
+    opened: list[object] = []  # everything reportlab opens (a filename, a URL, or our bytes)
+    real_open = utils.open_for_read
+    monkeypatch.setattr(
+        utils, "open_for_read", lambda name, *a, **k: opened.append(name) or real_open(name, *a, **k)
+    )
+    report = build_report(dim, context(alert_name=name, condition="<b>x</b> & y"))
+    path = render_pdf(report, tmp_path / "x.pdf")
+    squeeze = "".join("".join(pdf_text(path)).split())  # long values wrap
+    for s in (*strings, "<b>x</b>&y"):
+        assert "".join(s.split()) in squeeze, s  # shown as typed, in a cell or in the title
+    assert squeeze.count("<b>bold</b>") == 2  # in the title and in its cell
     assert hits == []
-    assert fetcher.fetch(templates_dir().as_uri() + "/report.css").read().startswith(b"/*")
-    assert fetcher.fetch("data:text/plain;base64,aGk=").read() == b"hi"
+    assert all(not isinstance(o, str) for o in opened), opened  # never a filename or a URL
+    raw = path.read_bytes()
+    for reference in (b"/URI", b"/Launch", b"/GoToR", b"/JavaScript", b"/Annots", b"/EmbeddedFile"):
+        assert reference not in raw, reference
