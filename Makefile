@@ -65,7 +65,8 @@ cube/node_modules/.installed: cube/package.json cube/package-lock.json
 	cd cube && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
-## weasyprint needs pango and harfbuzz-subset, the e-mail chart (CairoSVG) cairo; docker-compose (v1) validates docker-compose.yaml in the
+## the chart (CairoSVG) needs cairo, the PDF report (reportlab) the DejaVu fonts; pango and harfbuzz-subset serve only
+## WeasyPrint, which bench/bench_pdf.py measures the PDF renderer against (requirements-dev.txt); docker-compose (v1) validates docker-compose.yaml in the
 ## tests (no Docker engine here); redis-server is the Celery broker of the native topology (`python -m devstack topology up`);
 ## the UI page's tests drive Debian's Chromium with Playwright.
 ## Installed from Debian when missing and we may (root with apt-get).

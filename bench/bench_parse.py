@@ -7,7 +7,7 @@ Run from the repository root::
 Each sample is a fresh Python process that first runs ``import airflow.sdk`` (what a DAG processor
 has done before it parses a file), then imports the DAG file once, timing only that import. N
 (default 15) processes per file, interleaved, so both see the same machine load; medians compared.
-The modules the parse itself loads are listed: none of pandas, openpyxl, weasyprint, matplotlib may
+The modules the parse itself loads are listed: none of pandas, openpyxl, reportlab, weasyprint, matplotlib may
 appear (psycopg and requests are reported too).
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KPI_DAG = ROOT / "dags" / "kpi_alerts.py"
-FORBIDDEN = ("pandas", "openpyxl", "weasyprint", "matplotlib")
+FORBIDDEN = ("pandas", "openpyxl", "reportlab", "weasyprint", "matplotlib")
 WATCHED = (*FORBIDDEN, "psycopg", "requests")
 TRIVIAL_DAG = '''\
 """A trivial TaskFlow DAG: the baseline."""

@@ -89,7 +89,7 @@ def run_case(case: str, rows: int) -> dict[str, object]:
     import matplotlib
     import openpyxl  # noqa: F401
     import pandas as pd
-    import weasyprint  # noqa: F401
+    import reportlab  # noqa: F401
 
     matplotlib.use("Agg")
     from kpi_alerts.reports import render_csv, render_excel, render_pdf

@@ -589,7 +589,7 @@ def one_run(modes: list[str], n: int, parallelism: int, work: Path) -> list[tupl
 
 
 AREAS = (  # (label, a function whose cumulative time is that area's), for --mode profile
-    ("PDF (weasyprint)", "pdf_report.py", "render_pdf"),
+    ("PDF (reportlab)", "pdf_report.py", "render_pdf"),
     ("XLSX (openpyxl)", "excel_report.py", "render_excel"),
     ("CSV", "csv_report.py", "render_csv"),
     ("inline chart PNG", "chart.py", "kpi_chart_png"),

@@ -1,8 +1,8 @@
-# Airflow 3.3.2 with this project's pinned dependencies and weasyprint's system libraries.
+# Airflow 3.3.2 with this project's pinned dependencies; cairo for the chart (CairoSVG), DejaVu for the PDF.
 FROM apache/airflow:3.3.2-python3.11
 USER root
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 libcairo2 libharfbuzz-subset0 fonts-dejavu-core \
+ && apt-get install -y --no-install-recommends libcairo2 fonts-dejavu-core \
  && rm -rf /var/lib/apt/lists/*
 USER airflow
 COPY requirements.txt /requirements.txt

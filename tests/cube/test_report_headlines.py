@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import io
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -312,11 +311,13 @@ def save_pdf_page(payload: bytes, name: str) -> Path:
 
 
 def save_email_png(message: EmailMessage, name: str) -> Path:
-    """The HTML part as a mail client would show it: its inline chart in place, laid out by WeasyPrint."""
-    from weasyprint import HTML
+    """The HTML part as a mail client would show it, its inline chart in place: a Chromium screenshot.
 
-    from kpi_alerts.reports.formatting import templates_dir
-    from kpi_alerts.reports.pdf_report import local_url_fetcher
+    Nothing is fetched: every request the page makes (there should be none) is refused and counted.
+    """
+    import shutil
+
+    from playwright.sync_api import sync_playwright
 
     _text, html = bodies(message)
     for part in message.walk():
@@ -326,6 +327,20 @@ def save_email_png(message: EmailMessage, name: str) -> Path:
             assert isinstance(payload, bytes)
             uri = "data:image/png;base64," + base64.b64encode(payload).decode("ascii")
             html = html.replace(f"cid:{cid.strip('<>')}", uri)
-    buffer = io.BytesIO()
-    HTML(string=html, url_fetcher=local_url_fetcher(templates_dir())).write_pdf(buffer)
-    return _png_of_pdf(buffer.getvalue(), ARTIFACTS / name)
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Chromium is missing: `make system-deps` installs Debian's chromium package"
+    ARTIFACTS.mkdir(exist_ok=True)
+    out = ARTIFACTS / name
+    requested: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 720, "height": 900})
+            page.route("**/*", lambda route: (requested.append(route.request.url), route.abort()))
+            page.set_content(html, wait_until="load")
+            page.screenshot(path=str(out), full_page=True)
+        finally:
+            browser.close()
+    assert requested == []
+    assert out.stat().st_size > 10_000  # a real message with text and a chart, not a blank image
+    return out

@@ -50,7 +50,7 @@ def test_parsing_touches_no_database_network_or_heavy_library() -> None:
         f"sys.path[:0] = [{str(REPO_ROOT / 'plugins')!r}, {str(REPO_ROOT / 'dags')!r}]\n"
         "import runpy; runpy.run_path(" + repr(str(REPO_ROOT / "dags" / "kpi_alerts.py")) + ")\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'pandas', 'openpyxl', 'weasyprint', 'matplotlib', 'psycopg', 'requests', 'jwt'})\n"
+        "{'pandas', 'openpyxl', 'reportlab', 'weasyprint', 'matplotlib', 'psycopg', 'requests', 'jwt'})\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -183,7 +183,6 @@ def run_batch(
         those alerts start.
     """
     started = time.monotonic()
-    logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)  # 7 INFO lines per PDF otherwise
     result = BatchResult()
     queries = SharedQueries(source)
     local = _Resources()

@@ -418,9 +418,45 @@ def test_pdf_shows_the_report(small_pdf: Path) -> None:
 def test_pdf_embeds_the_chart_as_a_print_resolution_image(small_pdf: Path) -> None:
     from pypdf import PdfReader
 
+    import io
+
+    from PIL import Image, ImageChops
+
     images = [image for page in PdfReader(small_pdf).pages for image in page.images]
-    assert len(images) == 1
-    assert images[0].image is not None and images[0].image.size == (1200, 480)  # render_chart_png scale=2
+    assert len(images) == 1 and images[0].image is not None
+    chart = build_report(daily_revenue(), context()).chart
+    assert chart is not None
+    expected = Image.open(io.BytesIO(render_chart_png(chart, scale=2))).convert("RGB")
+    embedded = images[0].image.convert("RGB")
+    assert embedded.size == expected.size == (1200, 480)  # print resolution: render_chart_png(scale=2)
+    assert ImageChops.difference(embedded, expected).getbbox() is None  # the chart's pixels, unchanged
+
+
+def test_png_stream_takes_rgb_and_grey_and_leaves_other_pngs_to_reportlab() -> None:
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    from kpi_alerts.reports.pdf_report import png_stream
+
+    def png(mode: str) -> bytes:
+        buffer = io.BytesIO()
+        Image.new(mode, (3, 2), "white" if mode != "P" else 1).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    rgb = png_stream(png("RGB"))
+    assert rgb is not None and (rgb.width, rgb.height, rgb.colors) == (3, 2, 3)
+    rows = zlib.decompress(rgb.data)  # per row: PNG's filter byte, then 3 RGB pixels
+    assert len(rows) == 2 * (1 + 3 * 3) and all(rows[i] <= 4 for i in (0, 10))
+    grey = png_stream(png("L"))
+    assert grey is not None and grey.colors == 1
+    plain = png("RGB")
+    ihdr = plain[12:28] + b"\x01"  # the IHDR chunk (type and body) with interlace = 1 (Adam7)
+    interlaced = plain[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + plain[33:]
+    for other in (png("RGBA"), png("P"), interlaced, b"GIF89a"):
+        assert png_stream(other) is None
 
 
 @pytest.mark.parametrize(
