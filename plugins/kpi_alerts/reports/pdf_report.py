@@ -16,11 +16,8 @@ server, and the PDF carries no link or external reference.
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
-import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
@@ -247,118 +244,15 @@ def _boxed(
 
 
 def _chart(report: ReportModel, width: float) -> Flowable:
-    """The chart as a 2x PNG from bytes, the page's width wide."""
+    """The chart as a 2x PNG from bytes (never a filename), the page's width wide."""
     from reportlab.lib.units import mm
     from reportlab.platypus import Image
 
     assert report.chart is not None
     png = render_chart_png(report.chart, scale=2)
-    height = width * HEIGHT / WIDTH
-    parsed = png_stream(png)
-    image: Flowable
-    if parsed is not None:
-        image = _png_flowable(png, parsed, width, height)
-    else:  # a PNG the passthrough does not take (alpha, palette, interlaced): reportlab decodes it
-        image = Image(io.BytesIO(png), width=width, height=height)
+    image = Image(io.BytesIO(png), width=width, height=width * HEIGHT / WIDTH)
     image.spaceAfter = 5 * mm
     return image
-
-
-@dataclass(frozen=True)
-class PngStream:
-    """A PNG's pixels as PDF can take them unchanged: the zlib stream of its IDAT chunks."""
-
-    width: int
-    height: int
-    colors: int
-    data: bytes
-
-
-def png_stream(png: bytes) -> PngStream | None:
-    """The image data of an 8-bit RGB or grey, non-interlaced PNG; None for any other PNG.
-
-    PDF's FlateDecode with the PNG predictors (``/Predictor 15``) reads a PNG's IDAT data as it is, so
-    the chart is embedded without decoding and recompressing ~1.7 MB of pixels (about half the
-    report's CPU otherwise) and the file carries the PNG's own compression.
-    """
-    if png[:8] != b"\x89PNG\r\n\x1a\n":
-        return None
-    pos, header, chunks = 8, None, []
-    while pos + 8 <= len(png):
-        (length,) = struct.unpack(">I", png[pos : pos + 4])
-        kind, body = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            chunks.append(body)
-        elif kind == b"IEND":
-            break
-        pos += 12 + length
-    if header is None or not chunks:
-        return None
-    width, height, depth, color_type, _compression, _filter, interlace = header
-    if depth != 8 or interlace != 0 or color_type not in (0, 2):  # grey or RGB, no alpha, no palette
-        return None
-    return PngStream(width, height, 3 if color_type == 2 else 1, b"".join(chunks))
-
-
-def _png_flowable(png: bytes, parsed: PngStream, width: float, height: float) -> Flowable:
-    from reportlab.pdfbase.pdfdoc import PDFArray, PDFDictionary, PDFImageXObject, PDFName, PDFStream
-    from reportlab.platypus import Flowable
-
-    class PngXObject(PDFImageXObject):
-        """An image XObject whose stream is the PNG's IDAT data, decoded by the viewer."""
-
-        def __init__(self, name: str) -> None:
-            super().__init__(name)
-            self.width, self.height, self.bitsPerComponent = parsed.width, parsed.height, 8
-            self.colorSpace = "DeviceRGB" if parsed.colors == 3 else "DeviceGray"
-            self._filters = ("FlateDecode",)
-            self.streamContent = parsed.data
-
-        def format(self, document: Any) -> bytes:
-            stream = PDFStream(content=self.streamContent)
-            entries = stream.dictionary
-            entries["Type"] = PDFName("XObject")
-            entries["Subtype"] = PDFName("Image")
-            entries["Width"], entries["Height"] = self.width, self.height
-            entries["BitsPerComponent"] = 8
-            entries["ColorSpace"] = PDFName(self.colorSpace)
-            entries["Filter"] = PDFArray([PDFName("FlateDecode")])
-            entries["DecodeParms"] = PDFDictionary(
-                {"Predictor": 15, "Colors": parsed.colors, "BitsPerComponent": 8, "Columns": self.width}
-            )
-            entries["Length"] = len(self.streamContent)
-            formatted: bytes = stream.format(document)
-            return formatted
-
-    class PngImage(Flowable):
-        """Draws the PNG as reportlab's ``drawImage`` does, with the XObject above."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.width, self.height = width, height
-
-        def wrap(self, available_width: float, available_height: float) -> tuple[float, float]:
-            return self.width, self.height
-
-        def draw(self) -> None:
-            canvas, name = self.canv, "png" + hashlib.sha1(png, usedforsecurity=False).hexdigest()
-            document = canvas._doc
-            reg_name = document.getXObjectName(name)
-            if not document.idToObject.get(reg_name):
-                xobject = PngXObject(name)
-                canvas._setXObjects(xobject)
-                document.Reference(xobject, reg_name)
-                document.addForm(name, xobject)
-            canvas._currentPageHasImages = 1
-            canvas.saveState()
-            canvas.scale(self.width, self.height)
-            canvas._code.append(f"/{reg_name} Do")
-            canvas.restoreState()
-            canvas._formsinuse.append(name)
-
-    return PngImage()
 
 
 def _table(report: ReportModel, rows: Sequence[Sequence[str]], width: float) -> Flowable:
