@@ -191,7 +191,7 @@ def fpdf2(report: ReportModel, path: Path) -> None:
         pdf.cell(0, 5, generated)
         pdf.cell(0, 5, f"Page {pdf.page_no()} of {{nb}}", align="R")
 
-    pdf.footer = footer  # type: ignore[method-assign]
+    pdf.footer = footer
     pdf.add_page()
     pdf.set_font("DejaVu", "B", 18)
     pdf.multi_cell(0, 8, report.alert_name, new_x="LMARGIN", new_y="NEXT")
