@@ -105,14 +105,16 @@ def one_message(kind: str, attachment: Any, data: KpiData) -> bytes:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=300)
     args = parser.parse_args()
 
     from kpi_alerts.reports import Attachment, render_attachment
 
     png = os.urandom(30_000)  # a typical inline chart's size; incompressible like a PNG
-    email_message.render_chart_png = lambda chart, **_: png  # type: ignore[assignment]
+    email_message.render_chart_png = lambda chart, **_: png
     data = make_data()
     work = Path(tempfile.mkdtemp(prefix="bench-mime-"))
     report = build_report(data, make_context("report"))

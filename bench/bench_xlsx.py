@@ -75,8 +75,12 @@ def xlsxwriter_constant(report: ReportModel, path: Path) -> Path:
 
     wb = xlsxwriter.Workbook(str(path), {"constant_memory": True, "strings_to_formulas": False})
     ws = wb.add_worksheet(clean_sheet_title(report.alert_name))
-    header = wb.add_format({"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E79", "valign": "vcenter"})
-    formats = [wb.add_format({"num_format": c.excel_format}) if c.excel_format else None for c in report.columns]
+    header = wb.add_format(
+        {"bold": True, "font_color": "#FFFFFF", "bg_color": "#1F4E79", "valign": "vcenter"}
+    )
+    formats = [
+        wb.add_format({"num_format": c.excel_format}) if c.excel_format else None for c in report.columns
+    ]
     for i, width in enumerate(_widths(report)):
         ws.set_column(i, i, width)
     ws.freeze_panes(1, 0)
@@ -123,11 +127,18 @@ def measure(render: Callable[[ReportModel, Path], Path], report: ReportModel, re
         c0 = time.process_time()
         render(report, out)
         times.append((time.process_time() - c0) * 1000)
-    return {"median": statistics.median(times), "min": min(times), "max": max(times), "bytes": out.stat().st_size}
+    return {
+        "median": statistics.median(times),
+        "min": min(times),
+        "max": max(times),
+        "bytes": out.stat().st_size,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=30, help="per case at 12 rows (3 at 100k rows)")
     parser.add_argument("--big", type=int, default=100_000, help="rows of the large report")
     args = parser.parse_args()

@@ -102,7 +102,7 @@ def _sender(sender: str) -> Address:
     """
     try:
         header = _PART_POLICY.header_factory("From", single_line(sender))
-        addresses = header.addresses  # type: ignore[attr-defined]
+        addresses = header.addresses
     except (ValueError, IndexError, AttributeError):
         addresses = ()
     if len(addresses) != 1 or header.defects or not addresses[0].username or not addresses[0].domain:

@@ -27,7 +27,7 @@ import re
 import smtplib
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.generator import NLCRE, BytesGenerator
+from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.utils import getaddresses
 from pathlib import Path
@@ -115,13 +115,17 @@ def _envelope(client: smtplib.SMTP, message: EmailMessage) -> tuple[str, list[st
         return sender, recipients, out.getvalue(), options
 
 
+_NEWLINE = re.compile(r"\r\n|\r|\n")  # what the generator splits lines on (email.generator.NLCRE)
+
+
 class _WireGenerator(BytesGenerator):
     """``BytesGenerator`` writing a body's lines in one piece instead of two writes per line (a
     base64 attachment has thousands): the same bytes, each line ending in the policy's line separator."""
 
     def _write_lines(self, lines: str) -> None:
         if lines:
-            self.write(self._NL.join(NLCRE.split(lines)))
+            linesep: str = self._NL  # type: ignore[attr-defined]  # the flatten's line separator
+            self.write(linesep.join(_NEWLINE.split(lines)))
 
 
 def _data_block(payload: bytes) -> bytes:
