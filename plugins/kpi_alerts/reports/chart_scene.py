@@ -223,15 +223,16 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
-def paint_scene(scene: Scene, scale: int = 1) -> Any:
+def paint_scene(scene: Scene, scale: int = 1, *, alpha: bool = False) -> Any:
     """The scene drawn on a new cairo image surface ``scale`` times its size, antialiased.
 
     The surface is RGB24: the chart is opaque (its first item is the white background), so the PNG has
-    three channels, not four.
+    three channels, not four. ``alpha`` draws on ARGB32 instead (``bench/bench_chart.py`` compares them).
     """
     import cairocffi as cairo
 
-    surface = cairo.ImageSurface(cairo.FORMAT_RGB24, scene.width * scale, scene.height * scale)
+    surface_format = cairo.FORMAT_ARGB32 if alpha else cairo.FORMAT_RGB24
+    surface = cairo.ImageSurface(surface_format, scene.width * scale, scene.height * scale)
     context = cairo.Context(surface)
     context.scale(scale, scale)
     context.set_antialias(cairo.ANTIALIAS_DEFAULT)
