@@ -661,6 +661,7 @@ AREAS = (  # (label, a function whose cumulative time is that area's), for --mod
     ("inline chart PNG", "chart.py", "kpi_chart_png"),
     ("MIME message", "email_message.py", "build_message"),
     ("Cube request", "client.py", "load"),
+    ("Cube multi-query", "client.py", "load_many"),
     ("SMTP send", "mailers.py", "send_over_smtp"),
     ("claim (batch)", "claims.py", "claim_fresh_slots"),
     ("start sending", "claims.py", "start_sending"),
