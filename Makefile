@@ -65,7 +65,7 @@ cube/node_modules/.installed: cube/package.json cube/package-lock.json
 	cd cube && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
-## weasyprint needs pango and harfbuzz-subset, the e-mail chart (CairoSVG) cairo; docker-compose (v1) validates docker-compose.yaml in the
+## weasyprint needs pango and harfbuzz-subset, the e-mail chart cairo (cairocffi); docker-compose (v1) validates docker-compose.yaml in the
 ## tests (no Docker engine here); redis-server is the Celery broker of the native topology (`python -m devstack topology up`);
 ## the UI page's tests drive Debian's Chromium with Playwright.
 ## Installed from Debian when missing and we may (root with apt-get).

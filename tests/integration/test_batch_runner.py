@@ -14,13 +14,14 @@ import pytest
 
 from devstack.mail import MailCatcher
 from devstack.stack import Stack
-from kpi_alerts.cube.client import CubeClient
+from kpi_alerts.cube.client import CubeClient, CubeQueryError
 from kpi_alerts.delivery.mailers import SessionMailer
 from kpi_alerts.ledger.alert_store import create_alert
 from kpi_alerts.ledger.claims import Claimant
 from kpi_alerts.ledger.database import connect
-from kpi_alerts.pipeline.batch import run_batch
+from kpi_alerts.pipeline.batch import SharedQueries, run_batch
 from kpi_alerts.pipeline.inputs import RunSettings
+from kpi_alerts.reports.model import expected_report_queries
 
 pytestmark = [pytest.mark.services]
 
@@ -97,8 +98,9 @@ def test_a_batch_shares_queries_and_sessions_and_sends_each_alert_once(
     assert first.failures == []
     assert [r.status for r in first.runs] == ["sent"] * 12
     # two subscribers per graph; each of the 6 graphs needs its rows and its previous week (the report's
-    # change, issue 14: one query for an additive KPI), each asked once for both subscribers
-    assert first.cube_requests == 12 and first.cube_shared == 12
+    # change, issue 14: one query for an additive KPI), asked together in one request (Cube's multi-query)
+    # once for both subscribers
+    assert first.cube_requests == 6 and first.cube_shared == 12
     assert 1 <= first.smtp_sessions <= 4  # one per thread, not one per message
     assert sorted(str(m["To"]) for m in mailbox.messages()) == sorted(
         f"b{k}@org{1 + (k // 2) % 2}.example.com" for k in range(12)
@@ -132,3 +134,25 @@ def test_a_session_closed_by_the_server_is_renewed_and_nothing_is_sent_twice(mai
         "r1@example.com",
         "r2@example.com",
     ]
+
+
+def test_shared_queries_ask_a_report_and_its_previous_period_in_one_request(stack: Stack) -> None:
+    org = {"organization_id": 1}
+    with CubeClient(stack.cube_url, api_secret=stack.cube_secret) as cube:
+        queries = SharedQueries(cube)
+        wanted = [query(1), *expected_report_queries(query(1), "UTC", LOGICAL_TIME)]
+        assert len(wanted) == 2 and wanted[1]["timeDimensions"][0]["dateRange"] == [
+            "2026-10-25",
+            "2026-10-31",
+        ]
+        rows = queries.load_many(wanted, security_context=org, timezone="UTC")
+        assert (queries.requests, queries.shared) == (1, 0)
+        assert queries.load(wanted[1], security_context=org, timezone="UTC") is rows[1]  # from the batch
+        assert (queries.requests, queries.shared) == (1, 1)
+
+        bad = {**query(8), "measures": ["orders.nope"]}
+        with pytest.raises(CubeQueryError, match="nope"):
+            queries.load_many([query(8), bad], security_context=org, timezone="UTC")
+        # a failed request is not kept: the good query alone is asked again, and answers
+        assert queries.load(query(8), security_context=org, timezone="UTC").rows
+        assert queries.requests == 3

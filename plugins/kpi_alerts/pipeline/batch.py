@@ -118,17 +118,66 @@ class SharedQueries:
         self.requests = 0
         self.shared = 0
 
+    def load_many(
+        self, queries: Sequence[Mapping[str, Any]], *, security_context: Mapping[str, Any], timezone: str
+    ) -> list[KpiData]:
+        """``queries``' rows, those not fetched yet in one request when the source can (``load_many``);
+        later :meth:`load` calls get them from the batch too. A failed request is not kept and is raised
+        (each query asked alone again then says which one is wrong)."""
+        many = getattr(self.source, "load_many", None)
+        owned: list[tuple[str, Mapping[str, Any], Future[KpiData]]] = []
+        with self._lock:
+            for query in queries:
+                key = self._key(query, security_context, timezone)
+                if key in self._entries:
+                    self.shared += 1
+                elif all(key != k for k, _, _ in owned):
+                    owned.append((key, query, Future()))
+            if many is None or len(owned) < 2:
+                owned = []
+            for key, _, entry in owned:
+                self._entries[key] = entry
+            self.requests += 1 if owned else 0
+        if owned:
+            assert many is not None
+            try:
+                results = many([q for _, q, _ in owned], security_context=security_context, timezone=timezone)
+            except BaseException as exc:
+                with self._lock:
+                    for key, _, _ in owned:
+                        del self._entries[key]
+                for _, _, entry in owned:
+                    entry.set_exception(exc)
+                raise
+            for (_, _, entry), data in zip(owned, results, strict=True):
+                entry.set_result(data)
+        return [self._load(q, security_context, timezone, counted=False) for q in queries]
+
+    @staticmethod
+    def _key(query: Mapping[str, Any], security_context: Mapping[str, Any], timezone: str) -> str:
+        return json.dumps([dict(security_context), timezone, query], sort_keys=True, default=str)
+
     def load(
         self, query: Mapping[str, Any], *, security_context: Mapping[str, Any], timezone: str
     ) -> KpiData:
-        key = json.dumps([dict(security_context), timezone, query], sort_keys=True, default=str)
+        return self._load(query, security_context, timezone)
+
+    def _load(
+        self,
+        query: Mapping[str, Any],
+        security_context: Mapping[str, Any],
+        timezone: str,
+        *,
+        counted: bool = True,
+    ) -> KpiData:
+        key = self._key(query, security_context, timezone)
         with self._lock:
             entry = self._entries.get(key)
             owner = entry is None
             if entry is None:
                 entry = self._entries[key] = Future()
                 self.requests += 1
-            else:
+            elif counted:
                 self.shared += 1
         if owner:
             try:
