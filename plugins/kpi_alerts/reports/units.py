@@ -22,6 +22,7 @@ from kpi_alerts.errors import AlertValidationError
 
 if TYPE_CHECKING:
     from babel import Locale
+    from babel.numbers import NumberPattern
 
     from kpi_alerts.kpi_data import Column, KpiData
 
@@ -156,11 +157,21 @@ def _decimal_pattern(places: int) -> str:
     return "#,##0" + ("." + "0" * places if places else "")
 
 
+@functools.cache
+def _parsed_decimal_pattern(places: int) -> NumberPattern:
+    """The pattern parsed once (Babel parses a text pattern at every call; a parsed one is used as is)."""
+    from babel.numbers import parse_pattern
+
+    return parse_pattern(_decimal_pattern(places))
+
+
 def format_number(value: Decimal, places: int, locale: str) -> str:
     """``1,234.50`` in en-US, ``1.234,50`` in de-DE."""
     from babel.numbers import format_decimal
 
-    return format_decimal(_quantized(value, places), format=_decimal_pattern(places), locale=_locale(locale))
+    return format_decimal(
+        _quantized(value, places), format=_parsed_decimal_pattern(places), locale=_locale(locale)
+    )
 
 
 def _percent_number(value: Decimal, unit: Unit) -> Decimal:
