@@ -178,6 +178,20 @@ def _percent_number(value: Decimal, unit: Unit) -> Decimal:
     return value * 100 if unit.percent_scale == "fraction" else value
 
 
+@functools.lru_cache(maxsize=256)
+def _unit_pattern(kind: Literal["currency", "percent"], locale: str, places: int) -> NumberPattern:
+    """The locale's currency or percent pattern with ``places`` decimals, parsed once per combination."""
+    from babel.numbers import parse_pattern
+
+    loc = _locale(locale)
+    decimals = "0" + ("." + "0" * places if places else "")
+    if kind == "currency":
+        return parse_pattern(
+            re.sub(r"0\.0+", decimals, loc.currency_formats["standard"].pattern.split(";")[0])
+        )
+    return parse_pattern(re.sub(r"0(?!.*0)", decimals, loc.percent_formats[None].pattern.split(";")[0]))
+
+
 def format_value(value: Decimal | None, unit: Unit, locale: str, *, places: int | None = None) -> str:
     """A value as a reader sees it: ``$219,795.42``, ``12.5%``, ``1,234``; ``n/a`` for no value."""
     if value is None:
@@ -189,18 +203,20 @@ def format_value(value: Decimal | None, unit: Unit, locale: str, *, places: int 
     if unit.kind == "currency" and unit.currency:
         from babel.numbers import format_currency
 
-        pattern = loc.currency_formats["standard"].pattern.split(";")[0]
-        pattern = re.sub(r"0\.0+", "0" + ("." + "0" * places if places else ""), pattern)
         return format_currency(
-            _quantized(value, places), unit.currency, format=pattern, locale=loc, currency_digits=False
+            _quantized(value, places),
+            unit.currency,
+            format=_unit_pattern("currency", locale, places),
+            locale=loc,
+            currency_digits=False,
         )
     if unit.kind == "percent":
         from babel.numbers import format_percent
 
-        pattern = loc.percent_formats[None].pattern.split(";")[0]
-        pattern = re.sub(r"0(?!.*0)", "0" + ("." + "0" * places if places else ""), pattern)
         return format_percent(
-            _quantized(_percent_number(value, unit), places) / 100, format=pattern, locale=loc
+            _quantized(_percent_number(value, unit), places) / 100,
+            format=_unit_pattern("percent", locale, places),
+            locale=loc,
         )
     return format_number(value, places, locale)
 
