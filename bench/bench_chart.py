@@ -14,7 +14,8 @@ Candidates for the e-mail's inline PNG (600x240) and the PDF's chart:
 - ``scene + cairo`` — the chart's scene (``chart_scene``: the layout both painters share) drawn directly
   with cairocffi: on ARGB32 or RGB24, written by cairo's ``write_to_png`` (libpng) or by our PNG encoder
   (RGB24, deflate level 3) — the last is the chosen ``render_chart_png``;
-- ``SVG + resvg`` — the same SVG rasterised by resvg (``resvg-py``), when installed.
+- ``SVG + resvg`` — the same SVG rasterised by resvg (``resvg-py``), when installed;
+- the text alone: cairo's toy API (chosen) against pangocairo, the same runs at the same anchors.
 
 The PNG candidates are measured uncached (``render_chart_png`` caches per chart: subscribers of one graph
 share one image; the cache hit is shown too). Prints the CPU time (``time.process_time``: this machine
@@ -143,6 +144,76 @@ def scene_cairo(*, alpha: bool, ours: bool) -> Callable[[], bytes]:
     return render
 
 
+def text_runs(painter: str) -> Callable[[], None] | None:
+    """Only the chart's text runs on a blank surface: cairo's toy API (chosen: it is what CairoSVG
+    draws with, so the painters' comparison is exact) or pangocairo (font fallback and shaping), through
+    cffi in ABI mode — there is no pinned pango binding, this measures the library itself."""
+    import cairocffi as cairo
+
+    from kpi_alerts.reports.chart_scene import Text, _paint_text
+
+    texts = [item for item in chart_scene(CHART).items if isinstance(item, Text)]
+    if painter == "toy":
+        faces = {bold: cairo.ToyFontFace("DejaVu Sans", 0, int(bold)) for bold in (False, True)}
+
+        def toy() -> None:
+            context = cairo.Context(cairo.ImageSurface(cairo.FORMAT_RGB24, 600, 240))
+            for text in texts:
+                _paint_text(context, text, faces)
+
+        return toy
+    import cffi
+
+    ffi = cffi.FFI()
+    ffi.cdef(
+        """typedef struct _PangoLayout PangoLayout; typedef struct _PangoFontDescription PangoFontDescription;
+        PangoLayout *pango_cairo_create_layout(void *cr);
+        void pango_layout_set_text(PangoLayout *layout, const char *text, int length);
+        void pango_layout_set_font_description(PangoLayout *layout, const PangoFontDescription *desc);
+        PangoFontDescription *pango_font_description_from_string(const char *str);
+        void pango_layout_get_pixel_size(PangoLayout *layout, int *width, int *height);
+        int pango_layout_get_baseline(PangoLayout *layout);
+        void pango_cairo_show_layout(void *cr, PangoLayout *layout);
+        void g_object_unref(void *object);"""
+    )
+    try:
+        pangocairo, pango = ffi.dlopen("libpangocairo-1.0.so.0"), ffi.dlopen("libpango-1.0.so.0")
+        gobject = ffi.dlopen("libgobject-2.0.so.0")
+    except OSError:
+        return None
+    fonts = {
+        (size, bold): pango.pango_font_description_from_string(
+            f"DejaVu Sans {'Bold ' if bold else ''}{size:g}px".encode()
+        )
+        for size in {text.size for text in texts}
+        for bold in (False, True)
+    }
+    width = ffi.new("int *")
+
+    def with_pango() -> None:
+        context = cairo.Context(cairo.ImageSurface(cairo.FORMAT_RGB24, 600, 240))
+        pointer = context._pointer
+        for text in texts:
+            layouts = []
+            for run in text.runs:
+                layout = pangocairo.pango_cairo_create_layout(pointer)
+                bold = text.bold if run.bold is None else run.bold
+                pango.pango_layout_set_font_description(layout, fonts[text.size, bold])
+                data = run.text.encode()
+                pango.pango_layout_set_text(layout, data, len(data))
+                pango.pango_layout_get_pixel_size(layout, width, ffi.NULL)
+                layouts.append((layout, width[0]))
+            total = sum(w for _, w in layouts)
+            x = text.x - {"start": 0.0, "middle": total / 2, "end": float(total)}[text.anchor]
+            for layout, w in layouts:
+                context.move_to(x, text.y - pango.pango_layout_get_baseline(layout) / 1024)
+                pangocairo.pango_cairo_show_layout(pointer, layout)
+                gobject.g_object_unref(layout)
+                x += w
+
+    return with_pango
+
+
 @dataclass
 class Figures:
     cpu_median: float
@@ -160,8 +231,14 @@ def measure(fn: Callable[[], Any], repeat: int) -> Figures:
         out = fn()
         wall.append((time.perf_counter() - started) * 1000)
         cpu.append((time.process_time() - started_cpu) * 1000)
-    size = len(out.encode() if isinstance(out, str) else out)
+    size = 0 if out is None else len(out.encode() if isinstance(out, str) else out)
     return Figures(statistics.median(cpu), min(cpu), max(cpu), statistics.median(wall), size)
+
+
+def text_runs_of_chart() -> list[Any]:
+    from kpi_alerts.reports.chart_scene import Text
+
+    return [item for item in chart_scene(CHART).items if isinstance(item, Text)]
 
 
 def main() -> None:
@@ -180,12 +257,21 @@ def main() -> None:
         ("  the same at scale 2 (print, 1200x480)", lambda: scene_png(chart_scene(CHART), 2), args.repeat),
         ("  render_chart_png, cache hit", lambda: render_chart_png(CHART), args.repeat),
     ]
+    text: list[tuple[str, Callable[[], Any] | None, int]] = [
+        ("cairo toy API, show_text (chosen)", text_runs("toy"), args.repeat),
+        ("pangocairo layouts", text_runs("pango"), args.repeat),
+    ]
     pdf: list[tuple[str, Callable[[], Any] | None, int]] = [
         ("matplotlib SVG, constrained layout (before)", matplotlib_constrained("svg"), repeat_slow),
         ("matplotlib SVG, tuned (reused figure)", matplotlib_tuned("svg"), repeat_slow),
         ("SVG drawn directly (chosen)", lambda: render_chart_svg(CHART), args.repeat),
     ]
-    for title, cases in (("inline e-mail PNG, 600x240", png), ("PDF chart (SVG)", pdf)):
+    sections = (
+        ("inline e-mail PNG, 600x240", png),
+        (f"the chart's text only ({len(text_runs_of_chart())} runs)", text),
+        ("PDF chart (SVG)", pdf),
+    )
+    for title, cases in sections:
         print(f"\n{title}: CPU ms median (min-max), wall median, size; ratio of CPU medians to the first")
         baseline = None
         for name, fn, repeat in cases:

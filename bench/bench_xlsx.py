@@ -12,6 +12,9 @@ filled frozen header, column widths, formula-safe text):
 - ``xlsxwriter``: XlsxWriter (``constant_memory``), one format object per column, only if installed
   (it is not a dependency; ``pip install xlsxwriter==3.2.9`` to include it).
 
+openpyxl serialises through lxml when it is importable (a pinned dependency for that reason);
+``OPENPYXL_LXML=False`` in the environment measures it without.
+
 Printed per case: CPU milliseconds (``time.process_time``) median / min / max over the repeats
 (fewer for 100k rows), and the file size.
 """
@@ -142,6 +145,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30, help="per case at 12 rows (3 at 100k rows)")
     parser.add_argument("--big", type=int, default=100_000, help="rows of the large report")
     args = parser.parse_args()
+    from openpyxl.xml import LXML
+
+    print(f"openpyxl through lxml: {LXML}")
     print(f"{'writer':<13}{'rows':>9}{'CPU ms median':>15}{'min':>10}{'max':>10}{'file KB':>10}")
     for rows, repeats in ((12, args.repeats), (args.big, 3)):
         report = build_report(make_data(rows), make_context())

@@ -8,6 +8,7 @@ in HTML it is escaped by the template. Wording lives in ``include/templates/emai
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import uuid
@@ -94,6 +95,7 @@ def message_id(key: str | None, domain: str) -> str:
     return f"<{token}@{domain}>"
 
 
+@functools.lru_cache(maxsize=64)  # one sender per deployment: parsed once, not once per message
 def _sender(sender: str) -> Address:
     """``Name <addr>`` or ``addr``; the address must be valid, the name is flattened to one line.
 
@@ -119,6 +121,18 @@ def _boundary() -> str:
     for it: ``=_`` can appear in neither base64 nor quoted-printable text, the only encodings of
     the parts (text parts are quoted-printable, the chart and attachments base64)."""
     return f"=_kpi_{uuid.uuid4().hex}"
+
+
+def _leaf() -> EmailMessage:
+    return EmailMessage(policy=_PART_POLICY)
+
+
+def _multipart(container: EmailMessage, subtype: str, *parts: EmailMessage) -> EmailMessage:
+    """``container`` as ``multipart/<subtype>`` of ``parts``, with a fresh boundary."""
+    container["Content-Type"] = f'multipart/{subtype}; boundary="{_boundary()}"'
+    for part in parts:
+        container.attach(part)
+    return container
 
 
 def _table(report: ReportModel) -> dict[str, Any]:
@@ -258,21 +272,26 @@ def build_message(
     msg["X-KPI-Alert-Slot"] = ctx.slot.isoformat()
     # quoted-printable: 7-bit safe through any relay, still readable in the raw source
     text, html = (env.get_template(name).render(**context) for name in ("email.txt", "email.html"))
-    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    msg.make_alternative(boundary=_boundary())
-    msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    # The tree is built top-down, each container with its boundary from the start (what make_* and
+    # add_* would give, without moving every part's headers into a new part at each level).
+    text_part, body = _leaf(), _leaf()
+    text_part.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    body.set_content(html, subtype="html", charset="utf-8", cte="quoted-printable")
     if chart_png:
-        html_part = msg.get_body(preferencelist=("html",))
-        assert isinstance(html_part, EmailMessage)
-        html_part.make_related(boundary=_boundary())
-        html_part.add_related(
+        image = _leaf()
+        image.set_content(
             chart_png, "image", "png", cid=f"<{chart_cid}>", filename="chart.png", disposition="inline"
         )
+        body = _multipart(_leaf(), "related", body, image)
+    msg["MIME-Version"] = "1.0"
     if attachment is not None and not oversize:
         maintype, _, subtype = attachment.mime_type.partition("/")
-        msg.make_mixed(boundary=_boundary())
-        msg.add_attachment(
+        attached = _leaf()
+        attached.set_content(
             attachment.path.read_bytes(), maintype, subtype, filename=single_line(attachment.filename)
         )
+        _multipart(msg, "mixed", _multipart(_leaf(), "alternative", text_part, body), attached)
+    else:
+        _multipart(msg, "alternative", text_part, body)
     msg.policy = _HEADER_POLICY
     return msg

@@ -250,7 +250,9 @@ class _ChartKey:
 
 
 def _chart_key(chart: ChartData) -> tuple[Any, ...]:
-    """Every field of the chart, lists as tuples: equal keys draw the same picture (cheap: no layout)."""
+    """Every field of the chart, lists as tuples: equal keys draw the same picture (cheap: no layout).
+    Exact, never loose: a NaN equals only itself (the ``math.nan`` that ``chart_from_kpi_data`` puts in
+    gaps), so two charts with distinct NaN objects miss the cache and are drawn twice, never confused."""
     previous = None if chart.previous_values is None else tuple(chart.previous_values)
     others = tuple((name, tuple(values)) for name, values in chart.other_series)
     return (
