@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import smtplib
 import socket
+import threading
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -19,7 +20,7 @@ from kpi_alerts.delivery.mailers import SessionMailer
 from kpi_alerts.ledger.alert_store import create_alert
 from kpi_alerts.ledger.claims import Claimant
 from kpi_alerts.ledger.database import connect
-from kpi_alerts.pipeline.batch import SharedQueries, run_batch
+from kpi_alerts.pipeline.batch import WAIT_SHARE_FOR_THREADS, SharedQueries, run_batch
 from kpi_alerts.pipeline.inputs import RunSettings
 from kpi_alerts.reports.model import expected_report_queries
 
@@ -156,3 +157,48 @@ def test_shared_queries_ask_a_report_and_its_previous_period_in_one_request(stac
         # a failed request is not kept: the good query alone is asked again, and answers
         assert queries.load(query(8), security_context=org, timezone="UTC").rows
         assert queries.requests == 3
+
+
+class _DistantMailer:
+    """A real SMTP session behind 100 ms of latency per message, as a relay across a network would add
+    (a fake delay: the local server cannot be made slow)."""
+
+    def __init__(self, port: int) -> None:
+        self.mailer = SessionMailer(lambda: smtplib.SMTP("127.0.0.1", port, timeout=10))
+        self.sessions = 0
+
+    def deliver(self, message: EmailMessage) -> Any:
+        threading.Event().wait(0.1)
+        delivery = self.mailer.deliver(message)
+        self.sessions = self.mailer.sessions
+        return delivery
+
+    def close(self) -> None:
+        self.mailer.close()
+
+
+@pytest.mark.parametrize("distant", [False, True], ids=["local servers", "distant SMTP"])
+def test_threads_overlap_waits_only_when_there_are_waits(
+    db: psycopg.Connection[Any], stack: Stack, mailbox: MailCatcher, alerts_db_url: str, distant: bool
+) -> None:
+    ids = make_alerts(db, 40)  # more than the first chunk (32), which measures the waits
+    with CubeClient(stack.cube_url, api_secret=stack.cube_secret) as cube:
+        batch = run_batch(
+            ids,
+            connect=lambda: connect(alerts_db_url),
+            open_mailer=lambda: (
+                _DistantMailer(mailbox.port)
+                if distant
+                else SessionMailer(lambda: smtplib.SMTP("127.0.0.1", mailbox.port, timeout=10))
+            ),
+            source=cube,
+            settings=settings(),
+            threads=4,
+        )
+    assert [r.status for r in batch.runs] == ["sent"] * 40
+    assert batch.wait_share is not None
+    if distant:  # 100 ms per message: most of the time is waiting, worth overlapping
+        assert batch.wait_share >= WAIT_SHARE_FOR_THREADS and batch.threads == 4
+    else:  # local servers: ~0.2 on an idle machine, one at a time (a loaded one may tip it; the rule holds)
+        assert batch.threads == (4 if batch.wait_share >= WAIT_SHARE_FOR_THREADS else 1)
+    assert len(mailbox.messages()) == 40
