@@ -475,6 +475,7 @@ def run_scheduler(stack: Stack, servers: Servers, n: int, parallelism: int, work
     statuses, latest = ledger(stack.alerts_db_url, started_wall)
     figures = Figures("scheduler", n, wall, cpu, statuses=statuses, latest_send=latest, state=state)
     figures.airflow_parts = roles.parts()
+    figures.note = "tasks: " + task_timeline(meta, started_wall)
     figures.peak_single_mb, figures.peak_sum_mb = memory.peak_single / 2**20, memory.peak_sum / 2**20
     figures.messages, figures.duplicates, figures.missing = mail_counts(stack.mail_dir, n)
     return figures
@@ -597,6 +598,29 @@ def run_state(url: str) -> str | None:
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT state FROM dag_run WHERE run_id = 'bench-tick'").fetchone()
     return row[0] if row and row[0] in ("success", "failed") else None
+
+
+def task_timeline(url: str, since: datetime) -> str:
+    """When each task of the run started and how long it took, from the metadata database: the gaps
+    between them are Airflow's scheduling; the batches' spread is the executor's."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT task_id, map_index, start_date, end_date FROM task_instance WHERE run_id = 'bench-tick' "
+            "AND start_date IS NOT NULL AND end_date IS NOT NULL ORDER BY start_date"
+        ).fetchall()
+    parts = []
+    for task_id in dict.fromkeys(r[0] for r in rows):
+        mine = [r for r in rows if r[0] == task_id]
+        start = min(r[2] for r in mine) - since
+        took = sorted((r[3] - r[2]).total_seconds() for r in mine)
+        if len(mine) == 1:
+            parts.append(f"{task_id} at {start.total_seconds():.1f} s for {took[0]:.1f} s")
+        else:
+            parts.append(
+                f"{task_id} x{len(mine)} from {start.total_seconds():.1f} s, each {statistics.median(took):.1f} s "
+                f"(min {took[0]:.1f}, max {took[-1]:.1f})"
+            )
+    return "; ".join(parts)
 
 
 def stop_tree(pid: int) -> None:
