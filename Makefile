@@ -65,7 +65,7 @@ cube/node_modules/.installed: cube/package.json cube/package-lock.json
 	cd cube && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
-## the chart (CairoSVG) needs cairo, the PDF report (reportlab) the DejaVu fonts; pango and harfbuzz-subset serve only
+## the chart needs cairo (cairocffi), the PDF report (reportlab) the DejaVu fonts; pango and harfbuzz-subset serve only
 ## WeasyPrint, which bench/bench_pdf.py measures the PDF renderer against (requirements-dev.txt); docker-compose (v1) validates docker-compose.yaml in the
 ## tests (no Docker engine here); redis-server is the Celery broker of the native topology (`python -m devstack topology up`);
 ## the UI page's tests drive Debian's Chromium with Playwright.

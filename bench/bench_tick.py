@@ -250,6 +250,65 @@ class MemoryWatch:
         self._thread.join()
 
 
+def airflow_role(cmdline: str) -> str:
+    """Which part of Airflow a process is, from its command line (``airflow worker -- <id>`` is a task)."""
+    for role in ("scheduler", "dag-processor", "api_server", "triggerer", "serve-logs"):
+        if role in cmdline:
+            return role.replace("_", "-")
+    if "LocalExecutor" in cmdline:
+        return "supervisors"  # an executor worker supervising its task (idle ones too)
+    if "airflow worker --" in cmdline:
+        return "tasks"
+    return "other"
+
+
+class RoleCpuWatch:
+    """CPU seconds per Airflow role (tasks, scheduler, API server...) among ``root``'s descendants, sampled:
+    a process that starts and ends between two samples is missed (the total still counts it)."""
+
+    def __init__(self, root: int, interval: float = 0.5) -> None:
+        self.root, self.interval = root, interval
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.roles: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._sample(first=True)
+
+    def _sample(self, *, first: bool = False) -> None:
+        try:
+            processes = psutil.Process(self.root).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                t = process.cpu_times()
+                # the last title wins: a forked task process starts with its supervisor's title
+                self.roles[process.pid] = airflow_role(" ".join(process.cmdline()))
+                if process.pid not in self.first:
+                    self.first[process.pid] = t.user + t.system if first else 0.0
+                self.last[process.pid] = t.user + t.system
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def parts(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for pid, seconds in self.last.items():
+            totals[self.roles[pid]] = totals.get(self.roles[pid], 0.0) + seconds - self.first[pid]
+        return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+    def __enter__(self) -> RoleCpuWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
 # --- results -----------------------------------------------------------------------------------
 
 
@@ -268,6 +327,7 @@ class Figures:
     peak_sum_mb: float | None = None
     state: str = ""
     note: str = ""
+    airflow_parts: dict[str, float] = field(default_factory=dict)
 
     @property
     def cpu_total(self) -> float:
@@ -282,6 +342,11 @@ class Figures:
             + ")",
             f"messages {self.messages}, duplicates {self.duplicates}, without a message {self.missing}",
         ]
+        if self.airflow_parts:
+            parts.append(
+                "airflow by role (sampled): "
+                + ", ".join(f"{k} {v:.1f} s" for k, v in self.airflow_parts.items())
+            )
         if self.peak_single_mb is not None:
             parts.append(
                 f"task processes peak RSS {self.peak_single_mb:.0f} MB each, {self.peak_sum_mb:.0f} MB all"
@@ -395,7 +460,7 @@ def run_scheduler(stack: Stack, servers: Servers, n: int, parallelism: int, work
         started_wall = datetime.now(UTC)
         cpu0, servers0 = tree_cpu(standalone.pid) + own_children_cpu(), servers.cpu()
         t0 = time.monotonic()
-        with MemoryWatch(standalone.pid) as memory:
+        with MemoryWatch(standalone.pid) as memory, RoleCpuWatch(standalone.pid) as roles:
             subprocess.run(
                 [str(BIN / "airflow"), "dags", "trigger", "kpi_alerts", "--run-id", "bench-tick",
                  "--logical-date", LOGICAL_TIME.isoformat()],
@@ -409,6 +474,8 @@ def run_scheduler(stack: Stack, servers: Servers, n: int, parallelism: int, work
     cpu = {"airflow": cpu1 - cpu0, **{k: servers1[k] - servers0[k] for k in servers1}}
     statuses, latest = ledger(stack.alerts_db_url, started_wall)
     figures = Figures("scheduler", n, wall, cpu, statuses=statuses, latest_send=latest, state=state)
+    figures.airflow_parts = roles.parts()
+    figures.note = "tasks: " + task_timeline(meta, started_wall)
     figures.peak_single_mb, figures.peak_sum_mb = memory.peak_single / 2**20, memory.peak_sum / 2**20
     figures.messages, figures.duplicates, figures.missing = mail_counts(stack.mail_dir, n)
     return figures
@@ -533,6 +600,29 @@ def run_state(url: str) -> str | None:
     return row[0] if row and row[0] in ("success", "failed") else None
 
 
+def task_timeline(url: str, since: datetime) -> str:
+    """When each task of the run started and how long it took, from the metadata database: the gaps
+    between them are Airflow's scheduling; the batches' spread is the executor's."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT task_id, map_index, start_date, end_date FROM task_instance WHERE run_id = 'bench-tick' "
+            "AND start_date IS NOT NULL AND end_date IS NOT NULL ORDER BY start_date"
+        ).fetchall()
+    parts = []
+    for task_id in dict.fromkeys(r[0] for r in rows):
+        mine = [r for r in rows if r[0] == task_id]
+        start = min(r[2] for r in mine) - since
+        took = sorted((r[3] - r[2]).total_seconds() for r in mine)
+        if len(mine) == 1:
+            parts.append(f"{task_id} at {start.total_seconds():.1f} s for {took[0]:.1f} s")
+        else:
+            parts.append(
+                f"{task_id} x{len(mine)} from {start.total_seconds():.1f} s, each {statistics.median(took):.1f} s "
+                f"(min {took[0]:.1f}, max {took[-1]:.1f})"
+            )
+    return "; ".join(parts)
+
+
 def stop_tree(pid: int) -> None:
     try:
         parent = psutil.Process(pid)
@@ -595,6 +685,7 @@ AREAS = (  # (label, a function whose cumulative time is that area's), for --mod
     ("inline chart PNG", "chart.py", "kpi_chart_png"),
     ("MIME message", "email_message.py", "build_message"),
     ("Cube request", "client.py", "load"),
+    ("Cube multi-query", "client.py", "load_many"),
     ("SMTP send", "mailers.py", "send_over_smtp"),
     ("claim (batch)", "claims.py", "claim_fresh_slots"),
     ("start sending", "claims.py", "start_sending"),

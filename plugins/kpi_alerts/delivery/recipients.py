@@ -8,6 +8,7 @@ assume SMTPUTF8; mailboxes with a non-ASCII local part are therefore refused.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from kpi_alerts.errors import AlertValidationError
@@ -20,6 +21,11 @@ def validate_address(value: object) -> str:
     """One address, normalised (domain lower-cased, ASCII); AlertValidationError names a bad one."""
     if not isinstance(value, str):
         raise AlertValidationError(f"recipient {value!r} is not a string")
+    return _validated(value)
+
+
+@functools.lru_cache(maxsize=4096)  # a batch sends to the same people again and again
+def _validated(value: str) -> str:
     text = value.strip()
     if not text or any(ch in _FORBIDDEN or ord(ch) < 32 or ord(ch) == 127 for ch in text):
         raise AlertValidationError(f"invalid recipient address {value!r}: a single plain address is expected")

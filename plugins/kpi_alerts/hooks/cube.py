@@ -18,7 +18,7 @@ the same fields whatever the type (only Airflow's "Test connection" then runs ``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
@@ -102,6 +102,12 @@ class CubeHook(BaseHook):
     ) -> KpiData:
         """Run ``query`` for one organization in ``timezone`` (see :meth:`CubeClient.load`)."""
         return self.get_conn().load(query, security_context=security_context, timezone=timezone)
+
+    def load_many(
+        self, queries: Sequence[Mapping[str, Any]], *, security_context: Mapping[str, Any], timezone: str
+    ) -> list[KpiData]:
+        """Several queries of one organization in one request (see :meth:`CubeClient.load_many`)."""
+        return self.get_conn().load_many(queries, security_context=security_context, timezone=timezone)
 
     def meta(self, security_context: Mapping[str, Any]) -> dict[str, Any]:
         """Cubes and members visible to the organization (``/v1/meta``)."""

@@ -265,12 +265,14 @@ def process_alerts(
         log.info("alert %s: %s — %s", result["alert_id"], result["status"], result["detail"])
     if len(item["alerts"]) > 1:
         log.info(
-            "%d alert(s) in %.1f s: %d Cube request(s) (%d more answered from the batch), %d SMTP session(s)",
+            "%d alert(s) in %.1f s: %d Cube request(s) (%d more answered from the batch), %d SMTP session(s), "
+            "%d at a time",
             len(item["alerts"]),
             batch.seconds,
             batch.cube_requests,
             batch.cube_shared,
             batch.smtp_sessions,
+            batch.threads,
         )
 
     verdict = judge_item(

@@ -1,6 +1,6 @@
 """Report attachments (CSV, Excel, PDF) rendered from a :class:`~kpi_alerts.reports.model.ReportModel`.
 
-Plain Python, no Airflow. openpyxl/reportlab/CairoSVG/Babel are imported inside the functions that
+Plain Python, no Airflow. openpyxl/reportlab/cairo/Babel are imported inside the functions that
 need them, so importing this package costs nothing at DAG parse time.
 """
 

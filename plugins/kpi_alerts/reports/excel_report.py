@@ -2,7 +2,8 @@
 
 Each column gets one prepared ``WriteOnlyCell`` whose value is swapped per row: the style is
 resolved once per column instead of once per cell, which is what keeps this faster than
-``DataFrame.to_excel``. Excel has no timezones, so datetimes are written naive in the report's
+``DataFrame.to_excel``; openpyxl serialises through lxml (a dependency for that: ~25 % less CPU,
+``bench/bench_xlsx.py``). Excel has no timezones, so datetimes are written naive in the report's
 timezone (the header says which). Text that a spreadsheet would evaluate gets a leading ``'``,
 exactly as in the CSV, and is always written as a string cell, never a formula.
 """

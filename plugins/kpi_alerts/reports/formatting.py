@@ -44,6 +44,7 @@ def _template_env(folder: Path) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
+        auto_reload=False,  # deployed files: compiled once per process, no stat() per get_template
     )
     env.filters["single_line"] = single_line
     return env

@@ -219,6 +219,36 @@ def build_report(
     return builder.build(gate)
 
 
+def _kpi_query(query: Mapping[str, Any], kpi_key: str) -> dict[str, Any]:
+    """``query`` reduced to the KPI alone, without breakdown, order or paging (totals and the previous
+    period are asked this way)."""
+    base = {k: v for k, v in query.items() if k not in _QUERY_KEYS_DROPPED_FOR_TOTALS}
+    base.pop("timezone", None)
+    base.pop("renewQuery", None)
+    base["measures"] = [kpi_key]
+    return base
+
+
+def previous_series_query(query: Mapping[str, Any], kpi_key: str, date_range: DateRange) -> dict[str, Any]:
+    """The KPI over the range before ``date_range``, same granularity: the report's change and its
+    chart's faint line."""
+    return with_date_range(_kpi_query(query, kpi_key), date_range.previous(), granularity=True)
+
+
+def expected_report_queries(query: Mapping[str, Any], timezone: str, now: datetime) -> list[dict[str, Any]]:
+    """The queries a scheduled report will ask besides its own, as far as they are known before its data
+    arrives: the previous range's series of its first measure, when the query has a date range and a
+    granularity. A run sends them with the alert's query in one request; a wrong guess costs one query."""
+    measures = query.get("measures") or []
+    granular = any(
+        isinstance(td, Mapping) and td.get("granularity") for td in query.get("timeDimensions") or ()
+    )
+    date_range = resolve_date_range(query_date_range(query), timezone, now)
+    if not measures or not granular or date_range is None:
+        return []
+    return [previous_series_query(query, str(measures[0]), date_range)]
+
+
 class _Builder:
     def __init__(
         self, data: KpiData | None, ctx: ReportContext, display: DisplaySettings, fetch: Fetch | None
@@ -350,18 +380,14 @@ class _Builder:
         before = self.range.previous()
         series = None
         if self.data is not None and self.data.time_dimension is not None:
-            series = self.fetch(with_date_range(self._base_query(kpi), before, granularity=True))
+            series = self.fetch(previous_series_query(self.query, kpi.key, self.range))
         if additive and series is not None:
             values = [v for v in (r.get(kpi.key) for r in series.rows) if isinstance(v, Decimal)]
             return (sum(values, Decimal(0)) if values else Decimal(0)), series
         return _single_value(self.fetch(self._total_query(kpi, before)), kpi.key), series
 
     def _base_query(self, kpi: Column) -> dict[str, Any]:
-        base = {k: v for k, v in self.query.items() if k not in _QUERY_KEYS_DROPPED_FOR_TOTALS}
-        base.pop("timezone", None)
-        base.pop("renewQuery", None)
-        base["measures"] = [kpi.key]
-        return base
+        return _kpi_query(self.query, kpi.key)
 
     def _total_query(self, kpi: Column, date_range: DateRange | None) -> dict[str, Any]:
         """The KPI for the whole range: no breakdown, no granularity (Cube aggregates it itself)."""

@@ -1,9 +1,8 @@
 """PDF report laid out by reportlab's platypus: title, headline, chart, the table, page furniture.
 
-Why reportlab: the whole PDF of a typical report costs ~10 ms of CPU, against ~63 ms for the
-WeasyPrint HTML layout it replaces (~45 ms even tuned) and ~68 ms for fpdf2 — ``bench/bench_pdf.py``
-measures them side by side. Every third report of a peak tick is a PDF, so this is most of a report's
-CPU.
+Why reportlab: the whole PDF of a typical report costs ~20 ms of CPU (most of it the chart image),
+against ~67 ms for the WeasyPrint HTML layout it replaces (as much even tuned) and ~80 ms for fpdf2;
+2,000 rows take ~0.4 s against ~5 s. ``bench/bench_pdf.py`` measures them side by side.
 
 Safety: user text (alert name, dimension values, column titles) reaches reportlab either as a plain
 string that is drawn as it is (table cells, the page header) or escaped for ``Paragraph``'s

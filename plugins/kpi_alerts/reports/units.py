@@ -22,6 +22,7 @@ from kpi_alerts.errors import AlertValidationError
 
 if TYPE_CHECKING:
     from babel import Locale
+    from babel.numbers import NumberPattern
 
     from kpi_alerts.kpi_data import Column, KpiData
 
@@ -156,15 +157,39 @@ def _decimal_pattern(places: int) -> str:
     return "#,##0" + ("." + "0" * places if places else "")
 
 
+@functools.cache
+def _parsed_decimal_pattern(places: int) -> NumberPattern:
+    """The pattern parsed once (Babel parses a text pattern at every call; a parsed one is used as is)."""
+    from babel.numbers import parse_pattern
+
+    return parse_pattern(_decimal_pattern(places))
+
+
 def format_number(value: Decimal, places: int, locale: str) -> str:
     """``1,234.50`` in en-US, ``1.234,50`` in de-DE."""
     from babel.numbers import format_decimal
 
-    return format_decimal(_quantized(value, places), format=_decimal_pattern(places), locale=_locale(locale))
+    return format_decimal(
+        _quantized(value, places), format=_parsed_decimal_pattern(places), locale=_locale(locale)
+    )
 
 
 def _percent_number(value: Decimal, unit: Unit) -> Decimal:
     return value * 100 if unit.percent_scale == "fraction" else value
+
+
+@functools.lru_cache(maxsize=256)
+def _unit_pattern(kind: Literal["currency", "percent"], locale: str, places: int) -> NumberPattern:
+    """The locale's currency or percent pattern with ``places`` decimals, parsed once per combination."""
+    from babel.numbers import parse_pattern
+
+    loc = _locale(locale)
+    decimals = "0" + ("." + "0" * places if places else "")
+    if kind == "currency":
+        return parse_pattern(
+            re.sub(r"0\.0+", decimals, loc.currency_formats["standard"].pattern.split(";")[0])
+        )
+    return parse_pattern(re.sub(r"0(?!.*0)", decimals, loc.percent_formats[None].pattern.split(";")[0]))
 
 
 def format_value(value: Decimal | None, unit: Unit, locale: str, *, places: int | None = None) -> str:
@@ -178,18 +203,20 @@ def format_value(value: Decimal | None, unit: Unit, locale: str, *, places: int 
     if unit.kind == "currency" and unit.currency:
         from babel.numbers import format_currency
 
-        pattern = loc.currency_formats["standard"].pattern.split(";")[0]
-        pattern = re.sub(r"0\.0+", "0" + ("." + "0" * places if places else ""), pattern)
         return format_currency(
-            _quantized(value, places), unit.currency, format=pattern, locale=loc, currency_digits=False
+            _quantized(value, places),
+            unit.currency,
+            format=_unit_pattern("currency", locale, places),
+            locale=loc,
+            currency_digits=False,
         )
     if unit.kind == "percent":
         from babel.numbers import format_percent
 
-        pattern = loc.percent_formats[None].pattern.split(";")[0]
-        pattern = re.sub(r"0(?!.*0)", "0" + ("." + "0" * places if places else ""), pattern)
         return format_percent(
-            _quantized(_percent_number(value, unit), places) / 100, format=pattern, locale=loc
+            _quantized(_percent_number(value, unit), places) / 100,
+            format=_unit_pattern("percent", locale, places),
+            locale=loc,
         )
     return format_number(value, places, locale)
 

@@ -337,3 +337,51 @@ def test_wire_format_and_a_sample_for_people(csv_attachment: Attachment) -> None
     root.mkdir(exist_ok=True)
     (root / "alert-email.eml").write_bytes(raw)
     (root / "alert-email.html").write_text(bodies(parse(msg))[1], encoding="utf-8")
+
+
+def test_what_goes_on_the_wire_is_the_standard_generators_bytes(csv_attachment: Attachment) -> None:
+    """The SMTP path's faster generator writes exactly what ``email.generator.BytesGenerator`` writes
+    (Bcc stripped), and every part's boundary is one that no encoded body can contain."""
+    import copy
+    import io
+    from email.generator import BytesGenerator
+
+    from kpi_alerts.delivery.mailers import _envelope
+
+    class Client:
+        def has_extn(self, name: str) -> bool:
+            return False
+
+    msg = build_message(
+        ctx=context(),
+        data=daily_revenue(),
+        recipients=["a@example.com", "b@example.com"],
+        sender=SENDER,
+        attachment=csv_attachment,
+        max_attachment_bytes=10_000_000,
+    )
+    _, recipients, payload, _ = _envelope(Client(), msg)  # type: ignore[arg-type]
+    stripped = copy.copy(msg)
+    del stripped["Bcc"]
+    with io.BytesIO() as out:
+        BytesGenerator(out, policy=msg.policy).flatten(stripped, linesep="\r\n")
+        assert payload == out.getvalue()
+    assert recipients == ["a@example.com", "b@example.com"] and b"\r\nBcc:" not in payload
+    boundaries = [part.get_boundary() for part in msg.walk() if part.is_multipart()]
+    assert len(boundaries) == 3 and all(b and b.startswith("=_") for b in boundaries)
+    assert len(set(boundaries)) == 3
+    assert parse(msg).get_content_type() == "multipart/mixed"
+
+
+def test_header_classes_are_made_once_and_still_the_standard_ones() -> None:
+    from email.headerregistry import UniqueAddressHeader, UnstructuredHeader
+
+    from kpi_alerts.delivery.email_message import _PART_POLICY
+
+    factory = _PART_POLICY.header_factory
+    assert factory["From"] is factory["from"]
+    assert issubclass(factory["From"], UniqueAddressHeader) and issubclass(
+        factory["X-KPI"], UnstructuredHeader
+    )
+    with pytest.raises(ValueError):  # the policy still refuses a line break in a header value
+        EmailMessage(policy=_PART_POLICY)["Subject"] = "a\r\nBcc: x@example.com"
