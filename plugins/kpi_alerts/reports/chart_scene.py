@@ -1,12 +1,12 @@
-"""The chart as a scene of drawing primitives, and its two painters: SVG text and a cairo PNG.
+"""The chart as a scene of drawing primitives, and its painters: SVG text, a cairo PNG, PDF vectors.
 
 :mod:`kpi_alerts.reports.chart` lays the chart out once, into a :class:`Scene` — rectangles, polylines,
 circles and text runs in the 600x240 coordinate space, every position already decided (rounded to a
 tenth of a pixel, as the SVG writes them). The painters only translate: :func:`scene_svg` writes the
 SVG document (text stays text, user text escaped), :func:`scene_png` draws the same primitives with
-cairo (cairocffi, the binding CairoSVG itself draws with) onto an image surface and encodes it as PNG.
-Neither painter makes a layout decision, so the two cannot drift apart; the chart tests render both and
-compare the pixels.
+cairo (cairocffi, the binding CairoSVG itself draws with) onto an image surface and encodes it as PNG,
+:func:`paint_scene_pdf` draws them as vectors on a reportlab canvas (the PDF report). No painter makes a
+layout decision, so they cannot drift apart; the chart tests render them and compare the pixels.
 
 Text anchoring is the one thing a painter measures: SVG leaves ``text-anchor`` to the SVG renderer, cairo
 computes it from the font's advance widths (``text_extents``), as an SVG renderer does. User text is plain
@@ -298,3 +298,60 @@ def _paint_text(ctx: Any, text: Text, faces: dict[bool, Any]) -> None:
         ctx.set_font_face(faces[bold])
         ctx.set_source_rgb(*_rgb(color))
         ctx.show_text(content)
+
+
+# --- PDF (reportlab vectors) ---------------------------------------------------------------------------
+
+
+def paint_scene_pdf(scene: Scene, canvas: Any, scale: float, fonts: tuple[str, str]) -> None:
+    """The scene drawn as PDF vectors on a reportlab ``canvas``, ``scale`` PDF points per scene pixel, its
+    top-left corner at the canvas origin's current ``(0, scene.height * scale)``.
+
+    Vectors instead of an embedded PNG: sharp at any zoom, text selectable, and ~1 ms instead of ~13 ms
+    (drawing a 1200x480 PNG, then reportlab decoding and recompressing it). ``fonts`` are the registered
+    reportlab names of the regular and bold face (DejaVu Sans, the font the other painters use); anchors
+    are measured with ``stringWidth``, the same advance widths the PDF viewer uses.
+    """
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    canvas.saveState()
+    canvas.translate(0, scene.height * scale)
+    canvas.scale(scale, scale)  # scene y grows downwards: a point (x, y) is drawn at (x, -y)
+    for item in scene.items:
+        if isinstance(item, Text):
+            runs = [
+                (run.text, fonts[item.bold if run.bold is None else run.bold], run.color or item.color)
+                for run in item.runs
+            ]
+            widths = [stringWidth(content, font, item.size) for content, font, _ in runs]
+            x = item.x
+            if item.anchor != "start":
+                x -= sum(widths) if item.anchor == "end" else sum(widths) / 2
+            for (content, font, color), advance in zip(runs, widths, strict=True):
+                canvas.setFont(font, item.size)
+                canvas.setFillColorRGB(*_rgb(color))
+                canvas.drawString(x, -item.y, content)  # plain text: drawString parses no markup
+                x += advance
+        elif isinstance(item, Polyline):
+            canvas.setLineWidth(item.width)
+            canvas.setDash(list(item.dash) if item.dash else [], 0)
+            canvas.setLineCap(1 if item.rounded else 0)  # round / butt
+            canvas.setLineJoin(1 if item.rounded else 0)  # round / miter
+            canvas.setStrokeColorRGB(*_rgb(item.stroke))
+            path = canvas.beginPath()
+            path.moveTo(item.points[0][0], -item.points[0][1])
+            for x, y in item.points[1:]:
+                path.lineTo(x, -y)
+            canvas.drawPath(path, stroke=1, fill=0)
+        elif isinstance(item, Circle):
+            canvas.setFillColorRGB(*_rgb(item.fill))
+            canvas.circle(item.cx, -item.cy, item.r, stroke=0, fill=1)
+        elif item.width > 0 and item.height > 0:  # a zero bar is nothing (PDF viewers would draw a hairline)
+            canvas.setFillColorRGB(*_rgb(item.fill))
+            bottom = -(item.y + item.height)
+            radius = min(item.radius, item.width / 2, item.height / 2)
+            if radius > 0:
+                canvas.roundRect(item.x, bottom, item.width, item.height, radius, stroke=0, fill=1)
+            else:
+                canvas.rect(item.x, bottom, item.width, item.height, stroke=0, fill=1)
+    canvas.restoreState()

@@ -1,9 +1,12 @@
-"""The chart's two painters agree: the cairo PNG against CairoSVG's rendering of the chart's own SVG.
+"""The chart's painters agree: the cairo PNG and the PDF vectors against CairoSVG's rendering of the SVG.
 
 The chart is laid out once (``chart_scene``); ``render_chart_svg`` writes it as SVG and
 ``render_chart_png`` draws it with cairo. CairoSVG (a test dependency only) rasterises the SVG, and the
 two images must be close for every kind of chart — so a change to one painter that the other does not
-follow (a lost threshold line, a colour, a dash, a shifted label) fails here. The side-by-side sheet
+follow (a lost threshold line, a colour, a dash, a shifted label) fails here. The PDF painter
+(``paint_scene_pdf``, reportlab vectors) is rasterised by PDFium, the engine of Chrome's PDF viewer,
+and held to the same reference: its shapes strictly, its text loosely (every engine hints glyphs
+its own way; ``test_reports`` checks that the chart's labels are the PDF's text). The side-by-side sheet
 ``.artifacts/chart-painters.png`` (CairoSVG | cairo | difference, one row per chart) is for a human eye.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +22,16 @@ from PIL import Image, ImageChops, ImageFilter, ImageStat
 
 from kpi_alerts.reports import chart as chart_module
 from kpi_alerts.reports.chart import HEIGHT, WIDTH, ChartData, chart_scene, render_chart_png, render_chart_svg
-from kpi_alerts.reports.chart_scene import Polyline, Text, encode_png, paint_scene, scene_png
+from kpi_alerts.reports.chart_scene import (
+    Polyline,
+    Scene,
+    Text,
+    encode_png,
+    paint_scene,
+    paint_scene_pdf,
+    scene_png,
+    scene_svg,
+)
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / ".artifacts"
 WEEK = [f"Nov {i}" for i in range(1, 8)]
@@ -171,6 +184,74 @@ class TestTheTwoPaintersAgree:
         )  # type: ignore[operator]
         assert len(fewer.items) < len(scene.items)
         _, unmatched = closeness(cairosvg_png(chart), decode(scene_png(fewer)))
+        assert unmatched > 12
+
+
+def pdf_painted(scene: Scene, scale: int = 1) -> Image.Image:
+    """The scene drawn as vectors on a page of its size (points = pixels), rasterised by PDFium."""
+    import pypdfium2
+    from reportlab.pdfgen.canvas import Canvas
+
+    from kpi_alerts.reports import pdf_report
+
+    pdf_report._register_fonts()
+    out = io.BytesIO()
+    canvas = Canvas(out, pagesize=(scene.width, scene.height))
+    paint_scene_pdf(scene, canvas, 1.0, (pdf_report.FONT, pdf_report.FONT_BOLD))
+    canvas.showPage()
+    canvas.save()
+    document = pypdfium2.PdfDocument(out.getvalue())
+    try:
+        return document[0].render(scale=scale).to_pil().convert("RGB")
+    finally:
+        document.close()
+
+
+def shapes_only(scene: Scene, drop: Callable[[object], bool] = lambda item: False) -> Scene:
+    """The scene without its text: glyphs are rasterised differently by every engine (hinting), shapes
+    are not, so the shapes are compared strictly and the text by its presence and a loose whole-image
+    bound."""
+    kept = tuple(i for i in scene.items if not isinstance(i, Text) and not drop(i))
+    return Scene(scene.width, scene.height, scene.text_color, kept)
+
+
+def cairosvg_scene(scene: Scene) -> Image.Image:
+    import cairosvg
+
+    return decode(cairosvg.svg2png(bytestring=scene_svg(scene).encode()))
+
+
+class TestThePdfVectors:
+    @pytest.mark.parametrize("name", [pytest.param(name, id=name) for name in CHARTS])
+    def test_pdf_shapes_match_cairosvg_of_the_svg(self, name: str) -> None:
+        shapes = shapes_only(chart_scene(CHARTS[name]))
+        mean, unmatched = closeness(cairosvg_scene(shapes), pdf_painted(shapes))
+        assert mean < 1.0, f"{name}: mean difference {mean:.2f}"
+        assert unmatched <= 12, f"{name}: {unmatched} pixels drawn by one painter only"
+
+    @pytest.mark.parametrize("name", [pytest.param(name, id=name) for name in CHARTS])
+    def test_the_whole_pdf_chart_is_close_to_cairosvg(
+        self, name: str, renders: dict[str, tuple[Image.Image, Image.Image]]
+    ) -> None:
+        reference, _ = renders[name]
+        ours = pdf_painted(chart_scene(CHARTS[name]))
+        assert ours.size == reference.size == (WIDTH, HEIGHT)
+        mean, _ = closeness(reference, ours)
+        assert mean < 3.5, f"{name}: mean difference {mean:.2f}"  # text included (measured: 0.3-3.3)
+
+    @pytest.mark.parametrize(
+        "drop",
+        [
+            pytest.param(lambda item: isinstance(item, Polyline) and bool(item.dash), id="threshold line"),
+            pytest.param(
+                lambda item: isinstance(item, Polyline) and item.stroke == chart_module.PREVIOUS_COLOR,
+                id="previous line",
+            ),
+        ],
+    )
+    def test_the_comparison_catches_a_lost_element(self, drop: Callable[[object], bool]) -> None:
+        scene = chart_scene(CHARTS["threshold-previous"])
+        _, unmatched = closeness(cairosvg_scene(shapes_only(scene)), pdf_painted(shapes_only(scene, drop)))
         assert unmatched > 12
 
 

@@ -415,20 +415,20 @@ def test_pdf_shows_the_report(small_pdf: Path) -> None:
     assert meta is not None and meta.title == "Revenue (daily)"
 
 
-def test_pdf_embeds_the_chart_as_a_print_resolution_image(small_pdf: Path) -> None:
-    import io
-
-    from PIL import Image, ImageChops
+def test_pdf_draws_the_chart_as_vectors(small_pdf: Path) -> None:
+    """No image: the chart's lines are paths and its labels text (sharp when zoomed, selectable)."""
     from pypdf import PdfReader
 
-    images = [image for page in PdfReader(small_pdf).pages for image in page.images]
-    assert len(images) == 1 and images[0].image is not None
+    pages = PdfReader(small_pdf).pages
+    assert [image for page in pages for image in page.images] == []
     chart = build_report(daily_revenue(), context()).chart
     assert chart is not None
-    expected = Image.open(io.BytesIO(render_chart_png(chart, scale=2))).convert("RGB")
-    embedded = images[0].image.convert("RGB")
-    assert embedded.size == expected.size == (1200, 480)  # print resolution: render_chart_png(scale=2)
-    assert ImageChops.difference(embedded, expected).getbbox() is None  # the chart's pixels, unchanged
+    from kpi_alerts.reports.chart import chart_scene
+    from kpi_alerts.reports.chart_scene import Text
+
+    labels = [i.runs[0].text for i in chart_scene(chart).items if isinstance(i, Text) and len(i.runs) == 1]
+    text = pdf_text(small_pdf)[0]
+    assert len(labels) > 5 and [label for label in labels if label not in text] == []  # ticks, as text
 
 
 @pytest.mark.parametrize(
@@ -512,7 +512,7 @@ def test_pdf_aligns_numbers_right(tmp_path: Path) -> None:
 
     def visit(text: str, cm: object, tm: list[float], font: object, size: object) -> None:
         if text.strip():
-            spots.setdefault(text.strip(), tm[4])
+            spots[text.strip()] = tm[4]  # the last: the table is drawn after the chart's own labels
 
     PdfReader(path).pages[0].extract_text(visitor_text=visit)
     # "0.00" and "-1,234.50" end at the same x; "Zürich ☃" and "plain" start at the same x
@@ -594,7 +594,7 @@ def test_pdf_shows_markup_as_literal_text_and_never_calls_out(
     squeeze = "".join("".join(pdf_text(path)).split())  # long values wrap
     for s in (*strings, "<b>x</b>&y"):
         assert "".join(s.split()) in squeeze, s  # shown as typed, in a cell or in the title
-    assert squeeze.count("<b>bold</b>") == 2  # in the title and in its cell
+    assert squeeze.count("<b>bold</b>") == 3  # in the title, in its cell and as the chart's x label
     assert hits == []
     assert all(not isinstance(o, str) for o in opened), opened  # never a filename or a URL
     raw = path.read_bytes()
