@@ -250,7 +250,7 @@ def _chart(report: ReportModel, width: float) -> Flowable:
     assert report.chart is not None
     scene = chart_scene(report.chart)
 
-    class ChartFlowable(Flowable):  # type: ignore[misc]
+    class ChartFlowable(Flowable):
         def wrap(self, available_width: float, available_height: float) -> tuple[float, float]:
             return width, width * HEIGHT / WIDTH
 
