@@ -10,7 +10,7 @@ instance's "Rendered Template" view shows the values it ran with:
 - ``kpi_alerts_sender``, ``kpi_alerts_misfire_minutes`` (60), ``kpi_alerts_lease_minutes`` (30),
   ``kpi_alerts_max_attachment_mb`` (10), ``kpi_alerts_retention_days`` (90).
 - Batches (:func:`kpi_alerts.pipeline.batch.plan_batches`): ``kpi_alerts_batch_seconds`` (60, the target
-  duration of one map item), ``kpi_alerts_seconds_per_alert`` (0.15, the estimate batches are cut by),
+  duration of one map item), ``kpi_alerts_seconds_per_alert`` (0.06, the estimate batches are cut by),
   ``kpi_alerts_parallelism`` (0: ``[core] parallelism``), ``kpi_alerts_batch_threads`` (4, alerts in
   flight per map item), ``kpi_alerts_batch_threshold`` (0; up to this many due alerts, one map item
   each whatever the plan).
@@ -88,7 +88,7 @@ class TaskSettings:
     recipient_privacy: str = "bcc"
     message_id_domain: str = ""
     batch_seconds: float = 60
-    seconds_per_alert: float = 0.15
+    seconds_per_alert: float = 0.06
     parallelism: int = 0
     batch_threads: int = 4
 

@@ -36,7 +36,8 @@ class TestMapItems:
         [
             pytest.param(10, [3, 3, 2, 2], "batch 1/4: alerts 1-3", id="10-over-4-slots"),
             pytest.param(1000, [250] * 4, "batch 1/4: alerts 1-250", id="1000-in-one-wave"),
-            pytest.param(2000, [250] * 8, "batch 1/8: alerts 1-250", id="2000-in-two-waves"),
+            pytest.param(2000, [500] * 4, "batch 1/4: alerts 1-500", id="2000-in-one-wave"),
+            pytest.param(5000, [625] * 8, "batch 1/8: alerts 1-625", id="5000-in-two-waves"),
         ],
     )
     def test_more_alerts_than_slots_are_batched_in_order(
