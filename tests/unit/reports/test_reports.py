@@ -520,6 +520,14 @@ def test_pdf_aligns_numbers_right(tmp_path: Path) -> None:
     assert spots["-1,234.50"] < spots["0.00"]
 
 
+def test_pdf_numbers_are_formatted_by_reportlabs_c_accelerator() -> None:
+    """rl-accel (requirements.txt): every coordinate of the chart and the table goes through fp_str; the
+    pure-Python fallback made a report's PDF ~45 % dearer (8.7 ms instead of 6.0)."""
+    from reportlab.lib import rl_accel
+
+    assert type(rl_accel.fp_str).__name__ == "builtin_function_or_method"
+
+
 def test_pdf_of_empty_data(tmp_path: Path) -> None:
     path = render_pdf(build_report(empty(), context(kpi_value=None)), tmp_path / "e.pdf")
     text = "\n".join(pdf_text(path))
