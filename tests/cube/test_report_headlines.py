@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import io
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -159,7 +160,7 @@ def test_headline_and_change_equal_sql_over_the_same_days(
 
 
 def test_labels_and_units_read_back_from_every_rendering(
-    client: CubeClient, analytics: psycopg.Connection[Any], tmp_path: Path
+    client: CubeClient, analytics: psycopg.Connection[Any]
 ) -> None:
     measures = ("orders.total_amount", "orders.count", "orders.completion_rate", "orders.customers")
     report, ctx, _data = weekly_report(client, *measures)
@@ -169,8 +170,8 @@ def test_labels_and_units_read_back_from_every_rendering(
     revenue = sql_figure(analytics, "orders.total_amount", first, last)
 
     # CSV: labels from Cube's meta (shortTitle, the granularity), units in the header, raw numbers.
-    attachment = render_attachment("csv", report, tmp_path)
-    with attachment.path.open(encoding="utf-8-sig", newline="") as fh:
+    attachment = render_attachment("csv", report)
+    with io.StringIO(attachment.content.decode("utf-8-sig"), newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows[0] == [
         "Day",
@@ -187,7 +188,7 @@ def test_labels_and_units_read_back_from_every_rendering(
     # XLSX: the same header; real number formats (currency code, whole counts, percent of a fraction).
     import openpyxl
 
-    workbook = openpyxl.load_workbook(render_attachment("excel", report, tmp_path).path)
+    workbook = openpyxl.load_workbook(io.BytesIO(render_attachment("excel", report).content))
     sheet = workbook.active
     assert sheet is not None
     assert [c.value for c in sheet[1]] == rows[0]
@@ -198,15 +199,15 @@ def test_labels_and_units_read_back_from_every_rendering(
     # PDF: the headline with its unit, its basis, the change with a marker and the labels.
     from pypdf import PdfReader
 
-    pdf = render_attachment("pdf", report, tmp_path)
-    words = " ".join(" ".join(p.extract_text() for p in PdfReader(pdf.path).pages).split())
+    pdf = render_attachment("pdf", report)
+    words = " ".join(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.content)).pages).split())
     headline = report.headline.text
     assert re.fullmatch(r"\$\d{1,3}(,\d{3})*\.\d\d", headline) and headline in words
     assert f"total of {first} to {last}" in words
     assert report.change.text in words and "vs previous week" in words
     for label in ("Day", "Revenue (USD)", "Orders", "Completion rate", "Customers"):
         assert label in words, (label, words[:400])
-    save_pdf_page(pdf.path.read_bytes(), "report-headlines-pdf-page1.png")
+    save_pdf_page(pdf.content, "report-headlines-pdf-page1.png")
 
     # E-mail: the subject carries the figure and the change; both parts say the same facts.
     message = parse(
@@ -235,15 +236,13 @@ def test_labels_and_units_read_back_from_every_rendering(
     save_email_png(message, "report-headlines-email.png")
 
 
-def test_an_alerts_locale_and_currency_change_the_text_not_the_numbers(
-    client: CubeClient, tmp_path: Path
-) -> None:
+def test_an_alerts_locale_and_currency_change_the_text_not_the_numbers(client: CubeClient) -> None:
     display = DisplaySettings(locale="de-DE", currency="EUR")
     report, _ctx, _data = weekly_report(client, "orders.total_amount", display=display)
     assert report.headline is not None and report.headline.value is not None
     assert re.fullmatch(r"\d{1,3}(\.\d{3})*,\d\d\xa0€", report.headline.text), report.headline.text
     assert report.headline.plain.endswith(" EUR")
-    with render_attachment("csv", report, tmp_path).path.open(encoding="utf-8-sig", newline="") as fh:
+    with io.StringIO(render_attachment("csv", report).content.decode("utf-8-sig"), newline="") as fh:
         rows = list(csv.reader(fh))
     assert (
         rows[0] == ["Day", "Revenue (EUR)"] and "." in rows[1][1] and "," not in rows[1][1]

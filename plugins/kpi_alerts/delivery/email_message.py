@@ -287,9 +287,7 @@ def build_message(
     if attachment is not None and not oversize:
         maintype, _, subtype = attachment.mime_type.partition("/")
         attached = _leaf()
-        attached.set_content(
-            attachment.path.read_bytes(), maintype, subtype, filename=single_line(attachment.filename)
-        )
+        attached.set_content(attachment.content, maintype, subtype, filename=single_line(attachment.filename))
         _multipart(msg, "mixed", _multipart(_leaf(), "alternative", text_part, body), attached)
     else:
         _multipart(msg, "alternative", text_part, body)

@@ -260,9 +260,7 @@ def process_alerts(
             settings=run_settings,
             threads=task_settings.batch_threads,
         )
-    results = [run.as_dict() for run in batch.runs]
-    for result in results:
-        log.info("alert %s: %s — %s", result["alert_id"], result["status"], result["detail"])
+    results = [run.as_dict() for run in batch.runs]  # each alert's line is logged as it ends (alert_run)
     if len(item["alerts"]) > 1:
         log.info(
             "%d alert(s) in %.1f s: %d Cube request(s) (%d more answered from the batch), %d SMTP session(s), "

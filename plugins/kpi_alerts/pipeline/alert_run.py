@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from email.message import EmailMessage
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -146,18 +144,19 @@ def run_claim(
 ) -> AlertRun:
     """Fetch → check → render → send → record a claimed slot; every ending is written to the ledger."""
     alert_id = alert.alert_id
-    log.info(
-        "Alert %s %s slot %s (attempt %s)",
-        alert_id,
-        "re-attempts its failed" if claim.reattempt else "claimed",
-        claim.slot.isoformat(),
-        claim.attempts,
-    )
     try:
         alert.validate()
-        with tempfile.TemporaryDirectory(prefix="kpi-alert-") as work_dir:
-            run = _SlotRun(conn, alert, claim, source, mailer, settings, Path(work_dir))
-            return run.execute()
+        run = _SlotRun(conn, alert, claim, source, mailer, settings).execute()
+        # One line per alert, written when it ends (a peak tick logs ten thousand of them).
+        log.info(
+            "Alert %s slot %s (%s): %s — %s",
+            alert_id,
+            claim.slot.isoformat(),
+            _attempt(claim),
+            run.status,
+            run.detail,
+        )
+        return run
     except LostClaim as exc:  # another claimant took the slot over: it finishes it, we stop quietly
         log.warning("Alert %s: %s", alert_id, exc)
         return AlertRun(alert_id, "skipped", str(exc), claim.slot.isoformat())
@@ -184,7 +183,14 @@ def run_claim(
         log.exception("Unexpected error in alert %s", alert_id)
         reason = f"internal error: {type(exc).__name__}: {exc}"
     _fail(conn, alert, claim, reason, mailer=mailer, settings=settings)
+    log.warning(
+        "Alert %s slot %s (%s): failed — %s", alert_id, claim.slot.isoformat(), _attempt(claim), reason
+    )
     raise AlertFailed(f"alert {alert.alert_id} ({alert.alert_name}) failed: {redact_url(reason)}")
+
+
+def _attempt(claim: Claim) -> str:
+    return f"attempt {claim.attempts}" + (", re-attempting a failed slot" if claim.reattempt else "")
 
 
 def _unusable(conn: psycopg.Connection[Any], alert_id: int, reason: str, settings: RunSettings) -> AlertRun:
@@ -244,10 +250,9 @@ class _SlotRun:
         source: KpiSource,
         mailer: Mailer,
         settings: RunSettings,
-        work_dir: Path,
     ) -> None:
         self.conn, self.alert, self.claim = conn, alert, claim
-        self.source, self.mailer, self.settings, self.work_dir = source, mailer, settings, work_dir
+        self.source, self.mailer, self.settings = source, mailer, settings
         self._cache: dict[str, KpiData] = {}
 
     def fetch(self, query: Mapping[str, Any] | None = None) -> KpiData:
@@ -372,7 +377,6 @@ class _SlotRun:
             kind=kind,
             slot=self.claim.slot,
             settings=self.settings,
-            work_dir=self.work_dir,
             recipients=self.alert.recipients,
             message_key=slot_message_key(self.alert, self.claim),
             value=value,
@@ -431,7 +435,6 @@ def compose_message(
     kind: MessageKind,
     slot: datetime,
     settings: RunSettings,
-    work_dir: Path,
     recipients: Sequence[str],
     message_key: str,
     value: Any = None,
@@ -470,7 +473,7 @@ def compose_message(
     report = build_report(data, ctx, display=alert.display, fetch=fetch, gate=gate)
     attachment = None
     if kind == "report" and alert.attachment_type:
-        attachment = render_attachment(alert.attachment_type, report, work_dir)
+        attachment = render_attachment(alert.attachment_type, report)
     message = build_message(
         ctx=ctx,
         data=data,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -112,24 +111,26 @@ def compose_trial(alert: AlertDefinition, to: str, *, source: KpiSource, setting
                 if decision.passed
                 else f"gated out (a run would not send it now): {decision.description}"
             )
-    with tempfile.TemporaryDirectory(prefix="kpi-alert-trial-") as work_dir:
-        message, attachment = compose_message(
-            alert,
-            data,
-            kind=kind,  # type: ignore[arg-type]
-            slot=slot,
-            settings=settings,
-            work_dir=Path(work_dir),
-            recipients=[to],
-            message_key=f"test:{alert.cron_job_id}:{uuid.uuid4()}",
-            fetch=fetch,
-            **extra,
-        )
-        content = attachment.path.read_bytes() if attachment is not None else None
+    message, attachment = compose_message(
+        alert,
+        data,
+        kind=kind,  # type: ignore[arg-type]
+        slot=slot,
+        settings=settings,
+        recipients=[to],
+        message_key=f"test:{alert.cron_job_id}:{uuid.uuid4()}",
+        fetch=fetch,
+        **extra,
+    )
     subject = str(message["Subject"])
     del message["Subject"]
     message["Subject"] = TEST_SUBJECT_PREFIX + subject
-    return Trial(message, attachment.filename if attachment else None, content, verdict)
+    return Trial(
+        message,
+        attachment.filename if attachment else None,
+        attachment.content if attachment else None,
+        verdict,
+    )
 
 
 def send_test_message(

@@ -6,11 +6,10 @@ need them, so importing this package costs nothing at DAG parse time.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import BinaryIO
 
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.reports.csv_report import render_csv
@@ -40,10 +39,13 @@ __all__ = [
 class Attachment:
     """A rendered file ready to attach: ``filename`` is what the recipient sees."""
 
-    path: Path
     filename: str
     mime_type: str
-    size: int
+    content: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.content)
 
 
 def attachment_filename(kind: str, report: ReportModel) -> str:
@@ -53,26 +55,21 @@ def attachment_filename(kind: str, report: ReportModel) -> str:
     return f"{slug(report.alert_name)}-{report.report_date}.{EXTENSIONS[kind]}"
 
 
-def render_attachment(kind: AttachmentKind, report: ReportModel, dest_dir: Path) -> Attachment:
-    """Render the report as ``kind`` into ``dest_dir``.
+_RENDERERS: dict[str, Callable[[ReportModel, BinaryIO], object]] = {
+    "csv": render_csv,
+    "excel": render_excel,
+    "pdf": render_pdf,
+}
 
-    The file is written under a temporary name and renamed when complete, so a crash or a retry
-    never leaves a half-written report under the final name.
+
+def render_attachment(kind: AttachmentKind, report: ReportModel) -> Attachment:
+    """Render the report as ``kind``, in memory.
+
+    The message carries the whole file anyway (base64 in the MIME tree), so a file on disk would only
+    add a directory, a write, a rename and a read per alert; and there is nothing half-written to
+    leave behind when a render fails.
     """
     filename = attachment_filename(kind, report)  # validates kind first
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    final = dest_dir / filename
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=dest_dir)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    renderers: dict[str, Callable[[Path], Path]] = {
-        "csv": lambda p: render_csv(report, p),
-        "excel": lambda p: render_excel(report, p),
-        "pdf": lambda p: render_pdf(report, p),
-    }
-    try:
-        renderers[kind](tmp)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return Attachment(path=final, filename=filename, mime_type=MIME_TYPES[kind], size=final.stat().st_size)
+    out = io.BytesIO()
+    _RENDERERS[kind](report, out)
+    return Attachment(filename=filename, mime_type=MIME_TYPES[kind], content=out.getvalue())

@@ -195,25 +195,27 @@ def encode_png(surface: Any) -> bytes:
     """An RGB24 cairo surface as an 8-bit RGB PNG (no filter, deflate :data:`PNG_DEFLATE_LEVEL`).
 
     cairo's own ``write_to_png`` goes through libpng's adaptive filtering and level-6 deflate: ~2.5 ms of
-    the ~3 ms a chart costs. Writing the three chunks here takes ~1 ms for the same pixels (the chart
-    tests decode both and compare them). An RGB24 pixel is a native-endian ``0x00RRGGBB`` word.
+    the ~3 ms a chart costs. Writing the three chunks here takes well under 1 ms for the same pixels (the
+    chart tests decode both and compare them). An RGB24 pixel is a native-endian ``0x00RRGGBB`` word;
+    numpy reorders the channels and prefixes each row's filter byte in one pass.
     """
+    import numpy as np
+
     surface.flush()
     width, height, stride = surface.get_width(), surface.get_height(), surface.get_stride()
-    data = bytes(surface.get_data())
-    if stride != 4 * width:
-        data = b"".join(data[row * stride : row * stride + 4 * width] for row in range(height))
+    rows = np.frombuffer(surface.get_data(), dtype=np.uint8).reshape(height, stride)
+    pixels = rows[:, : 4 * width].reshape(height, width, 4)
     red, green, blue = (2, 1, 0) if sys.byteorder == "little" else (1, 2, 3)
-    rgb = bytearray(3 * width * height)
-    rgb[0::3], rgb[1::3], rgb[2::3] = data[red::4], data[green::4], data[blue::4]
-    row_bytes = 3 * width
-    scanlines = b"".join(b"\0" + rgb[row * row_bytes : (row + 1) * row_bytes] for row in range(height))
+    scanlines = np.empty((height, 1 + 3 * width), dtype=np.uint8)  # each row: filter byte 0, then RGB
+    scanlines[:, 0] = 0
+    rgb = scanlines[:, 1:].reshape(height, width, 3)  # a view: a row's bytes after its filter byte
+    rgb[:, :, 0], rgb[:, :, 1], rgb[:, :, 2] = pixels[:, :, red], pixels[:, :, green], pixels[:, :, blue]
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, truecolour, no interlace
     return b"".join(
         (
             b"\x89PNG\r\n\x1a\n",
             _png_chunk(b"IHDR", header),
-            _png_chunk(b"IDAT", zlib.compress(scanlines, PNG_DEFLATE_LEVEL)),
+            _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), PNG_DEFLATE_LEVEL)),
             _png_chunk(b"IEND", b""),
         )
     )

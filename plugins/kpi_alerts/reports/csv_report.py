@@ -20,13 +20,16 @@ Decisions (documented for recipients and other code):
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+import io
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TextIO
 
 from kpi_alerts.kpi_data import CellValue
-from kpi_alerts.reports.formatting import neutralise_formula, to_local
+from kpi_alerts.reports.formatting import Destination, neutralise_formula, to_local
 from kpi_alerts.reports.model import ReportColumn, ReportModel
 
 CSV_ENCODING = "utf-8-sig"
@@ -51,11 +54,26 @@ def _cell_writer(report: ReportModel, column: ReportColumn) -> Callable[[CellVal
     return cell
 
 
-def render_csv(report: ReportModel, path: Path) -> Path:
-    """Write the report's rows to ``path`` (headers: labels with units); memory stays flat."""
+def render_csv(report: ReportModel, dest: Destination) -> Destination:
+    """Write the report's rows to ``dest`` (a path or a binary stream; headers: labels with units)."""
     writers = [(c.key, _cell_writer(report, c)) for c in report.columns]
-    with path.open("w", encoding=CSV_ENCODING, newline="") as fh:
+    with _text_stream(dest) as fh:
         out = csv.writer(fh)
         out.writerow([neutralise_formula(c.header) for c in report.columns])
         out.writerows([cell(row.get(key)) for key, cell in writers] for row in report.rows)
-    return path
+    return dest
+
+
+@contextmanager
+def _text_stream(dest: Destination) -> Iterator[TextIO]:
+    """``dest`` as text in :data:`CSV_ENCODING`; a binary stream is left open for its owner."""
+    if isinstance(dest, Path):
+        with dest.open("w", encoding=CSV_ENCODING, newline="") as fh:
+            yield fh
+        return
+    wrapper = io.TextIOWrapper(dest, encoding=CSV_ENCODING, newline="")
+    try:
+        yield wrapper
+    finally:
+        wrapper.flush()
+        wrapper.detach()

@@ -13,11 +13,10 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from kpi_alerts.kpi_data import CellValue
-from kpi_alerts.reports.formatting import neutralise_formula, to_local
+from kpi_alerts.reports.formatting import Destination, neutralise_formula, to_local
 from kpi_alerts.reports.model import ReportModel
 
 WIDTH_SAMPLE_ROWS = 200
@@ -53,8 +52,8 @@ def _widths(report: ReportModel) -> list[float]:
     return widths
 
 
-def render_excel(report: ReportModel, path: Path) -> Path:
-    """Write the report's rows to an ``.xlsx`` at ``path``: bold filled frozen header, typed cells
+def render_excel(report: ReportModel, dest: Destination) -> Destination:
+    """Write the report's rows as an ``.xlsx`` to ``dest`` (a path or a binary stream): bold filled frozen header, typed cells
     with the model's number formats (currency code, percent scale, whole counts)."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
@@ -96,5 +95,5 @@ def render_excel(report: ReportModel, path: Path) -> Path:
             else:
                 values.append(value)
         ws.append(values)
-    wb.save(path)
-    return path
+    wb.save(dest)
+    return dest

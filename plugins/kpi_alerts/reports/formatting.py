@@ -12,7 +12,7 @@ import re
 import unicodedata
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 from zoneinfo import ZoneInfo
 
 from kpi_alerts.kpi_data import Column, KpiData
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     import jinja2
 
 #: OWASP CSV-injection triggers: a spreadsheet would evaluate a cell starting with one of these.
+#: Where a renderer writes: a file, or a binary stream (a run renders attachments in memory).
+Destination = TypeVar("Destination", Path, BinaryIO)
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _SLUG_JUNK = re.compile(r"[^a-z0-9]+")

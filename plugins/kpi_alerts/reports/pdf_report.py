@@ -22,7 +22,7 @@ from xml.sax.saxutils import escape
 
 from kpi_alerts.reports.chart import HEIGHT, WIDTH, chart_scene
 from kpi_alerts.reports.chart_scene import paint_scene_pdf
-from kpi_alerts.reports.formatting import single_line
+from kpi_alerts.reports.formatting import Destination, single_line
 from kpi_alerts.reports.model import ReportModel
 
 if TYPE_CHECKING:
@@ -125,8 +125,8 @@ def _styles() -> dict[str, Any]:
     }
 
 
-def render_pdf(report: ReportModel, path: Path, *, max_rows: int = MAX_PDF_ROWS) -> Path:
-    """Write the PDF report to ``path``: headline, chart, table (header repeated), page numbers."""
+def render_pdf(report: ReportModel, dest: Destination, *, max_rows: int = MAX_PDF_ROWS) -> Destination:
+    """Write the PDF report to ``dest`` (a path or a binary stream): headline, chart, table (header repeated), page numbers."""
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.units import mm
     from reportlab.platypus import SimpleDocTemplate
@@ -134,7 +134,7 @@ def render_pdf(report: ReportModel, path: Path, *, max_rows: int = MAX_PDF_ROWS)
     _register_fonts()
     title = single_line(report.alert_name)
     doc = SimpleDocTemplate(
-        str(path),
+        str(dest) if isinstance(dest, Path) else dest,
         pagesize=A4,
         leftMargin=14 * mm,
         rightMargin=14 * mm,
@@ -148,7 +148,7 @@ def render_pdf(report: ReportModel, path: Path, *, max_rows: int = MAX_PDF_ROWS)
     )
     canvas = _numbered_canvas(title, single_line(f"Generated {report.generated_at}"), doc)
     doc.build(_story(report, max_rows, doc.width), canvasmaker=canvas)
-    return path
+    return dest
 
 
 def _story(report: ReportModel, max_rows: int, width: float) -> list[Flowable]:

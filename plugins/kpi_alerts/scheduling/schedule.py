@@ -24,6 +24,7 @@ Weekdays follow cron: 0 = Sunday ... 6 = Saturday.
 from __future__ import annotations
 
 import calendar
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -125,9 +126,19 @@ def next_run_after(schedule: Schedule | Mapping[str, Any], after: datetime) -> d
     :param schedule: a :class:`Schedule` or a ``kpi_schedules`` row mapping; validated here.
     :param after: aware datetime in any zone; naive raises ValueError.
     """
-    checked = validate_schedule(schedule)
+    checked = schedule if isinstance(schedule, Schedule) else Schedule.from_row(schedule)
+    try:
+        return _next_run(checked, after)
+    except TypeError:  # an unhashable field: not a valid schedule, and validate() says why
+        checked.validate()
+        raise
+
+
+@functools.lru_cache(maxsize=4096)  # a peak tick finishes thousands of alerts sharing a few schedules
+def _next_run(schedule: Schedule, after: datetime) -> datetime:
+    schedule.validate()
     _require_aware(after, "after")
-    return _next_after(checked, zone(checked.timezone), after)
+    return _next_after(schedule, zone(schedule.timezone), after)
 
 
 def _next_after(schedule: Schedule, tz: ZoneInfo, after: datetime) -> datetime:

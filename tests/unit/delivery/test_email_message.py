@@ -67,8 +67,8 @@ def structure(part: EmailMessage, depth: int = 0) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def csv_attachment(tmp_path_factory: pytest.TempPathFactory) -> Attachment:
-    return render_attachment("csv", build_report(daily_revenue(), context()), tmp_path_factory.mktemp("att"))
+def csv_attachment() -> Attachment:
+    return render_attachment("csv", build_report(daily_revenue(), context()))
 
 
 def test_structure_alternatives_chart_and_attachment(csv_attachment: Attachment) -> None:
@@ -84,9 +84,9 @@ def test_structure_alternatives_chart_and_attachment(csv_attachment: Attachment)
     ]
     (att,) = list(msg.iter_attachments())
     assert att.get_filename() == "revenue-daily-2026-04-02.csv" and att.get_content_type() == "text/csv"
-    assert att.get_content().encode("utf-8-sig") == csv_attachment.path.read_bytes().replace(
-        b"\r\n", b"\n"
-    ) or (att.get_payload(decode=True) == csv_attachment.path.read_bytes())
+    assert att.get_content().encode("utf-8-sig") == csv_attachment.content.replace(b"\r\n", b"\n") or (
+        att.get_payload(decode=True) == csv_attachment.content
+    )
     text, html = bodies(msg)
     chart = next(p for p in msg.walk() if p.get_content_type() == "image/png")
     cid = str(chart["Content-ID"]).strip("<>")
@@ -103,7 +103,7 @@ def test_structure_alternatives_chart_and_attachment(csv_attachment: Attachment)
 
 
 def test_oversized_attachment_is_left_out_and_explained(csv_attachment: Attachment) -> None:
-    big = replace(csv_attachment, size=25 * 1_048_576)
+    big = replace(csv_attachment, content=bytes(25 * 1_048_576))
     msg = build(attachment=big, limit=10 * 1_048_576, dashboard_url="https://bi.example.com/d/7")
     assert list(msg.iter_attachments()) == []
     for body in bodies(msg):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import http.server
+import io
 import re
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.kpi_data import CellValue, Column, KpiData
-from kpi_alerts.reports import Attachment, render_attachment, render_csv, render_excel, render_pdf
+from kpi_alerts.reports import render_attachment, render_csv, render_excel, render_pdf
 from kpi_alerts.reports.chart import (
     ChartData,
     axis_range,
@@ -116,34 +117,40 @@ def read_csv_rows(path: Path) -> list[list[str]]:
 # --------------------------------------------------------------------------- attachment / naming
 
 
-def test_render_attachment_names_types_and_sizes(tmp_path: Path) -> None:
+def test_render_attachment_names_types_and_sizes() -> None:
     ctx = context(
         alert_name='Ärger: Q1 / "Revenue"\r\nX-Evil: 1', slot=datetime(2026, 4, 2, 23, 30, tzinfo=UTC)
     )
-    got = {
-        kind: render_attachment(kind, build_report(daily_revenue(), ctx), tmp_path)
-        for kind in ("csv", "excel")
-    }
-    assert got["csv"] == Attachment(
-        path=tmp_path / "arger-q1-revenue-x-evil-1-2026-04-03.csv",  # 23:30 UTC is 00:30 BST next day
-        filename="arger-q1-revenue-x-evil-1-2026-04-03.csv",
-        mime_type="text/csv",
-        size=(tmp_path / "arger-q1-revenue-x-evil-1-2026-04-03.csv").stat().st_size,
-    )
+    report = build_report(daily_revenue(), ctx)
+    got = {kind: render_attachment(kind, report) for kind in ("csv", "excel", "pdf")}
+    assert got["csv"].filename == "arger-q1-revenue-x-evil-1-2026-04-03.csv"  # 23:30 UTC is 00:30 BST
+    assert got["csv"].mime_type == "text/csv"
+    assert got["csv"].content.startswith(b"\xef\xbb\xbf") and got["csv"].size == len(got["csv"].content)
     assert got["excel"].filename.endswith("-2026-04-03.xlsx")
     assert got["excel"].mime_type == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(a.filename for a in got.values())  # no .part
+    assert got["excel"].content.startswith(b"PK\x03\x04")
+    assert got["pdf"].content.startswith(b"%PDF-") and got["pdf"].content.rstrip().endswith(b"%%EOF")
     la = context(timezone="America/Los_Angeles", slot=datetime(2026, 4, 3, 2, 0, tzinfo=UTC))
     assert (
-        render_attachment("csv", build_report(daily_revenue(), la), tmp_path).filename
-        == "revenue-daily-2026-04-02.csv"
+        render_attachment("csv", build_report(daily_revenue(), la)).filename == "revenue-daily-2026-04-02.csv"
     )
 
 
-def test_unknown_kind_is_a_validation_error(tmp_path: Path) -> None:
+def test_an_attachment_in_memory_is_the_file_a_path_gets(tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    report = build_report(daily_revenue(), context())
+    assert render_attachment("csv", report).content == render_csv(report, tmp_path / "r.csv").read_bytes()
+    rows = [
+        list(r) for r in load_workbook(io.BytesIO(render_attachment("excel", report).content)).active.values
+    ]
+    expected = [list(r) for r in load_workbook(render_excel(report, tmp_path / "r.xlsx")).active.values]
+    assert rows == expected and len(rows) == len(report.rows) + 1
+
+
+def test_unknown_kind_is_a_validation_error() -> None:
     with pytest.raises(AlertValidationError, match="'png'"):
-        render_attachment("png", build_report(daily_revenue(), context()), tmp_path)  # type: ignore[arg-type]
-    assert list(tmp_path.iterdir()) == []
+        render_attachment("png", build_report(daily_revenue(), context()))  # type: ignore[arg-type]
 
 
 def test_importing_the_package_loads_no_heavy_library() -> None:

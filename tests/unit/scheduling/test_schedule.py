@@ -414,3 +414,23 @@ def test_hour_slots(dt: datetime, floor: datetime, nxt: datetime) -> None:
 def test_hour_slots_refuse_naive() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         floor_to_hour_utc(datetime(2026, 1, 1))
+
+
+def test_an_unhashable_field_is_named_not_a_type_error() -> None:
+    # next_run_after memoises on the schedule; a Schedule built by hand with a list must still be refused
+    # by validation, with the reason, rather than fail to hash.
+    with pytest.raises(AlertValidationError, match="selected_days must be a list of integers"):
+        next_run_after(Schedule("week", 9, 0, [1], "UTC"), datetime(2026, 3, 1, tzinfo=UTC))  # type: ignore[arg-type]
+
+
+def test_the_same_instant_in_another_zone_gives_the_same_next_run() -> None:
+    schedule = Schedule("day", 9, 0, (), "America/Los_Angeles")
+    utc = datetime(2026, 3, 8, 16, 59, tzinfo=UTC)  # the DST change day: 09:00 PDT is 16:00 UTC
+    local = utc.astimezone(ZoneInfo("Asia/Tokyo"))
+    assert (
+        next_run_after(schedule, utc)
+        == next_run_after(schedule, local)
+        == datetime(2026, 3, 9, 16, 0, tzinfo=UTC)
+    )
+    with pytest.raises(ValueError, match="naive"):
+        next_run_after(schedule, utc.replace(tzinfo=None))
