@@ -99,9 +99,9 @@ def test_a_batch_shares_queries_and_sessions_and_sends_each_alert_once(
     assert first.failures == []
     assert [r.status for r in first.runs] == ["sent"] * 12
     # two subscribers per graph; each of the 6 graphs needs its rows and its previous week (the report's
-    # change, issue 14: one query for an additive KPI), asked together in one request (Cube's multi-query)
-    # once for both subscribers
-    assert first.cube_requests == 6 and first.cube_shared == 12
+    # change, issue 14: one query for an additive KPI): a daily series, so both periods come from one query
+    # over the two weeks (reports.model.PeriodPair), asked once for both subscribers
+    assert first.cube_requests == 6 and first.cube_shared == 6
     assert 1 <= first.smtp_sessions <= 4  # one per thread, not one per message
     assert sorted(str(m["To"]) for m in mailbox.messages()) == sorted(
         f"b{k}@org{1 + (k // 2) % 2}.example.com" for k in range(12)
@@ -109,6 +109,28 @@ def test_a_batch_shares_queries_and_sessions_and_sends_each_alert_once(
     assert [r.status for r in again.runs] == ["skipped"] * 12
     rows = db.execute("SELECT status, count(*) AS n FROM cron_job_results GROUP BY status").fetchall()
     assert [(r["status"], r["n"]) for r in rows] == [("sent", 12)]
+
+
+def test_a_period_pair_cube_refuses_is_asked_as_two_queries(
+    db: psycopg.Connection[Any], stack: Stack, mailbox: MailCatcher, alerts_db_url: str
+) -> None:
+    # A client allowed 10 rows: the two weeks in one query are 14 rows, each week alone 7. The pair is
+    # refused (a permanent error), and the report is still sent with its change, from two queries.
+    ids = make_alerts(db, 1)
+    with CubeClient(stack.cube_url, api_secret=stack.cube_secret, max_rows=10) as cube:
+        batch = run_batch(
+            ids,
+            connect=lambda: connect(alerts_db_url),
+            open_mailer=lambda: SessionMailer(lambda: smtplib.SMTP("127.0.0.1", mailbox.port, timeout=10)),
+            source=cube,
+            settings=settings(),
+            threads=1,
+        )
+    assert batch.failures == [] and [r.status for r in batch.runs] == ["sent"]
+    assert batch.cube_requests == 2  # the refused pair, then both weeks in one multi-query request
+    (message,) = mailbox.messages()
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "previous week" in text
 
 
 def test_a_session_closed_by_the_server_is_renewed_and_nothing_is_sent_twice(mailbox: MailCatcher) -> None:

@@ -67,7 +67,7 @@ from kpi_alerts.pipeline.inputs import Delivery, KpiSource, Mailer, RunSettings
 from kpi_alerts.redaction import redact_url
 from kpi_alerts.reports import build_report, render_attachment
 from kpi_alerts.reports.context import MessageKind, ReportContext, describe_period
-from kpi_alerts.reports.model import expected_report_queries
+from kpi_alerts.reports.model import PeriodPair, expected_report_queries, period_pair
 
 if TYPE_CHECKING:
     from kpi_alerts.conditions.gating_evaluation import GateDecision
@@ -290,13 +290,32 @@ class _SlotRun:
         for query, data in zip(queries, results, strict=True):
             self._cache[self._key(query)] = data
 
+    def prefetch_pair(self, pair: PeriodPair) -> bool:
+        """The report's period and the previous one from one query (:class:`PeriodPair`); False when
+        Cube refuses it (too many rows for one answer, say): then the two are asked as two queries."""
+        try:
+            data = self.source.load(
+                pair.query,
+                security_context={"organization_id": self.alert.organization_id},
+                timezone=self.alert.timezone,
+            )
+        except PermanentAlertError:
+            return False
+        current, previous = pair.split(data)
+        self._cache[self._key(pair.current_query)] = current
+        self._cache[self._key(pair.previous_query)] = previous
+        return True
+
     @staticmethod
     def _key(query: Mapping[str, Any]) -> str:
         return json.dumps(query, sort_keys=True, default=str)
 
     def _scheduled_report(self) -> AlertRun:
         query = self.alert.cube_query
-        self.prefetch([query, *expected_report_queries(query, self.alert.timezone, self.settings.clock())])
+        now = self.settings.clock()
+        pair = period_pair(query, self.alert.timezone, now)
+        if pair is None or not self.prefetch_pair(pair):
+            self.prefetch([query, *expected_report_queries(query, self.alert.timezone, now)])
         data = self.fetch()
         gate = parse_gating_condition(self.alert.gating_condition)
         details: dict[str, Any] = {}

@@ -249,6 +249,84 @@ def expected_report_queries(query: Mapping[str, Any], timezone: str, now: dateti
     return [previous_series_query(query, str(measures[0]), date_range)]
 
 
+#: Granularities whose buckets never straddle a day, so a period of whole days is a run of whole buckets.
+_WITHIN_A_DAY = frozenset({"second", "minute", "hour", "day"})
+#: Query keys that make a row depend on more than its bucket (or cut the rows): then no period pair.
+_KEYS_AGAINST_A_PAIR = ("dimensions", "limit", "offset", "total", "ungrouped")
+
+
+@dataclass(frozen=True)
+class PeriodPair:
+    """One Cube query whose rows are a report's own rows and the previous period's series of its KPI.
+
+    A report asks for its period and for the previous one (:func:`previous_series_query`). When the
+    query is a plain time series (one time dimension bucketed within a day, no breakdown, no limit), the
+    two periods are adjacent runs of the same buckets: one query over both gives every row of each,
+    exactly, and Cube works once instead of twice. :meth:`split` gives back what each query would have
+    returned. The report's range is resolved here (as :class:`_Builder` resolves it for the previous
+    period), so both periods come from one reading of the clock.
+    """
+
+    query: dict[str, Any]
+    current_query: Mapping[str, Any]
+    previous_query: dict[str, Any]
+    current_range: DateRange
+    previous_range: DateRange
+    time_key: str
+    kpi_key: str
+
+    def split(self, data: KpiData) -> tuple[KpiData, KpiData]:
+        """``data`` (the answer to :attr:`query`) as the answers to the report's query and the previous one."""
+        tz = data.timezone
+        current: list[Mapping[str, CellValue]] = []
+        previous: list[tuple[datetime, Mapping[str, CellValue]]] = []
+        for row in data.rows:
+            bucket = row.get(self.time_key)
+            if not isinstance(bucket, datetime):
+                continue
+            day = to_local(bucket, tz).date()
+            if self.current_range.start <= day <= self.current_range.end:
+                current.append(row)
+            elif self.previous_range.start <= day <= self.previous_range.end:
+                previous.append((bucket, {self.time_key: bucket, self.kpi_key: row.get(self.kpi_key)}))
+        previous.sort(key=lambda pair: pair[0])  # the previous query's own order: by bucket
+        sent = {**data.query, "timeDimensions": self.current_query.get("timeDimensions")}
+        columns = tuple(c for c in data.columns if c.key in (self.time_key, self.kpi_key))
+        return (
+            dataclasses.replace(data, rows=tuple(current), query=sent),
+            KpiData(columns, tuple(row for _, row in previous), tz, {**self.previous_query, "timezone": tz}),
+        )
+
+
+def period_pair(query: Mapping[str, Any], timezone: str, now: datetime) -> PeriodPair | None:
+    """The :class:`PeriodPair` of a report's query at ``now``, or None when its rows are not a plain
+    time series of whole days (then the two periods are asked as two queries)."""
+    measures = query.get("measures") or []
+    tds = query.get("timeDimensions") or []
+    if not measures or len(tds) != 1 or not isinstance(tds[0], Mapping):
+        return None
+    td = tds[0]
+    if td.get("granularity") not in _WITHIN_A_DAY or td.get("compareDateRange") is not None:
+        return None
+    if any(query.get(key) for key in _KEYS_AGAINST_A_PAIR):
+        return None
+    current = resolve_date_range(query_date_range(query), timezone, now)
+    if current is None:
+        return None
+    previous = current.previous()
+    both = DateRange(previous.start, current.end, current.unit, current.count)
+    kpi = str(measures[0])
+    return PeriodPair(
+        query=with_date_range(query, both, granularity=True),
+        current_query=query,
+        previous_query=previous_series_query(query, kpi, current),
+        current_range=current,
+        previous_range=previous,
+        time_key=f"{td['dimension']}.{td['granularity']}",
+        kpi_key=kpi,
+    )
+
+
 class _Builder:
     def __init__(
         self, data: KpiData | None, ctx: ReportContext, display: DisplaySettings, fetch: Fetch | None
