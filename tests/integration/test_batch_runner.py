@@ -111,6 +111,36 @@ def test_a_batch_shares_queries_and_sessions_and_sends_each_alert_once(
     assert [(r["status"], r["n"]) for r in rows] == [("sent", 12)]
 
 
+def test_a_threshold_on_a_reports_graph_gets_its_rows_from_the_reports_query(
+    db: psycopg.Connection[Any], stack: Stack, mailbox: MailCatcher, alerts_db_url: str
+) -> None:
+    # The report asks both weeks at once (PeriodPair) and leaves its own week for the batch: the threshold
+    # alert on the same graph (same organization, timezone, query) costs Cube nothing.
+    (report,) = make_alerts(db, 1)
+    watcher = create_alert(
+        db,
+        {
+            "organization_id": 1,
+            "alert_name": "Watching the report's graph",
+            "recipients": ["w@org1.example.com"],
+            "cube_query": query(1),
+            "threshold": {"condition": "GREATER_THAN", "threshold_value": "1", "timezone": "UTC"},
+        },
+        now=LOGICAL_TIME - timedelta(hours=1),
+    )
+    with CubeClient(stack.cube_url, api_secret=stack.cube_secret) as cube:
+        batch = run_batch(
+            [report, watcher.alert_id],
+            connect=lambda: connect(alerts_db_url),
+            open_mailer=lambda: SessionMailer(lambda: smtplib.SMTP("127.0.0.1", mailbox.port, timeout=10)),
+            source=cube,
+            settings=settings(),
+            threads=1,
+        )
+    assert batch.failures == [] and [r.status for r in batch.runs] == ["sent", "sent"]
+    assert (batch.cube_requests, batch.cube_shared) == (1, 1)
+
+
 def test_a_period_pair_cube_refuses_is_asked_as_two_queries(
     db: psycopg.Connection[Any], stack: Stack, mailbox: MailCatcher, alerts_db_url: str
 ) -> None:

@@ -293,17 +293,16 @@ class _SlotRun:
     def prefetch_pair(self, pair: PeriodPair) -> bool:
         """The report's period and the previous one from one query (:class:`PeriodPair`); False when
         Cube refuses it (too many rows for one answer, say): then the two are asked as two queries."""
+        context, tz = {"organization_id": self.alert.organization_id}, self.alert.timezone
         try:
-            data = self.source.load(
-                pair.query,
-                security_context={"organization_id": self.alert.organization_id},
-                timezone=self.alert.timezone,
-            )
+            data = self.source.load(pair.query, security_context=context, timezone=tz)
         except PermanentAlertError:
             return False
-        current, previous = pair.split(data)
-        self._cache[self._key(pair.current_query)] = current
-        self._cache[self._key(pair.previous_query)] = previous
+        remember = getattr(self.source, "remember", None)  # a batch's shared queries keep them for others
+        for query, part in zip((pair.current_query, pair.previous_query), pair.split(data), strict=True):
+            self._cache[self._key(query)] = part
+            if remember is not None:
+                remember(query, part, security_context=context, timezone=tz)
         return True
 
     @staticmethod

@@ -190,6 +190,19 @@ class SharedQueries:
                 entry.set_result(data)
         return [self._load(q, security_context, timezone, counted=False) for q in queries]
 
+    def remember(
+        self, query: Mapping[str, Any], data: KpiData, *, security_context: Mapping[str, Any], timezone: str
+    ) -> None:
+        """Keep ``data`` as ``query``'s answer for the rest of the batch, unless it was fetched already:
+        a report that got its rows from a wider query (``reports.model.PeriodPair``) leaves them for a
+        threshold alert on the same graph."""
+        key = self._key(query, security_context, timezone)
+        with self._lock:
+            if key not in self._entries:
+                entry: Future[KpiData] = Future()
+                entry.set_result(data)
+                self._entries[key] = entry
+
     @staticmethod
     def _key(query: Mapping[str, Any], security_context: Mapping[str, Any], timezone: str) -> str:
         return json.dumps([dict(security_context), timezone, query], sort_keys=True, default=str)
