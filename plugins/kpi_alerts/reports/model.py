@@ -251,6 +251,11 @@ def expected_report_queries(query: Mapping[str, Any], timezone: str, now: dateti
 
 #: Granularities whose buckets never straddle a day, so a period of whole days is a run of whole buckets.
 _WITHIN_A_DAY = frozenset({"second", "minute", "hour", "day"})
+#: Most buckets a day can hold, per granularity (25 hours on the day a clock goes back).
+_BUCKETS_PER_DAY = {"second": 90_000, "minute": 1_500, "hour": 25, "day": 1}
+#: A pair asks for at most this many rows with a limit of its own (Cube's default limit is 10,000);
+#: a query with its own limit is sent in one page, with no paging order for Cube to sort by.
+_PAIR_LIMIT_MAX = 5_000
 #: Query keys that make a row depend on more than its bucket (or cut the rows): then no period pair.
 _KEYS_AGAINST_A_PAIR = ("dimensions", "limit", "offset", "total", "ungrouped")
 
@@ -290,7 +295,8 @@ class PeriodPair:
             elif self.previous_range.start <= day <= self.previous_range.end:
                 previous.append((bucket, {self.time_key: bucket, self.kpi_key: row.get(self.kpi_key)}))
         previous.sort(key=lambda pair: pair[0])  # the previous query's own order: by bucket
-        sent = {**data.query, "timeDimensions": self.current_query.get("timeDimensions")}
+        sent = {k: v for k, v in data.query.items() if k not in ("limit", "order") or k in self.current_query}
+        sent["timeDimensions"] = self.current_query.get("timeDimensions")
         columns = tuple(c for c in data.columns if c.key in (self.time_key, self.kpi_key))
         return (
             dataclasses.replace(data, rows=tuple(current), query=sent),
@@ -316,8 +322,12 @@ def period_pair(query: Mapping[str, Any], timezone: str, now: datetime) -> Perio
     previous = current.previous()
     both = DateRange(previous.start, current.end, current.unit, current.count)
     kpi = str(measures[0])
+    merged = with_date_range(query, both, granularity=True)
+    most_rows = both.days * _BUCKETS_PER_DAY[td["granularity"]]  # one row per bucket: no breakdown
+    if most_rows <= _PAIR_LIMIT_MAX:
+        merged["limit"] = most_rows
     return PeriodPair(
-        query=with_date_range(query, both, granularity=True),
+        query=merged,
         current_query=query,
         previous_query=previous_series_query(query, kpi, current),
         current_range=current,
