@@ -100,8 +100,9 @@ def test_a_batch_shares_queries_and_sessions_and_sends_each_alert_once(
     assert [r.status for r in first.runs] == ["sent"] * 12
     # two subscribers per graph; each of the 6 graphs needs its rows and its previous week (the report's
     # change, issue 14: one query for an additive KPI): a daily series, so both periods come from one query
-    # over the two weeks (reports.model.PeriodPair), asked once for both subscribers
-    assert first.cube_requests == 6 and first.cube_shared == 6
+    # over the two weeks (reports.model.PeriodPair), asked once for both subscribers; the chunk's queries
+    # go to Cube before its alerts start, in one request per organization (batch._prefetch)
+    assert first.cube_requests == 2 and first.cube_shared == 12
     assert 1 <= first.smtp_sessions <= 4  # one per thread, not one per message
     assert sorted(str(m["To"]) for m in mailbox.messages()) == sorted(
         f"b{k}@org{1 + (k // 2) % 2}.example.com" for k in range(12)
@@ -111,11 +112,13 @@ def test_a_batch_shares_queries_and_sessions_and_sends_each_alert_once(
     assert [(r["status"], r["n"]) for r in rows] == [("sent", 12)]
 
 
-def test_a_threshold_on_a_reports_graph_gets_its_rows_from_the_reports_query(
-    db: psycopg.Connection[Any], stack: Stack, mailbox: MailCatcher, alerts_db_url: str
+@pytest.mark.parametrize("claim_chunk", [32, 1])
+def test_a_report_and_a_threshold_on_one_graph_cost_one_cube_request(
+    db: psycopg.Connection[Any], stack: Stack, mailbox: MailCatcher, alerts_db_url: str, claim_chunk: int
 ) -> None:
-    # The report asks both weeks at once (PeriodPair) and leaves its own week for the batch: the threshold
-    # alert on the same graph (same organization, timezone, query) costs Cube nothing.
+    # The report asks both weeks at once (PeriodPair), the threshold alert on the same graph its week. In
+    # one chunk both are asked ahead in one request; in two, the report's pair leaves its week in the
+    # batch's shared queries (SharedQueries.remember) for the threshold.
     (report,) = make_alerts(db, 1)
     watcher = create_alert(
         db,
@@ -136,9 +139,10 @@ def test_a_threshold_on_a_reports_graph_gets_its_rows_from_the_reports_query(
             source=cube,
             settings=settings(),
             threads=1,
+            claim_chunk=claim_chunk,
         )
     assert batch.failures == [] and [r.status for r in batch.runs] == ["sent", "sent"]
-    assert (batch.cube_requests, batch.cube_shared) == (1, 1)
+    assert batch.cube_requests == 1
 
 
 def test_a_period_pair_cube_refuses_is_asked_as_two_queries(
@@ -157,7 +161,8 @@ def test_a_period_pair_cube_refuses_is_asked_as_two_queries(
             threads=1,
         )
     assert batch.failures == [] and [r.status for r in batch.runs] == ["sent"]
-    assert batch.cube_requests == 2  # the refused pair, then both weeks in one multi-query request
+    # the refused pair (asked ahead by the chunk, then by the report), then both weeks in one request
+    assert batch.cube_requests == 3
     (message,) = mailbox.messages()
     text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "previous week" in text

@@ -196,8 +196,8 @@ class CubeClient:
         """
         if (
             len(queries) == 1
-            or len({_first_granularity(q) for q in queries} - {None}) != 1
-            or any(_first_granularity(q) is None for q in queries)
+            or len({first_granularity(q) for q in queries} - {None}) != 1
+            or any(first_granularity(q) is None for q in queries)
         ):
             return [self.load(q, security_context=security_context, timezone=timezone) for q in queries]
         zone(timezone)
@@ -368,7 +368,8 @@ class CubeClient:
         return _parse_response(response, request_id)
 
 
-def _first_granularity(query: Mapping[str, Any]) -> str | None:
+def first_granularity(query: Mapping[str, Any]) -> str | None:
+    """The granularity of the query's first time dimension (Cube blends queries of one granularity)."""
     tds = query.get("timeDimensions") or ()
     first = tds[0] if tds else None
     return str(first["granularity"]) if isinstance(first, Mapping) and first.get("granularity") else None

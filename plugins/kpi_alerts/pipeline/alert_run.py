@@ -133,6 +133,17 @@ def process_alert(
     return run_claim(conn, alert, claim, source=source, mailer=mailer, settings=settings)
 
 
+def first_queries(alert: AlertDefinition, now: datetime) -> list[Mapping[str, Any]]:
+    """The Cube queries a run of ``alert`` asks first, known before any answer (what
+    :class:`_SlotRun` asks): a report's period pair, or its query and its previous period; a threshold
+    alert's query. A batch asks them for many alerts in one request."""
+    query = alert.cube_query
+    if alert.alert_type != "schedule":
+        return [query]
+    pair = period_pair(query, alert.timezone, now)
+    return [pair.query] if pair is not None else [query, *expected_report_queries(query, alert.timezone, now)]
+
+
 def run_claim(
     conn: psycopg.Connection[Any],
     alert: AlertDefinition,
