@@ -6,7 +6,7 @@ Run from the repo root::
 
 The chart renderer is replaced by a fixed PNG of typical size (its cost is ``bench_chart``'s), so the
 figures are the message's own: the report model, the templates, headers, the MIME tree, the
-attachment read and base64, recipients, and the bytes ``send_over_smtp`` puts on the wire
+attachment's base64 (rendered in memory), recipients, and the bytes ``send_over_smtp`` puts on the wire
 (``_envelope``: Bcc stripped, CRLF). Printed: CPU milliseconds per message (``time.process_time``),
 median / min / max over the repeats, and the medians of building and of flattening, per attachment
 kind and for a threshold notice.

@@ -376,12 +376,12 @@ def test_what_goes_on_the_wire_is_the_standard_generators_bytes(csv_attachment: 
 def test_header_classes_are_made_once_and_still_the_standard_ones() -> None:
     from email.headerregistry import UniqueAddressHeader, UnstructuredHeader
 
-    from kpi_alerts.delivery.email_message import _PART_POLICY
+    from kpi_alerts.delivery.email_message import _HEADER_POLICY
 
-    factory = _PART_POLICY.header_factory
+    factory = _HEADER_POLICY.header_factory
     assert factory["From"] is factory["from"]
     assert issubclass(factory["From"], UniqueAddressHeader) and issubclass(
         factory["X-KPI"], UnstructuredHeader
     )
     with pytest.raises(ValueError):  # the policy still refuses a line break in a header value
-        EmailMessage(policy=_PART_POLICY)["Subject"] = "a\r\nBcc: x@example.com"
+        EmailMessage(policy=_HEADER_POLICY)["Subject"] = "a\r\nBcc: x@example.com"
