@@ -53,8 +53,9 @@ def _widths(report: ReportModel) -> list[float]:
 
 
 def render_excel(report: ReportModel, dest: Destination) -> Destination:
-    """Write the report's rows as an ``.xlsx`` to ``dest`` (a path or a binary stream): bold filled frozen header, typed cells
-    with the model's number formats (currency code, percent scale, whole counts)."""
+    """Write the report's rows as an ``.xlsx`` to ``dest`` (a path or a binary stream): bold filled
+    frozen header, typed cells with the model's number formats (currency code, percent scale, whole
+    counts)."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Alignment, Font, PatternFill

@@ -22,9 +22,9 @@ from kpi_alerts.vocabulary import DATE_GRANULARITIES, GRANULARITIES
 if TYPE_CHECKING:
     import jinja2
 
-#: OWASP CSV-injection triggers: a spreadsheet would evaluate a cell starting with one of these.
 #: Where a renderer writes: a file, or a binary stream (a run renders attachments in memory).
 Destination = TypeVar("Destination", Path, BinaryIO)
+#: OWASP CSV-injection triggers: a spreadsheet would evaluate a cell starting with one of these.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _SLUG_JUNK = re.compile(r"[^a-z0-9]+")

@@ -295,7 +295,8 @@ class PeriodPair:
             elif self.previous_range.start <= day <= self.previous_range.end:
                 previous.append((bucket, {self.time_key: bucket, self.kpi_key: row.get(self.kpi_key)}))
         previous.sort(key=lambda pair: pair[0])  # the previous query's own order: by bucket
-        sent = {k: v for k, v in data.query.items() if k not in ("limit", "order") or k in self.current_query}
+        # the report's query as sent: the pair's, without its limit, over the report's own range
+        sent = {k: v for k, v in data.query.items() if k != "limit"}
         sent["timeDimensions"] = self.current_query.get("timeDimensions")
         columns = tuple(c for c in data.columns if c.key in (self.time_key, self.kpi_key))
         return (

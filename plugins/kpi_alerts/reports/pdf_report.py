@@ -126,7 +126,8 @@ def _styles() -> dict[str, Any]:
 
 
 def render_pdf(report: ReportModel, dest: Destination, *, max_rows: int = MAX_PDF_ROWS) -> Destination:
-    """Write the PDF report to ``dest`` (a path or a binary stream): headline, chart, table (header repeated), page numbers."""
+    """Write the PDF report to ``dest`` (a path or a binary stream): headline, chart, table (header
+    repeated), page numbers."""
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.units import mm
     from reportlab.platypus import SimpleDocTemplate
