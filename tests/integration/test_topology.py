@@ -328,19 +328,23 @@ def test_a_scheduler_stopped_mid_run_the_other_carries_on_without_double_runs(
         topology.start("scheduler-1")
     assert received(topology) == Counter(recipients.values())
     assert {r["status"] for r in rows} == {"sent"}
+    # The runs that sent them: the triggered one, and the scheduled tick when the test crosses a 5-minute
+    # boundary (that run then takes the alerts first and the triggered one finds nothing due).
+    senders = sorted({r["dag_run_id"] for r in rows} | {run_id})
     with psycopg.connect(topology.metadata_url()) as conn:
         runs = conn.execute(
-            "SELECT run_id, run_type, state FROM dag_run WHERE dag_id = 'kpi_alerts' AND run_id = %s",
-            (run_id,),
+            "SELECT run_id, run_type, state FROM dag_run WHERE dag_id = 'kpi_alerts' AND run_id = ANY(%s)",
+            (senders,),
         ).fetchall()
         tries = conn.execute(
             "SELECT map_index, try_number, state FROM task_instance WHERE dag_id = 'kpi_alerts' "
-            "AND run_id = %s AND task_id = 'process_alert'",
-            (run_id,),
+            "AND run_id = ANY(%s) AND task_id = 'process_alert' AND map_index >= 0",
+            (senders,),
         ).fetchall()
-    assert len(runs) == 1 and runs[0][2] == "success", runs
-    assert {t[2] for t in tries} == {"success"}
-    print(f"after stopping scheduler-1: run {runs[0]}, process_alert tries {Counter(t[1] for t in tries)}")
+    assert len(runs) == len(senders) and {r[2] for r in runs} == {"success"}, runs
+    # no try failed; a batch whose alerts all went with the other run is skipped, never sent twice
+    assert "success" in {t[2] for t in tries} and {t[2] for t in tries} <= {"success", "skipped"}, tries
+    print(f"after stopping scheduler-1: runs {runs}, process_alert tries {Counter(t[1] for t in tries)}")
     topology.wait_healthy(names={"scheduler-1"})
 
 
