@@ -40,7 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, help_: str) -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help_, description=help_, parents=[globals_])
 
-    command("migrate", "apply pending schema migrations (idempotent)")
+    migrate = command(
+        "migrate",
+        "apply pending schema migrations, all or nothing (idempotent); a database shape it cannot adopt "
+        "is refused with one line and exit 2, nothing changed",
+    )
+    migrate.add_argument(
+        "--check",
+        action="store_true",
+        help="print what it would do (adopt / create / refuse, per table), change nothing",
+    )
     doctor = command(
         "doctor",
         "check connections (DB, Cube, SMTP), migrations, claims past their lease, overdue alerts and "
@@ -144,6 +153,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _migrate(url: str, *, check_only: bool) -> int:
+    from kpi_alerts.ledger.migrations import MigrationRefused, check, migrate
+
+    try:
+        if check_only:
+            print("\n".join(check(url).lines()))
+            return 0
+        applied = migrate(url)
+    except MigrationRefused as refused:
+        print(f"refused, nothing changed: {_one_line(refused, limit=500)}", file=sys.stderr)
+        return 2
+    print(f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "schema is up to date")
+    return 0
+
+
 def _message(exc: Exception) -> str:
     return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
 
@@ -169,15 +193,7 @@ def _is_control(ch: str) -> bool:
 def _run(args: argparse.Namespace) -> int:
     url = resolve_db_url(getattr(args, "db", None))
     if args.command == "migrate":
-        from kpi_alerts.ledger.migrations import migrate
-
-        applied = migrate(url)
-        print(
-            f"applied {len(applied)} migration(s): {', '.join(applied)}"
-            if applied
-            else "schema is up to date"
-        )
-        return 0
+        return _migrate(url, check_only=args.check)
     if args.command == "doctor":
         from kpi_alerts.doctor import diagnose
 

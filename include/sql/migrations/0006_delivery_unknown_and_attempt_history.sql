@@ -4,20 +4,14 @@
 -- * delivery_unknown: the message was transmitted (SMTP DATA) but the server's answer never came
 --   (connection dropped, timeout), or a worker died while delivering. It may have been delivered, so
 --   it is never resent automatically; an operator may replay it. Replaces the 'failed' such slots
---   used to get, which a re-attempt of failed slots would have sent twice.
+--   used to get, which a re-attempt of failed slots would have sent twice. (The status list is
+--   kpi_alerts_result_status_check, 0010.)
 -- * attempt_history: each attempt that did not finish the slot (a transient failure released for a
 --   retry, a lease taken over), so a slot that succeeds on a later try keeps the earlier errors.
---
--- The status CHECK stays the one list of statuses: re-created with the new one added (idempotent).
 
-ALTER TABLE cron_job_results ADD COLUMN IF NOT EXISTS attempt_history jsonb NOT NULL DEFAULT '[]'::jsonb;
+ALTER TABLE cron_job_results ADD COLUMN IF NOT EXISTS attempt_history jsonb DEFAULT '[]'::jsonb;
 
-ALTER TABLE cron_job_results DROP CONSTRAINT IF EXISTS cron_job_results_status_check;
-ALTER TABLE cron_job_results ADD CONSTRAINT cron_job_results_status_check CHECK (
-    status IN ('claimed', 'retrying', 'sending', 'sent', 'delivery_unknown', 'not_triggered', 'suppressed',
-               'gated', 'failed', 'missed', 'skipped'));
-
--- Slots recorded as failed because their worker stopped during delivery (the earlier wording).
+-- The product's slots recorded as failed because their worker stopped during delivery (the earlier wording).
 UPDATE cron_job_results SET status = 'delivery_unknown'
-WHERE status = 'failed'
+WHERE kpi_alert_id IS NOT NULL AND status = 'failed'
   AND (error LIKE '%stopped during SMTP delivery%' OR error LIKE '%(sending)%');

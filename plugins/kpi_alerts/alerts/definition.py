@@ -55,7 +55,7 @@ class ThresholdDefinition:
 @dataclass(frozen=True)
 class AlertDefinition:
     alert_id: int
-    cron_job_id: int
+    cron_job_id: str
     job_name: str
     organization_id: int
     alert_type: Literal["schedule", "threshold"]

@@ -58,7 +58,7 @@ class PauseChange:
 @dataclass(frozen=True)
 class DeletedAlert:
     alert_id: int
-    cron_job_id: int
+    cron_job_id: str
     ledger_rows_kept: int
 
 
@@ -222,7 +222,7 @@ def delete_alert(
     return DeletedAlert(alert_id, alert.cron_job_id, int(kept["n"]) if kept else 0)
 
 
-def ledger_cron_job_id(conn: psycopg.Connection[Any], alert_id: int) -> int:
+def ledger_cron_job_id(conn: psycopg.Connection[Any], alert_id: int) -> str:
     """The ``cron_jobs`` id whose ledger rows are this alert's, for a live or a deleted alert."""
     alert = load_alert(conn, alert_id)
     if alert is not None:
@@ -230,7 +230,7 @@ def ledger_cron_job_id(conn: psycopg.Connection[Any], alert_id: int) -> int:
     deleted = conn.execute(queries.DELETED_ALERT, {"alert_id": alert_id}).fetchone()
     if deleted is None or deleted["cron_job_id"] is None:
         raise AlertNotFound(f"alert {alert_id} does not exist")
-    return int(deleted["cron_job_id"])
+    return str(deleted["cron_job_id"])
 
 
 def alert_history(

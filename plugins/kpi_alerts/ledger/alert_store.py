@@ -27,7 +27,7 @@ from kpi_alerts.scheduling.schedule import Schedule
 @dataclass(frozen=True)
 class CreatedAlert:
     alert_id: int
-    cron_job_id: int
+    cron_job_id: str
     job_name: str
     next_run_at: datetime
 
@@ -132,7 +132,7 @@ def create_alert(
     with conn.transaction():
         alert_id = conn.execute(queries.NEXT_ALERT_ID).fetchone()["id"]  # type: ignore[index]
         job_name = f"kpi_alert_{spec.alert_type}_{alert_id}"
-        draft = _definition(spec, alert_id, cron_job_id=0, job_name=job_name)
+        draft = _definition(spec, alert_id, cron_job_id="", job_name=job_name)
         next_run_at = draft.initial_slot(now)
         cron_job_id = conn.execute(
             queries.INSERT_CRON_JOB, {"job_name": job_name, "next_run_at": next_run_at}
@@ -196,7 +196,7 @@ def record_event(
     conn: psycopg.Connection[Any],
     *,
     alert_id: int,
-    cron_job_id: int | None,
+    cron_job_id: str | None,
     organization_id: int | None,
     action: str,
     actor: str | None,
@@ -242,7 +242,7 @@ def list_alerts(conn: psycopg.Connection[Any], organization_id: int | None = Non
     return [AlertDefinition.from_row(r) for r in rows]
 
 
-def _definition(spec: AlertSpec, alert_id: int, *, cron_job_id: int, job_name: str) -> AlertDefinition:
+def _definition(spec: AlertSpec, alert_id: int, *, cron_job_id: str, job_name: str) -> AlertDefinition:
     schedule = None
     if spec.schedule is not None:
         s = spec.schedule

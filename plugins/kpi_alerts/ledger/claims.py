@@ -95,7 +95,7 @@ class Claimant:
 @dataclass(frozen=True)
 class Claim:
     result_id: int
-    cron_job_id: int
+    cron_job_id: str
     slot: datetime
     token: uuid.UUID
     attempts: int

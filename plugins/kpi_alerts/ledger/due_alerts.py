@@ -18,7 +18,7 @@ from kpi_alerts.redaction import redact_url
 class DueAlert:
     alert_id: int
     alert_name: str
-    cron_job_id: int
+    cron_job_id: str
     slot: datetime
 
 
@@ -43,7 +43,7 @@ def initialise_first_runs(
     Each row is isolated: an alert whose schedule is invalid, or whose row cannot be read at all, is made
     due now, so that its run records the reason (and parks it, see :func:`park_unusable_alert`).
     """
-    initialised, after = 0, 0
+    initialised, after = 0, None
     while initialised < limit:
         rows = conn.execute(
             queries.UNINITIALISED_ALERT_ROWS, {"after": after, "limit": min(page, limit - initialised)}
@@ -71,7 +71,7 @@ def park_unusable_alert(
     conn: psycopg.Connection[Any],
     *,
     alert_id: int,
-    cron_job_id: int,
+    cron_job_id: str,
     reason: str,
     logical_time: datetime,
     now: datetime,

@@ -22,7 +22,7 @@ STALE_CLAIMS = """
 SELECT id AS result_id, kpi_alert_id AS alert_id, slot, status, claimed_by, lease_expires_at, dag_run_id,
        task_instance
 FROM cron_job_results
-WHERE status IN ('claimed', 'sending') AND lease_expires_at < %(now)s
+WHERE kpi_alert_id IS NOT NULL AND status IN ('claimed', 'sending') AND lease_expires_at < %(now)s
 ORDER BY lease_expires_at
 LIMIT %(limit)s
 """
@@ -43,7 +43,8 @@ SELECT status,
        count(*) AS n, max(coalesce(finished_at, updated_at)) AS last_at,
        (array_agg(DISTINCT kpi_alert_id))[1:5] AS alert_ids
 FROM cron_job_results
-WHERE status IN ('failed', 'delivery_unknown') AND coalesce(finished_at, updated_at) >= %(since)s
+WHERE kpi_alert_id IS NOT NULL AND status IN ('failed', 'delivery_unknown')
+  AND coalesce(finished_at, updated_at) >= %(since)s
 GROUP BY status, reason
 ORDER BY n DESC, reason
 LIMIT %(limit)s

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 # Uses cron_jobs_due_idx; rows paused by an operator or inactive are never listed.
 DUE_ALERTS = """
-SELECT ka.id AS alert_id, ka.alert_name, cj.id AS cron_job_id, cj.next_run_at
+SELECT ka.id AS alert_id, ka.alert_name, cj.id::text AS cron_job_id, cj.next_run_at
 FROM cron_jobs cj
 JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
 WHERE cj.next_run_at <= %(logical_time)s
@@ -35,14 +35,14 @@ LIMIT %(limit)s
 """
 
 SET_FIRST_RUN = """
-UPDATE cron_jobs SET next_run_at = %(next_run_at)s WHERE id = %(cron_job_id)s AND next_run_at IS NULL
+UPDATE cron_jobs SET next_run_at = %(next_run_at)s WHERE id = %(cron_job_id)s::kpi_cron_job_id AND next_run_at IS NULL
 """
 
 # First sight in bulk (initialise_first_runs): a page of uninitialised alerts with everything needed to
 # compute their first slot, then one UPDATE for the whole page. Pages follow cron_jobs.id, so a row that
 # could not be set (a concurrent change) is never read again in the same pass.
 UNINITIALISED_ALERT_ROWS = """
-SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.alert_type, ka.alert_name,
+SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.organization_id, ka.alert_type, ka.alert_name,
        ka.recipients, NULL::text AS cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
        ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
        cj.master_locked, cj.locked, cj.next_run_at,
@@ -55,14 +55,15 @@ FROM cron_jobs cj
 JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
 LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
 LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
-WHERE cj.next_run_at IS NULL AND NOT cj.master_locked AND ka.is_active AND cj.id > %(after)s
+WHERE cj.next_run_at IS NULL AND NOT cj.master_locked AND ka.is_active
+  AND (%(after)s::kpi_cron_job_id IS NULL OR cj.id > %(after)s::kpi_cron_job_id)
 ORDER BY cj.id
 LIMIT %(limit)s
 """
 
 SET_FIRST_RUNS = """
 UPDATE cron_jobs cj SET next_run_at = v.next_run_at
-FROM unnest(%(cron_job_ids)s::bigint[], %(next_runs)s::timestamptz[]) AS v(cron_job_id, next_run_at)
+FROM unnest(%(cron_job_ids)s::kpi_cron_job_id[], %(next_runs)s::timestamptz[]) AS v(cron_job_id, next_run_at)
 WHERE cj.id = v.cron_job_id AND cj.next_run_at IS NULL
 """
 
@@ -72,7 +73,7 @@ WHERE cj.id = v.cron_job_id AND cj.next_run_at IS NULL
 RECORD_UNUSABLE_SLOT = """
 WITH job AS (
     SELECT cj.id, coalesce(cj.next_run_at, %(logical_time)s) AS slot
-    FROM cron_jobs cj WHERE cj.id = %(cron_job_id)s AND NOT cj.locked
+    FROM cron_jobs cj WHERE cj.id = %(cron_job_id)s::kpi_cron_job_id AND NOT cj.locked
     FOR UPDATE SKIP LOCKED
 ), failed AS (
     INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at,
@@ -93,7 +94,7 @@ RETURNING (SELECT count(*) FROM failed) AS recorded
 # The JSON columns are read as text and decoded per row by AlertDefinition.from_row (a row written by
 # plain SQL may hold jsonb no decoder should recurse into).
 _ALERT_COLUMNS = """
-SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.alert_type, ka.alert_name,
+SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.organization_id, ka.alert_type, ka.alert_name,
        ka.recipients, ka.cube_query::text AS cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
        ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
        cj.master_locked, cj.locked, cj.next_run_at,
@@ -111,7 +112,7 @@ LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
 LEFT JOIN kpi_organization_settings kos ON kos.organization_id = ka.organization_id
 """
 
-CRON_JOB_OF_ALERT = "SELECT cron_job_id FROM kpi_alerts WHERE id = %(alert_id)s"
+CRON_JOB_OF_ALERT = "SELECT cron_job_id::text AS cron_job_id FROM kpi_alerts WHERE id = %(alert_id)s"
 
 LOAD_ALERT = _ALERT_COLUMNS + "WHERE ka.id = %(alert_id)s"
 
@@ -126,7 +127,7 @@ LIST_ALERTS = (
 # The management overview (REST API, UI page, list-alerts): filtered, paged, with each alert's latest
 # ledger row (one index probe per listed alert on cron_job_results_slot_key).
 ALERT_OVERVIEW = """
-SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.alert_type, ka.alert_name,
+SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.organization_id, ka.alert_type, ka.alert_name,
        ka.recipients, ka.cube_query::text AS cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
        ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
        cj.master_locked, cj.locked, cj.next_run_at,
@@ -143,7 +144,7 @@ LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
 LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
 LEFT JOIN LATERAL (
     SELECT r.slot, r.status, r.error, r.finished_at FROM cron_job_results r
-    WHERE r.cron_job_id = ka.cron_job_id ORDER BY r.slot DESC LIMIT 1
+    WHERE r.cron_job_id = ka.cron_job_id AND r.kpi_alert_id IS NOT NULL ORDER BY r.slot DESC LIMIT 1
 ) last ON true
 WHERE (%(organization_id)s::bigint IS NULL OR ka.organization_id = %(organization_id)s)
   AND (%(alert_type)s::text IS NULL OR ka.alert_type = %(alert_type)s)
@@ -169,16 +170,16 @@ WHERE (%(organization_id)s::bigint IS NULL OR ka.organization_id = %(organizatio
 NEXT_ALERT_ID = "SELECT nextval(pg_get_serial_sequence('kpi_alerts', 'id')) AS id"
 
 INSERT_CRON_JOB = """
-INSERT INTO cron_jobs (job_name, locked, master_locked, next_run_at)
-VALUES (%(job_name)s, false, false, %(next_run_at)s)
-RETURNING id
+INSERT INTO cron_jobs (id, job_name, locked, master_locked, next_run_at)
+VALUES (kpi_new_cron_job_id(), %(job_name)s, false, false, %(next_run_at)s)
+RETURNING id::text AS id
 """
 
 INSERT_ALERT = """
 INSERT INTO kpi_alerts (id, cron_job_id, organization_id, graph_id, dashboard_id, alert_type, alert_name,
                         recipients, is_active, cube_query, owners, dashboard_url, message,
                         locale, currency, percent_scale, column_labels)
-VALUES (%(id)s, %(cron_job_id)s, %(organization_id)s, %(graph_id)s, %(dashboard_id)s, %(alert_type)s,
+VALUES (%(id)s, %(cron_job_id)s::kpi_cron_job_id, %(organization_id)s, %(graph_id)s, %(dashboard_id)s, %(alert_type)s,
         %(alert_name)s, %(recipients)s, %(is_active)s, %(cube_query)s, %(owners)s, %(dashboard_url)s, %(message)s,
         %(locale)s, %(currency)s, %(percent_scale)s, %(column_labels)s)
 """
@@ -201,7 +202,7 @@ VALUES (%(kpi_alert_id)s, %(condition)s, %(threshold_value)s, %(timezone)s, %(kp
 
 # SKIP LOCKED: a claimant never waits on another; the one holding the row decides.
 LOCK_CRON_JOB = """
-SELECT id, next_run_at, master_locked, locked FROM cron_jobs WHERE id = %(cron_job_id)s
+SELECT id, next_run_at, master_locked, locked FROM cron_jobs WHERE id = %(cron_job_id)s::kpi_cron_job_id
 FOR UPDATE SKIP LOCKED
 """
 
@@ -211,7 +212,7 @@ FOR UPDATE SKIP LOCKED
 CLAIM_FRESH_SLOT = """
 WITH job AS (
     SELECT id, next_run_at AS slot FROM cron_jobs
-    WHERE id = %(cron_job_id)s AND NOT master_locked
+    WHERE id = %(cron_job_id)s::kpi_cron_job_id AND NOT master_locked
       AND next_run_at <= %(logical_time)s AND next_run_at >= %(oldest_slot)s
     FOR UPDATE SKIP LOCKED
 ), claim AS (
@@ -225,11 +226,15 @@ WITH job AS (
 ), marked AS (
     UPDATE cron_jobs
     SET locked = true,
-        last_ran_at_date = (claim.slot AT TIME ZONE 'UTC')::date,
-        last_ran_at_hour = extract(hour FROM claim.slot AT TIME ZONE 'UTC'),
-        last_ran_at_minute = extract(minute FROM claim.slot AT TIME ZONE 'UTC')
+        -- the seed's stamp, unless the backend's trigger would then freeze the row (kpi_stamps_cron_jobs)
+        last_ran_at_date = CASE WHEN kpi_stamps_cron_jobs() THEN (claim.slot AT TIME ZONE 'UTC')::date
+                                ELSE last_ran_at_date END,
+        last_ran_at_hour = CASE WHEN kpi_stamps_cron_jobs() THEN extract(hour FROM claim.slot AT TIME ZONE 'UTC')
+                                ELSE last_ran_at_hour END,
+        last_ran_at_minute = CASE WHEN kpi_stamps_cron_jobs() THEN extract(minute FROM claim.slot AT TIME ZONE 'UTC')
+                                  ELSE last_ran_at_minute END
     FROM claim
-    WHERE cron_jobs.id = %(cron_job_id)s
+    WHERE cron_jobs.id = %(cron_job_id)s::kpi_cron_job_id
     RETURNING cron_jobs.id
 )
 SELECT claim.id, claim.attempts, claim.slot, claim.message_token FROM claim JOIN marked ON true
@@ -241,7 +246,7 @@ SELECT claim.id, claim.attempts, claim.slot, claim.message_token FROM claim JOIN
 # every alert without a row back takes the step-by-step path (claim_slot), which handles every case.
 CLAIM_FRESH_SLOTS = """
 WITH wanted AS (
-    SELECT * FROM unnest(%(cron_job_ids)s::bigint[], %(alert_ids)s::bigint[], %(organization_ids)s::bigint[],
+    SELECT * FROM unnest(%(cron_job_ids)s::kpi_cron_job_id[], %(alert_ids)s::bigint[], %(organization_ids)s::bigint[],
                          %(tokens)s::uuid[]) AS w(cron_job_id, alert_id, organization_id, token)
 ), job AS (
     SELECT cj.id, cj.next_run_at AS slot FROM cron_jobs cj
@@ -261,21 +266,25 @@ WITH wanted AS (
 ), marked AS (
     UPDATE cron_jobs
     SET locked = true,
-        last_ran_at_date = (claim.slot AT TIME ZONE 'UTC')::date,
-        last_ran_at_hour = extract(hour FROM claim.slot AT TIME ZONE 'UTC'),
-        last_ran_at_minute = extract(minute FROM claim.slot AT TIME ZONE 'UTC')
+        -- the seed's stamp, unless the backend's trigger would then freeze the row (kpi_stamps_cron_jobs)
+        last_ran_at_date = CASE WHEN kpi_stamps_cron_jobs() THEN (claim.slot AT TIME ZONE 'UTC')::date
+                                ELSE last_ran_at_date END,
+        last_ran_at_hour = CASE WHEN kpi_stamps_cron_jobs() THEN extract(hour FROM claim.slot AT TIME ZONE 'UTC')
+                                ELSE last_ran_at_hour END,
+        last_ran_at_minute = CASE WHEN kpi_stamps_cron_jobs() THEN extract(minute FROM claim.slot AT TIME ZONE 'UTC')
+                                  ELSE last_ran_at_minute END
     FROM claim
     WHERE cron_jobs.id = claim.cron_job_id
     RETURNING cron_jobs.id
 )
-SELECT claim.id, claim.attempts, claim.slot, claim.cron_job_id, claim.claim_token, claim.message_token
+SELECT claim.id, claim.attempts, claim.slot, claim.cron_job_id::text AS cron_job_id, claim.claim_token, claim.message_token
 FROM claim JOIN marked ON marked.id = claim.cron_job_id
 """
 
 INSERT_CLAIM = """
 INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at, updated_at,
                               claim_token, claimed_by, lease_expires_at, dag_run_id, task_instance, try_number)
-VALUES (%(cron_job_id)s, %(alert_id)s, %(organization_id)s, %(slot)s, 'claimed', %(now)s, %(now)s,
+VALUES (%(cron_job_id)s::kpi_cron_job_id, %(alert_id)s, %(organization_id)s, %(slot)s, 'claimed', %(now)s, %(now)s,
         %(token)s, %(claimed_by)s, %(lease_expires_at)s, %(dag_run_id)s, %(task_instance)s, %(try_number)s)
 ON CONFLICT (cron_job_id, slot) DO NOTHING
 RETURNING id, attempts, message_token
@@ -284,18 +293,20 @@ RETURNING id, attempts, message_token
 MARK_CRON_JOB_CLAIMED = """
 UPDATE cron_jobs
 SET locked = true, next_run_at = %(slot)s,
-    last_ran_at_date = %(date)s, last_ran_at_hour = %(hour)s, last_ran_at_minute = %(minute)s
-WHERE id = %(cron_job_id)s
+    last_ran_at_date = CASE WHEN kpi_stamps_cron_jobs() THEN %(date)s ELSE last_ran_at_date END,
+    last_ran_at_hour = CASE WHEN kpi_stamps_cron_jobs() THEN %(hour)s ELSE last_ran_at_hour END,
+    last_ran_at_minute = CASE WHEN kpi_stamps_cron_jobs() THEN %(minute)s ELSE last_ran_at_minute END
+WHERE id = %(cron_job_id)s::kpi_cron_job_id
 """
 
 # Finishing (advancing first) or releasing a claim locks the cron_jobs row *before* the ledger row, in the
 # order a claim does (cron_jobs, then ledger): the other order deadlocks against a concurrent claimant.
-LOCK_CRON_JOB_WAIT = "SELECT id FROM cron_jobs WHERE id = %(cron_job_id)s FOR UPDATE"
+LOCK_CRON_JOB_WAIT = "SELECT id FROM cron_jobs WHERE id = %(cron_job_id)s::kpi_cron_job_id FOR UPDATE"
 
 LOCK_LEDGER_ROW = """
 SELECT id, status, claim_token, claimed_by, lease_expires_at, attempts, takeovers, dag_run_id, task_instance,
        try_number
-FROM cron_job_results WHERE cron_job_id = %(cron_job_id)s AND slot = %(slot)s
+FROM cron_job_results WHERE cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND slot = %(slot)s
 FOR UPDATE
 """
 
@@ -332,14 +343,14 @@ SELECT slot, status,
                 AND NOT (task_instance IS NOT DISTINCT FROM %(task_instance)s
                          AND try_number IS NOT DISTINCT FROM %(try_number)s), false) AS unsent
 FROM cron_job_results
-WHERE cron_job_id = %(cron_job_id)s AND dag_run_id = %(dag_run_id)s
+WHERE cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND dag_run_id = %(dag_run_id)s
 ORDER BY unsent DESC, slot DESC LIMIT 1
 """
 
 # A DAG run cleared as a whole (its due listing runs again, as a later try): the alerts whose slot in
 # this run was left unsent — they are no longer due, so the due query alone would not list them.
 UNSENT_ALERTS_OF_RUN = """
-SELECT ka.id AS alert_id, ka.alert_name, cj.id AS cron_job_id, r.slot
+SELECT ka.id AS alert_id, ka.alert_name, cj.id::text AS cron_job_id, r.slot
 FROM cron_job_results r
 JOIN cron_jobs cj ON cj.id = r.cron_job_id
 JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
@@ -352,7 +363,7 @@ LIMIT %(limit)s
 # A threshold alert's later evaluation supersedes an earlier slot (it measures the current value).
 LATER_EVALUATED_SLOT = """
 SELECT slot, status FROM cron_job_results
-WHERE cron_job_id = %(cron_job_id)s AND slot > %(slot)s AND status NOT IN ('missed', 'skipped')
+WHERE cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND slot > %(slot)s AND status NOT IN ('missed', 'skipped')
 ORDER BY slot LIMIT 1
 """
 
@@ -371,16 +382,16 @@ WHERE id = %(result_id)s
 RETURNING attempts, message_token
 """
 
-SET_CRON_JOB_LOCKED = "UPDATE cron_jobs SET locked = %(locked)s WHERE id = %(cron_job_id)s"
+SET_CRON_JOB_LOCKED = "UPDATE cron_jobs SET locked = %(locked)s WHERE id = %(cron_job_id)s::kpi_cron_job_id"
 
 ADVANCE_CRON_JOB = """
-UPDATE cron_jobs SET locked = false, next_run_at = %(next_run_at)s WHERE id = %(cron_job_id)s
+UPDATE cron_jobs SET locked = false, next_run_at = %(next_run_at)s WHERE id = %(cron_job_id)s::kpi_cron_job_id
 """
 
 RECORD_UNCLAIMED_RESULT = """
 INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at,
                               finished_at, updated_at, error, details, dag_run_id)
-VALUES (%(cron_job_id)s, %(alert_id)s, %(organization_id)s, %(slot)s, %(status)s, %(now)s, %(now)s, %(now)s,
+VALUES (%(cron_job_id)s::kpi_cron_job_id, %(alert_id)s, %(organization_id)s, %(slot)s, %(status)s, %(now)s, %(now)s, %(now)s,
         %(error)s, %(details)s, %(dag_run_id)s)
 ON CONFLICT (cron_job_id, slot) DO UPDATE
 -- A claim abandoned on that slot (its worker died, e.g. with the scheduler that then stayed down past
@@ -421,7 +432,7 @@ UPDATE cron_job_results SET status = 'claimed' WHERE id = %(result_id)s AND clai
 # (when %(state)s is given) change — all in the same transaction.
 FINISH_SLOT = """
 WITH job AS (
-    SELECT id FROM cron_jobs WHERE id = %(cron_job_id)s FOR UPDATE
+    SELECT id FROM cron_jobs WHERE id = %(cron_job_id)s::kpi_cron_job_id FOR UPDATE
 ), result AS (
     UPDATE cron_job_results
     SET status = %(status)s, finished_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL,
@@ -439,7 +450,7 @@ WITH job AS (
     UPDATE cron_jobs
     SET locked = false,
         next_run_at = CASE WHEN next_run_at > %(slot)s THEN next_run_at ELSE %(next_run_at)s END
-    WHERE id = %(cron_job_id)s AND EXISTS (SELECT 1 FROM result)
+    WHERE id = %(cron_job_id)s::kpi_cron_job_id AND EXISTS (SELECT 1 FROM result)
     RETURNING id
 ), threshold_state AS (
     UPDATE kpi_thresholds
@@ -473,7 +484,7 @@ WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed'
 # The slot before this one: failure notices go out on the first failure of a streak only.
 PREVIOUS_RESULT = """
 SELECT status FROM cron_job_results
-WHERE cron_job_id = %(cron_job_id)s AND slot < %(slot)s AND status <> 'missed'
+WHERE cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND slot < %(slot)s AND status <> 'missed'
 ORDER BY slot DESC LIMIT 1
 """
 
@@ -491,7 +502,8 @@ WHERE cj.next_run_at <= %(logical_time)s AND NOT cj.master_locked AND ka.is_acti
 """
 
 RUN_SUMMARY = """
-SELECT status, count(*) AS n FROM cron_job_results WHERE dag_run_id = %(run_id)s GROUP BY status
+SELECT status, count(*) AS n FROM cron_job_results
+WHERE dag_run_id = %(run_id)s AND kpi_alert_id IS NOT NULL GROUP BY status
 """
 
 # By cron_job_id, so a deleted alert's ledger (kept for audit) stays readable.
@@ -500,13 +512,15 @@ SELECT r.slot, r.status, r.value, r.previous_value, r.error, r.attachment, r.att
        r.recipients, r.started_at, r.finished_at, r.dag_run_id, r.task_instance, r.try_number, r.attempts,
        r.details, r.attempt_history
 FROM cron_job_results r
-WHERE r.cron_job_id = %(cron_job_id)s AND (%(status)s::text IS NULL OR r.status = %(status)s)
+WHERE r.cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND r.kpi_alert_id IS NOT NULL
+  AND (%(status)s::text IS NULL OR r.status = %(status)s)
 ORDER BY r.slot DESC LIMIT %(limit)s OFFSET %(offset)s
 """
 
 COUNT_HISTORY = """
 SELECT count(*) AS n FROM cron_job_results r
-WHERE r.cron_job_id = %(cron_job_id)s AND (%(status)s::text IS NULL OR r.status = %(status)s)
+WHERE r.cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND r.kpi_alert_id IS NOT NULL
+  AND (%(status)s::text IS NULL OR r.status = %(status)s)
 """
 
 # --- the lifecycle: update, pause / resume, delete, events ------------------------------------
@@ -555,11 +569,13 @@ SET state = 'OK', last_value = NULL, last_notified_at = NULL, last_evaluated_at 
 WHERE kpi_alert_id = %(kpi_alert_id)s
 """
 
-SET_NEXT_RUN = "UPDATE cron_jobs SET next_run_at = %(next_run_at)s WHERE id = %(cron_job_id)s"
+SET_NEXT_RUN = (
+    "UPDATE cron_jobs SET next_run_at = %(next_run_at)s WHERE id = %(cron_job_id)s::kpi_cron_job_id"
+)
 
 SET_PAUSED = """
 UPDATE cron_jobs SET master_locked = %(paused)s, next_run_at = coalesce(%(next_run_at)s, next_run_at)
-WHERE id = %(cron_job_id)s
+WHERE id = %(cron_job_id)s::kpi_cron_job_id
 """
 
 # Pausing many (an organization, or every KPI alert — never the database's other cron jobs).
@@ -568,7 +584,7 @@ UPDATE cron_jobs cj SET master_locked = true
 FROM kpi_alerts ka
 WHERE ka.cron_job_id = cj.id AND NOT cj.master_locked
   AND (%(organization_id)s::bigint IS NULL OR ka.organization_id = %(organization_id)s)
-RETURNING ka.id AS alert_id, ka.organization_id, cj.id AS cron_job_id
+RETURNING ka.id AS alert_id, ka.organization_id, cj.id::text AS cron_job_id
 """
 
 LOCK_PAUSED_ALERTS = """
@@ -580,7 +596,7 @@ FOR UPDATE OF cj
 
 RESUME_ALERTS = """
 UPDATE cron_jobs cj SET master_locked = false, next_run_at = v.next_run_at
-FROM unnest(%(cron_job_ids)s::bigint[], %(next_runs)s::timestamptz[]) AS v(cron_job_id, next_run_at)
+FROM unnest(%(cron_job_ids)s::kpi_cron_job_id[], %(next_runs)s::timestamptz[]) AS v(cron_job_id, next_run_at)
 WHERE cj.id = v.cron_job_id
 """
 
@@ -589,21 +605,23 @@ WHERE cj.id = v.cron_job_id
 DELETE_ALERT = "DELETE FROM kpi_alerts WHERE id = %(alert_id)s"
 
 TOMBSTONE_CRON_JOB = """
-UPDATE cron_jobs SET master_locked = true, next_run_at = NULL WHERE id = %(cron_job_id)s
+UPDATE cron_jobs SET master_locked = true, next_run_at = NULL WHERE id = %(cron_job_id)s::kpi_cron_job_id
 """
 
-COUNT_LEDGER_ROWS = "SELECT count(*) AS n FROM cron_job_results WHERE cron_job_id = %(cron_job_id)s"
+COUNT_LEDGER_ROWS = """
+SELECT count(*) AS n FROM cron_job_results WHERE cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND kpi_alert_id IS NOT NULL
+"""
 
 INSERT_EVENT = """
 INSERT INTO kpi_alert_events (kpi_alert_id, cron_job_id, organization_id, action, actor, at, definition, details)
-VALUES (%(alert_id)s, %(cron_job_id)s, %(organization_id)s, %(action)s, %(actor)s, %(now)s, %(definition)s,
+VALUES (%(alert_id)s, %(cron_job_id)s::kpi_cron_job_id, %(organization_id)s, %(action)s, %(actor)s, %(now)s, %(definition)s,
         %(details)s)
 """
 
 INSERT_EVENTS = """
 INSERT INTO kpi_alert_events (kpi_alert_id, cron_job_id, organization_id, action, actor, at)
 SELECT v.alert_id, v.cron_job_id, v.organization_id, %(action)s, %(actor)s, %(now)s
-FROM unnest(%(alert_ids)s::bigint[], %(cron_job_ids)s::bigint[], %(organization_ids)s::bigint[])
+FROM unnest(%(alert_ids)s::bigint[], %(cron_job_ids)s::kpi_cron_job_id[], %(organization_ids)s::bigint[])
      AS v(alert_id, cron_job_id, organization_id)
 """
 
@@ -613,13 +631,13 @@ WHERE kpi_alert_id = %(alert_id)s ORDER BY at DESC, id DESC LIMIT %(limit)s
 """
 
 DELETED_ALERT = """
-SELECT cron_job_id, definition, at FROM kpi_alert_events
+SELECT cron_job_id::text AS cron_job_id, definition, at FROM kpi_alert_events
 WHERE kpi_alert_id = %(alert_id)s AND action = 'deleted' ORDER BY id DESC LIMIT 1
 """
 
 # Paused alerts whose slot came due (cron_jobs_paused_due_idx): each is recorded as skipped and moved on.
 PAUSED_DUE_ALERTS = """
-SELECT ka.id AS alert_id, cj.id AS cron_job_id FROM cron_jobs cj JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
+SELECT ka.id AS alert_id, cj.id::text AS cron_job_id FROM cron_jobs cj JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
 WHERE cj.master_locked AND cj.next_run_at <= %(logical_time)s AND NOT cj.locked
 ORDER BY cj.next_run_at, cj.id
 LIMIT %(limit)s
@@ -628,7 +646,7 @@ LIMIT %(limit)s
 RECORD_PAUSED_SLOT = """
 WITH job AS (
     SELECT id FROM cron_jobs
-    WHERE id = %(cron_job_id)s AND master_locked AND next_run_at = %(slot)s AND NOT locked
+    WHERE id = %(cron_job_id)s::kpi_cron_job_id AND master_locked AND next_run_at = %(slot)s AND NOT locked
     FOR UPDATE SKIP LOCKED
 ), skipped AS (
     INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at,
@@ -645,9 +663,10 @@ RETURNING (SELECT count(*) FROM skipped) AS recorded
 """
 
 # retention.prune_results(): created_at is the database's wall clock, so is the cut-off (like with like).
+# The product's rows only (kpi_alert_id): the backend's other jobs keep their history.
 PRUNE_RESULTS = """
 DELETE FROM cron_job_results
-WHERE created_at < now() - make_interval(secs => %(retention_seconds)s)
+WHERE kpi_alert_id IS NOT NULL AND created_at < now() - make_interval(secs => %(retention_seconds)s)
   AND status NOT IN ('claimed', 'retrying', 'sending')
   AND (%(keep_dag_run_id)s::text IS NULL OR dag_run_id IS DISTINCT FROM %(keep_dag_run_id)s::text)
 """

@@ -29,13 +29,13 @@ def still_due_alerts(conn: psycopg.Connection[Any], logical_time: datetime) -> d
     return conn.execute(queries.STILL_DUE, {"logical_time": logical_time}).fetchone()
 
 
-def cron_job_of_alert(conn: psycopg.Connection[Any], alert_id: int) -> int | None:
+def cron_job_of_alert(conn: psycopg.Connection[Any], alert_id: int) -> str | None:
     """The ``cron_jobs`` id of an alert (None: no such alert)."""
     row = conn.execute(queries.CRON_JOB_OF_ALERT, {"alert_id": alert_id}).fetchone()
-    return None if row is None else int(row["cron_job_id"])
+    return None if row is None else str(row["cron_job_id"])
 
 
-def previous_status(conn: psycopg.Connection[Any], cron_job_id: int, slot: datetime) -> LedgerStatus | None:
+def previous_status(conn: psycopg.Connection[Any], cron_job_id: str, slot: datetime) -> LedgerStatus | None:
     """The status of the alert's latest slot before ``slot`` (missed slots aside), or None."""
     row = conn.execute(queries.PREVIOUS_RESULT, {"cron_job_id": cron_job_id, "slot": slot}).fetchone()
     return None if row is None else LedgerStatus(row["status"])
