@@ -184,7 +184,7 @@ def cli_migrate(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 def seed_alert(conn: psycopg.Connection[Any], shape: Shape) -> str:
     """The seed's "Creating a New Alert", three INSERTs (step 1 verbatim where the id column takes text)."""
     cron_job_id = conn.execute(
-        f"INSERT INTO cron_jobs (id, job_name, locked, master_locked) "  # noqa: S608  (the shape's id expression)
+        f"INSERT INTO cron_jobs (id, job_name, locked, master_locked) "
         f"VALUES ({shape.seed_id}, 'kpi_alert_123', false, false) RETURNING id"
     ).fetchone()["id"]
     alert_id = conn.execute(
@@ -213,15 +213,15 @@ def other_jobs_rows(conn: psycopg.Connection[Any]) -> list[str]:
 def other_job_runs(conn: psycopg.Connection[Any], shape: Shape, hour: int) -> None:
     """The backend's cronJobCanRunSafely: lock the row, stamp the hour, insert a 'success' result."""
     with conn.transaction():
-        conn.execute(f"SELECT id FROM cron_jobs WHERE id = {shape.other_job_id} FOR UPDATE")  # noqa: S608
+        conn.execute(f"SELECT id FROM cron_jobs WHERE id = {shape.other_job_id} FOR UPDATE")
         conn.execute(
-            f"UPDATE cron_jobs SET last_ran_at_date = current_date, last_ran_at_hour = {hour} "  # noqa: S608
+            f"UPDATE cron_jobs SET last_ran_at_date = current_date, last_ran_at_hour = {hour} "
             f"WHERE id = {shape.other_job_id}"
         )
         columns, values = ("cron_job_id, status", f"{shape.other_job_id}, 'success'")
         if shape.other_result_id:
             columns, values = f"id, {columns}", f"{shape.other_result_id}, {values}"
-        conn.execute(f"INSERT INTO cron_job_results ({columns}) VALUES ({values})")  # noqa: S608
+        conn.execute(f"INSERT INTO cron_job_results ({columns}) VALUES ({values})")
 
 
 @pytest.mark.slow
