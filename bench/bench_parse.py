@@ -1,4 +1,4 @@
-"""DAG parse cost: the first import of ``dags/kpi_alerts.py`` vs a trivial TaskFlow DAG, in fresh processes.
+"""DAG parse cost: the first import of ``dags/kpi_alerts_dag.py`` vs a trivial TaskFlow DAG, in fresh processes.
 
 Run from the repository root::
 
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-KPI_DAG = ROOT / "dags" / "kpi_alerts.py"
+KPI_DAG = ROOT / "dags" / "kpi_alerts_dag.py"
 FORBIDDEN = ("pandas", "openpyxl", "reportlab", "weasyprint", "matplotlib")
 WATCHED = (*FORBIDDEN, "psycopg", "requests")
 TRIVIAL_DAG = '''\
@@ -115,7 +115,7 @@ def main(n: int = 15) -> None:
     print(f"command: cd {ROOT} && PYTHONPATH=plugins:. .venv/bin/python -m bench.bench_parse {n}")
     print(f"first import after `import airflow.sdk`, fresh process each, N={n} per file, interleaved")
     print(f"{'DAG file':<34}{'median ms':>10}{'min ms':>9}{'max ms':>9}{'modules':>9}")
-    for name, samples in (("dags/kpi_alerts.py", kpi), ("trivial TaskFlow DAG (baseline)", base)):
+    for name, samples in (("dags/kpi_alerts_dag.py", kpi), ("trivial TaskFlow DAG (baseline)", base)):
         times = [float(s["ms"]) for s in samples]  # type: ignore[arg-type]
         modules = statistics.median(int(s["modules_loaded"]) for s in samples)  # type: ignore[call-overload]
         print(f"{name:<34}{statistics.median(times):10.1f}{min(times):9.1f}{max(times):9.1f}{modules:9.0f}")

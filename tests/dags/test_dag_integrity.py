@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -48,10 +49,26 @@ def test_parsing_touches_no_database_network_or_heavy_library() -> None:
         "socket.socket.connect = refuse\n"
         "import airflow.sdk\n"
         f"sys.path[:0] = [{str(REPO_ROOT / 'plugins')!r}, {str(REPO_ROOT / 'dags')!r}]\n"
-        "import runpy; runpy.run_path(" + repr(str(REPO_ROOT / "dags" / "kpi_alerts.py")) + ")\n"
+        "import runpy; runpy.run_path(" + repr(str(REPO_ROOT / "dags" / "kpi_alerts_dag.py")) + ")\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'pandas', 'openpyxl', 'reportlab', 'weasyprint', 'matplotlib', 'psycopg', 'requests', 'jwt'})\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1:] in ([""], []), out.stdout
+
+
+def test_the_dag_folder_ahead_of_the_package_on_sys_path_does_not_shadow_it() -> None:
+    """With PYTHONPATH=dags:plugins, ``import kpi_alerts`` (Airflow's provider entry point) finds the package,
+    not the DAG file: the DAG file has a module name of its own (its DAG id is still ``kpi_alerts``)."""
+    code = (
+        "from airflow.providers_manager import ProvidersManager\n"
+        "manager = ProvidersManager(); manager.initialize_providers_hooks()\n"
+        "import kpi_alerts; print('RESULT', kpi_alerts.__file__, 'cube' in manager.hooks)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'dags'}:{REPO_ROOT / 'plugins'}"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    _, package, cube_hook = next(line for line in out.stdout.splitlines() if line.startswith("RESULT ")).split()
+    assert package == str(REPO_ROOT / "plugins" / "kpi_alerts" / "__init__.py")
+    assert cube_hook == "True"

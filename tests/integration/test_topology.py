@@ -102,7 +102,7 @@ def api(topology: Topology) -> Api:
     wait_for(
         lambda: client.call("PATCH", "/dags/kpi_alerts", json={"is_paused": False}).ok,
         180,
-        "the dag-processor to parse dags/kpi_alerts.py",
+        "the dag-processor to parse dags/kpi_alerts_dag.py",
         interval=2,
     )
     return client
