@@ -46,11 +46,11 @@ CREATE = """
 WITH jobs AS (
     INSERT INTO cron_jobs (job_name, locked, master_locked, next_run_at)
     SELECT 'kpi_alert_claims_bench_' || n, false, false, %(t)s FROM generate_series(1, %(n)s) AS n
-    RETURNING id
+    RETURNING id, split_part(job_name, '_', 5)::int AS n
 ), alerts AS (
     INSERT INTO kpi_alerts (cron_job_id, organization_id, alert_type, alert_name, recipients, cube_query)
-    SELECT id, 1 + id %% 10, CASE WHEN id %% 2 = 0 THEN 'schedule' ELSE 'threshold' END, 'Claims bench ' || id,
-           ARRAY['bench' || id || '@example.com'], '{"measures": ["orders.count"]}'::jsonb
+    SELECT id, 1 + n %% 10, CASE WHEN n %% 2 = 0 THEN 'schedule' ELSE 'threshold' END, 'Claims bench ' || n,
+           ARRAY['bench' || n || '@example.com'], '{"measures": ["orders.count"]}'::jsonb
     FROM jobs
     RETURNING id, alert_type
 ), schedules AS (

@@ -85,9 +85,16 @@ def threshold_spec(
     )
 
 
+def _alert_of(db: psycopg.Connection[Any], cron_job_id: str | int) -> int:
+    row = db.execute(
+        "SELECT id FROM kpi_alerts WHERE cron_job_id = %s::kpi_cron_job_id", [str(cron_job_id)]
+    ).fetchone()
+    return int(row["id"]) if row else 0
+
+
 def ledger_row(
     db: psycopg.Connection[Any],
-    cron_job_id: int,
+    cron_job_id: str,
     *,
     status: LedgerStatus | str = LedgerStatus.SENT,
     slot: datetime | None = None,
@@ -103,6 +110,9 @@ def ledger_row(
     :param columns: any other column (``error``, ``attempts``, ``details``...), as stored.
     """
     LedgerStatus(status)  # a typo fails here, not as a CHECK violation
+    columns.setdefault(
+        "kpi_alert_id", _alert_of(db, cron_job_id)
+    )  # the product's row (other jobs' have none)
     names = ["cron_job_id", "status", "slot", "created_at", "dag_run_id", *columns]
     values = {
         "cron_job_id": cron_job_id,

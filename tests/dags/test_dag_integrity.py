@@ -69,6 +69,8 @@ def test_the_dag_folder_ahead_of_the_package_on_sys_path_does_not_shadow_it() ->
     env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'dags'}:{REPO_ROOT / 'plugins'}"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    _, package, cube_hook = next(line for line in out.stdout.splitlines() if line.startswith("RESULT ")).split()
+    _, package, cube_hook = next(
+        line for line in out.stdout.splitlines() if line.startswith("RESULT ")
+    ).split()
     assert package == str(REPO_ROOT / "plugins" / "kpi_alerts" / "__init__.py")
     assert cube_hook == "True"

@@ -33,7 +33,8 @@ WITH ids AS (
     RETURNING id, job_name
 ), alerts AS (
     INSERT INTO kpi_alerts (id, cron_job_id, organization_id, alert_type, alert_name, recipients, cube_query)
-    SELECT split_part(job_name, '_', 4)::bigint, id, 1 + id %% 7, 'schedule', 'Race report ' || id,
+    SELECT split_part(job_name, '_', 4)::bigint, id, 1 + split_part(job_name, '_', 4)::bigint %% 7, 'schedule',
+           'Race report ' || id,
            ARRAY['race' || id || '@org.example.com'], '{"measures": ["orders.count"]}'::jsonb
     FROM jobs
     RETURNING id

@@ -57,7 +57,12 @@ class TestMigrations:
         assert pending_migrations(alerts_db_url) == []
         with psycopg.connect(alerts_db_url) as conn:
             applied = [r[0] for r in conn.execute("SELECT migration_id FROM _yoyo_migration ORDER BY 1")]
-        assert applied[:3] == ["0001_cron_jobs", "0002_kpi_alerts", "0003_cron_job_results"]
+        assert applied[:4] == [
+            "0001_cron_jobs",
+            "0001b_cron_job_id",
+            "0002_kpi_alerts",
+            "0003_cron_job_results",
+        ]
 
     def test_existing_cron_tables_are_kept_and_extended(
         self, pg: PostgresServer, request: pytest.FixtureRequest

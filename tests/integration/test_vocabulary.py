@@ -25,7 +25,7 @@ def check_values(db: psycopg.Connection[Any], constraint: str) -> set[str]:
 
 
 def test_ledger_statuses_are_the_status_check_constraint(db: psycopg.Connection[Any]) -> None:
-    assert {s.value for s in LedgerStatus} == check_values(db, "cron_job_results_status_check")
+    assert {s.value for s in LedgerStatus} == check_values(db, "kpi_alerts_result_status_check")
 
 
 def test_attachment_kinds_are_the_attachment_type_check_constraint(db: psycopg.Connection[Any]) -> None:
