@@ -59,10 +59,13 @@ class Shape:
     name: str
     ddl: list[str]
     other_job_id: str  # the other job's cron_jobs id (SQL literal)
-    other_result_id: str | None  # an id for the other job's next result row, when the table has no default
+    other_result_id: (
+        str | None
+    )  # how the other job gives its result rows an id, when the table has no default
     seed_id: str  # the seed's step 1 id expression for this id type
 
 
+NEXT_ID_BY_HAND = "(SELECT coalesce(max(id), 0) + 1 FROM cron_job_results)"  # a backend without an id default
 SEED_TEXT_ID = "(floor(random() * 9000000000) + 1000000000)::bigint::text"  # the seed's own, verbatim
 
 SHAPES = [
@@ -100,7 +103,7 @@ SHAPES = [
             "(1, 42, 'success', now() - interval '400 days'), (2, 42, 'failure', now() - interval '1 day')",
         ],
         "42",
-        "3",
+        NEXT_ID_BY_HAND,
         "(floor(random() * 9000000000) + 1000000000)::bigint",
     ),
     Shape(
@@ -118,7 +121,7 @@ SHAPES = [
             "(7, 1, 'success', '{}', now() - interval '400 days')",
         ],
         "1",
-        "8",
+        NEXT_ID_BY_HAND,
         "(floor(random() * 90000) + 10000)::integer",
     ),
     Shape("fresh-database", [], "", None, SEED_TEXT_ID),
@@ -210,10 +213,15 @@ def other_jobs_rows(conn: psycopg.Connection[Any]) -> list[str]:
     ]
 
 
-def other_job_runs(conn: psycopg.Connection[Any], shape: Shape, hour: int) -> None:
-    """The backend's cronJobCanRunSafely: lock the row, stamp the hour, insert a 'success' result."""
+def other_job_runs(conn: psycopg.Connection[Any], shape: Shape, hour: int, *, during: Any = None) -> None:
+    """The backend's cronJobCanRunSafely: lock the row, stamp the hour, insert a 'success' result.
+
+    :param during: called while the row is locked (a tick of the product's, say).
+    """
     with conn.transaction():
         conn.execute(f"SELECT id FROM cron_jobs WHERE id = {shape.other_job_id} FOR UPDATE")
+        if during is not None:
+            during()
         conn.execute(
             f"UPDATE cron_jobs SET last_ran_at_date = current_date, last_ran_at_hour = {hour} "
             f"WHERE id = {shape.other_job_id}"
@@ -247,9 +255,16 @@ def test_adopts_the_backend_database_and_leaves_its_other_jobs_unharmed(
     with psycopg.connect(shape_db, autocommit=True, row_factory=dict_row) as conn:
         cron_job_id = seed_alert(conn, shape)
         before = other_jobs_rows(conn)
+        # a statement that waited on the other job's lock would fail the tick instead of hanging the test
+        conn.execute(f"ALTER DATABASE {conn.info.dbname} SET lock_timeout = '5s'")
 
     monkeypatch.setenv("AIRFLOW_CONN_KPI_ALERTS_DB", shape_db)
-    kpi_dag.test(logical_date=LOGICAL_TIME)
+    with psycopg.connect(shape_db, autocommit=True, row_factory=dict_row) as backend:
+        # the other job runs while the tick does: it holds its row locked throughout, the tick never waits on it
+        if shape.other_job_id:
+            other_job_runs(backend, shape, hour=2, during=lambda: kpi_dag.test(logical_date=LOGICAL_TIME))
+        else:
+            kpi_dag.test(logical_date=LOGICAL_TIME)
 
     messages = mailbox.messages()
     assert [m["To"] for m in messages] == ["seed@org1.example.com"]
@@ -261,6 +276,10 @@ def test_adopts_the_backend_database_and_leaves_its_other_jobs_unharmed(
         assert ledger == [{"cron_job_id": cron_job_id, "status": "sent"}]
 
         if shape.other_job_id:
+            # the product's new ids never take one the backend's own default hands out next
+            conn.execute("SELECT kpi_new_cron_job_id()")
+            if "serial" in shape.ddl[0]:
+                conn.execute("INSERT INTO cron_jobs (job_name) VALUES ('weekly_report')")
             other_job_runs(conn, shape, hour=3)
             with pytest.raises(
                 psycopg.errors.RaiseException, match="already been executed in the current hour"
@@ -270,7 +289,7 @@ def test_adopts_the_backend_database_and_leaves_its_other_jobs_unharmed(
                 conn.execute(
                     "SELECT count(*) AS n FROM cron_job_results WHERE status = 'success' AND kpi_alert_id IS NULL"
                 ).fetchone()["n"]
-                == len([r for r in before if '"success"' in r]) + 1
+                == len([r for r in before if '"success"' in r]) + 2
             )
 
     pruned = subprocess.run(
