@@ -269,6 +269,7 @@ def test_adopts_the_backend_database_and_leaves_its_other_jobs_unharmed(
     messages = mailbox.messages()
     assert [m["To"] for m in messages] == ["seed@org1.example.com"]
     assert "Seed-made daily orders" in messages[0]["Subject"]
+    print(f"--- received on {shape.name}: To: {messages[0]['To']} | Subject: {messages[0]['Subject']}")
     with psycopg.connect(shape_db, autocommit=True, row_factory=dict_row) as conn:
         ledger = conn.execute(
             "SELECT cron_job_id::text AS cron_job_id, status FROM cron_job_results WHERE kpi_alert_id IS NOT NULL"
