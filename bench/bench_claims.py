@@ -39,7 +39,7 @@ PGBENCH_DATABASE = "kpi_alerts_bench_pgbench"
 PROCESSES = 8
 PER_PROCESS = 100
 T = datetime(2026, 12, 7, 17, 0, tzinfo=UTC)
-DATASET = f"claims-v1: {PROCESSES * PER_PROCESS} hourly alerts"
+DATASET = f"claims-v2: {PROCESSES * PER_PROCESS} hourly alerts"
 
 # Like create_alert, in bulk: even ids are hourly schedules (a few timezones), odd ids thresholds.
 CREATE = """
@@ -52,11 +52,11 @@ WITH jobs AS (
     SELECT id, 1 + n %% 10, CASE WHEN n %% 2 = 0 THEN 'schedule' ELSE 'threshold' END, 'Claims bench ' || n,
            ARRAY['bench' || n || '@example.com'], '{"measures": ["orders.count"]}'::jsonb
     FROM jobs
-    RETURNING id, alert_type
+    RETURNING id, cron_job_id, alert_type
 ), schedules AS (
     INSERT INTO kpi_schedules (kpi_alert_id, frequency_interval, schedule_minute, timezone)
-    SELECT id, 'hour', 0, (ARRAY['UTC', 'Europe/London', 'America/Los_Angeles', 'Asia/Kolkata'])[1 + id %% 4]
-    FROM alerts WHERE alert_type = 'schedule'
+    SELECT alerts.id, 'hour', 0, (ARRAY['UTC', 'Europe/London', 'America/Los_Angeles', 'Asia/Kolkata'])[1 + n %% 4]
+    FROM alerts JOIN jobs ON jobs.id = alerts.cron_job_id WHERE alert_type = 'schedule'
 )
 INSERT INTO kpi_thresholds (kpi_alert_id, condition, threshold_value)
 SELECT id, 'GREATER_THAN', 10 FROM alerts WHERE alert_type = 'threshold'
