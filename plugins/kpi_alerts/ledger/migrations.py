@@ -40,8 +40,9 @@ WITH job AS (
     VALUES (kpi_new_cron_job_id(), 'kpi_alerts_migrate_probe', false, false, now())
     RETURNING id
 ), alert AS (
-    INSERT INTO kpi_alerts (cron_job_id, organization_id, alert_type, alert_name, recipients)
-    SELECT id, 1, 'schedule', 'migrate probe', ARRAY['probe@example.com'] FROM job
+    -- an id of its own: the probe takes no value from the sequence the alerts' ids come from
+    INSERT INTO kpi_alerts (id, cron_job_id, organization_id, alert_type, alert_name, recipients)
+    SELECT -1, id, 1, 'schedule', 'migrate probe', ARRAY['probe@example.com'] FROM job
     RETURNING id, cron_job_id
 )
 INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at, updated_at)
