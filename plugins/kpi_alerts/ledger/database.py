@@ -17,6 +17,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from kpi_alerts.redaction import redact_url
+
 DB_CONN_ID = "kpi_alerts_db"
 
 
@@ -33,3 +35,17 @@ def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[dict[str
     """A psycopg 3 connection to ``url`` returning dict rows, never preparing statements; autocommit
     unless told otherwise."""
     return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, prepare_threshold=None)
+
+
+def describe_database_error(exc: psycopg.Error) -> str:
+    """A database failure in one line for people (task logs, the CLI, the API): its kind and the server's
+    first line, and what to do when the database is read-only. Never a password (URLs are redacted)."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0][:300] if lines else "no message"
+    text = f"the alerts database refused: {type(exc).__name__}: {first}"
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        text += (
+            " (the database is read-only: a standby, or default_transaction_read_only is on; point "
+            f"{DB_CONN_ID} at the primary)"
+        )
+    return redact_url(text)
