@@ -68,12 +68,14 @@ cube/node_modules/.installed: cube/package.json cube/package-lock.json
 ## the chart needs cairo (cairocffi), the PDF report (reportlab) the DejaVu fonts; pango and harfbuzz-subset serve only
 ## WeasyPrint, which bench/bench_pdf.py measures the PDF renderer against (requirements-dev.txt); docker-compose (v1) validates docker-compose.yaml in the
 ## tests (no Docker engine here); redis-server is the Celery broker of the native topology (`python -m devstack topology up`);
-## the UI page's tests drive Debian's Chromium with Playwright.
+## the UI page's tests drive Debian's Chromium with Playwright; pgbouncer (transaction pooling) stands in front of the
+## alerts database in the fault suite.
 ## Installed from Debian when missing and we may (root with apt-get).
-SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libcairo2 libharfbuzz-subset0 fonts-dejavu-core docker-compose redis-server chromium
+SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libcairo2 libharfbuzz-subset0 fonts-dejavu-core docker-compose redis-server chromium pgbouncer
 system-deps:
 	@if ! ldconfig -p | grep -q libpangoft2-1.0 || ! ldconfig -p | grep -q libcairo.so.2 || ! ldconfig -p | grep -q libharfbuzz-subset \
-	    || ! command -v docker-compose >/dev/null || ! command -v redis-server >/dev/null || ! command -v chromium >/dev/null; then \
+	    || ! command -v docker-compose >/dev/null || ! command -v redis-server >/dev/null || ! command -v chromium >/dev/null \
+	    || ! { command -v pgbouncer || test -x /usr/sbin/pgbouncer; } >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null) \
 	      || echo "warning: could not install $(SYSTEM_PACKAGES)"; \

@@ -25,10 +25,14 @@ class MaildirHandler:
     """Writes each message (with its SMTP envelope as headers) to ``<folder>/<n>.eml``.
 
     Like a real server with unknown mailboxes, it refuses recipients whose local part starts with
-    ``bounce`` (550), and answers 451 (try later) for ``greylist...`` ones.
+    ``bounce`` (550), and answers 451 (try later) for ``greylist...`` ones — for ever, or, once
+    :attr:`greylist_delay` is set, as greylisting servers do: until that many seconds after the
+    address was first tried.
     """
 
     def __init__(self, folder: Path) -> None:
+        self.greylist_delay: float | None = None
+        self._first_tried: dict[str, float] = {}
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -41,7 +45,9 @@ class MaildirHandler:
         if local.startswith("bounce"):
             return "550 5.1.1 Mailbox unavailable"
         if local.startswith("greylist"):
-            return "451 4.7.1 Greylisted, try again later"
+            first = self._first_tried.setdefault(address.lower(), time.monotonic())
+            if self.greylist_delay is None or time.monotonic() - first < self.greylist_delay:
+                return "451 4.7.1 Greylisted, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -82,6 +88,8 @@ class MailCatcher:
         for path in self.folder.glob("*.eml"):
             path.unlink()
         self.handler._count = 0
+        self.handler.greylist_delay = None
+        self.handler._first_tried.clear()
 
     def messages(self) -> list[EmailMessage]:
         return [read_message(p) for p in sorted(self.folder.glob("*.eml"))]

@@ -30,6 +30,7 @@ import pytest  # noqa: E402
 
 from devstack.cube import CubeServer, ensure_cube  # noqa: E402
 from devstack.mail import MailCatcher  # noqa: E402
+from devstack.pgbouncer import PgBouncer  # noqa: E402
 from devstack.postgres import PostgresServer, drop_database, ensure_database, ensure_postgres  # noqa: E402
 from devstack.stack import Stack  # noqa: E402
 from kpi_alerts.ledger.database import connect  # noqa: E402
@@ -62,6 +63,20 @@ def db(alerts_db_url: str) -> Iterator[psycopg.Connection[Any]]:
             "TRUNCATE cron_jobs, kpi_alerts, kpi_schedules, kpi_thresholds, cron_job_results CASCADE"
         )
         yield conn
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg: PostgresServer, alerts_db_url: str) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction mode in front of the session's PostgreSQL (Debian's ``pgbouncer``)."""
+    with PgBouncer(pg.port) as bouncer:
+        yield bouncer
+
+
+@pytest.fixture
+def pooled_db_url(pgbouncer: PgBouncer) -> str:
+    """The test database through PgBouncer, its server connections open (so transactions alternate)."""
+    pgbouncer.open_pool(TEST_DB)
+    return pgbouncer.url(TEST_DB)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,8 @@ from typing import Any
 
 from kpi_alerts.errors import AlertValidationError, KpiAlertError, RetryRefused
 from kpi_alerts.hooks.db_url import resolve_db_url
-from kpi_alerts.ledger.database import connect
+from kpi_alerts.ledger.database import connect, describe_database_error
+from kpi_alerts.ledger.retention import MAX_RETENTION_DAYS
 from kpi_alerts.redaction import redact_url
 
 
@@ -109,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("alert_id", type=_alert_id)
     history.add_argument("--limit", type=int, default=20)
     prune = command("prune-results", "delete finished ledger rows older than --days")
-    prune.add_argument("--days", type=_positive_int, default=90)
+    prune.add_argument("--days", type=_retention_days, default=90)
     return parser
 
 
@@ -124,6 +125,15 @@ def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) == 0:
         raise argparse.ArgumentTypeError(f"expected a positive whole number of days, not {text[:40]!r}")
     return int(text)
+
+
+def _retention_days(text: str) -> int:
+    days = _positive_int(text)
+    if days > MAX_RETENTION_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"expected at most {MAX_RETENTION_DAYS:,} days (100 years) of retention, not {text[:40]!r}"
+        )
+    return days
 
 
 def _slot(text: str) -> datetime:
@@ -148,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     except psycopg.OperationalError as exc:  # unreachable --db, wrong password, database gone
         print(f"error: cannot use the database: {_one_line(redact_url(str(exc)))}", file=sys.stderr)
         return 2
+    except psycopg.Error as exc:  # read-only database, a constraint, ... : one line, not a traceback
+        print(f"error: {_one_line(describe_database_error(exc))}", file=sys.stderr)
+        return 1
     except KpiAlertError as exc:  # Cube or SMTP refused a test send, ...
         print(f"error: {_one_line(redact_url(str(exc)))}", file=sys.stderr)
         return 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 import re
 import time
@@ -21,6 +22,7 @@ from typing import Any
 import jwt
 import requests
 import tenacity
+import urllib3
 
 from kpi_alerts.cube.rest_format import kpi_data_from_result, total_order
 from kpi_alerts.errors import AlertValidationError, KpiAlertError, PermanentAlertError, TransientAlertError
@@ -81,7 +83,8 @@ class CubeClient:
     :param extra_security_context: claims added to every minted token (``organization_id`` always
         comes from the call).
     :param continue_wait_deadline: seconds one :meth:`load` may spend polling "Continue wait".
-    :param request_timeout: seconds per HTTP request (connect and read).
+    :param request_timeout: seconds per HTTP request: connecting, each socket read, and the whole
+        answer's body (one that trickles in for longer is abandoned: :class:`CubeTimeoutError`).
     :param max_rows: cap on a result; a larger one raises :class:`CubeQueryError` rather than being
         silently truncated (an alert on partial data would be wrong).
     :param page_size: rows per request when the query sets no ``limit``.
@@ -353,19 +356,47 @@ class CubeClient:
         self, method: str, path: str, security_context: Mapping[str, Any], request_id: str, **kwargs: Any
     ) -> dict[str, Any]:
         url = self.api_url + path
+        deadline = time.monotonic() + self.request_timeout
         try:
             response = self.session.request(
                 method,
                 url,
                 headers={"Authorization": self._auth_header(security_context), "x-request-id": request_id},
                 timeout=self.request_timeout,
+                stream=True,
                 **kwargs,
             )
         except requests.RequestException as exc:
             raise CubeUnavailableError(
                 f"Cube at {self.shown_url} is unreachable: {_describe(exc)}", request_id=request_id
             ) from None
-        return _parse_response(response, request_id)
+        with response:
+            body = self._read_body(response, deadline, request_id)
+        return _parse_response(response.status_code, response.reason, body, request_id)
+
+    def _read_body(self, response: requests.Response, deadline: float, request_id: str) -> bytes:
+        """The answer's body, whole, before ``deadline``: ``request_timeout`` bounds each socket read,
+        and an answer trickling in (a byte every few seconds: a sick proxy or server) would otherwise
+        never end. ``read1`` returns as soon as any bytes arrive, so the deadline is checked between them."""
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunk = response.raw.read1(65536, decode_content=True)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise CubeUnavailableError(
+                    f"Cube at {self.shown_url} broke off its answer: {type(exc).__name__}",
+                    request_id=request_id,
+                ) from None
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                received = sum(len(c) for c in chunks)
+                raise CubeTimeoutError(
+                    f"Cube's answer did not finish within {self.request_timeout:g} s ({received} bytes "
+                    f"received; request {request_id})",
+                    request_id=request_id,
+                )
 
 
 def first_granularity(query: Mapping[str, Any]) -> str | None:
@@ -390,15 +421,14 @@ def _with_meta(column: Column, member: Mapping[str, Any]) -> Column:
     )
 
 
-def _parse_response(response: requests.Response, request_id: str) -> dict[str, Any]:
-    status = response.status_code
+def _parse_response(status: int, reason: str | None, content: bytes, request_id: str) -> dict[str, Any]:
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError:
         body = None
     message = body.get("error") if isinstance(body, dict) else None  # only "error", never "stack"
     if not isinstance(message, str) or not message:
-        message = f"HTTP {status} {response.reason or ''}".strip()
+        message = f"HTTP {status} {reason or ''}".strip()
     if status == 200 and isinstance(body, dict):
         if message == "Continue wait":
             raise _ContinueWait

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -332,16 +333,53 @@ def _cell(value: Any, column: Column, zone: ZoneInfo) -> CellValue:
     if value is None:
         return None
     if column.kind == "measure":
-        try:
-            return Decimal(str(value))
-        except InvalidOperation:
-            raise PermanentAlertError(
-                f"Cube returned a non-numeric value {value!r} for {column.key}"
-            ) from None
+        return cube_number(value, column.key)
     if column.type == "time":
         # Cube sends local wall time without an offset (2026-11-22T00:00:00.000) in the query's zone. Its
         # buckets are truncated local times, so a DST fall-back hour is one bucket: fold=0 is right.
-        return datetime.fromisoformat(str(value)).replace(tzinfo=zone)
+        try:
+            return datetime.fromisoformat(str(value)).replace(tzinfo=zone)
+        except ValueError:
+            raise PermanentAlertError(
+                f"Cube returned {_shown(value)} for {column.key}, which is not a date and time"
+            ) from None
     if column.type == "boolean":
         return value if isinstance(value, bool) else str(value).lower() == "true"
     return str(value)
+
+
+#: A number as Cube's JSON writes one: no digit separators (``1_000``), no hex, no spaces.
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_NOT_A_NUMBER = frozenset(
+    {"nan", "snan", "-nan", "+nan", "infinity", "+infinity", "-infinity", "inf", "+inf", "-inf"}
+)
+#: Larger magnitudes are no KPI (a sum of every cent ever is below 10^21) and break decimal arithmetic.
+MAX_MAGNITUDE = Decimal(10) ** 21
+
+
+def cube_number(value: object, member: str) -> Decimal:
+    """A measure's value as Cube sends it (a string, sometimes a JSON number) as a Decimal.
+
+    ``NaN`` and infinities (``sNaN`` too) become a quiet ``NaN`` — no value, which checks treat as no
+    data and reports leave empty with a note; ``-0`` is 0. Anything else that is not a plain decimal
+    number (``1_000``, ``0x10``, ``true``), or whose magnitude reaches 10^21 (``1e308``), is refused
+    with the member and the value named.
+    """
+    text = (
+        str(value).strip() if isinstance(value, str | int | float) and not isinstance(value, bool) else None
+    )
+    if text is not None and text.lower() in _NOT_A_NUMBER:
+        return Decimal("NaN")
+    if text is None or not _NUMBER.fullmatch(text):
+        raise PermanentAlertError(f"Cube returned {_shown(value)} for {member}, which is not a number")
+    number = Decimal(text)
+    if abs(number) >= MAX_MAGNITUDE:
+        raise PermanentAlertError(
+            f"Cube returned {_shown(value)} for {member}: beyond any KPI (at most ±10^21), so it is not used"
+        )
+    return number.copy_abs() if number.is_zero() else number  # "-0" is 0
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"

@@ -324,6 +324,7 @@ def build_message(
         "change": report.change,
         "subject_figure": single_line(report.subject_figure) if report.subject_figure else None,
         "value_rule": report.value_rule,
+        "notes": report.notes,
         "gate": single_line(report.gate) if report.gate else None,
         "condition": single_line(report.condition) if report.condition else None,
         "dashboard_url": safe_dashboard_url(report.dashboard_url),

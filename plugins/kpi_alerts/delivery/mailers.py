@@ -13,6 +13,10 @@ What may be retried is decided here, by the point of the SMTP transaction a fail
   the reply times out): the server may have stored it. :class:`DeliveryUnknown` — never retried,
   never resent; the ledger records ``delivery_unknown`` for an operator to check and replay.
 
+- **some recipients refused** at ``RCPT`` while the message went to the others: a delivery, whose
+  :attr:`Delivery.refused` names them; the pipeline records who has the message and fails (5xx) or
+  retries (4xx) the slot for the others only.
+
 So :func:`send_over_smtp` runs the SMTP transaction itself (``MAIL``, ``RCPT``, ``DATA``, the message,
 the final reply) instead of ``smtplib.SMTP.send_message``, which cannot tell the two apart.
 """
@@ -37,11 +41,30 @@ from kpi_alerts.errors import DeliveryUnknown, KpiAlertError, PermanentAlertErro
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """One recipient the SMTP server refused at ``RCPT`` while it took the message for others."""
+
+    address: str
+    code: int
+    reply: str
+
+    @property
+    def transient(self) -> bool:
+        """A 4xx (greylisting, a full mailbox): the recipient may accept it later."""
+        return 400 <= self.code < 500
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.code} {self.reply})"
+
+
+@dataclass(frozen=True)
 class Delivery:
-    """How a message went out: ``kind`` is ``smtp`` or ``outbox``."""
+    """How a message went out: ``kind`` is ``smtp`` or ``outbox``; ``refused``: the recipients the
+    server refused while accepting the message for the others (the message did not reach them)."""
 
     kind: str
     detail: str
+    refused: tuple[Refusal, ...] = ()
 
 
 class Mailer(Protocol):
@@ -90,7 +113,9 @@ def send_over_smtp(client: smtplib.SMTP, message: EmailMessage) -> Delivery:
     detail = f"accepted by SMTP for {len(recipients) - len(refused)} recipient(s)"
     if refused:
         detail += f"; refused: {_codes(refused)}"
-    return Delivery("smtp", detail)
+    return Delivery(
+        "smtp", detail, tuple(Refusal(a, code, _text(reply)) for a, (code, reply) in refused.items())
+    )
 
 
 def _envelope(client: smtplib.SMTP, message: EmailMessage) -> tuple[str, list[str], bytes, list[str]]:

@@ -585,6 +585,34 @@ def cancel_sending(conn: psycopg.Connection[Any], claim: Claim) -> None:
         conn.execute(queries.UNDO_SENDING, {"result_id": claim.result_id, "token": claim.token})
 
 
+def record_partial_delivery(
+    conn: psycopg.Connection[Any], claim: Claim, delivered: Sequence[str], *, now: datetime
+) -> None:
+    """The SMTP server took the message for ``delivered`` and refused the others: the slot goes back to
+    ``claimed`` (its failure is then recorded or released as usual), and ``delivered`` is kept in the
+    row's ``details.delivered_to`` across attempts, so that no re-attempt sends to them again."""
+    with _one_statement(conn):
+        conn.execute(
+            queries.RECORD_PARTIAL_DELIVERY,
+            {
+                "result_id": claim.result_id,
+                "token": claim.token,
+                "now": now,
+                "delivered": json.dumps(list(delivered)),
+            },
+        )
+
+
+def delivered_recipients(conn: psycopg.Connection[Any], claim: Claim) -> tuple[str, ...]:
+    """Who already has this slot's message (an earlier attempt's partial delivery). A first attempt has
+    no one: it is not asked (a peak tick's claims are almost all first attempts)."""
+    if claim.attempts <= 1 and not claim.reattempt:
+        return ()
+    row = conn.execute(queries.DELIVERED_TO, {"result_id": claim.result_id}).fetchone()
+    found = row["delivered_to"] if row is not None else None
+    return tuple(str(a) for a in found) if isinstance(found, list) else ()
+
+
 def release_for_retry(conn: psycopg.Connection[Any], claim: Claim, *, now: datetime, error: str) -> None:
     """Give the slot back after a transient failure; the next try (or tick) resumes it. The error is
     kept in ``attempt_history``."""

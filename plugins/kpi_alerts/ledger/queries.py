@@ -425,6 +425,21 @@ UNDO_SENDING = """
 UPDATE cron_job_results SET status = 'claimed' WHERE id = %(result_id)s AND claim_token = %(token)s
 """
 
+# The server took the message for some recipients and refused others: back to 'claimed' (the failure
+# is then recorded or released like any other), with who has it in details.delivered_to, kept across
+# the slot's attempts so that no later attempt sends to them again.
+RECORD_PARTIAL_DELIVERY = """
+UPDATE cron_job_results
+SET status = 'claimed', updated_at = %(now)s,
+    details = coalesce(details, '{}'::jsonb) || jsonb_build_object(
+        'delivered_to', coalesce(details -> 'delivered_to', '[]'::jsonb) || %(delivered)s::jsonb)
+WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'sending'
+"""
+
+DELIVERED_TO = (
+    "SELECT details -> 'delivered_to' AS delivered_to FROM cron_job_results WHERE id = %(result_id)s"
+)
+
 
 # finish_claim() in one round trip: the cron_jobs row is locked first (a claim's lock order; the other
 # order deadlocks against a concurrent claimant), the ledger row is written only if the claim is
@@ -436,7 +451,12 @@ WITH job AS (
 ), result AS (
     UPDATE cron_job_results
     SET status = %(status)s, finished_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL,
-        value = %(value)s, previous_value = %(previous_value)s, details = %(details)s, recipients = %(recipients)s,
+        value = %(value)s, previous_value = %(previous_value)s, recipients = %(recipients)s,
+        -- who already has the slot's message (a partial delivery) stays recorded whatever the outcome says
+        details = CASE WHEN cron_job_results.details ? 'delivered_to'
+                       THEN jsonb_build_object('delivered_to', cron_job_results.details -> 'delivered_to')
+                            || coalesce(%(details)s::jsonb, '{}'::jsonb)
+                       ELSE %(details)s::jsonb END,
         attachment = %(attachment)s, attachment_bytes = %(attachment_bytes)s, delivery = %(delivery)s,
         message_id = %(message_id)s,
         -- a taken-over row keeps its history ("taken over from <worker> ...") in front of the outcome's error

@@ -14,7 +14,11 @@ from typing import Any
 
 import psycopg
 
+from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.ledger import queries
+
+#: Longer periods keep everything anyway, and the cut-off must stay inside PostgreSQL's timestamps.
+MAX_RETENTION_DAYS = 36_600  # 100 years
 
 
 def prune_results(
@@ -24,8 +28,11 @@ def prune_results(
 
     :param keep_dag_run_id: the run doing the pruning; its rows are kept whatever their age.
     """
-    if retention <= timedelta(0):
-        raise ValueError(f"the retention period must be positive, not {retention}")
+    if not timedelta(0) < retention <= timedelta(days=MAX_RETENTION_DAYS):
+        raise AlertValidationError(
+            f"the retention period must be more than 0 and at most {MAX_RETENTION_DAYS:,} days (100 years), "
+            f"not {retention.days:,} days"
+        )
     return conn.execute(
         queries.PRUNE_RESULTS,
         {"retention_seconds": retention.total_seconds(), "keep_dag_run_id": keep_dag_run_id},

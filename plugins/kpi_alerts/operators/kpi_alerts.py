@@ -23,14 +23,16 @@ instance's "Rendered Template" view shows the values it ran with:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
@@ -43,6 +45,7 @@ from kpi_alerts.hooks.metrics import airflow_stats_sink
 from kpi_alerts.hooks.smtp import smtp_session
 from kpi_alerts.ledger.alert_changes import record_paused_slots
 from kpi_alerts.ledger.claims import UNFINISHED, Claimant, ClaimSettings
+from kpi_alerts.ledger.database import describe_database_error
 from kpi_alerts.ledger.due_alerts import (
     initialise_first_runs,
     list_due_alerts,
@@ -120,6 +123,18 @@ def _db_connection() -> Any:
     return AlertsDbHook().get_conn()
 
 
+@contextlib.contextmanager
+def readable_database_errors() -> Iterator[None]:
+    """A database failure ends the task with one readable line (retried by Airflow like any transient
+    failure), not psycopg's traceback: a read-only database says so and what to do."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        reason = describe_database_error(exc)
+        log.error("%s", reason)
+        raise TransientAlertError(reason) from None
+
+
 def logical_time_of(context: Any) -> datetime:
     value = context.get("logical_date") or context["dag_run"].run_after
     return datetime.fromisoformat(value.isoformat()).astimezone(UTC)
@@ -183,6 +198,7 @@ def _say_if_overloaded(plan: BatchPlan, context: Any, settings: TaskSettings) ->
     )
 
 
+@readable_database_errors()
 def find_due_alerts(context: Any, settings: TaskSettings | None = None) -> list[dict[str, Any]]:
     """List due alerts as map items: batches sized from a target duration and the parallelism (one alert
     per item when there are few)."""
@@ -227,6 +243,7 @@ def find_due_alerts(context: Any, settings: TaskSettings | None = None) -> list[
     return items
 
 
+@readable_database_errors()
 def process_alerts(
     item: dict[str, Any], context: Any, settings: TaskSettings | None = None
 ) -> list[dict[str, Any]]:
@@ -293,6 +310,7 @@ def process_alerts(
     return results
 
 
+@readable_database_errors()
 def summarize(context: Any, settings: TaskSettings | None = None) -> dict[str, Any]:
     """Count this run's ledger rows by status (reads the ledger, so failed tasks are counted too), prune
     finished ledger rows older than ``kpi_alerts_retention_days``, and fail — so the run shows red — when

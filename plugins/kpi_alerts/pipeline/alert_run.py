@@ -55,8 +55,10 @@ from kpi_alerts.ledger.claims import (
     ThresholdStateUpdate,
     cancel_sending,
     claim_slot,
+    delivered_recipients,
     finish_claim,
     may_retry_at_a_later_tick,
+    record_partial_delivery,
     release_for_retry,
     slot_message_key,
     start_sending,
@@ -400,13 +402,23 @@ class _SlotRun:
         threshold_state: ThresholdStateUpdate | None = None,
         gate: GateDecision | None = None,
     ) -> AlertRun:
+        # Recipients an earlier attempt of the slot reached (a partial delivery) never get it twice.
+        already = delivered_recipients(self.conn, self.claim)
+        pending = _without(self.alert.recipients, already)
+        if not pending:
+            return self._finish(
+                Outcome("sent", value=value, previous_value=previous, details=details,
+                        recipients=self.alert.recipients),
+                detail=f"{kind} reached every recipient in an earlier attempt",
+                threshold_state=threshold_state,
+            )  # fmt: skip
         message, attachment = compose_message(
             self.alert,
             data,
             kind=kind,
             slot=self.claim.slot,
             settings=self.settings,
-            recipients=self.alert.recipients,
+            recipients=pending,
             message_key=slot_message_key(self.alert, self.claim),
             value=value,
             previous=previous,
@@ -420,12 +432,28 @@ class _SlotRun:
             delivery = self.mailer.deliver(message)
         except DeliveryUnknown:
             raise  # the slot stays 'sending' until recorded as delivery_unknown: never resent
-        except KpiAlertError:
+        except KpiAlertError as exc:
             cancel_sending(self.conn, self.claim)  # refused: nothing went out, so it may be tried again
+            if already:
+                raise type(exc)(_partial_reason(already, str(exc), len(self.alert.recipients))) from None
             raise
         except Exception as exc:  # a mailer's bug: we cannot tell whether anything went out
             raise DeliveryUnknown(f"delivery failed unexpectedly: {type(exc).__name__}: {exc}") from exc
+        if delivery.refused:
+            # Taken for some, refused for others: recorded, so that a retry (a 4xx recipient may accept
+            # later) or an operator's replay sends to the refused ones only.
+            reached = (*already, *_without(pending, [r.address for r in delivery.refused]))
+            record_partial_delivery(self.conn, self.claim, reached[len(already) :], now=self.settings.clock())
+            refused = "; ".join(str(r) for r in delivery.refused)
+            reason = _partial_reason(
+                reached, f"the SMTP server refused {refused}", len(self.alert.recipients)
+            )
+            if any(r.transient for r in delivery.refused):
+                raise TransientAlertError(reason)
+            raise PermanentAlertError(reason)
         attached = attachment is not None and attachment.size <= self.settings.max_attachment_bytes
+        if already:
+            details = {**details, "delivered_to": [*already, *pending]}
         outcome = Outcome(
             "sent",
             value=value,
@@ -437,9 +465,10 @@ class _SlotRun:
             delivery=delivery.kind,
             message_id=str(message["Message-ID"]),
         )
+        earlier = f" ({len(already)} more in an earlier attempt)" if already else ""
         return self._finish(
             outcome,
-            detail=f"{kind} sent to {len(self.alert.recipients)} recipient(s) via {delivery.kind}",
+            detail=f"{kind} sent to {len(pending)} recipient(s){earlier} via {delivery.kind}",
             threshold_state=threshold_state,
         )
 
@@ -529,6 +558,18 @@ def _transition(alert: AlertDefinition, observation: str, now: datetime) -> Tran
         on_error=ErrorPolicy(threshold.on_error),
     )
     return decide(stored, observation, now=now, settings=settings)  # type: ignore[arg-type]
+
+
+def _without(recipients: Sequence[str], removed: Sequence[str]) -> list[str]:
+    gone = {a.casefold() for a in removed}
+    return [r for r in recipients if r.casefold() not in gone]
+
+
+def _partial_reason(reached: Sequence[str], failure: str, total: int) -> str:
+    """A partial delivery's reason: who has the message, then what refused the others."""
+    if not reached:
+        return failure
+    return f"delivered to {len(reached)} of {total} recipient(s) ({', '.join(reached)}), not to the others: {failure}"
 
 
 def reading_measure(data: KpiData, measure: str | None) -> str:

@@ -15,7 +15,7 @@ Threshold messages keep the checks' rule (the latest complete bucket) and say so
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -166,6 +166,8 @@ class ReportModel:
     columns: tuple[ReportColumn, ...]
     rows: tuple[Mapping[str, CellValue], ...]
     chart: ChartData | None = None
+    #: What a reader must know about the data itself: no rows, values that are not numbers.
+    notes: tuple[str, ...] = ()
 
     @property
     def subject_figure(self) -> str | None:
@@ -182,6 +184,8 @@ class ReportModel:
         if isinstance(value, bool):
             return "yes" if value else "no"
         if isinstance(value, Decimal):
+            if not value.is_finite():
+                return ""  # NaN / infinity: no value (the report's notes say how many)
             unit = column.unit or Unit("number", 2)
             if unit.kind == "currency":  # the column's title names the currency
                 return format_number(value, unit.decimals, self.locale) if value.is_finite() else str(value)
@@ -217,6 +221,24 @@ def build_report(
     display = display or DisplaySettings()
     builder = _Builder(data, ctx, display, fetch)
     return builder.build(gate)
+
+
+def data_notes(data: KpiData, columns: Sequence[ReportColumn]) -> tuple[str, ...]:
+    """What the report must say about its data: that the period has none, or how many of a measure's
+    values Cube sent as NaN or infinity (left empty, never shown as numbers)."""
+    if not data.rows:
+        return ("No data for this period: the query returned no rows.",)
+    notes = []
+    for column in columns:
+        if column.kind != "measure":
+            continue
+        bad = sum(1 for r in data.rows if isinstance(v := r.get(column.key), Decimal) and not v.is_finite())
+        if bad:
+            notes.append(
+                f"{bad} of {len(data.rows)} value(s) of {column.label} were not numbers (NaN or infinity) "
+                "and are left empty."
+            )
+    return tuple(notes)
 
 
 def _kpi_query(query: Mapping[str, Any], kpi_key: str) -> dict[str, Any]:
@@ -389,6 +411,7 @@ class _Builder:
             columns=columns,
             rows=data.rows if data is not None else (),
             chart=self._chart(previous_series),
+            notes=data_notes(data, columns) if data is not None and ctx.kind == "report" else (),
         )
 
     # --- labels and units -----------------------------------------------------------------------

@@ -172,6 +172,8 @@ def _story(report: ReportModel, max_rows: int, width: float) -> list[Flowable]:
     if report.condition:
         wording = CONDITION_WORDING.get(report.kind, "Condition: {}")
         story.append(_boxed(wording.format(report.condition), CONDITION_BG, CONDITION_EDGE, width, after=4))
+    for note in report.notes:
+        story.append(_boxed(note, CONDITION_BG, CONDITION_EDGE, width, after=3, style="rule"))
     if report.value_rule:
         story.append(Paragraph(markup(report.value_rule), s["rule"]))
     if report.gate:

@@ -17,14 +17,14 @@ from typing import Annotated, Any, Literal
 
 import psycopg
 from airflow.api_fastapi.core_api.security import GetUserDep as UserDep
-from fastapi import Body, Depends, FastAPI, Query, Request, status
+from fastapi import Body, Depends, FastAPI, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from kpi_alerts.errors import AlertValidationError, KpiAlertError
 from kpi_alerts.hooks.db_url import resolve_db_url
 from kpi_alerts.ledger.alert_changes import AlertNotFound
-from kpi_alerts.ledger.database import DB_CONN_ID, connect
+from kpi_alerts.ledger.database import DB_CONN_ID, connect, describe_database_error
 from kpi_alerts.web.access import actor_of, edit_access, read_access
 from kpi_alerts.web.plugin import API_PREFIX
 
@@ -78,6 +78,10 @@ def alerts_db() -> Iterator[psycopg.Connection[Any]]:
 
 
 DbDep = Annotated[psycopg.Connection[Any], Depends(alerts_db)]
+#: Ids, organizations and offsets are PostgreSQL bigints: larger numbers are refused (422), not a 500.
+BIGINT_MAX = 2**63 - 1
+AlertId = Annotated[int, Path(gt=0, le=BIGINT_MAX)]
+Offset = Annotated[int, Query(ge=0, le=BIGINT_MAX)]
 
 
 def create_api_app() -> FastAPI:
@@ -108,6 +112,11 @@ def create_api_app() -> FastAPI:
     def _no_db(request: Request, exc: AlertsDbUnavailable) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": str(exc)})
 
+    @app.exception_handler(psycopg.Error)
+    def _db_refused(request: Request, exc: psycopg.Error) -> JSONResponse:  # e.g. a read-only database
+        log.warning("kpi_alerts_db refused a request: %s", describe_database_error(exc))
+        return JSONResponse(status_code=503, content={"detail": describe_database_error(exc)})
+
     @app.exception_handler(KpiAlertError)
     def _failed(request: Request, exc: KpiAlertError) -> JSONResponse:  # Cube or SMTP refused a test send
         return JSONResponse(status_code=502, content={"detail": str(exc)})
@@ -122,7 +131,7 @@ def create_api_app() -> FastAPI:
     @app.get("/alerts", dependencies=read_access(), responses=refusals, tags=["alerts"])
     def list_alerts(
         db: DbDep,
-        organization_id: Annotated[int | None, Query(gt=0)] = None,
+        organization_id: Annotated[int | None, Query(gt=0, le=BIGINT_MAX)] = None,
         alert_type: Literal["schedule", "threshold"] | None = None,
         state: Annotated[
             Literal["OK", "TRIGGERED", "NO_DATA", "ERROR"] | None,
@@ -131,7 +140,7 @@ def create_api_app() -> FastAPI:
         active: Annotated[bool | None, Query(description="the spec's is_active")] = None,
         paused: Annotated[bool | None, Query(description="paused by an operator")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> dict[str, Any]:
         """Alerts matching the filters, by id, each with its next run and its latest ledger row."""
         from kpi_alerts.ledger.alert_changes import alert_overview
@@ -174,7 +183,7 @@ def create_api_app() -> FastAPI:
         return alert_detail(db, created.alert_id, now=datetime.now(UTC))
 
     @app.get("/alerts/{alert_id}", dependencies=read_access(), responses=with_alert, tags=["alerts"])
-    def show(db: DbDep, alert_id: int) -> dict[str, Any]:
+    def show(db: DbDep, alert_id: AlertId) -> dict[str, Any]:
         """The alert: definition, next five runs (its timezone and UTC), state, last results, changes."""
         from kpi_alerts.ledger.alert_views import alert_detail
 
@@ -189,7 +198,7 @@ def create_api_app() -> FastAPI:
     def update(
         db: DbDep,
         user: UserDep,
-        alert_id: int,
+        alert_id: AlertId,
         patch: Annotated[dict[str, Any], Body(description="JSON merge patch of the alert spec")],
     ) -> dict[str, Any]:
         """Change any field of the spec (validated as creation is); the next run is recomputed when the
@@ -202,7 +211,7 @@ def create_api_app() -> FastAPI:
         return {**detail, "changed": list(updated.changed), "state_reset": updated.state_reset}
 
     @app.delete("/alerts/{alert_id}", dependencies=edit_access(), responses=with_alert, tags=["alerts"])
-    def delete(db: DbDep, user: UserDep, alert_id: int) -> dict[str, Any]:
+    def delete(db: DbDep, user: UserDep, alert_id: AlertId) -> dict[str, Any]:
         """Delete the alert; its ledger rows are kept for audit (``/history`` still reads them)."""
         from kpi_alerts.ledger.alert_changes import delete_alert
 
@@ -215,7 +224,7 @@ def create_api_app() -> FastAPI:
         }
 
     @app.post("/alerts/{alert_id}/pause", dependencies=edit_access(), responses=with_alert, tags=["alerts"])
-    def pause(db: DbDep, user: UserDep, alert_id: int) -> dict[str, Any]:
+    def pause(db: DbDep, user: UserDep, alert_id: AlertId) -> dict[str, Any]:
         """Pause the alert: its slots are recorded as skipped until it is resumed."""
         from kpi_alerts.ledger.alert_changes import pause_alert
 
@@ -223,7 +232,7 @@ def create_api_app() -> FastAPI:
         return _pause_answer(db, alert_id, changed=bool(change.changed))
 
     @app.post("/alerts/{alert_id}/resume", dependencies=edit_access(), responses=with_alert, tags=["alerts"])
-    def resume(db: DbDep, user: UserDep, alert_id: int) -> dict[str, Any]:
+    def resume(db: DbDep, user: UserDep, alert_id: AlertId) -> dict[str, Any]:
         """Resume the alert at its next slot after now; slots missed while paused are not sent."""
         from kpi_alerts.ledger.alert_changes import resume_alert
 
@@ -240,7 +249,7 @@ def create_api_app() -> FastAPI:
         },
         tags=["alerts"],
     )
-    def test_send(db: DbDep, user: UserDep, alert_id: int, body: TestSendBody) -> dict[str, Any]:
+    def test_send(db: DbDep, user: UserDep, alert_id: AlertId, body: TestSendBody) -> dict[str, Any]:
         """Fetch live data and send what recipients would get, subject marked [TEST], to ``to`` only.
         No slot is claimed, no ledger row written, no state changed (a ``test_send`` event is)."""
         from kpi_alerts.hooks.cube import CubeHook
@@ -269,13 +278,13 @@ def create_api_app() -> FastAPI:
     @app.get("/alerts/{alert_id}/history", dependencies=read_access(), responses=with_alert, tags=["alerts"])
     def history(
         db: DbDep,
-        alert_id: int,
+        alert_id: AlertId,
         status_: Annotated[
             ResultStatus | None,
             Query(alias="status", description="only rows with this status"),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> dict[str, Any]:
         """The alert's ledger rows, newest slot first (also for a deleted alert): status, value, error…"""
         from kpi_alerts.ledger.alert_changes import alert_history
