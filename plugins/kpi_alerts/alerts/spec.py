@@ -8,12 +8,14 @@ run time (:func:`kpi_alerts.alerts.definition.AlertDefinition.validate`).
 from __future__ import annotations
 
 import unicodedata
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.scheduling.schedule import Schedule
 from kpi_alerts.vocabulary import AttachmentKind
 
 #: Ids are PostgreSQL ``bigint``: larger ones are refused here, not by a driver error.
@@ -34,15 +36,48 @@ MAX_REARM_MINUTES = 525_600
 
 
 class ScheduleSpec(BaseModel):
+    """When a report is sent (the meaning is checked by :meth:`Schedule.validate`, one rule for all)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    frequency_interval: Literal["hour", "day", "week", "month"]
+    frequency_interval: Literal["hour", "day", "week", "month", "cron"]
     schedule_hour: Whole = 0
     schedule_minute: Whole = 0
     selected_days: list[Whole] = Field(default_factory=list, max_length=31)
     timezone: str = Field(default="UTC", max_length=64)
+    #: ``cron``: five fields, e.g. ``0 9 * * 1-5`` (:mod:`kpi_alerts.scheduling.cron`).
+    cron_expression: str | None = Field(default=None, max_length=200)
+    #: ``week``: every N weeks, counted from the week of ``start_date``.
+    every_n_weeks: Whole | None = None
+    #: No run before this local date; with ``every_n_weeks`` its week is the first one.
+    start_date: date | None = None
+    #: ``month``: the n-th business day (1 the first, -1 the last).
+    business_day: Whole | None = None
+    #: Public holidays of this country (and subdivision) are not business days.
+    holiday_country: str | None = Field(default=None, max_length=10)
+    holiday_subdivision: str | None = Field(default=None, max_length=40)
+    #: What a run on a public holiday does: ``skip`` (the default once a country is given) or
+    #: ``next_business_day``.
+    on_holiday: Literal["skip", "next_business_day"] | None = None
     gating_condition: dict[str, Any] | None = None
     attachment_type: AttachmentKind | None = AttachmentKind.CSV
+
+    def to_schedule(self) -> Schedule:
+        """The timing part, as the scheduler reads a ``kpi_schedules`` row (not yet validated)."""
+        return Schedule(
+            frequency_interval=self.frequency_interval,
+            schedule_hour=self.schedule_hour,
+            schedule_minute=self.schedule_minute,
+            selected_days=tuple(self.selected_days),
+            timezone=self.timezone,
+            cron_expression=self.cron_expression,
+            every_n_weeks=self.every_n_weeks,
+            start_date=self.start_date,
+            business_day=self.business_day,
+            holiday_country=self.holiday_country,
+            holiday_subdivision=self.holiday_subdivision,
+            on_holiday=self.on_holiday,
+        )
 
 
 class ThresholdSpec(BaseModel):
