@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,9 +27,16 @@ from pydantic import ValidationError
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.alerts.spec import AlertSpec
 from kpi_alerts.errors import AlertValidationError
-from kpi_alerts.scheduling.schedule import Schedule, describe, next_run_after
+from kpi_alerts.scheduling.schedule import CALENDAR_FIELDS, describe, next_run_after
 
-TIMING_FIELDS = ("frequency_interval", "schedule_hour", "schedule_minute", "selected_days", "timezone")
+TIMING_FIELDS = (
+    "frequency_interval",
+    "schedule_hour",
+    "schedule_minute",
+    "selected_days",
+    "timezone",
+    *CALENDAR_FIELDS,
+)
 MEASURED_FIELDS = ("condition", "threshold_value", "kpi_measure")
 
 
@@ -66,6 +73,9 @@ def spec_of(alert: AlertDefinition) -> dict[str, Any]:
             "gating_condition": dict(alert.gating_condition) if alert.gating_condition is not None else None,
             "attachment_type": alert.attachment_type,
         }
+        for name in CALENDAR_FIELDS:  # shown once set (older specs stay as they were)
+            if (value := getattr(s, name)) is not None:
+                spec["schedule"][name] = value.isoformat() if isinstance(value, date) else value
     if alert.threshold is not None:
         t = alert.threshold
         spec["threshold"] = {
@@ -116,11 +126,7 @@ def plan_update(current: AlertDefinition, new_spec: AlertSpec, *, now: datetime)
     changed = tuple(sorted(_changed_paths(old, new)))
     next_run_at = None
     if new_spec.schedule is not None and any(f"schedule.{f}" in changed for f in TIMING_FIELDS):
-        s = new_spec.schedule
-        schedule = Schedule(
-            s.frequency_interval, s.schedule_hour, s.schedule_minute, tuple(s.selected_days), s.timezone
-        )
-        next_run_at = next_run_after(schedule, now)
+        next_run_at = next_run_after(new_spec.schedule.to_schedule(), now)
     reset = current.threshold is not None and (
         "cube_query" in changed or any(f"threshold.{f}" in changed for f in MEASURED_FIELDS)
     )

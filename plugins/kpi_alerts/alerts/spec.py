@@ -139,12 +139,23 @@ def parse_alert_spec(raw: AlertSpec | dict[str, Any]) -> AlertSpec:
         raise AlertValidationError(describe_validation_error(exc)) from None
 
 
-def describe_validation_error(exc: ValidationError) -> str:
+def parse_schedule_spec(raw: object) -> Schedule:
+    """A schedule on its own (``next-runs``), shape and meaning checked; one readable line if not."""
+    try:
+        spec = ScheduleSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise AlertValidationError(describe_validation_error(exc, "schedule")) from None
+    schedule = spec.to_schedule()
+    schedule.validate()
+    return schedule
+
+
+def describe_validation_error(exc: ValidationError, what: str = "alert") -> str:
     """One line naming each problem; echoed input is cut to a few characters (never 70 KB of it)."""
     parts = []
     errors = exc.errors(include_url=False)
     for error in errors[:5]:
-        where = ".".join(str(p) for p in error["loc"])[:80] or "alert"
+        where = ".".join(str(p) for p in error["loc"])[:80] or what
         given = error.get("input")
         shown = (
             f" (got {_short(given)})"
@@ -153,7 +164,7 @@ def describe_validation_error(exc: ValidationError) -> str:
         )
         parts.append(f"{where}: {error['msg'][:200]}{shown}")
     more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
-    return "Invalid alert: " + "; ".join(parts) + more
+    return f"Invalid {what}: " + "; ".join(parts) + more
 
 
 def _short(value: object, limit: int = 60) -> str:

@@ -57,13 +57,7 @@ def validate_alert_spec(
         )
     _check_display_settings(spec)
     if spec.schedule is not None:
-        Schedule(
-            spec.schedule.frequency_interval,
-            spec.schedule.schedule_hour,
-            spec.schedule.schedule_minute,
-            tuple(spec.schedule.selected_days),
-            spec.schedule.timezone,
-        ).validate()
+        spec.schedule.to_schedule().validate()
         gate = parse_gating_condition(spec.schedule.gating_condition)
         if gate is not None:
             check_gate_measures(gate, spec.cube_query)
@@ -243,12 +237,7 @@ def list_alerts(conn: psycopg.Connection[Any], organization_id: int | None = Non
 
 
 def _definition(spec: AlertSpec, alert_id: int, *, cron_job_id: int, job_name: str) -> AlertDefinition:
-    schedule = None
-    if spec.schedule is not None:
-        s = spec.schedule
-        schedule = Schedule(
-            s.frequency_interval, s.schedule_hour, s.schedule_minute, tuple(s.selected_days), s.timezone
-        )
+    schedule = spec.schedule.to_schedule() if spec.schedule is not None else None
     return AlertDefinition(
         alert_id=alert_id,
         cron_job_id=cron_job_id,

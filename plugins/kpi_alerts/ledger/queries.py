@@ -47,6 +47,8 @@ SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.al
        ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
        cj.master_locked, cj.locked, cj.next_run_at,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
+       ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
+       ks.holiday_subdivision, ks.on_holiday,
        NULL::text AS gating_condition, ks.attachment_type,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
@@ -100,6 +102,8 @@ SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.al
        ka.locale, ka.currency, ka.percent_scale, ka.column_labels::text AS column_labels,
        kos.currency AS organization_currency,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
+       ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
+       ks.holiday_subdivision, ks.on_holiday,
        ks.gating_condition::text AS gating_condition, ks.attachment_type,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
@@ -131,6 +135,8 @@ SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.al
        ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
        cj.master_locked, cj.locked, cj.next_run_at,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
+       ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
+       ks.holiday_subdivision, ks.on_holiday,
        ks.gating_condition::text AS gating_condition, ks.attachment_type,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
@@ -185,9 +191,12 @@ VALUES (%(id)s, %(cron_job_id)s, %(organization_id)s, %(graph_id)s, %(dashboard_
 
 INSERT_SCHEDULE = """
 INSERT INTO kpi_schedules (kpi_alert_id, frequency_interval, schedule_hour, schedule_minute, selected_days,
-                           timezone, gating_condition, attachment_type)
+                           timezone, gating_condition, attachment_type, cron_expression, every_n_weeks,
+                           start_date, business_day, holiday_country, holiday_subdivision, on_holiday)
 VALUES (%(kpi_alert_id)s, %(frequency_interval)s, %(schedule_hour)s, %(schedule_minute)s,
-        %(selected_days)s::smallint[], %(timezone)s, %(gating_condition)s, %(attachment_type)s)
+        %(selected_days)s::smallint[], %(timezone)s, %(gating_condition)s, %(attachment_type)s,
+        %(cron_expression)s, %(every_n_weeks)s, %(start_date)s, %(business_day)s, %(holiday_country)s,
+        %(holiday_subdivision)s, %(on_holiday)s)
 """
 
 INSERT_THRESHOLD = """
@@ -534,7 +543,9 @@ UPDATE kpi_schedules
 SET frequency_interval = %(frequency_interval)s, schedule_hour = %(schedule_hour)s,
     schedule_minute = %(schedule_minute)s, selected_days = %(selected_days)s::smallint[],
     timezone = %(timezone)s, gating_condition = %(gating_condition)s, attachment_type = %(attachment_type)s,
-    updated_at = %(now)s
+    cron_expression = %(cron_expression)s, every_n_weeks = %(every_n_weeks)s, start_date = %(start_date)s,
+    business_day = %(business_day)s, holiday_country = %(holiday_country)s,
+    holiday_subdivision = %(holiday_subdivision)s, on_holiday = %(on_holiday)s, updated_at = %(now)s
 WHERE kpi_alert_id = %(kpi_alert_id)s
 """
 

@@ -43,6 +43,16 @@ from kpi_alerts.scheduling.timezones import zone
 from kpi_alerts.scheduling.wording import describe_schedule
 
 FREQUENCIES = ("hour", "day", "week", "month", "cron")
+#: The optional ``kpi_schedules`` columns beyond the seed's (migration 0012): None when unused.
+CALENDAR_FIELDS = (
+    "cron_expression",
+    "every_n_weeks",
+    "start_date",
+    "business_day",
+    "holiday_country",
+    "holiday_subdivision",
+    "on_holiday",
+)
 HOLIDAY_RULES = ("skip", "next_business_day")
 #: Every N weeks: N from 1 to a year's worth.
 MAX_EVERY_N_WEEKS = 52
