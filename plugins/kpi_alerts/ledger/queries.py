@@ -214,15 +214,30 @@ SELECT id, next_run_at, master_locked, locked FROM cron_jobs WHERE id = %(cron_j
 FOR UPDATE SKIP LOCKED
 """
 
+# The seed's trigger allows one stamp of last_ran_at_* per UTC hour. A schedule with several slots in one hour
+# (cron */15) stamps at its first slot of the hour only: a later slot of the same hour, whose earlier slot is
+# in the ledger, is the same job's and leaves the stamp alone ("later_in_hour" below; the claims' two
+# disjoint updates "stamped" / "unstamped", as a statement may update a row once). A stamp of this hour made
+# by anything else (another worker of the seed's kind) still makes the trigger refuse: the second guard holds.
+LATER_SLOT_IN_HOUR = """
+SELECT EXISTS (SELECT 1 FROM cron_job_results earlier
+                     WHERE earlier.cron_job_id = %(cron_job_id)s AND earlier.slot < %(slot)s::timestamptz
+                       AND earlier.slot >= date_trunc('hour', %(slot)s::timestamptz, 'UTC')) AS later
+"""
+
 # claim_slot() in one round trip for the common case: a due slot inside the misfire window that was
 # never claimed. Anything else (busy, not due, a misfire, an earlier claim) returns no row, and the
 # trigger may raise; claim_slot() then takes the step-by-step path, which handles every case.
 CLAIM_FRESH_SLOT = """
 WITH job AS (
-    SELECT id, next_run_at AS slot FROM cron_jobs
-    WHERE id = %(cron_job_id)s AND NOT master_locked
-      AND next_run_at <= %(logical_time)s AND next_run_at >= %(oldest_slot)s
-    FOR UPDATE SKIP LOCKED
+    SELECT cj.id, cj.next_run_at AS slot,
+           EXISTS (SELECT 1 FROM cron_job_results earlier
+                     WHERE earlier.cron_job_id = cj.id AND earlier.slot < cj.next_run_at
+                       AND earlier.slot >= date_trunc('hour', cj.next_run_at, 'UTC')) AS later_in_hour
+    FROM cron_jobs cj
+    WHERE cj.id = %(cron_job_id)s AND NOT cj.master_locked
+      AND cj.next_run_at <= %(logical_time)s AND cj.next_run_at >= %(oldest_slot)s
+    FOR UPDATE OF cj SKIP LOCKED
 ), claim AS (
     INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at, updated_at,
                                   claim_token, claimed_by, lease_expires_at, dag_run_id, task_instance, try_number)
@@ -230,18 +245,24 @@ WITH job AS (
            %(lease_expires_at)s, %(dag_run_id)s, %(task_instance)s, %(try_number)s
     FROM job
     ON CONFLICT (cron_job_id, slot) DO NOTHING
-    RETURNING id, attempts, slot, message_token
-), marked AS (
+    RETURNING id, attempts, slot, cron_job_id, message_token
+), stamped AS (
     UPDATE cron_jobs
     SET locked = true,
         last_ran_at_date = (claim.slot AT TIME ZONE 'UTC')::date,
         last_ran_at_hour = extract(hour FROM claim.slot AT TIME ZONE 'UTC'),
         last_ran_at_minute = extract(minute FROM claim.slot AT TIME ZONE 'UTC')
-    FROM claim
-    WHERE cron_jobs.id = %(cron_job_id)s
+    FROM claim JOIN job ON job.id = claim.cron_job_id
+    WHERE cron_jobs.id = claim.cron_job_id AND NOT job.later_in_hour
+    RETURNING cron_jobs.id
+), unstamped AS (
+    UPDATE cron_jobs SET locked = true
+    FROM claim JOIN job ON job.id = claim.cron_job_id
+    WHERE cron_jobs.id = claim.cron_job_id AND job.later_in_hour
     RETURNING cron_jobs.id
 )
-SELECT claim.id, claim.attempts, claim.slot, claim.message_token FROM claim JOIN marked ON true
+SELECT claim.id, claim.attempts, claim.slot, claim.message_token
+FROM claim JOIN (SELECT id FROM stamped UNION ALL SELECT id FROM unstamped) marked ON marked.id = claim.cron_job_id
 """
 
 # CLAIM_FRESH_SLOT for a whole batch in one statement (claims.claim_fresh_slots): the rows another
@@ -252,13 +273,20 @@ CLAIM_FRESH_SLOTS = """
 WITH wanted AS (
     SELECT * FROM unnest(%(cron_job_ids)s::bigint[], %(alert_ids)s::bigint[], %(organization_ids)s::bigint[],
                          %(tokens)s::uuid[]) AS w(cron_job_id, alert_id, organization_id, token)
-), job AS (
-    SELECT cj.id, cj.next_run_at AS slot FROM cron_jobs cj
+), candidate AS (
+    SELECT cj.id, cj.next_run_at AS slot,
+           EXISTS (SELECT 1 FROM cron_job_results earlier
+                     WHERE earlier.cron_job_id = cj.id AND earlier.slot < cj.next_run_at
+                       AND earlier.slot >= date_trunc('hour', cj.next_run_at, 'UTC')) AS later_in_hour,
+           (cj.last_ran_at_date IS DISTINCT FROM (cj.next_run_at AT TIME ZONE 'UTC')::date
+            OR cj.last_ran_at_hour IS DISTINCT FROM extract(hour FROM cj.next_run_at AT TIME ZONE 'UTC'))
+               AS hour_not_stamped
+    FROM cron_jobs cj
     WHERE cj.id IN (SELECT cron_job_id FROM wanted) AND NOT cj.master_locked
       AND cj.next_run_at <= %(logical_time)s AND cj.next_run_at >= %(oldest_slot)s
-      AND (cj.last_ran_at_date IS DISTINCT FROM (cj.next_run_at AT TIME ZONE 'UTC')::date
-           OR cj.last_ran_at_hour IS DISTINCT FROM extract(hour FROM cj.next_run_at AT TIME ZONE 'UTC'))
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF cj SKIP LOCKED
+), job AS (
+    SELECT id, slot, later_in_hour FROM candidate WHERE later_in_hour OR hour_not_stamped
 ), claim AS (
     INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at, updated_at,
                                   claim_token, claimed_by, lease_expires_at, dag_run_id, task_instance, try_number)
@@ -267,18 +295,23 @@ WITH wanted AS (
     FROM job JOIN wanted ON wanted.cron_job_id = job.id
     ON CONFLICT (cron_job_id, slot) DO NOTHING
     RETURNING id, attempts, slot, cron_job_id, claim_token, message_token
-), marked AS (
+), stamped AS (
     UPDATE cron_jobs
     SET locked = true,
         last_ran_at_date = (claim.slot AT TIME ZONE 'UTC')::date,
         last_ran_at_hour = extract(hour FROM claim.slot AT TIME ZONE 'UTC'),
         last_ran_at_minute = extract(minute FROM claim.slot AT TIME ZONE 'UTC')
-    FROM claim
-    WHERE cron_jobs.id = claim.cron_job_id
+    FROM claim JOIN job ON job.id = claim.cron_job_id
+    WHERE cron_jobs.id = claim.cron_job_id AND NOT job.later_in_hour
+    RETURNING cron_jobs.id
+), unstamped AS (
+    UPDATE cron_jobs SET locked = true
+    FROM claim JOIN job ON job.id = claim.cron_job_id
+    WHERE cron_jobs.id = claim.cron_job_id AND job.later_in_hour
     RETURNING cron_jobs.id
 )
 SELECT claim.id, claim.attempts, claim.slot, claim.cron_job_id, claim.claim_token, claim.message_token
-FROM claim JOIN marked ON marked.id = claim.cron_job_id
+FROM claim JOIN (SELECT id FROM stamped UNION ALL SELECT id FROM unstamped) marked ON marked.id = claim.cron_job_id
 """
 
 INSERT_CLAIM = """
@@ -289,6 +322,11 @@ VALUES (%(cron_job_id)s, %(alert_id)s, %(organization_id)s, %(slot)s, 'claimed',
 ON CONFLICT (cron_job_id, slot) DO NOTHING
 RETURNING id, attempts, message_token
 """
+
+# A later slot of an hour already stamped by the same job's earlier slot (see LATER_SLOT_IN_HOUR).
+MARK_CRON_JOB_CLAIMED_UNSTAMPED = (
+    "UPDATE cron_jobs SET locked = true, next_run_at = %(slot)s WHERE id = %(cron_job_id)s"
+)
 
 MARK_CRON_JOB_CLAIMED = """
 UPDATE cron_jobs
