@@ -54,6 +54,8 @@ CALENDAR_FIELDS = (
     "on_holiday",
 )
 HOLIDAY_RULES = ("skip", "next_business_day")
+#: The alerts DAG ticks every 5 minutes and a tick runs one slot of an alert: closer slots would pile up.
+MIN_GAP_MINUTES = 5
 #: Every N weeks: N from 1 to a year's worth.
 MAX_EVERY_N_WEEKS = 52
 #: The n-th business day of a month, counted from its start (1..) or its end (-1..).
@@ -166,7 +168,13 @@ def _validate_cron(s: Schedule) -> None:
         )
     if s.cron_expression is None:
         raise AlertValidationError("frequency_interval 'cron' needs a cron_expression, e.g. '0 9 * * 1-5'")
-    parse_cron(s.cron_expression)
+    minutes = [h * 60 + m for h, m in parse_cron(s.cron_expression).times_of_day]
+    gaps = [b - a for a, b in zip(minutes, [*minutes[1:], minutes[0] + 24 * 60], strict=True)]
+    if min(gaps) < MIN_GAP_MINUTES:
+        raise AlertValidationError(
+            f"cron_expression {s.cron_expression[:60]!r} fires {min(gaps)} minute(s) apart; alerts run at most "
+            f"every {MIN_GAP_MINUTES} minutes (e.g. '*/{MIN_GAP_MINUTES} * * * *')"
+        )
 
 
 def _validate_days(s: Schedule) -> None:
