@@ -336,3 +336,36 @@ def test_settings_are_rendered_template_fields_read_from_variables(
     assert rendered["environment"] == "production"
     (message,) = mailbox.messages()
     assert message["From"] == "Finance KPIs <kpi@finance.example.com>"
+
+
+def test_a_cron_report_every_quarter_hour_runs_each_slot_under_the_per_hour_trigger(
+    kpi_dag: Any, db: psycopg.Connection[Any], mailbox: MailCatcher, airflow_connections: dict[str, str]
+) -> None:
+    """Two slots of one UTC hour through the real DAG: both sent; cron_jobs stamped once for the hour."""
+    every_quarter = {
+        "frequency_interval": "cron",
+        "cron_expression": "*/15 * * * *",
+        "timezone": "Asia/Kolkata",
+    }
+    spec = report_spec("Quarter-hourly orders", cube_query=FIRST_WEEK_OF_NOVEMBER, schedule=every_quarter)
+    spec["schedule"] = {**every_quarter, "attachment_type": "csv"}
+    created = create_alert(db, spec, now=LOGICAL_TIME - timedelta(minutes=10))  # 16:55 -> first slot 17:00
+    assert created.next_run_at == datetime(2026, 12, 7, 17, 0, tzinfo=UTC)
+    for tick in (LOGICAL_TIME, LOGICAL_TIME + timedelta(minutes=15)):  # 17:05 runs 17:00, 17:20 runs 17:15
+        dag_run = run_dag(kpi_dag, tick)
+        assert str(dag_run.state) == "success", task_states(dag_run)
+    rows = ledger(db)
+    assert [(r["slot"].astimezone(UTC).strftime("%H:%M"), r["status"]) for r in rows] == [
+        ("17:00", "sent"),
+        ("17:15", "sent"),
+    ]
+    job = db.execute(
+        "SELECT last_ran_at_hour, last_ran_at_minute, next_run_at FROM cron_jobs WHERE id = %s",
+        (created.cron_job_id,),
+    ).fetchone()
+    assert job == {
+        "last_ran_at_hour": 17,
+        "last_ran_at_minute": 0,
+        "next_run_at": datetime(2026, 12, 7, 17, 30, tzinfo=UTC),
+    }
+    assert len(mailbox.messages()) == 2
