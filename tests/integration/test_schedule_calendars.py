@@ -267,3 +267,97 @@ class TestShownAndChanged:
         bad.write_text(json.dumps({"frequency_interval": "cron", "cron_expression": "0 9 * *"}))
         code, out, err = run(capsys, "next-runs", str(bad))
         assert code == 2 and err.count("\n") == 1 and "must have 5 fields" in err
+
+
+def threshold(**overrides: Any) -> dict[str, Any]:
+    return {
+        "organization_id": 2,
+        "alert_name": "Orders above 10",
+        "recipients": ["ops@org2.example.com"],
+        "cube_query": {"measures": ["orders.count"]},
+        "threshold": {
+            "condition": "GREATER_THAN",
+            "threshold_value": "10",
+            "timezone": "Europe/London",
+            **overrides,
+        },
+    }
+
+
+BUSINESS_HOURS = {"days": [1, 2, 3, 4, 5], "from": "08:00", "to": "18:00"}
+
+
+class TestThresholdCadence:
+    def test_every_quarter_hour_in_business_hours(
+        self, db: psycopg.Connection[Any], alerts_db_url: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        friday_evening = datetime(2026, 12, 4, 17, 50, tzinfo=UTC)
+        created = create_alert(
+            db, threshold(check_every_minutes=15, active_hours=BUSINESS_HOURS), now=friday_evening
+        )
+        assert created.next_run_at == datetime(2026, 12, 4, 17, 45, tzinfo=UTC)  # the current check: soon
+        alert = load_alert(db, created.alert_id)
+        assert alert is not None and alert.threshold is not None
+        alert.validate()
+        assert alert.next_slot_after(created.next_run_at) == datetime(2026, 12, 7, 8, 0, tzinfo=UTC)  # Monday
+        row = db.execute(
+            "SELECT check_every_minutes, check_daily_minute, active_days, active_from_minute, active_until_minute "
+            "FROM kpi_thresholds WHERE kpi_alert_id = %s",
+            (created.alert_id,),
+        ).fetchone()
+        assert row == {
+            "check_every_minutes": 15,
+            "check_daily_minute": None,
+            "active_days": [1, 2, 3, 4, 5],
+            "active_from_minute": 480,
+            "active_until_minute": 1080,
+        }
+        code, out, _ = run(capsys, "show", str(created.alert_id), "--json", "--db", alerts_db_url)
+        detail = json.loads(out)
+        assert code == 0
+        assert detail["schedule_description"] == (
+            "Checked every 15 minutes (on the UTC grid), between 08:00 and 18:00, on Monday, Tuesday, Wednesday, "
+            "Thursday and Friday (values in Europe/London)"
+        )
+        assert detail["definition"]["threshold"]["active_hours"] == BUSINESS_HOURS
+        assert detail["definition"]["threshold"]["check_every_minutes"] == 15
+
+    def test_daily_check_and_a_patch_back_to_hourly(self, db: psycopg.Connection[Any]) -> None:
+        created = create_alert(db, threshold(check_daily_at="09:30"), now=NOW)  # Monday 12:00 UTC
+        assert created.next_run_at == datetime(2026, 12, 8, 9, 30, tzinfo=UTC)
+        update_alert(db, created.alert_id, {"threshold": {"check_daily_at": None}}, now=NOW)
+        alert = load_alert(db, created.alert_id)
+        assert alert is not None and alert.next_run_at == NOW  # hourly again: the 12:00 check
+        assert alert.threshold is not None and alert.threshold.check_cadence.daily_at_minute is None
+
+    @pytest.mark.parametrize(
+        ("overrides", "message"),
+        [
+            ({"check_every_minutes": 7}, "check_every_minutes must be one of 5, 10, 15, 30 or 60, got 7"),
+            ({"check_daily_at": "9am"}, "check_daily_at must be a time HH:MM"),
+            ({"active_hours": {"from": "18:00", "to": "08:00"}}, "not after they start"),
+            ({"active_hours": {"from": "08:00", "to": "08:30"}}, "shorter than the check interval"),
+            (
+                {"active_hours": {"from": "08:00", "till": "18:00"}},
+                "Invalid alert: threshold.active_hours.till",
+            ),
+        ],
+    )
+    def test_refusals(self, db: psycopg.Connection[Any], overrides: dict[str, Any], message: str) -> None:
+        with pytest.raises(AlertValidationError, match=message):
+            create_alert(db, threshold(**overrides), now=NOW)
+        assert counts(db) == (0, 0)
+
+    def test_check_constraints(self, db: psycopg.Connection[Any]) -> None:
+        created = create_alert(db, threshold(), now=NOW)
+        for assignments, constraint in [
+            ("check_every_minutes = 7", "kpi_thresholds_cadence_check"),
+            ("check_daily_minute = 600, check_every_minutes = 15", "kpi_thresholds_cadence_check"),
+            ("active_from_minute = 600", "kpi_thresholds_active_hours_check"),
+            ("active_from_minute = 600, active_until_minute = 500", "kpi_thresholds_active_hours_check"),
+            ("active_days = '{7}'", "kpi_thresholds_active_hours_check"),
+        ]:
+            with pytest.raises(psycopg.errors.CheckViolation, match=constraint):
+                db.execute(
+                    f"UPDATE kpi_thresholds SET {assignments} WHERE kpi_alert_id = %s", (created.alert_id,)
+                )

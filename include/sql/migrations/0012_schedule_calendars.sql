@@ -1,9 +1,10 @@
 -- depends: 0009_message_token
 -- When a report fires (issue 26): cron expressions, every N weeks from a start date, the n-th business
--- day of a month, and public holidays skipped or moved to the next business day. All columns are
+-- day of a month, and public holidays skipped or moved to the next business day; and how often a threshold
+-- alert is checked (every 5-60 minutes or daily at a time, within optional active hours). All columns are
 -- nullable and unused by the older kinds, so rows written by plain SQL with the seed's columns only stay
--- valid; the meaning of each value is checked by kpi_alerts.scheduling (Schedule.validate), the shape
--- here. Only kpi_schedules changes.
+-- valid; the meaning of each value is checked by kpi_alerts.scheduling (Schedule / CheckCadence), the
+-- shape here. Only kpi_schedules and kpi_thresholds change.
 ALTER TABLE kpi_schedules ADD COLUMN IF NOT EXISTS cron_expression text;
 ALTER TABLE kpi_schedules ADD COLUMN IF NOT EXISTS every_n_weeks smallint;
 ALTER TABLE kpi_schedules ADD COLUMN IF NOT EXISTS start_date date;
@@ -50,5 +51,31 @@ BEGIN
                 AND coalesce(length(holiday_subdivision), 1) BETWEEN 1 AND 40
                 AND (on_holiday IS NULL
                      OR (on_holiday IN ('skip', 'next_business_day') AND business_day IS NULL))));
+    END IF;
+END $$;
+
+-- Threshold check cadence (NULL: every hour, on the hour in UTC, as before) and active hours, in minutes
+-- after local midnight (active_until_minute 1440 = the day's end), in the threshold's timezone.
+ALTER TABLE kpi_thresholds ADD COLUMN IF NOT EXISTS check_every_minutes smallint;
+ALTER TABLE kpi_thresholds ADD COLUMN IF NOT EXISTS check_daily_minute smallint;
+ALTER TABLE kpi_thresholds ADD COLUMN IF NOT EXISTS active_days smallint[];
+ALTER TABLE kpi_thresholds ADD COLUMN IF NOT EXISTS active_from_minute smallint;
+ALTER TABLE kpi_thresholds ADD COLUMN IF NOT EXISTS active_until_minute smallint;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'kpi_thresholds_cadence_check') THEN
+        ALTER TABLE kpi_thresholds ADD CONSTRAINT kpi_thresholds_cadence_check CHECK (
+            (check_every_minutes IS NULL OR check_every_minutes IN (5, 10, 15, 30, 60))
+            AND (check_daily_minute IS NULL OR (check_daily_minute BETWEEN 0 AND 1439
+                                                AND check_every_minutes IS NULL AND active_from_minute IS NULL)));
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'kpi_thresholds_active_hours_check') THEN
+        ALTER TABLE kpi_thresholds ADD CONSTRAINT kpi_thresholds_active_hours_check CHECK (
+            (active_days IS NULL OR active_days <@ ARRAY[0,1,2,3,4,5,6]::smallint[])
+            AND (active_from_minute IS NULL) = (active_until_minute IS NULL)
+            AND (active_from_minute IS NULL
+                 OR (active_from_minute BETWEEN 0 AND 1439 AND active_until_minute BETWEEN 1 AND 1440
+                     AND active_until_minute > active_from_minute)));
     END IF;
 END $$;

@@ -25,8 +25,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from kpi_alerts.alerts.definition import AlertDefinition
-from kpi_alerts.alerts.spec import AlertSpec
+from kpi_alerts.alerts.spec import AlertSpec, cadence_spec
 from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.scheduling.cadence import describe_cadence
 from kpi_alerts.scheduling.schedule import CALENDAR_FIELDS, describe, next_run_after
 
 TIMING_FIELDS = (
@@ -38,6 +39,7 @@ TIMING_FIELDS = (
     *CALENDAR_FIELDS,
 )
 MEASURED_FIELDS = ("condition", "threshold_value", "kpi_measure")
+CHECK_FIELDS = ("timezone", "check_every_minutes", "check_daily_at", "active_hours")
 
 
 def spec_of(alert: AlertDefinition) -> dict[str, Any]:
@@ -87,6 +89,7 @@ def spec_of(alert: AlertDefinition) -> dict[str, Any]:
             "notify_on_recovery": t.notify_on_recovery,
             "on_no_data": t.on_no_data,
             "on_error": t.on_error,
+            **cadence_spec(t.check_cadence),  # shown once set (older specs stay as they were)
         }
     return spec
 
@@ -127,6 +130,8 @@ def plan_update(current: AlertDefinition, new_spec: AlertSpec, *, now: datetime)
     next_run_at = None
     if new_spec.schedule is not None and any(f"schedule.{f}" in changed for f in TIMING_FIELDS):
         next_run_at = next_run_after(new_spec.schedule.to_schedule(), now)
+    if new_spec.threshold is not None and any(f"threshold.{f}" in changed for f in CHECK_FIELDS):
+        next_run_at = new_spec.threshold.to_cadence().first_check_at_or_after(now)
     reset = current.threshold is not None and (
         "cube_query" in changed or any(f"threshold.{f}" in changed for f in MEASURED_FIELDS)
     )
@@ -171,4 +176,4 @@ def describe_timing(alert: AlertDefinition) -> str:
     """The schedule in words, with its timezone; threshold alerts are checked at the top of every hour."""
     if alert.schedule is not None:
         return describe(alert.schedule)
-    return f"Checked every hour, at :00 UTC (values in {alert.timezone})"
+    return describe_cadence(alert.check_cadence)

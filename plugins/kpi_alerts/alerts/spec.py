@@ -8,6 +8,7 @@ run time (:func:`kpi_alerts.alerts.definition.AlertDefinition.validate`).
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -15,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.scheduling.cadence import CheckCadence, clock, parse_clock
 from kpi_alerts.scheduling.schedule import Schedule
 from kpi_alerts.vocabulary import AttachmentKind
 
@@ -80,6 +82,16 @@ class ScheduleSpec(BaseModel):
         )
 
 
+class ActiveHoursSpec(BaseModel):
+    """When a threshold alert is checked: ``{"days": [1, 2, 3, 4, 5], "from": "08:00", "to": "18:00"}``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    days: list[Whole] = Field(default_factory=list, max_length=7)
+    start: str | None = Field(default=None, alias="from", max_length=5)
+    end: str | None = Field(default=None, alias="to", max_length=5)
+
+
 class ThresholdSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -91,6 +103,65 @@ class ThresholdSpec(BaseModel):
     notify_on_recovery: bool = True
     on_no_data: Literal["keep_last", "alert", "ok"] = "keep_last"
     on_error: Literal["keep_last", "alert", "ok"] = "alert"
+    #: How often it is checked: 5, 10, 15, 30 or 60 minutes (default 60, on the UTC grid), or daily at a
+    #: local time ``HH:MM``; optionally only within active hours (:mod:`kpi_alerts.scheduling.cadence`).
+    check_every_minutes: Whole | None = None
+    check_daily_at: str | None = Field(default=None, max_length=5)
+    active_hours: ActiveHoursSpec | None = None
+
+    def cadence_columns(self) -> dict[str, Any]:
+        """The ``kpi_thresholds`` cadence columns (minutes after local midnight)."""
+        hours = self.active_hours
+        return {
+            "check_every_minutes": self.check_every_minutes,
+            "check_daily_minute": (
+                parse_clock(self.check_daily_at, "check_daily_at")
+                if self.check_daily_at is not None
+                else None
+            ),
+            "active_days": list(hours.days) if hours is not None and hours.days else None,
+            "active_from_minute": (
+                parse_clock(hours.start, "active_hours.from") if hours is not None and hours.start else None
+            ),
+            "active_until_minute": (
+                parse_clock(hours.end, "active_hours.to", allow_end_of_day=True)
+                if hours is not None and hours.end
+                else None
+            ),
+        }
+
+    def to_cadence(self) -> CheckCadence:
+        """When it is checked (not yet validated)."""
+        return cadence_of(self.timezone, self.cadence_columns())
+
+
+def cadence_of(timezone: str, columns: Mapping[str, Any]) -> CheckCadence:
+    """A :class:`CheckCadence` from the ``kpi_thresholds`` cadence columns (a row or :meth:`cadence_columns`)."""
+    return CheckCadence(
+        timezone=timezone,
+        every_minutes=columns.get("check_every_minutes"),
+        daily_at_minute=columns.get("check_daily_minute"),
+        active_days=tuple(columns.get("active_days") or ()),
+        active_from_minute=columns.get("active_from_minute"),
+        active_until_minute=columns.get("active_until_minute"),
+    )
+
+
+def cadence_spec(cadence: CheckCadence) -> dict[str, Any]:
+    """The spec fields of a cadence that differs from the default (what ``show`` prints back)."""
+    fields: dict[str, Any] = {}
+    if cadence.every_minutes is not None:
+        fields["check_every_minutes"] = cadence.every_minutes
+    if cadence.daily_at_minute is not None:
+        fields["check_daily_at"] = clock(cadence.daily_at_minute)
+    if cadence.active_days or cadence.active_from_minute is not None:
+        hours: dict[str, Any] = {"days": list(cadence.active_days)}
+        if cadence.active_from_minute is not None and cadence.active_until_minute is not None:
+            hours.update(
+                {"from": clock(cadence.active_from_minute), "to": clock(cadence.active_until_minute)}
+            )
+        fields["active_hours"] = hours
+    return fields
 
 
 class AlertSpec(BaseModel):

@@ -52,7 +52,8 @@ SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.al
        NULL::text AS gating_condition, ks.attachment_type,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
-       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at
+       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at, kt.check_every_minutes,
+       kt.check_daily_minute, kt.active_days, kt.active_from_minute, kt.active_until_minute
 FROM cron_jobs cj
 JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
 LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
@@ -107,7 +108,8 @@ SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.al
        ks.gating_condition::text AS gating_condition, ks.attachment_type,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
-       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at
+       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at, kt.check_every_minutes,
+       kt.check_daily_minute, kt.active_days, kt.active_from_minute, kt.active_until_minute
 FROM kpi_alerts ka
 JOIN cron_jobs cj ON cj.id = ka.cron_job_id
 LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
@@ -140,7 +142,8 @@ SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.al
        ks.gating_condition::text AS gating_condition, ks.attachment_type,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
-       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at,
+       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at, kt.check_every_minutes,
+       kt.check_daily_minute, kt.active_days, kt.active_from_minute, kt.active_until_minute,
        last.slot AS last_slot, last.status AS last_status, last.error AS last_error,
        last.finished_at AS last_finished_at
 FROM kpi_alerts ka
@@ -201,9 +204,11 @@ VALUES (%(kpi_alert_id)s, %(frequency_interval)s, %(schedule_hour)s, %(schedule_
 
 INSERT_THRESHOLD = """
 INSERT INTO kpi_thresholds (kpi_alert_id, condition, threshold_value, timezone, kpi_measure, rearm_minutes,
-                            notify_on_recovery, on_no_data, on_error)
+                            notify_on_recovery, on_no_data, on_error, check_every_minutes, check_daily_minute,
+                            active_days, active_from_minute, active_until_minute)
 VALUES (%(kpi_alert_id)s, %(condition)s, %(threshold_value)s, %(timezone)s, %(kpi_measure)s,
-        %(rearm_minutes)s, %(notify_on_recovery)s, %(on_no_data)s, %(on_error)s)
+        %(rearm_minutes)s, %(notify_on_recovery)s, %(on_no_data)s, %(on_error)s, %(check_every_minutes)s,
+        %(check_daily_minute)s, %(active_days)s::smallint[], %(active_from_minute)s, %(active_until_minute)s)
 """
 
 # --- the claim and the ledger -----------------------------------------------------------------
@@ -592,7 +597,9 @@ UPDATE kpi_thresholds
 SET condition = %(condition)s, threshold_value = %(threshold_value)s, timezone = %(timezone)s,
     kpi_measure = %(kpi_measure)s, rearm_minutes = %(rearm_minutes)s,
     notify_on_recovery = %(notify_on_recovery)s, on_no_data = %(on_no_data)s, on_error = %(on_error)s,
-    updated_at = %(now)s
+    check_every_minutes = %(check_every_minutes)s, check_daily_minute = %(check_daily_minute)s,
+    active_days = %(active_days)s::smallint[], active_from_minute = %(active_from_minute)s,
+    active_until_minute = %(active_until_minute)s, updated_at = %(now)s
 WHERE kpi_alert_id = %(kpi_alert_id)s
 """
 
