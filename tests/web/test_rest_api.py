@@ -281,6 +281,19 @@ class TestAlerts:
         assert patched.json()["schedule_description"].startswith(
             "Every month on the last business day at 17:00"
         )
+        business_hours = {"days": [1, 2, 3, 4, 5], "from": "08:00", "to": "18:00"}
+        checked = {"condition": "GREATER_THAN", "threshold_value": "1", "check_every_minutes": 15}
+        quarter_hourly = airflow_api.call(
+            "POST",
+            "/alerts",
+            user="editor",
+            json_body=threshold_spec(threshold={**checked, "active_hours": business_hours}),
+        )
+        assert quarter_hourly.status_code == 201, quarter_hourly.text
+        assert quarter_hourly.json()["definition"]["threshold"]["active_hours"] == business_hours
+        assert quarter_hourly.json()["schedule_description"].startswith(
+            "Checked every 15 minutes (on the UTC grid)"
+        )
         before = counts(db)
         for schedule, reason in (
             ({"frequency_interval": "cron", "cron_expression": "0 9 31 2 *"}, "never fires"),
