@@ -99,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also resend a delivery_unknown slot (its message may have been delivered: check first)",
     )
+    runs = command(
+        "next-runs",
+        "a schedule in words and its next runs, from a JSON file (a schedule, an alert spec, or a list of "
+        '{"said": ..., "schedule": ...}); needs no database',
+    )
+    runs.add_argument("file", help="JSON file ('-' for stdin)")
+    runs.add_argument("--after", type=_slot, help="start after this instant (default: now)")
+    runs.add_argument("--count", type=_positive_int, default=5)
     show = command("show", "an alert's definition, next five runs, state and last results")
     show.add_argument("alert_id", type=_alert_id)
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -204,6 +212,8 @@ def _is_control(ch: str) -> bool:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "next-runs":
+        return _next_runs(args)
     url = resolve_db_url(getattr(args, "db", None))
     if args.command == "migrate":
         return _migrate(url, check_only=args.check)
@@ -460,12 +470,38 @@ def _show(conn: Any, args: argparse.Namespace) -> int:
         print(f"  owners     {', '.join(detail['owners'])}")
     print(f"  next runs ({detail['timezone']} / UTC):")
     for run in detail["next_runs"]:
-        print(f"    {run['local']:<32} {run['utc']}")
+        print(f"    {run['words'] or run['local']:<44} {run['utc']}")
     print("  last results:")
     for row in detail["recent_results"] or [{"slot": "-", "status": "no run yet", "error": None}]:
         print(f"    {row['slot']}  {row['status']:<13} {row.get('error') or ''}")
     print("  definition:")
     print("    " + json.dumps(detail["definition"], indent=2, default=str).replace("\n", "\n    "))
+    return 0
+
+
+def _next_runs(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
+    from kpi_alerts.alerts.spec import parse_schedule_spec
+    from kpi_alerts.scheduling.schedule import describe, scheduled_times
+    from kpi_alerts.scheduling.wording import run_in_words
+
+    raw = _read_json(args.file, "schedule")
+    items = raw if isinstance(raw, list) else [raw]
+    after = args.after or datetime.now(UTC)
+    for number, item in enumerate(items, 1):
+        if not isinstance(item, dict):
+            raise AlertValidationError(f"item {number} must be a JSON object")
+        said = item.get("said") if "said" in item else item.get("alert_name")
+        schedule = parse_schedule_spec(item.get("schedule", item))
+        if said:
+            print(f"{number}. {_one_line(said)}")
+        print(f"   spec   {json.dumps(item.get('schedule', item))}")
+        print(f"   words  {describe(schedule)}")
+        for run in scheduled_times(schedule, after, args.count):
+            print(
+                f"          {run_in_words(run.astimezone(ZoneInfo(schedule.timezone))):<44} {run:%Y-%m-%d %H:%M}Z"
+            )
     return 0
 
 

@@ -295,7 +295,11 @@ class TestShowAndList:
         assert detail["definition"]["schedule"]["timezone"] == "Europe/London"
         assert detail["status"] == "active" and detail["recent_results"] == []
         code, out, _ = run(capsys, "show", str(created.alert_id), "--db", alerts_db_url)
-        assert code == 0 and "next runs (Europe/London / UTC)" in out and "2026-11-29 09:00 GMT" in out
+        assert (
+            code == 0
+            and "next runs (Europe/London / UTC)" in out
+            and "Sunday 29 November 2026, 09:00 GMT" in out
+        )
 
     def test_list_alerts_with_filters(
         self, db: psycopg.Connection[Any], alerts_db_url: str, capsys: pytest.CaptureFixture[str]

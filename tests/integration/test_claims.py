@@ -27,6 +27,7 @@ from kpi_alerts.ledger.claims import (
     NotClaimed,
     Outcome,
     ThresholdStateUpdate,
+    claim_fresh_slots,
     claim_slot,
     finish_claim,
     release_for_retry,
@@ -283,6 +284,29 @@ def test_sending_left_by_a_dead_worker_is_recorded_delivery_unknown_and_not_rese
     job = cron_job(db, alert)
     assert job["locked"] is False and job["next_run_at"] == T + timedelta(days=1)
     assert "not due" in refused(claim(db, alert, now=T + timedelta(minutes=41), who=B))
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "batch-statement"])
+def test_a_cron_schedule_with_four_slots_an_hour_stamps_the_hour_once(
+    db: psycopg.Connection[Any], batched: bool
+) -> None:
+    every_15 = schedule_spec(frequency="cron", hour=0, minute=0, cron_expression="*/15 * * * *")
+    alert = new_alert(db, every_15, now=datetime(2026, 12, 7, 16, 59, tzinfo=UTC))
+    stamps = []
+    for quarter in range(5):  # 17:00, 17:15, 17:30, 17:45, then 18:00
+        at = datetime(2026, 12, 7, 17, tzinfo=UTC) + timedelta(minutes=15 * quarter)
+        alert = reload(db, alert)
+        if batched:
+            got = claim_fresh_slots(db, [alert], logical_time=at, now=at, claimant=A, settings=SETTINGS)
+            c = got[alert.alert_id]
+        else:
+            c = claimed(claim(db, alert, at=at))
+        assert c.slot == at
+        finish_claim(db, alert, c, Outcome("sent"), now=at, next_run_at=at + timedelta(minutes=15))
+        job = cron_job(db, alert)
+        stamps.append((job["last_ran_at_hour"], job["last_ran_at_minute"]))
+    assert [row["status"] for row in ledger(db, alert)] == ["sent"] * 5
+    assert stamps == [(17, 0)] * 4 + [(18, 0)]  # one stamp per UTC hour: the trigger never refused
 
 
 def test_prevent_multiple_updates_trigger_is_the_second_guard(db: psycopg.Connection[Any]) -> None:

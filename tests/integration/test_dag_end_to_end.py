@@ -336,3 +336,72 @@ def test_settings_are_rendered_template_fields_read_from_variables(
     assert rendered["environment"] == "production"
     (message,) = mailbox.messages()
     assert message["From"] == "Finance KPIs <kpi@finance.example.com>"
+
+
+def test_a_cron_report_every_quarter_hour_runs_each_slot_under_the_per_hour_trigger(
+    kpi_dag: Any, db: psycopg.Connection[Any], mailbox: MailCatcher, airflow_connections: dict[str, str]
+) -> None:
+    """Two slots of one UTC hour through the real DAG: both sent; cron_jobs stamped once for the hour."""
+    every_quarter = {
+        "frequency_interval": "cron",
+        "cron_expression": "*/15 * * * *",
+        "timezone": "Asia/Kolkata",
+    }
+    spec = report_spec("Quarter-hourly orders", cube_query=FIRST_WEEK_OF_NOVEMBER, schedule=every_quarter)
+    spec["schedule"] = {**every_quarter, "attachment_type": "csv"}
+    created = create_alert(db, spec, now=LOGICAL_TIME - timedelta(minutes=10))  # 16:55 -> first slot 17:00
+    assert created.next_run_at == datetime(2026, 12, 7, 17, 0, tzinfo=UTC)
+    for tick in (LOGICAL_TIME, LOGICAL_TIME + timedelta(minutes=15)):  # 17:05 runs 17:00, 17:20 runs 17:15
+        dag_run = run_dag(kpi_dag, tick)
+        assert str(dag_run.state) == "success", task_states(dag_run)
+    rows = ledger(db)
+    assert [(r["slot"].astimezone(UTC).strftime("%H:%M"), r["status"]) for r in rows] == [
+        ("17:00", "sent"),
+        ("17:15", "sent"),
+    ]
+    job = db.execute(
+        "SELECT last_ran_at_hour, last_ran_at_minute, next_run_at FROM cron_jobs WHERE id = %s",
+        (created.cron_job_id,),
+    ).fetchone()
+    assert job == {
+        "last_ran_at_hour": 17,
+        "last_ran_at_minute": 0,
+        "next_run_at": datetime(2026, 12, 7, 17, 30, tzinfo=UTC),
+    }
+    assert len(mailbox.messages()) == 2
+
+
+def test_a_threshold_checked_every_five_minutes_across_an_hour_boundary(
+    kpi_dag: Any, db: psycopg.Connection[Any], mailbox: MailCatcher, airflow_connections: dict[str, str]
+) -> None:
+    """Three ticks of the real DAG (17:55, 18:00, 18:05): three checks, one notice (re-arm), cron_jobs stamped
+    once per UTC hour; the sub-hourly state is in kpi_thresholds and the ledger."""
+    spec = {
+        "organization_id": 2,
+        "alert_name": "Org 2 orders above 0, every 5 minutes",
+        "recipients": ["ops@org2.example.com"],
+        "cube_query": FIRST_WEEK_OF_NOVEMBER,
+        "threshold": {"condition": "GREATER_THAN", "threshold_value": "0", "check_every_minutes": 5},
+    }
+    first = datetime(2026, 12, 7, 17, 55, tzinfo=UTC)
+    created = create_alert(db, spec, now=first + timedelta(minutes=1))
+    assert created.next_run_at == first
+    stamps = []
+    for tick in (first, first + timedelta(minutes=5), first + timedelta(minutes=10)):
+        dag_run = run_dag(kpi_dag, tick)
+        assert str(dag_run.state) == "success", task_states(dag_run)
+        job = db.execute(
+            "SELECT last_ran_at_hour, last_ran_at_minute FROM cron_jobs WHERE id = %s", (created.cron_job_id,)
+        ).fetchone()
+        stamps.append((job["last_ran_at_hour"], job["last_ran_at_minute"]))
+    assert [(r["slot"].astimezone(UTC).strftime("%H:%M"), r["status"]) for r in ledger(db)] == [
+        ("17:55", "sent"),
+        ("18:00", "suppressed"),
+        ("18:05", "suppressed"),
+    ]
+    assert stamps == [(17, 55), (18, 0), (18, 0)]
+    state = db.execute(
+        "SELECT state FROM kpi_thresholds WHERE kpi_alert_id = %s", (created.alert_id,)
+    ).fetchone()
+    assert state["state"] == "TRIGGERED"
+    assert len(mailbox.messages()) == 1

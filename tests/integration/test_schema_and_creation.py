@@ -107,7 +107,7 @@ class TestMigrations:
     @pytest.mark.parametrize(
         ("column", "value", "constraint"),
         [
-            pytest.param("frequency_interval", "fortnight", "frequency_interval_check", id="frequency"),
+            pytest.param("frequency_interval", "fortnight", "frequency_check", id="frequency"),
             pytest.param("schedule_hour", 24, "schedule_hour_check", id="hour-24"),
             pytest.param("schedule_minute", 60, "schedule_minute_check", id="minute-60"),
             pytest.param("timezone", "Mars/Base", "timezone_check", id="timezone"),

@@ -249,6 +249,62 @@ class TestAlerts:
         assert airflow_api.call("POST", "/alerts", json_body=["a list"]).status_code == 422
         assert counts(db) == before  # nothing half-written
 
+    def test_cron_and_calendar_schedules_through_the_api(
+        self, airflow_api: AirflowApi, db: psycopg.Connection[Any]
+    ) -> None:
+        quarterly = {
+            "frequency_interval": "cron",
+            "cron_expression": "0 9 * 1,4,7,10 mon#1",
+            "timezone": "UTC",
+        }
+        created = airflow_api.call(
+            "POST", "/alerts", user="editor", json_body=schedule_spec(schedule=quarterly)
+        )
+        assert created.status_code == 201, created.text
+        alert = created.json()
+        assert alert["definition"]["schedule"]["cron_expression"] == "0 9 * 1,4,7,10 mon#1"
+        assert alert["schedule_description"] == (
+            "At 09:00, on the first Monday of the month, only in January, April, July, and October (UTC)"
+        )
+        assert all(
+            run["words"].startswith("Monday ") and "09:00 UTC" in run["words"] for run in alert["next_runs"]
+        )
+        month_end = {
+            "schedule": {
+                "frequency_interval": "month",
+                "business_day": -1,
+                "schedule_hour": 17,
+                "cron_expression": None,
+            }
+        }
+        patched = airflow_api.call("PATCH", f"/alerts/{alert['id']}", user="editor", json_body=month_end)
+        assert patched.status_code == 200, patched.text
+        assert patched.json()["schedule_description"].startswith(
+            "Every month on the last business day at 17:00"
+        )
+        business_hours = {"days": [1, 2, 3, 4, 5], "from": "08:00", "to": "18:00"}
+        checked = {"condition": "GREATER_THAN", "threshold_value": "1", "check_every_minutes": 15}
+        quarter_hourly = airflow_api.call(
+            "POST",
+            "/alerts",
+            user="editor",
+            json_body=threshold_spec(threshold={**checked, "active_hours": business_hours}),
+        )
+        assert quarter_hourly.status_code == 201, quarter_hourly.text
+        assert quarter_hourly.json()["definition"]["threshold"]["active_hours"] == business_hours
+        assert quarter_hourly.json()["schedule_description"].startswith(
+            "Checked every 15 minutes (on the UTC grid)"
+        )
+        before = counts(db)
+        for schedule, reason in (
+            ({"frequency_interval": "cron", "cron_expression": "0 9 31 2 *"}, "never fires"),
+            ({"frequency_interval": "week", "every_n_weeks": 0, "selected_days": [1]}, "every_n_weeks"),
+            ({"frequency_interval": "day", "holiday_country": "Atlantis"}, "holiday"),
+        ):
+            refused = airflow_api.call("POST", "/alerts", json_body=schedule_spec(schedule=schedule))
+            assert refused.status_code == 422 and reason in refused.json()["detail"], refused.text
+        assert counts(db) == before
+
     def test_show_one_alert(self, airflow_api: AirflowApi, db: psycopg.Connection[Any]) -> None:
         alert = create_alert(db, schedule_spec())
         shown = airflow_api.call("GET", f"/alerts/{alert.alert_id}", user="viewer")

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
+from kpi_alerts.alerts.spec import cadence_of
 from kpi_alerts.alerts.stored_json import StoredJsonDefect, decode_stored_json
 from kpi_alerts.conditions.gating_format import parse_gating_condition
 from kpi_alerts.conditions.thresholds import parse_condition
@@ -19,7 +20,8 @@ from kpi_alerts.cube.rest_format import check_query_shape
 from kpi_alerts.delivery.recipients import validate_recipients
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.reports.units import DEFAULT_LOCALE, DisplaySettings, check_locale
-from kpi_alerts.scheduling.schedule import Schedule, floor_to_hour_utc, next_hour_slot_after, next_run_after
+from kpi_alerts.scheduling.cadence import CheckCadence
+from kpi_alerts.scheduling.schedule import Schedule, next_run_after
 from kpi_alerts.vocabulary import AttachmentKind
 
 if TYPE_CHECKING:
@@ -50,6 +52,11 @@ class ThresholdDefinition:
     last_evaluated_at: datetime | None
     last_notified_at: datetime | None
     state_changed_at: datetime | None
+    cadence: CheckCadence | None = None  # None: every hour on the hour (UTC), in ``timezone``
+
+    @property
+    def check_cadence(self) -> CheckCadence:
+        return self.cadence if self.cadence is not None else CheckCadence(self.timezone)
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,7 @@ class AlertDefinition:
                 last_evaluated_at=row["last_evaluated_at"],
                 last_notified_at=row["last_notified_at"],
                 state_changed_at=row["state_changed_at"],
+                cadence=cadence_of(row["threshold_timezone"], row),
             )
         return cls(
             alert_id=row["alert_id"],
@@ -192,24 +200,28 @@ class AlertDefinition:
             if self.threshold is None:
                 raise AlertValidationError("threshold alert has no kpi_thresholds row")
             parse_condition(self.threshold.condition)
-            Schedule("hour", 0, 0, (), self.threshold.timezone).validate()
+            self.threshold.check_cadence.validate()  # also the timezone
+
+    @property
+    def check_cadence(self) -> CheckCadence:
+        """When a threshold alert is checked (the default, hourly, when its row has no threshold)."""
+        if self.threshold is not None:
+            return self.threshold.check_cadence
+        return CheckCadence(self.timezone)
 
     def next_slot_after(self, after: datetime) -> datetime:
-        """The alert's first slot strictly after ``after``: its schedule, or every UTC hour (thresholds)."""
+        """The alert's first slot strictly after ``after``: its schedule, or its next check (thresholds)."""
         if self.alert_type == "schedule":
             if self.schedule is None:
                 raise AlertValidationError("schedule alert has no kpi_schedules row")
             return next_run_after(self.schedule, after)
-        return next_hour_slot_after(after)
+        return self.check_cadence.next_check_after(after)
 
     def initial_slot(self, created_at: datetime) -> datetime:
-        """The first slot of a new alert: a schedule's next time; a threshold's current hour (check soon)."""
+        """The first slot of a new alert: a schedule's next time; a threshold's current check (check soon)."""
         if self.alert_type == "threshold":
-            return floor_to_hour_utc(created_at)
+            return self.check_cadence.current_check(created_at)
         return self.next_slot_after(created_at)
 
     def first_slot_at_or_after(self, at: datetime) -> datetime:
-        if self.alert_type == "threshold":
-            floor = floor_to_hour_utc(at)
-            return floor if floor == at else next_hour_slot_after(at)
         return self.next_slot_after(at - MICROSECOND)

@@ -19,18 +19,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from kpi_alerts.alerts.definition import AlertDefinition
-from kpi_alerts.alerts.spec import AlertSpec
+from kpi_alerts.alerts.spec import AlertSpec, cadence_spec
 from kpi_alerts.errors import AlertValidationError
-from kpi_alerts.scheduling.schedule import Schedule, describe, next_run_after
+from kpi_alerts.scheduling.cadence import describe_cadence
+from kpi_alerts.scheduling.schedule import CALENDAR_FIELDS, describe, next_run_after
 
-TIMING_FIELDS = ("frequency_interval", "schedule_hour", "schedule_minute", "selected_days", "timezone")
+TIMING_FIELDS = (
+    "frequency_interval",
+    "schedule_hour",
+    "schedule_minute",
+    "selected_days",
+    "timezone",
+    *CALENDAR_FIELDS,
+)
 MEASURED_FIELDS = ("condition", "threshold_value", "kpi_measure")
+CHECK_FIELDS = ("timezone", "check_every_minutes", "check_daily_at", "active_hours")
 
 
 def spec_of(alert: AlertDefinition) -> dict[str, Any]:
@@ -66,6 +75,9 @@ def spec_of(alert: AlertDefinition) -> dict[str, Any]:
             "gating_condition": dict(alert.gating_condition) if alert.gating_condition is not None else None,
             "attachment_type": alert.attachment_type,
         }
+        for name in CALENDAR_FIELDS:  # shown once set (older specs stay as they were)
+            if (value := getattr(s, name)) is not None:
+                spec["schedule"][name] = value.isoformat() if isinstance(value, date) else value
     if alert.threshold is not None:
         t = alert.threshold
         spec["threshold"] = {
@@ -77,6 +89,7 @@ def spec_of(alert: AlertDefinition) -> dict[str, Any]:
             "notify_on_recovery": t.notify_on_recovery,
             "on_no_data": t.on_no_data,
             "on_error": t.on_error,
+            **cadence_spec(t.check_cadence),  # shown once set (older specs stay as they were)
         }
     return spec
 
@@ -116,11 +129,9 @@ def plan_update(current: AlertDefinition, new_spec: AlertSpec, *, now: datetime)
     changed = tuple(sorted(_changed_paths(old, new)))
     next_run_at = None
     if new_spec.schedule is not None and any(f"schedule.{f}" in changed for f in TIMING_FIELDS):
-        s = new_spec.schedule
-        schedule = Schedule(
-            s.frequency_interval, s.schedule_hour, s.schedule_minute, tuple(s.selected_days), s.timezone
-        )
-        next_run_at = next_run_after(schedule, now)
+        next_run_at = next_run_after(new_spec.schedule.to_schedule(), now)
+    if new_spec.threshold is not None and any(f"threshold.{f}" in changed for f in CHECK_FIELDS):
+        next_run_at = new_spec.threshold.to_cadence().first_check_at_or_after(now)
     reset = current.threshold is not None and (
         "cube_query" in changed or any(f"threshold.{f}" in changed for f in MEASURED_FIELDS)
     )
@@ -165,4 +176,4 @@ def describe_timing(alert: AlertDefinition) -> str:
     """The schedule in words, with its timezone; threshold alerts are checked at the top of every hour."""
     if alert.schedule is not None:
         return describe(alert.schedule)
-    return f"Checked every hour, at :00 UTC (values in {alert.timezone})"
+    return describe_cadence(alert.check_cadence)

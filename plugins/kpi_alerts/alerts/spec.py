@@ -8,12 +8,16 @@ run time (:func:`kpi_alerts.alerts.definition.AlertDefinition.validate`).
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.scheduling.cadence import CheckCadence, clock, parse_clock
+from kpi_alerts.scheduling.schedule import Schedule
 from kpi_alerts.vocabulary import AttachmentKind
 
 #: Ids are PostgreSQL ``bigint``: larger ones are refused here, not by a driver error.
@@ -34,15 +38,58 @@ MAX_REARM_MINUTES = 525_600
 
 
 class ScheduleSpec(BaseModel):
+    """When a report is sent (the meaning is checked by :meth:`Schedule.validate`, one rule for all)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    frequency_interval: Literal["hour", "day", "week", "month"]
+    frequency_interval: Literal["hour", "day", "week", "month", "cron"]
     schedule_hour: Whole = 0
     schedule_minute: Whole = 0
     selected_days: list[Whole] = Field(default_factory=list, max_length=31)
     timezone: str = Field(default="UTC", max_length=64)
+    #: ``cron``: five fields, e.g. ``0 9 * * 1-5`` (:mod:`kpi_alerts.scheduling.cron`).
+    cron_expression: str | None = Field(default=None, max_length=200)
+    #: ``week``: every N weeks, counted from the week of ``start_date``.
+    every_n_weeks: Whole | None = None
+    #: No run before this local date; with ``every_n_weeks`` its week is the first one.
+    start_date: date | None = None
+    #: ``month``: the n-th business day (1 the first, -1 the last).
+    business_day: Whole | None = None
+    #: Public holidays of this country (and subdivision) are not business days.
+    holiday_country: str | None = Field(default=None, max_length=10)
+    holiday_subdivision: str | None = Field(default=None, max_length=40)
+    #: What a run on a public holiday does: ``skip`` (the default once a country is given) or
+    #: ``next_business_day``.
+    on_holiday: Literal["skip", "next_business_day"] | None = None
     gating_condition: dict[str, Any] | None = None
     attachment_type: AttachmentKind | None = AttachmentKind.CSV
+
+    def to_schedule(self) -> Schedule:
+        """The timing part, as the scheduler reads a ``kpi_schedules`` row (not yet validated)."""
+        return Schedule(
+            frequency_interval=self.frequency_interval,
+            schedule_hour=self.schedule_hour,
+            schedule_minute=self.schedule_minute,
+            selected_days=tuple(self.selected_days),
+            timezone=self.timezone,
+            cron_expression=self.cron_expression,
+            every_n_weeks=self.every_n_weeks,
+            start_date=self.start_date,
+            business_day=self.business_day,
+            holiday_country=self.holiday_country,
+            holiday_subdivision=self.holiday_subdivision,
+            on_holiday=self.on_holiday,
+        )
+
+
+class ActiveHoursSpec(BaseModel):
+    """When a threshold alert is checked: ``{"days": [1, 2, 3, 4, 5], "from": "08:00", "to": "18:00"}``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    days: list[Whole] = Field(default_factory=list, max_length=7)
+    start: str | None = Field(default=None, alias="from", max_length=5)
+    end: str | None = Field(default=None, alias="to", max_length=5)
 
 
 class ThresholdSpec(BaseModel):
@@ -56,6 +103,65 @@ class ThresholdSpec(BaseModel):
     notify_on_recovery: bool = True
     on_no_data: Literal["keep_last", "alert", "ok"] = "keep_last"
     on_error: Literal["keep_last", "alert", "ok"] = "alert"
+    #: How often it is checked: 5, 10, 15, 30 or 60 minutes (default 60, on the UTC grid), or daily at a
+    #: local time ``HH:MM``; optionally only within active hours (:mod:`kpi_alerts.scheduling.cadence`).
+    check_every_minutes: Whole | None = None
+    check_daily_at: str | None = Field(default=None, max_length=5)
+    active_hours: ActiveHoursSpec | None = None
+
+    def cadence_columns(self) -> dict[str, Any]:
+        """The ``kpi_thresholds`` cadence columns (minutes after local midnight)."""
+        hours = self.active_hours
+        return {
+            "check_every_minutes": self.check_every_minutes,
+            "check_daily_minute": (
+                parse_clock(self.check_daily_at, "check_daily_at")
+                if self.check_daily_at is not None
+                else None
+            ),
+            "active_days": list(hours.days) if hours is not None and hours.days else None,
+            "active_from_minute": (
+                parse_clock(hours.start, "active_hours.from") if hours is not None and hours.start else None
+            ),
+            "active_until_minute": (
+                parse_clock(hours.end, "active_hours.to", allow_end_of_day=True)
+                if hours is not None and hours.end
+                else None
+            ),
+        }
+
+    def to_cadence(self) -> CheckCadence:
+        """When it is checked (not yet validated)."""
+        return cadence_of(self.timezone, self.cadence_columns())
+
+
+def cadence_of(timezone: str, columns: Mapping[str, Any]) -> CheckCadence:
+    """A :class:`CheckCadence` from the ``kpi_thresholds`` cadence columns (a row or :meth:`cadence_columns`)."""
+    return CheckCadence(
+        timezone=timezone,
+        every_minutes=columns.get("check_every_minutes"),
+        daily_at_minute=columns.get("check_daily_minute"),
+        active_days=tuple(columns.get("active_days") or ()),
+        active_from_minute=columns.get("active_from_minute"),
+        active_until_minute=columns.get("active_until_minute"),
+    )
+
+
+def cadence_spec(cadence: CheckCadence) -> dict[str, Any]:
+    """The spec fields of a cadence that differs from the default (what ``show`` prints back)."""
+    fields: dict[str, Any] = {}
+    if cadence.every_minutes is not None:
+        fields["check_every_minutes"] = cadence.every_minutes
+    if cadence.daily_at_minute is not None:
+        fields["check_daily_at"] = clock(cadence.daily_at_minute)
+    if cadence.active_days or cadence.active_from_minute is not None:
+        hours: dict[str, Any] = {"days": list(cadence.active_days)}
+        if cadence.active_from_minute is not None and cadence.active_until_minute is not None:
+            hours.update(
+                {"from": clock(cadence.active_from_minute), "to": clock(cadence.active_until_minute)}
+            )
+        fields["active_hours"] = hours
+    return fields
 
 
 class AlertSpec(BaseModel):
@@ -104,12 +210,23 @@ def parse_alert_spec(raw: AlertSpec | dict[str, Any]) -> AlertSpec:
         raise AlertValidationError(describe_validation_error(exc)) from None
 
 
-def describe_validation_error(exc: ValidationError) -> str:
+def parse_schedule_spec(raw: object) -> Schedule:
+    """A schedule on its own (``next-runs``), shape and meaning checked; one readable line if not."""
+    try:
+        spec = ScheduleSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise AlertValidationError(describe_validation_error(exc, "schedule")) from None
+    schedule = spec.to_schedule()
+    schedule.validate()
+    return schedule
+
+
+def describe_validation_error(exc: ValidationError, what: str = "alert") -> str:
     """One line naming each problem; echoed input is cut to a few characters (never 70 KB of it)."""
     parts = []
     errors = exc.errors(include_url=False)
     for error in errors[:5]:
-        where = ".".join(str(p) for p in error["loc"])[:80] or "alert"
+        where = ".".join(str(p) for p in error["loc"])[:80] or what
         given = error.get("input")
         shown = (
             f" (got {_short(given)})"
@@ -118,7 +235,7 @@ def describe_validation_error(exc: ValidationError) -> str:
         )
         parts.append(f"{where}: {error['msg'][:200]}{shown}")
     more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
-    return "Invalid alert: " + "; ".join(parts) + more
+    return f"Invalid {what}: " + "; ".join(parts) + more
 
 
 def _short(value: object, limit: int = 60) -> str:

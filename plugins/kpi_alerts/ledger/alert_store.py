@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from kpi_alerts.alerts.definition import AlertDefinition
+from kpi_alerts.alerts.definition import AlertDefinition, ThresholdDefinition
 from kpi_alerts.alerts.spec import AlertSpec, check_no_nul, check_text, parse_alert_spec
 from kpi_alerts.conditions.gating_format import check_gate_measures, parse_gating_condition
 from kpi_alerts.conditions.thresholds import parse_condition, validate_threshold
@@ -21,7 +21,6 @@ from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.ledger import queries
 from kpi_alerts.reports.formatting import single_line
 from kpi_alerts.reports.units import check_currency, check_locale
-from kpi_alerts.scheduling.schedule import Schedule
 
 
 @dataclass(frozen=True)
@@ -57,13 +56,7 @@ def validate_alert_spec(
         )
     _check_display_settings(spec)
     if spec.schedule is not None:
-        Schedule(
-            spec.schedule.frequency_interval,
-            spec.schedule.schedule_hour,
-            spec.schedule.schedule_minute,
-            tuple(spec.schedule.selected_days),
-            spec.schedule.timezone,
-        ).validate()
+        spec.schedule.to_schedule().validate()
         gate = parse_gating_condition(spec.schedule.gating_condition)
         if gate is not None:
             check_gate_measures(gate, spec.cube_query)
@@ -73,7 +66,7 @@ def validate_alert_spec(
         )
     if spec.threshold is not None:
         condition = parse_condition(spec.threshold.condition)
-        Schedule("hour", 0, 0, (), spec.threshold.timezone).validate()
+        spec.threshold.to_cadence().validate()  # also the timezone
         validate_threshold(condition, spec.threshold.threshold_value)  # finite; percentages >= 0
         kpi_measure = spec.threshold.kpi_measure
         if kpi_measure is not None and kpi_measure not in spec.cube_query["measures"]:
@@ -189,7 +182,8 @@ def schedule_row(spec: AlertSpec) -> dict[str, Any]:
 
 def threshold_row(spec: AlertSpec) -> dict[str, Any]:
     assert spec.threshold is not None
-    return spec.threshold.model_dump()
+    row = spec.threshold.model_dump(exclude={"check_every_minutes", "check_daily_at", "active_hours"})
+    return {**row, **spec.threshold.cadence_columns()}
 
 
 def record_event(
@@ -243,11 +237,26 @@ def list_alerts(conn: psycopg.Connection[Any], organization_id: int | None = Non
 
 
 def _definition(spec: AlertSpec, alert_id: int, *, cron_job_id: str, job_name: str) -> AlertDefinition:
-    schedule = None
-    if spec.schedule is not None:
-        s = spec.schedule
-        schedule = Schedule(
-            s.frequency_interval, s.schedule_hour, s.schedule_minute, tuple(s.selected_days), s.timezone
+    """A new alert as a definition, enough to plan its first slot."""
+    schedule = spec.schedule.to_schedule() if spec.schedule is not None else None
+    threshold = None
+    if spec.threshold is not None:
+        t = spec.threshold
+        threshold = ThresholdDefinition(
+            condition=t.condition,
+            threshold_value=t.threshold_value,
+            timezone=t.timezone,
+            kpi_measure=t.kpi_measure,
+            rearm_minutes=t.rearm_minutes,
+            notify_on_recovery=t.notify_on_recovery,
+            on_no_data=t.on_no_data,
+            on_error=t.on_error,
+            state="OK",
+            last_value=None,
+            last_evaluated_at=None,
+            last_notified_at=None,
+            state_changed_at=None,
+            cadence=t.to_cadence(),
         )
     return AlertDefinition(
         alert_id=alert_id,
@@ -262,4 +271,5 @@ def _definition(spec: AlertSpec, alert_id: int, *, cron_job_id: str, job_name: s
         master_locked=False,
         next_run_at=None,
         schedule=schedule,
+        threshold=threshold,
     )

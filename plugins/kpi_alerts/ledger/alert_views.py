@@ -16,6 +16,7 @@ from kpi_alerts.alerts.lifecycle import describe_timing, next_runs, spec_of
 from kpi_alerts.errors import KpiAlertError
 from kpi_alerts.ledger.alert_changes import AlertNotFound, alert_events, alert_history
 from kpi_alerts.ledger.alert_store import load_alert
+from kpi_alerts.scheduling.wording import run_in_words
 
 
 def alert_status(alert: AlertDefinition) -> str:
@@ -73,7 +74,10 @@ def alert_detail(conn: psycopg.Connection[Any], alert_id: int, *, now: datetime)
     detail.update(
         {
             "definition": spec_of(alert),
-            "next_runs": [{"utc": _iso(t), "local": _local(t, alert.timezone)} for t in upcoming],
+            "next_runs": [
+                {"utc": _iso(t), "local": _local(t, alert.timezone), "words": _words(t, alert.timezone)}
+                for t in upcoming
+            ],
             "threshold_last_value": _plain(threshold.last_value) if threshold else None,
             "threshold_last_evaluated_at": _iso(threshold.last_evaluated_at) if threshold else None,
             "threshold_last_notified_at": _iso(threshold.last_notified_at) if threshold else None,
@@ -114,6 +118,13 @@ def _local(value: datetime | None, timezone: str) -> str | None:
     except (KeyError, ValueError):
         return None
     return local.strftime("%Y-%m-%d %H:%M %Z (%a)")
+
+
+def _words(value: datetime, timezone: str) -> str | None:
+    try:
+        return run_in_words(value.astimezone(ZoneInfo(timezone)))
+    except (KeyError, ValueError):
+        return None
 
 
 def _plain(value: Any) -> Any:

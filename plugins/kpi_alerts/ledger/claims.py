@@ -8,7 +8,8 @@ A claim is one short transaction:
 3. insert the ledger row, unique on ``(cron_job_id, slot)`` — the final word if two claimants ever
    got this far;
 4. set ``locked`` and the seed's ``last_ran_at_*`` columns, so ``prevent_multiple_updates()``
-   guards the hour a second time.
+   guards the hour a second time (at the first slot of each UTC hour only: a schedule with several
+   slots in one hour leaves the stamp of its earlier slot alone, see ``queries.LATER_SLOT_IN_HOUR``).
 
 The ledger row carries a lease (``lease_expires_at``) and a fencing token: a worker that died is
 taken over when its lease has expired, and a worker whose lease was taken over can no longer
@@ -249,11 +250,17 @@ def _claim_or_resume(
     params = _claim_params(alert, slot, now, claimant, settings, token)
     inserted = conn.execute(queries.INSERT_CLAIM, params).fetchone()
     if inserted is not None:
-        try:
-            with conn.transaction():  # a savepoint: the trigger may refuse the hour
-                conn.execute(queries.MARK_CRON_JOB_CLAIMED, _last_ran_params(alert, slot))
-        except psycopg.errors.RaiseException as exc:
-            return _refused_by_trigger(conn, alert, inserted["id"], slot, now, str(exc.diag.message_primary))
+        marks = _last_ran_params(alert, slot)
+        if conn.execute(queries.LATER_SLOT_IN_HOUR, marks).fetchone()["later"]:  # type: ignore[index]
+            conn.execute(queries.MARK_CRON_JOB_CLAIMED_UNSTAMPED, marks)  # the hour is stamped: by us
+        else:
+            try:
+                with conn.transaction():  # a savepoint: the trigger may refuse the hour
+                    conn.execute(queries.MARK_CRON_JOB_CLAIMED, marks)
+            except psycopg.errors.RaiseException as exc:
+                return _refused_by_trigger(
+                    conn, alert, inserted["id"], slot, now, str(exc.diag.message_primary)
+                )
         return Claim(
             inserted["id"],
             alert.cron_job_id,

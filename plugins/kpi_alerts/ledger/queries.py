@@ -47,10 +47,13 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
        cj.master_locked, cj.locked, cj.next_run_at,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
+       ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
+       ks.holiday_subdivision, ks.on_holiday,
        NULL::text AS gating_condition, ks.attachment_type,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
-       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at
+       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at, kt.check_every_minutes,
+       kt.check_daily_minute, kt.active_days, kt.active_from_minute, kt.active_until_minute
 FROM cron_jobs cj
 JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
 LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
@@ -101,10 +104,13 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        ka.locale, ka.currency, ka.percent_scale, ka.column_labels::text AS column_labels,
        kos.currency AS organization_currency,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
+       ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
+       ks.holiday_subdivision, ks.on_holiday,
        ks.gating_condition::text AS gating_condition, ks.attachment_type,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
-       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at
+       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at, kt.check_every_minutes,
+       kt.check_daily_minute, kt.active_days, kt.active_from_minute, kt.active_until_minute
 FROM kpi_alerts ka
 JOIN cron_jobs cj ON cj.id = ka.cron_job_id
 LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
@@ -132,10 +138,13 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
        cj.master_locked, cj.locked, cj.next_run_at,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
+       ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
+       ks.holiday_subdivision, ks.on_holiday,
        ks.gating_condition::text AS gating_condition, ks.attachment_type,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
-       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at,
+       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at, kt.check_every_minutes,
+       kt.check_daily_minute, kt.active_days, kt.active_from_minute, kt.active_until_minute,
        last.slot AS last_slot, last.status AS last_status, last.error AS last_error,
        last.finished_at AS last_finished_at
 FROM kpi_alerts ka
@@ -186,16 +195,21 @@ VALUES (%(id)s, %(cron_job_id)s::kpi_cron_job_id, %(organization_id)s, %(graph_i
 
 INSERT_SCHEDULE = """
 INSERT INTO kpi_schedules (kpi_alert_id, frequency_interval, schedule_hour, schedule_minute, selected_days,
-                           timezone, gating_condition, attachment_type)
+                           timezone, gating_condition, attachment_type, cron_expression, every_n_weeks,
+                           start_date, business_day, holiday_country, holiday_subdivision, on_holiday)
 VALUES (%(kpi_alert_id)s, %(frequency_interval)s, %(schedule_hour)s, %(schedule_minute)s,
-        %(selected_days)s::smallint[], %(timezone)s, %(gating_condition)s, %(attachment_type)s)
+        %(selected_days)s::smallint[], %(timezone)s, %(gating_condition)s, %(attachment_type)s,
+        %(cron_expression)s, %(every_n_weeks)s, %(start_date)s, %(business_day)s, %(holiday_country)s,
+        %(holiday_subdivision)s, %(on_holiday)s)
 """
 
 INSERT_THRESHOLD = """
 INSERT INTO kpi_thresholds (kpi_alert_id, condition, threshold_value, timezone, kpi_measure, rearm_minutes,
-                            notify_on_recovery, on_no_data, on_error)
+                            notify_on_recovery, on_no_data, on_error, check_every_minutes, check_daily_minute,
+                            active_days, active_from_minute, active_until_minute)
 VALUES (%(kpi_alert_id)s, %(condition)s, %(threshold_value)s, %(timezone)s, %(kpi_measure)s,
-        %(rearm_minutes)s, %(notify_on_recovery)s, %(on_no_data)s, %(on_error)s)
+        %(rearm_minutes)s, %(notify_on_recovery)s, %(on_no_data)s, %(on_error)s, %(check_every_minutes)s,
+        %(check_daily_minute)s, %(active_days)s::smallint[], %(active_from_minute)s, %(active_until_minute)s)
 """
 
 # --- the claim and the ledger -----------------------------------------------------------------
@@ -206,15 +220,30 @@ SELECT id, next_run_at, master_locked, locked FROM cron_jobs WHERE id = %(cron_j
 FOR UPDATE SKIP LOCKED
 """
 
+# The seed's trigger allows one stamp of last_ran_at_* per UTC hour. A schedule with several slots in one hour
+# (cron */15) stamps at its first slot of the hour only: a later slot of the same hour, whose earlier slot is
+# in the ledger, is the same job's and leaves the stamp alone ("later_in_hour" below; the claims' two
+# disjoint updates "stamped" / "unstamped", as a statement may update a row once). A stamp of this hour made
+# by anything else (another worker of the seed's kind) still makes the trigger refuse: the second guard holds.
+LATER_SLOT_IN_HOUR = """
+SELECT EXISTS (SELECT 1 FROM cron_job_results earlier
+                     WHERE earlier.cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND earlier.slot < %(slot)s::timestamptz
+                       AND earlier.slot >= date_trunc('hour', %(slot)s::timestamptz, 'UTC')) AS later
+"""
+
 # claim_slot() in one round trip for the common case: a due slot inside the misfire window that was
 # never claimed. Anything else (busy, not due, a misfire, an earlier claim) returns no row, and the
 # trigger may raise; claim_slot() then takes the step-by-step path, which handles every case.
 CLAIM_FRESH_SLOT = """
 WITH job AS (
-    SELECT id, next_run_at AS slot FROM cron_jobs
-    WHERE id = %(cron_job_id)s::kpi_cron_job_id AND NOT master_locked
-      AND next_run_at <= %(logical_time)s AND next_run_at >= %(oldest_slot)s
-    FOR UPDATE SKIP LOCKED
+    SELECT cj.id, cj.next_run_at AS slot,
+           EXISTS (SELECT 1 FROM cron_job_results earlier
+                     WHERE earlier.cron_job_id = cj.id AND earlier.slot < cj.next_run_at
+                       AND earlier.slot >= date_trunc('hour', cj.next_run_at, 'UTC')) AS later_in_hour
+    FROM cron_jobs cj
+    WHERE cj.id = %(cron_job_id)s::kpi_cron_job_id AND NOT cj.master_locked
+      AND cj.next_run_at <= %(logical_time)s AND cj.next_run_at >= %(oldest_slot)s
+    FOR UPDATE OF cj SKIP LOCKED
 ), claim AS (
     INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at, updated_at,
                                   claim_token, claimed_by, lease_expires_at, dag_run_id, task_instance, try_number)
@@ -222,8 +251,8 @@ WITH job AS (
            %(lease_expires_at)s, %(dag_run_id)s, %(task_instance)s, %(try_number)s
     FROM job
     ON CONFLICT (cron_job_id, slot) DO NOTHING
-    RETURNING id, attempts, slot, message_token
-), marked AS (
+    RETURNING id, attempts, slot, cron_job_id, message_token
+), stamped AS (
     UPDATE cron_jobs
     SET locked = true,
         -- the seed's stamp, unless the backend's trigger would then freeze the row (kpi_stamps_cron_jobs)
@@ -233,11 +262,17 @@ WITH job AS (
                                 ELSE last_ran_at_hour END,
         last_ran_at_minute = CASE WHEN kpi_stamps_cron_jobs() THEN extract(minute FROM claim.slot AT TIME ZONE 'UTC')
                                   ELSE last_ran_at_minute END
-    FROM claim
-    WHERE cron_jobs.id = %(cron_job_id)s::kpi_cron_job_id
+    FROM claim JOIN job ON job.id = claim.cron_job_id
+    WHERE cron_jobs.id = claim.cron_job_id AND NOT job.later_in_hour
+    RETURNING cron_jobs.id
+), unstamped AS (
+    UPDATE cron_jobs SET locked = true
+    FROM claim JOIN job ON job.id = claim.cron_job_id
+    WHERE cron_jobs.id = claim.cron_job_id AND job.later_in_hour
     RETURNING cron_jobs.id
 )
-SELECT claim.id, claim.attempts, claim.slot, claim.message_token FROM claim JOIN marked ON true
+SELECT claim.id, claim.attempts, claim.slot, claim.message_token
+FROM claim JOIN (SELECT id FROM stamped UNION ALL SELECT id FROM unstamped) marked ON marked.id = claim.cron_job_id
 """
 
 # CLAIM_FRESH_SLOT for a whole batch in one statement (claims.claim_fresh_slots): the rows another
@@ -248,13 +283,20 @@ CLAIM_FRESH_SLOTS = """
 WITH wanted AS (
     SELECT * FROM unnest(%(cron_job_ids)s::kpi_cron_job_id[], %(alert_ids)s::bigint[], %(organization_ids)s::bigint[],
                          %(tokens)s::uuid[]) AS w(cron_job_id, alert_id, organization_id, token)
-), job AS (
-    SELECT cj.id, cj.next_run_at AS slot FROM cron_jobs cj
+), candidate AS (
+    SELECT cj.id, cj.next_run_at AS slot,
+           EXISTS (SELECT 1 FROM cron_job_results earlier
+                     WHERE earlier.cron_job_id = cj.id AND earlier.slot < cj.next_run_at
+                       AND earlier.slot >= date_trunc('hour', cj.next_run_at, 'UTC')) AS later_in_hour,
+           (cj.last_ran_at_date IS DISTINCT FROM (cj.next_run_at AT TIME ZONE 'UTC')::date
+            OR cj.last_ran_at_hour IS DISTINCT FROM extract(hour FROM cj.next_run_at AT TIME ZONE 'UTC'))
+               AS hour_not_stamped
+    FROM cron_jobs cj
     WHERE cj.id IN (SELECT cron_job_id FROM wanted) AND NOT cj.master_locked
       AND cj.next_run_at <= %(logical_time)s AND cj.next_run_at >= %(oldest_slot)s
-      AND (cj.last_ran_at_date IS DISTINCT FROM (cj.next_run_at AT TIME ZONE 'UTC')::date
-           OR cj.last_ran_at_hour IS DISTINCT FROM extract(hour FROM cj.next_run_at AT TIME ZONE 'UTC'))
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF cj SKIP LOCKED
+), job AS (
+    SELECT id, slot, later_in_hour FROM candidate WHERE later_in_hour OR hour_not_stamped
 ), claim AS (
     INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at, updated_at,
                                   claim_token, claimed_by, lease_expires_at, dag_run_id, task_instance, try_number)
@@ -263,7 +305,7 @@ WITH wanted AS (
     FROM job JOIN wanted ON wanted.cron_job_id = job.id
     ON CONFLICT (cron_job_id, slot) DO NOTHING
     RETURNING id, attempts, slot, cron_job_id, claim_token, message_token
-), marked AS (
+), stamped AS (
     UPDATE cron_jobs
     SET locked = true,
         -- the seed's stamp, unless the backend's trigger would then freeze the row (kpi_stamps_cron_jobs)
@@ -273,12 +315,18 @@ WITH wanted AS (
                                 ELSE last_ran_at_hour END,
         last_ran_at_minute = CASE WHEN kpi_stamps_cron_jobs() THEN extract(minute FROM claim.slot AT TIME ZONE 'UTC')
                                   ELSE last_ran_at_minute END
-    FROM claim
-    WHERE cron_jobs.id = claim.cron_job_id
+    FROM claim JOIN job ON job.id = claim.cron_job_id
+    WHERE cron_jobs.id = claim.cron_job_id AND NOT job.later_in_hour
+    RETURNING cron_jobs.id
+), unstamped AS (
+    UPDATE cron_jobs SET locked = true
+    FROM claim JOIN job ON job.id = claim.cron_job_id
+    WHERE cron_jobs.id = claim.cron_job_id AND job.later_in_hour
     RETURNING cron_jobs.id
 )
-SELECT claim.id, claim.attempts, claim.slot, claim.cron_job_id::text AS cron_job_id, claim.claim_token, claim.message_token
-FROM claim JOIN marked ON marked.id = claim.cron_job_id
+SELECT claim.id, claim.attempts, claim.slot, claim.cron_job_id::text AS cron_job_id, claim.claim_token,
+       claim.message_token
+FROM claim JOIN (SELECT id FROM stamped UNION ALL SELECT id FROM unstamped) marked ON marked.id = claim.cron_job_id
 """
 
 INSERT_CLAIM = """
@@ -289,6 +337,11 @@ VALUES (%(cron_job_id)s::kpi_cron_job_id, %(alert_id)s, %(organization_id)s, %(s
 ON CONFLICT (cron_job_id, slot) DO NOTHING
 RETURNING id, attempts, message_token
 """
+
+# A later slot of an hour already stamped by the same job's earlier slot (see LATER_SLOT_IN_HOUR).
+MARK_CRON_JOB_CLAIMED_UNSTAMPED = (
+    "UPDATE cron_jobs SET locked = true, next_run_at = %(slot)s WHERE id = %(cron_job_id)s::kpi_cron_job_id"
+)
 
 MARK_CRON_JOB_CLAIMED = """
 UPDATE cron_jobs
@@ -568,7 +621,9 @@ UPDATE kpi_schedules
 SET frequency_interval = %(frequency_interval)s, schedule_hour = %(schedule_hour)s,
     schedule_minute = %(schedule_minute)s, selected_days = %(selected_days)s::smallint[],
     timezone = %(timezone)s, gating_condition = %(gating_condition)s, attachment_type = %(attachment_type)s,
-    updated_at = %(now)s
+    cron_expression = %(cron_expression)s, every_n_weeks = %(every_n_weeks)s, start_date = %(start_date)s,
+    business_day = %(business_day)s, holiday_country = %(holiday_country)s,
+    holiday_subdivision = %(holiday_subdivision)s, on_holiday = %(on_holiday)s, updated_at = %(now)s
 WHERE kpi_alert_id = %(kpi_alert_id)s
 """
 
@@ -577,7 +632,9 @@ UPDATE kpi_thresholds
 SET condition = %(condition)s, threshold_value = %(threshold_value)s, timezone = %(timezone)s,
     kpi_measure = %(kpi_measure)s, rearm_minutes = %(rearm_minutes)s,
     notify_on_recovery = %(notify_on_recovery)s, on_no_data = %(on_no_data)s, on_error = %(on_error)s,
-    updated_at = %(now)s
+    check_every_minutes = %(check_every_minutes)s, check_daily_minute = %(check_daily_minute)s,
+    active_days = %(active_days)s::smallint[], active_from_minute = %(active_from_minute)s,
+    active_until_minute = %(active_until_minute)s, updated_at = %(now)s
 WHERE kpi_alert_id = %(kpi_alert_id)s
 """
 

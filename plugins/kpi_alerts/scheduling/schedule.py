@@ -1,8 +1,11 @@
 """Report schedules: when does a ``kpi_schedules`` row fire next?
 
-A schedule is a frequency (``hour``, ``day``, ``week``, ``month``), a local wall-clock time and an
-IANA timezone. :func:`next_run_after` walks candidate *local dates* (never minutes), so one call
-costs a handful of zone conversions whatever the schedule; results are UTC-aware datetimes.
+A schedule is a frequency (``hour``, ``day``, ``week``, ``month``) with a local wall-clock time, or a
+cron expression (``cron``, :mod:`kpi_alerts.scheduling.cron`); optional calendar rules (every N weeks
+from a start date, the n-th business day of a month, public holidays skipped or moved:
+:mod:`kpi_alerts.scheduling.dates`); and an IANA timezone. :func:`next_run_after` walks candidate
+*local dates* (never minutes), so one call costs a handful of zone conversions whatever the schedule;
+results are UTC-aware datetimes.
 
 DST rule -- the product promise is "a report arrives when asked, never skipped, never doubled":
 
@@ -14,7 +17,8 @@ DST rule -- the product promise is "a report arrives when asked, never skipped, 
   second occurrence of a repeated wall time: the repeated fall-back hour is two different real
   hours, so it fires twice. In zones whose shifts are whole hours, hourly fires are therefore
   always exactly 60 minutes apart (a skipped 02:mm lands on 03:mm and fires once); with
-  Lord_Howe's 30-minute shift one interval on a transition day is 30 or 90 minutes.
+  Lord_Howe's 30-minute shift one interval on a transition day is 30 or 90 minutes. Cron
+  schedules do not fire twice: each wall time they name fires once, at its first occurrence.
 * A schedule is a *set* of instants: month days collapsing onto a short month's last day
   (30 and 31 in February) fire once, as does a gap time landing on another fire.
 
@@ -23,7 +27,7 @@ Weekdays follow cron: 0 = Sunday ... 6 = Saturday.
 
 from __future__ import annotations
 
-import calendar
+import bisect
 import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -32,15 +36,37 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.scheduling.business_days import check_holiday_region
+from kpi_alerts.scheduling.cron import parse_cron
+from kpi_alerts.scheduling.dates import next_fire_date
 from kpi_alerts.scheduling.timezones import zone
+from kpi_alerts.scheduling.wording import describe_schedule
 
-FREQUENCIES = ("hour", "day", "week", "month")
-WEEKDAY_NAMES = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+FREQUENCIES = ("hour", "day", "week", "month", "cron")
+#: The optional ``kpi_schedules`` columns beyond the seed's (migration 0012): None when unused.
+CALENDAR_FIELDS = (
+    "cron_expression",
+    "every_n_weeks",
+    "start_date",
+    "business_day",
+    "holiday_country",
+    "holiday_subdivision",
+    "on_holiday",
+)
+HOLIDAY_RULES = ("skip", "next_business_day")
+#: The alerts DAG ticks every 5 minutes and a tick runs one slot of an alert: closer slots would pile up.
+MIN_GAP_MINUTES = 5
+#: Every N weeks: N from 1 to a year's worth.
+MAX_EVERY_N_WEEKS = 52
+#: The n-th business day of a month, counted from its start (1..) or its end (-1..).
+MAX_BUSINESS_DAY = 10
 _FREQUENCY_ADJECTIVE = {"hour": "an hourly", "day": "a daily", "week": "a weekly", "month": "a monthly"}
 # Larger than any change of UTC offset still in use (Antarctica/Troll: 2 h): a wall time more than
 # this before another one is also an earlier instant, whatever DST does in between.
 _MARGIN = timedelta(hours=3)
 _ONE_DAY = timedelta(days=1)
+#: Where "does this schedule ever fire?" is first asked when it has no start date.
+_EPOCH = date(2000, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -52,55 +78,160 @@ class Schedule:
     schedule_minute: int
     selected_days: tuple[int, ...]
     timezone: str
+    cron_expression: str | None = None
+    every_n_weeks: int | None = None
+    start_date: date | None = None
+    business_day: int | None = None
+    holiday_country: str | None = None
+    holiday_subdivision: str | None = None
+    on_holiday: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Schedule:
         """Build from a DB row mapping without validating (call :meth:`validate`).
 
         :param row: mapping with the ``kpi_schedules`` column names; ``selected_days`` may be
-            ``None`` or a list, ``schedule_hour`` may be ``None`` for hourly schedules.
+            ``None`` or a list, ``schedule_hour`` may be ``None`` for hourly schedules; the calendar
+            columns (``cron_expression``, ``every_n_weeks``, ...) may be absent.
         """
         missing = [k for k in ("frequency_interval", "schedule_minute", "timezone") if k not in row]
         if missing:
             raise AlertValidationError(f"Schedule is missing {', '.join(missing)}")
         days = row.get("selected_days")
         hour = row.get("schedule_hour")
-        if hour is None and row["frequency_interval"] == "hour":
-            hour = 0  # ignored by hourly schedules
+        if hour is None and row["frequency_interval"] in ("hour", "cron"):
+            hour = 0  # ignored by hourly and cron schedules
         return cls(
             frequency_interval=row["frequency_interval"],
             schedule_hour=hour,  # type: ignore[arg-type]  # checked by validate()
-            schedule_minute=row["schedule_minute"],
+            schedule_minute=row["schedule_minute"] if row["schedule_minute"] is not None else 0,
             selected_days=() if days is None else tuple(days) if isinstance(days, list | tuple) else days,
             timezone=row["timezone"],
+            cron_expression=row.get("cron_expression"),
+            every_n_weeks=row.get("every_n_weeks"),
+            start_date=row.get("start_date"),
+            business_day=row.get("business_day"),
+            holiday_country=row.get("holiday_country"),
+            holiday_subdivision=row.get("holiday_subdivision"),
+            on_holiday=row.get("on_holiday"),
         )
+
+    @property
+    def times_of_day(self) -> tuple[time, ...]:
+        """The local wall times it fires at on each of its dates, in order."""
+        if self.frequency_interval == "cron":
+            assert self.cron_expression is not None
+            return tuple(time(h, m) for h, m in parse_cron(self.cron_expression).times_of_day)
+        if self.frequency_interval == "hour":
+            return tuple(time(h, self.schedule_minute) for h in range(24))
+        return (time(self.schedule_hour, self.schedule_minute),)
 
     def validate(self) -> None:
         """Raise :class:`AlertValidationError` naming the first problem found."""
-        freq = self.frequency_interval
-        if freq not in FREQUENCIES:
+        try:
+            _validate(self)
+        except TypeError:  # an unhashable field (a list from a row): the uncached check names it
+            _validate.__wrapped__(self)
+            raise
+
+
+@functools.lru_cache(maxsize=4096)
+def _validate(s: Schedule) -> None:
+    freq = s.frequency_interval
+    if freq not in FREQUENCIES:
+        raise AlertValidationError(
+            f"Unknown frequency_interval {freq!r} (expected hour, day, week, month or cron)"
+        )
+    _check_int("schedule_hour", s.schedule_hour, 0, 23)
+    _check_int("schedule_minute", s.schedule_minute, 0, 59)
+    if not isinstance(s.timezone, str) or not s.timezone:
+        raise AlertValidationError(f"timezone must be an IANA name, got {s.timezone!r}")
+    zone(s.timezone)
+    if not isinstance(s.selected_days, tuple):
+        raise AlertValidationError(f"selected_days must be a list of integers, got {s.selected_days!r}")
+    if freq == "cron":
+        _validate_cron(s)
+    else:
+        if s.cron_expression is not None:
+            raise AlertValidationError("cron_expression is only for frequency_interval 'cron'")
+        _validate_days(s)
+    _validate_calendar(s)
+    if next_fire_date(s, s.start_date or _EPOCH) is None:
+        raise AlertValidationError(f"this schedule never fires: {describe_schedule(s)}")
+
+
+def _validate_cron(s: Schedule) -> None:
+    if s.schedule_hour or s.schedule_minute or s.selected_days:
+        raise AlertValidationError(
+            "a cron schedule takes its times and days from cron_expression: "
+            "leave out schedule_hour, schedule_minute and selected_days"
+        )
+    if s.cron_expression is None:
+        raise AlertValidationError("frequency_interval 'cron' needs a cron_expression, e.g. '0 9 * * 1-5'")
+    minutes = [h * 60 + m for h, m in parse_cron(s.cron_expression).times_of_day]
+    gaps = [b - a for a, b in zip(minutes, [*minutes[1:], minutes[0] + 24 * 60], strict=True)]
+    if min(gaps) < MIN_GAP_MINUTES:
+        raise AlertValidationError(
+            f"cron_expression {s.cron_expression[:60]!r} fires {min(gaps)} minute(s) apart; alerts run at most "
+            f"every {MIN_GAP_MINUTES} minutes (e.g. '*/{MIN_GAP_MINUTES} * * * *')"
+        )
+
+
+def _validate_days(s: Schedule) -> None:
+    freq, days = s.frequency_interval, s.selected_days
+    if freq == "month" and s.business_day is not None:
+        if days:
             raise AlertValidationError(
-                f"Unknown frequency_interval {freq!r} (expected hour, day, week or month)"
+                "a business-day schedule fires on the n-th business day: leave out selected_days"
             )
-        _check_int("schedule_hour", self.schedule_hour, 0, 23)
-        _check_int("schedule_minute", self.schedule_minute, 0, 59)
-        if not isinstance(self.timezone, str) or not self.timezone:
-            raise AlertValidationError(f"timezone must be an IANA name, got {self.timezone!r}")
-        zone(self.timezone)
-        days = self.selected_days
-        if not isinstance(days, tuple):
-            raise AlertValidationError(f"selected_days must be a list of integers, got {days!r}")
-        if not days and freq in ("week", "month"):
+        return
+    if not days and freq in ("week", "month"):
+        raise AlertValidationError(
+            f"{_FREQUENCY_ADJECTIVE[freq].capitalize()} schedule needs at least one selected day"
+        )
+    low, high, kind = (1, 31, "day of the month 1-31") if freq == "month" else (0, 6, "weekday 0-6")
+    for day in days:
+        if isinstance(day, bool) or not isinstance(day, int) or not low <= day <= high:
             raise AlertValidationError(
-                f"{_FREQUENCY_ADJECTIVE[freq].capitalize()} schedule needs at least one selected day"
+                f"selected_days: {day!r} is not a {kind} for {_FREQUENCY_ADJECTIVE[freq]} schedule"
+                + (" (Sunday = 0)" if high == 6 else "")
             )
-        low, high, kind = (1, 31, "day of the month 1-31") if freq == "month" else (0, 6, "weekday 0-6")
-        for day in days:
-            if isinstance(day, bool) or not isinstance(day, int) or not low <= day <= high:
-                raise AlertValidationError(
-                    f"selected_days: {day!r} is not a {kind} for {_FREQUENCY_ADJECTIVE[freq]} schedule"
-                    + (" (Sunday = 0)" if high == 6 else "")
-                )
+
+
+def _validate_calendar(s: Schedule) -> None:
+    """Every N weeks, business days, start date and holidays: each only where it means something."""
+    if s.start_date is not None and not isinstance(s.start_date, date):
+        raise AlertValidationError(f"start_date must be a date (YYYY-MM-DD), got {s.start_date!r}"[:200])
+    if s.every_n_weeks is not None:
+        if s.frequency_interval != "week":
+            raise AlertValidationError("every_n_weeks is only for frequency_interval 'week'")
+        _check_int("every_n_weeks", s.every_n_weeks, 1, MAX_EVERY_N_WEEKS)
+        if s.every_n_weeks > 1 and s.start_date is None:
+            raise AlertValidationError(
+                f"every {s.every_n_weeks} weeks needs a start_date: the weeks are counted from its week"
+            )
+    if s.business_day is not None:
+        if s.frequency_interval != "month":
+            raise AlertValidationError("business_day is only for frequency_interval 'month'")
+        _check_int("business_day", s.business_day, -MAX_BUSINESS_DAY, MAX_BUSINESS_DAY)
+        if s.business_day == 0:
+            raise AlertValidationError(
+                "business_day 0 means nothing: 1 is the month's first business day, -1 its last"
+            )
+    if s.holiday_country is None:
+        if s.holiday_subdivision is not None or s.on_holiday is not None:
+            raise AlertValidationError("holiday_subdivision and on_holiday need a holiday_country")
+        return
+    check_holiday_region(s.holiday_country, s.holiday_subdivision)
+    if s.on_holiday is not None:
+        if s.business_day is not None:
+            raise AlertValidationError(
+                "on_holiday does not apply to a business-day schedule (business days are never holidays)"
+            )
+        if s.on_holiday not in HOLIDAY_RULES:
+            raise AlertValidationError(
+                f"on_holiday must be 'skip' or 'next_business_day', got {s.on_holiday!r}"[:200]
+            )
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -125,6 +256,7 @@ def next_run_after(schedule: Schedule | Mapping[str, Any], after: datetime) -> d
 
     :param schedule: a :class:`Schedule` or a ``kpi_schedules`` row mapping; validated here.
     :param after: aware datetime in any zone; naive raises ValueError.
+    :raises AlertValidationError: for an invalid schedule, or one that never fires again.
     """
     checked = schedule if isinstance(schedule, Schedule) else Schedule.from_row(schedule)
     try:
@@ -156,7 +288,11 @@ def _next_after(schedule: Schedule, tz: ZoneInfo, after: datetime) -> datetime:
                 if best is None:  # DST shifts are smaller than _MARGIN: later walls, later instants
                     horizon = wall + _MARGIN
                 best = instant
-    raise AssertionError("unreachable: _walls never ends")
+    if best is not None:
+        return best
+    raise AlertValidationError(
+        f"this schedule never fires after {after:%Y-%m-%d}: {describe_schedule(schedule)}"
+    )
 
 
 def _instants(wall: datetime, tz: ZoneInfo, hourly: bool) -> tuple[datetime, ...]:
@@ -170,33 +306,14 @@ def _instants(wall: datetime, tz: ZoneInfo, hourly: bool) -> tuple[datetime, ...
 
 
 def _walls(schedule: Schedule, start: datetime) -> Iterator[datetime]:
-    """Candidate local wall times at or after ``start``, in increasing order, forever."""
-    minute = schedule.schedule_minute
-    hours = range(24) if schedule.frequency_interval == "hour" else (schedule.schedule_hour,)
-    day = start.date()
-    while True:
-        day = _next_date(schedule, day)
-        for hour in hours:
-            wall = datetime.combine(day, time(hour, minute))
-            if wall >= start:
-                yield wall
+    """Candidate local wall times at or after ``start``, in increasing order, until the calendar ends."""
+    times = schedule.times_of_day
+    day: date | None = start.date()
+    skip = bisect.bisect_left(times, start.time())  # only the first day has times before `start`
+    while (day := next_fire_date(schedule, day)) is not None:  # type: ignore[arg-type]
+        for at in times[skip if day == start.date() else 0 :]:
+            yield datetime.combine(day, at)
         day += _ONE_DAY
-
-
-def _next_date(schedule: Schedule, day: date) -> date:
-    """The first local date on or after ``day`` on which the schedule fires, in O(1)."""
-    days = schedule.selected_days
-    if schedule.frequency_interval == "month":
-        last = calendar.monthrange(day.year, day.month)[1]
-        later = [min(d, last) for d in days if min(d, last) >= day.day]
-        if later:
-            return day.replace(day=min(later))
-        year, month = (day.year + 1, 1) if day.month == 12 else (day.year, day.month + 1)
-        return date(year, month, min(min(days), calendar.monthrange(year, month)[1]))
-    if not days:  # hour/day with no weekday limit (week always has days)
-        return day
-    today = day.isoweekday() % 7
-    return day + timedelta(days=min((d - today) % 7 for d in days))
 
 
 def scheduled_times(schedule: Schedule | Mapping[str, Any], after: datetime, count: int) -> list[datetime]:
@@ -213,29 +330,7 @@ def scheduled_times(schedule: Schedule | Mapping[str, Any], after: datetime, cou
 
 def describe(schedule: Schedule | Mapping[str, Any]) -> str:
     """Human text, e.g. ``Every Monday and Friday at 09:00 (Europe/London)``."""
-    s = validate_schedule(schedule)
-    at = f"{s.schedule_hour:02d}:{s.schedule_minute:02d}"
-    days = sorted(set(s.selected_days))
-    if s.frequency_interval == "month":
-        late = " (or the month's last day)" if days[-1] > 28 else ""
-        text = f"Every month on the {_join([_ordinal(d) for d in days])}{late} at {at}"
-    else:
-        every_day = len(days) in (0, 7)
-        weekdays = _join([WEEKDAY_NAMES[d] for d in sorted(days, key=lambda d: (d + 6) % 7)])
-        if s.frequency_interval == "hour":
-            text = f"Every hour at :{s.schedule_minute:02d}" + ("" if every_day else f" on {weekdays}")
-        else:
-            text = f"Every {'day' if every_day else weekdays} at {at}"
-    return f"{text} ({s.timezone})"
-
-
-def _join(words: list[str]) -> str:
-    return ", ".join(words) if len(words) < 2 else f"{', '.join(words[:-1])} and {words[-1]}"
-
-
-def _ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
+    return describe_schedule(validate_schedule(schedule))
 
 
 def floor_to_hour_utc(dt: datetime) -> datetime:

@@ -185,7 +185,7 @@ async function showAlert(alertId) {
   runs.replaceChildren();
   for (const run of alert.next_runs) {
     const item = document.createElement("li");
-    item.textContent = run.local + " — " + run.utc;
+    item.textContent = (run.words || run.local) + " — " + run.utc;
     runs.appendChild(item);
   }
 
