@@ -49,7 +49,7 @@ def schedule_alert(
 def ledger(db: psycopg.Connection[Any]) -> list[dict[str, Any]]:
     return db.execute(
         "SELECT r.*, ka.alert_name FROM cron_job_results r "
-        "JOIN kpi_alerts ka ON ka.cron_job_id = r.cron_job_id ORDER BY ka.id"
+        "JOIN kpi_alerts ka ON ka.cron_job_id = r.cron_job_id ORDER BY ka.id, r.slot"
     ).fetchall()
 
 
