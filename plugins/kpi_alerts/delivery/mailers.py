@@ -17,6 +17,10 @@ What may be retried is decided here, by the point of the SMTP transaction a fail
   :attr:`Delivery.refused` names them; the pipeline records who has the message and fails (5xx) or
   retries (4xx) the slot for the others only.
 
+- **the relay refuses the deployment** (:func:`relay_problem`: 530, 535, a TLS handshake or STARTTLS that
+  fails): not one alert's fault and not an outage — :class:`RelayRefused`, retried until an operator
+  fixes ``smtp_default`` (inside the slots' misfire window).
+
 So :func:`send_over_smtp` runs the SMTP transaction itself (``MAIL``, ``RCPT``, ``DATA``, the message,
 the final reply) instead of ``smtplib.SMTP.send_message``, which cannot tell the two apart.
 """
@@ -29,6 +33,7 @@ import hashlib
 import io
 import re
 import smtplib
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.generator import BytesGenerator
@@ -37,7 +42,33 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import Any, Protocol
 
-from kpi_alerts.errors import DeliveryUnknown, KpiAlertError, PermanentAlertError, TransientAlertError
+from kpi_alerts.errors import (
+    DeliveryUnknown,
+    KpiAlertError,
+    PermanentAlertError,
+    RelayRefused,
+    TransientAlertError,
+)
+
+#: Replies that concern the deployment's access to the relay, whatever the message: authentication
+#: required or TLS first (530), credentials refused (535), an authentication mechanism too weak (534, 538).
+RELAY_CODES = frozenset({530, 534, 535, 538})
+_FIX = "fix the smtp_default connection; the slots are retried until their misfire window closes"
+
+
+def relay_problem(exc: BaseException) -> RelayRefused | None:
+    """The relay refusing this deployment (its login, or TLS) as :class:`RelayRefused`; None for anything
+    else (a server down, one message or recipient refused)."""
+    if isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code in RELAY_CODES:
+        what = "the login" if isinstance(exc, smtplib.SMTPAuthenticationError) else "the session"
+        return RelayRefused(
+            f"the SMTP relay refused {what} of this deployment: {exc.smtp_code} {_text(exc.smtp_error)}; {_FIX}"
+        )
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return RelayRefused(f"TLS with the SMTP relay failed: {type(exc).__name__}: {exc}; {_FIX}")
+    if isinstance(exc, smtplib.SMTPNotSupportedError) and "STARTTLS" in str(exc).upper():
+        return RelayRefused(f"the SMTP relay does not offer STARTTLS, which smtp_default asks for; {_FIX}")
+    return None
 
 
 @dataclass(frozen=True)
@@ -169,6 +200,8 @@ def _expect(client: smtplib.SMTP, answer: tuple[int, bytes], code: int, command:
 
 def _raise_refusal(code: int, reply: bytes | str, what: str) -> None:
     reason = f"SMTP {code} to {what}: {_text(reply)}"
+    if code in RELAY_CODES:
+        raise RelayRefused(f"the SMTP relay refused this deployment: {reason}; {_FIX}")
     if 400 <= code < 500 or code < 200:  # 4xx, or no real answer (smtplib reports -1): nothing was taken
         raise TransientAlertError(reason)
     raise PermanentAlertError(reason)
@@ -220,6 +253,9 @@ class SessionMailer:
             except KpiAlertError:
                 raise
             except Exception as exc:  # smtplib / OSError / AirflowException: the server cannot be reached
+                problem = relay_problem(exc)
+                if problem is not None:
+                    raise problem from None
                 raise TransientAlertError(
                     f"cannot reach the SMTP server: {type(exc).__name__}: {exc}"
                 ) from None

@@ -43,6 +43,7 @@ from kpi_alerts.errors import (
     DeliveryUnknown,
     KpiAlertError,
     PermanentAlertError,
+    RelayRefused,
     TransientAlertError,
 )
 from kpi_alerts.kpi_data import KpiData
@@ -182,7 +183,8 @@ def run_claim(
             release_for_retry(conn, claim, now=settings.clock(), error=str(exc))
             if later_tick:
                 until = (claim.slot + settings.claim.misfire_window).isoformat()
-                raise TransientAlertError(
+                kind = RelayRefused if isinstance(exc, RelayRefused) else TransientAlertError
+                raise kind(
                     f"{exc} (attempt {claim.attempts}; later ticks retry the slot until {until})"
                 ) from exc
             raise
