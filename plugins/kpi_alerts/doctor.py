@@ -116,7 +116,9 @@ def check_smtp() -> Check:
             return Check("smtp", False, str(problem)[:300])
         if mail_code in RELAY_CODES:
             reply = mail_reply.decode(errors="replace")
-            return Check("smtp", False, f"{host} refuses mail from this deployment: {mail_code} {reply}"[:300])
+            return Check(
+                "smtp", False, f"{host} refuses mail from this deployment: {mail_code} {reply}"[:300]
+            )
         ok = 200 <= code < 300
         return Check("smtp", ok, f"{host} answered NOOP with {code}")
 
