@@ -31,9 +31,11 @@ import contextlib
 import copy
 import hashlib
 import io
+import os
 import re
 import smtplib
 import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.generator import BytesGenerator
@@ -276,16 +278,33 @@ class SessionMailer:
 
 
 class OutboxMailer:
-    """Writes each message to ``<folder>/<message-id hash>.eml`` instead of sending it (dry run)."""
+    """Writes each message to ``<folder>/<message-id hash>.eml`` instead of sending it (dry run).
+
+    The file is written under a temporary name and renamed when complete, so a failed write (a full
+    disk) leaves no truncated or empty ``.eml``; and since it certainly did not happen, the failure is
+    transient (retried while the slot is inside its misfire window), not ``delivery_unknown``.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
     def deliver(self, message: EmailMessage) -> Delivery:
-        self.folder.mkdir(parents=True, exist_ok=True)
         key = str(message.get("Message-ID", "")) or message.as_string()
         path = self.folder / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.eml"
-        path.write_bytes(message.as_bytes())
+        partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with partial.open("wb") as out:
+                out.write(message.as_bytes())
+                out.flush()
+                os.fsync(out.fileno())  # a full disk may only show here
+            os.replace(partial, path)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise TransientAlertError(
+                f"the outbox folder {self.folder} cannot be written: {exc.strerror or exc} "
+                "(nothing was delivered; retried while the slot is inside its misfire window)"
+            ) from None
         return Delivery("outbox", f"dry run (kpi_alerts_environment is not 'production'): written to {path}")
 
 
