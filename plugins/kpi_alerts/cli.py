@@ -296,6 +296,8 @@ def _update(conn: Any, args: argparse.Namespace) -> int:
         + ("; threshold state reset to OK" if updated.state_reset else "")
         + f"; next run {_when(alert.next_run_at)}"
     )
+    if updated.in_flight:
+        print(f"note: {updated.in_flight}")
     return 0
 
 

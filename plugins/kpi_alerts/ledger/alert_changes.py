@@ -45,6 +45,8 @@ class UpdatedAlert:
     alert: AlertDefinition
     changed: tuple[str, ...]
     state_reset: bool
+    #: A slot a worker is on right now goes out under the definition it loaded: this says so (or None).
+    in_flight: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,17 @@ def update_alert(
             details={"changed": list(plan.changed), "state_reset": plan.reset_threshold_state},
         )
         updated = load_alert(conn, alert_id)
+        flying = conn.execute(
+            queries.IN_FLIGHT_SLOT, {"cron_job_id": current.cron_job_id, "now": now}
+        ).fetchone()
     assert updated is not None
-    return UpdatedAlert(updated, plan.changed, plan.reset_threshold_state)
+    note = None
+    if flying is not None and plan.changed:
+        note = (
+            f"slot {flying['slot'].isoformat()} is being processed right now ({flying['status']}): it goes out "
+            "under the previous definition (its recipients, query and text); the change applies from the next slot"
+        )
+    return UpdatedAlert(updated, plan.changed, plan.reset_threshold_state, note)
 
 
 def pause_alert(
