@@ -27,6 +27,7 @@ from kpi_alerts.errors import AlertValidationError, KpiAlertError
 from kpi_alerts.ledger import queries
 from kpi_alerts.ledger.alert_store import (
     alert_row,
+    check_allowed_domains,
     load_alert,
     record_event,
     schedule_row,
@@ -86,6 +87,7 @@ def update_alert(
             )
         plan = plan_update(current, validate_alert_spec(merged, cube_meta=cube_meta), now=now)
         spec = plan.spec
+        check_allowed_domains(conn, spec)
         conn.execute(queries.UPDATE_ALERT, {"id": alert_id, "now": now, **alert_row(spec)})
         if spec.schedule is not None:
             conn.execute(

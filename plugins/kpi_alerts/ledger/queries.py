@@ -98,7 +98,7 @@ SELECT ka.id AS alert_id, ka.cron_job_id, cj.job_name, ka.organization_id, ka.al
        ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
        cj.master_locked, cj.locked, cj.next_run_at,
        ka.locale, ka.currency, ka.percent_scale, ka.column_labels::text AS column_labels,
-       kos.currency AS organization_currency,
+       kos.currency AS organization_currency, kos.recipient_domains,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
        ks.gating_condition::text AS gating_condition, ks.attachment_type,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
@@ -711,3 +711,15 @@ INSERT INTO kpi_organization_settings (organization_id, currency, updated_at)
 VALUES (%(organization_id)s, %(currency)s, %(now)s)
 ON CONFLICT (organization_id) DO UPDATE SET currency = EXCLUDED.currency, updated_at = EXCLUDED.updated_at
 """
+
+# An organization's recipient domain allow-list (NULL: no restriction; migration 0011).
+SET_RECIPIENT_DOMAINS = """
+INSERT INTO kpi_organization_settings (organization_id, recipient_domains, updated_at)
+VALUES (%(organization_id)s, %(domains)s, %(now)s)
+ON CONFLICT (organization_id) DO UPDATE
+SET recipient_domains = EXCLUDED.recipient_domains, updated_at = EXCLUDED.updated_at
+"""
+
+RECIPIENT_DOMAINS = (
+    "SELECT recipient_domains FROM kpi_organization_settings WHERE organization_id = %(organization_id)s"
+)

@@ -38,6 +38,7 @@ from kpi_alerts.conditions.thresholds import (
 )
 from kpi_alerts.delivery.email_message import build_message
 from kpi_alerts.delivery.error_notices import report_failure_needs_notice, send_error_notice
+from kpi_alerts.delivery.recipients import check_recipient_domains, outside_domains
 from kpi_alerts.errors import (
     AlertValidationError,
     DeliveryUnknown,
@@ -251,6 +252,8 @@ def _fail(
     finish_claim(
         conn, alert, claim, Outcome(status, error=reason), now=settings.clock(), threshold_state=state
     )
+    outside = outside_domains(notify, alert.recipient_domains)
+    notify = tuple(a for a in notify if a not in outside)  # the allow-list holds for notices too
     if notify:
         detailed = set(notify) <= set(alert.owners)  # recipients who are not owners get a generic notice
         send_error_notice(alert, claim, reason, notify, mailer=mailer, settings=settings, detailed=detailed)
@@ -404,6 +407,11 @@ class _SlotRun:
         threshold_state: ThresholdStateUpdate | None = None,
         gate: GateDecision | None = None,
     ) -> AlertRun:
+        # An alert made by plain SQL, or before its organization's allow-list was set: nothing leaves for
+        # a domain outside the list (the slot fails, naming them), before anything is composed.
+        check_recipient_domains(
+            self.alert.recipients, self.alert.recipient_domains, self.alert.organization_id
+        )
         # Recipients an earlier attempt of the slot reached (a partial delivery) never get it twice.
         already = delivered_recipients(self.conn, self.claim)
         pending = _without(self.alert.recipients, already)
