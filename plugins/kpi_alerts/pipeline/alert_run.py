@@ -437,6 +437,31 @@ class _SlotRun:
             fetch=self.fetch,
             gate=gate,
         )
+        delivery = self._deliver(message, pending, already)
+        attached = attachment is not None and attachment.size <= self.settings.max_attachment_bytes
+        if already:
+            details = {**details, "delivered_to": [*already, *pending]}
+        outcome = Outcome(
+            "sent",
+            value=value,
+            previous_value=previous,
+            details={**details, "delivery": delivery.detail},
+            recipients=self.alert.recipients,
+            attachment=attachment.filename if attached and attachment else None,
+            attachment_bytes=attachment.size if attachment else None,
+            delivery=delivery.kind,
+            message_id=str(message["Message-ID"]),
+        )
+        earlier = f" ({len(already)} more in an earlier attempt)" if already else ""
+        return self._finish(
+            outcome,
+            detail=f"{kind} sent to {len(pending)} recipient(s){earlier} via {delivery.kind}",
+            threshold_state=threshold_state,
+        )
+
+    def _deliver(self, message: EmailMessage, pending: Sequence[str], already: Sequence[str]) -> Delivery:
+        """Hand the message to the mailer, the slot marked ``sending`` meanwhile; a refusal for some
+        recipients is recorded (who has it) and raised: transient when one was a 4xx."""
         start_sending(self.conn, self.claim, now=self.settings.clock(), settings=self.settings.claim)
         try:
             delivery = self.mailer.deliver(message)
@@ -461,26 +486,7 @@ class _SlotRun:
             if any(r.transient for r in delivery.refused):
                 raise TransientAlertError(reason)
             raise PermanentAlertError(reason)
-        attached = attachment is not None and attachment.size <= self.settings.max_attachment_bytes
-        if already:
-            details = {**details, "delivered_to": [*already, *pending]}
-        outcome = Outcome(
-            "sent",
-            value=value,
-            previous_value=previous,
-            details={**details, "delivery": delivery.detail},
-            recipients=self.alert.recipients,
-            attachment=attachment.filename if attached and attachment else None,
-            attachment_bytes=attachment.size if attachment else None,
-            delivery=delivery.kind,
-            message_id=str(message["Message-ID"]),
-        )
-        earlier = f" ({len(already)} more in an earlier attempt)" if already else ""
-        return self._finish(
-            outcome,
-            detail=f"{kind} sent to {len(pending)} recipient(s){earlier} via {delivery.kind}",
-            threshold_state=threshold_state,
-        )
+        return delivery
 
     def _finish(
         self, outcome: Outcome, *, detail: str, threshold_state: ThresholdStateUpdate | None = None
