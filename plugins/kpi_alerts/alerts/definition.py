@@ -92,6 +92,8 @@ class AlertDefinition:
     percent_scale: str | None = None
     column_labels: Mapping[str, str] = field(default_factory=dict)
     organization_currency: str | None = None
+    #: The organization's recipient domain allow-list (None: no restriction).
+    recipient_domains: tuple[str, ...] | None = None
 
     @property
     def display(self) -> DisplaySettings:
@@ -180,6 +182,9 @@ class AlertDefinition:
             percent_scale=row.get("percent_scale"),
             column_labels=column_labels,
             organization_currency=row.get("organization_currency"),
+            recipient_domains=tuple(row["recipient_domains"])
+            if row.get("recipient_domains") is not None
+            else None,
             defect="; ".join(defects) or None,
         )
 

@@ -16,7 +16,7 @@ from kpi_alerts.conditions.gating_format import check_gate_measures, parse_gatin
 from kpi_alerts.conditions.thresholds import parse_condition, validate_threshold
 from kpi_alerts.cube.rest_format import check_query_shape, validate_cube_query
 from kpi_alerts.delivery.email_message import safe_dashboard_url
-from kpi_alerts.delivery.recipients import validate_recipients
+from kpi_alerts.delivery.recipients import check_recipient_domains, validate_domain, validate_recipients
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.ledger import queries
 from kpi_alerts.reports.formatting import single_line
@@ -106,6 +106,43 @@ def set_organization_currency(
     )
 
 
+def recipient_domains(conn: psycopg.Connection[Any], organization_id: int) -> tuple[str, ...] | None:
+    """The organization's recipient domain allow-list; None when it has none (no restriction)."""
+    row = conn.execute(queries.RECIPIENT_DOMAINS, {"organization_id": organization_id}).fetchone()
+    domains = row["recipient_domains"] if row is not None else None
+    return tuple(domains) if domains is not None else None
+
+
+def check_allowed_domains(conn: psycopg.Connection[Any], spec: AlertSpec) -> None:
+    """An alert's recipients and owners must be inside its organization's allow-list (when it has one)."""
+    domains = recipient_domains(conn, spec.organization_id)
+    check_recipient_domains(validate_recipients(spec.recipients), domains, spec.organization_id)
+    if spec.owners:
+        check_recipient_domains(validate_recipients(spec.owners), domains, spec.organization_id, "owner")
+
+
+def set_recipient_domains(
+    conn: psycopg.Connection[Any],
+    organization_id: int,
+    domains: Sequence[str] | None,
+    *,
+    now: datetime | None = None,
+) -> tuple[str, ...] | None:
+    """Set (or, with None, clear) the organization's recipient domain allow-list; return it normalised.
+    Existing alerts are not changed: a recipient outside the list is refused at their next send."""
+    if domains is not None:
+        if not domains:
+            raise AlertValidationError("an allow-list needs at least one domain (or clear it)")
+        if len(domains) > 100:
+            raise AlertValidationError(f"{len(domains)} domains; at most 100 are allowed")
+        domains = list(dict.fromkeys(validate_domain(d) for d in domains))
+    conn.execute(
+        queries.SET_RECIPIENT_DOMAINS,
+        {"organization_id": organization_id, "domains": domains, "now": now or datetime.now(UTC)},
+    )
+    return tuple(domains) if domains is not None else None
+
+
 def create_alert(
     conn: psycopg.Connection[Any],
     raw: AlertSpec | Mapping[str, Any],
@@ -123,6 +160,7 @@ def create_alert(
     spec = validate_alert_spec(raw, cube_meta=cube_meta)
     now = now or datetime.now(UTC)
     with conn.transaction():
+        check_allowed_domains(conn, spec)
         alert_id = conn.execute(queries.NEXT_ALERT_ID).fetchone()["id"]  # type: ignore[index]
         job_name = f"kpi_alert_{spec.alert_type}_{alert_id}"
         draft = _definition(spec, alert_id, cron_job_id="", job_name=job_name)

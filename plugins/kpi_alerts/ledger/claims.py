@@ -74,6 +74,11 @@ class LostClaim(KpiAlertError):
     """Our lease was taken over by another claimant: stop, and let it finish the slot."""
 
 
+class StoppedBeforeSending(LostClaim):
+    """The alert was paused or deleted while its slot was in flight: nothing was sent, the slot is
+    recorded ``skipped`` with the reason."""
+
+
 @dataclass(frozen=True)
 class ClaimSettings:
     """:param lease: how long a claim may work before another claimant may take it over.
@@ -527,19 +532,30 @@ def _refused_by_trigger(
 def start_sending(
     conn: psycopg.Connection[Any], claim: Claim, *, now: datetime, settings: ClaimSettings
 ) -> None:
-    """Mark the claim as delivering; raise :class:`LostClaim` if it is no longer ours (never send then)."""
+    """Mark the claim as delivering; raise :class:`LostClaim` if it is no longer ours, or
+    :class:`StoppedBeforeSending` (after recording the slot ``skipped``) if the alert was paused or
+    deleted meanwhile — never send then."""
+    params = {
+        "result_id": claim.result_id,
+        "token": claim.token,
+        "cron_job_id": claim.cron_job_id,
+        "now": now,
+    }
     with _one_statement(conn):
-        updated = conn.execute(
-            queries.MARK_SENDING,
-            {
-                "result_id": claim.result_id,
-                "token": claim.token,
-                "lease_expires_at": now + settings.lease,
-                "now": now,
-            },
-        )
-        if updated.rowcount != 1:
-            raise LostClaim(f"claim on slot {claim.slot.isoformat()} was taken over; not sending")
+        updated = conn.execute(queries.MARK_SENDING, {**params, "lease_expires_at": now + settings.lease})
+    if updated.rowcount == 1:
+        return
+    why = conn.execute(queries.WHY_NOT_SENDING, params).fetchone()
+    if why is None or not why["ours"] or not why["master_locked"]:
+        raise LostClaim(f"claim on slot {claim.slot.isoformat()} was taken over; not sending")
+    change = "paused" if why["alert_exists"] else "deleted"
+    reason = (
+        f"the alert was {change} by an operator while slot {claim.slot.isoformat()} was in flight; not sent"
+    )
+    with _one_statement(conn):
+        conn.execute(queries.STOP_BEFORE_SENDING, {**params, "error": reason})
+    metrics.slot_finished(LedgerStatus.SKIPPED, slot=claim.slot, now=now)
+    raise StoppedBeforeSending(reason)
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,7 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
        cj.master_locked, cj.locked, cj.next_run_at,
        ka.locale, ka.currency, ka.percent_scale, ka.column_labels::text AS column_labels,
-       kos.currency AS organization_currency,
+       kos.currency AS organization_currency, kos.recipient_domains,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
        ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
        ks.holiday_subdivision, ks.on_holiday,
@@ -468,9 +468,41 @@ WHERE cron_job_results.status IN ('claimed', 'retrying', 'sending')
 """
 
 # Every write below is fenced by the claim token: a worker whose lease was taken over changes nothing.
+# Nothing is sent for an alert paused or deleted meanwhile (both set master_locked): FOR SHARE waits for
+# a change being committed on the cron_jobs row, then sees it — a pause acknowledged first stops the send.
 MARK_SENDING = """
+WITH job AS (
+    SELECT id FROM cron_jobs WHERE id = %(cron_job_id)s AND NOT master_locked FOR SHARE
+)
 UPDATE cron_job_results SET status = 'sending', lease_expires_at = %(lease_expires_at)s, updated_at = %(now)s
-WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed'
+WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed' AND EXISTS (SELECT 1 FROM job)
+"""
+
+# Why MARK_SENDING changed nothing: the claim is no longer ours, or the alert was paused or deleted.
+WHY_NOT_SENDING = """
+SELECT r.claim_token = %(token)s AND r.status = 'claimed' AS ours, cj.master_locked,
+       EXISTS (SELECT 1 FROM kpi_alerts ka WHERE ka.cron_job_id = cj.id) AS alert_exists
+FROM cron_job_results r JOIN cron_jobs cj ON cj.id = r.cron_job_id
+WHERE r.id = %(result_id)s
+"""
+
+# The alert was paused or deleted while its slot was in flight: the slot ends 'skipped', unsent. The
+# alert's next run is the change's to decide (a pause keeps it, a deletion clears it).
+STOP_BEFORE_SENDING = """
+WITH result AS (
+    UPDATE cron_job_results
+    SET status = 'skipped', finished_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL, error = %(error)s
+    WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed'
+    RETURNING cron_job_id
+)
+UPDATE cron_jobs SET locked = false WHERE id IN (SELECT cron_job_id FROM result)
+"""
+
+# A slot of the alert a worker is on right now (its lease running): a change does not reach it.
+IN_FLIGHT_SLOT = """
+SELECT slot, status FROM cron_job_results
+WHERE cron_job_id = %(cron_job_id)s AND status IN ('claimed', 'sending') AND lease_expires_at > %(now)s
+ORDER BY slot DESC LIMIT 1
 """
 
 # The SMTP server refused before accepting: nothing went out, so the claim may try again.
@@ -755,3 +787,15 @@ INSERT INTO kpi_organization_settings (organization_id, currency, updated_at)
 VALUES (%(organization_id)s, %(currency)s, %(now)s)
 ON CONFLICT (organization_id) DO UPDATE SET currency = EXCLUDED.currency, updated_at = EXCLUDED.updated_at
 """
+
+# An organization's recipient domain allow-list (NULL: no restriction; migration 0011).
+SET_RECIPIENT_DOMAINS = """
+INSERT INTO kpi_organization_settings (organization_id, recipient_domains, updated_at)
+VALUES (%(organization_id)s, %(domains)s, %(now)s)
+ON CONFLICT (organization_id) DO UPDATE
+SET recipient_domains = EXCLUDED.recipient_domains, updated_at = EXCLUDED.updated_at
+"""
+
+RECIPIENT_DOMAINS = (
+    "SELECT recipient_domains FROM kpi_organization_settings WHERE organization_id = %(organization_id)s"
+)

@@ -38,11 +38,13 @@ from kpi_alerts.conditions.thresholds import (
 )
 from kpi_alerts.delivery.email_message import build_message
 from kpi_alerts.delivery.error_notices import report_failure_needs_notice, send_error_notice
+from kpi_alerts.delivery.recipients import check_recipient_domains, outside_domains
 from kpi_alerts.errors import (
     AlertValidationError,
     DeliveryUnknown,
     KpiAlertError,
     PermanentAlertError,
+    RelayRefused,
     TransientAlertError,
 )
 from kpi_alerts.kpi_data import KpiData
@@ -182,7 +184,8 @@ def run_claim(
             release_for_retry(conn, claim, now=settings.clock(), error=str(exc))
             if later_tick:
                 until = (claim.slot + settings.claim.misfire_window).isoformat()
-                raise TransientAlertError(
+                kind = RelayRefused if isinstance(exc, RelayRefused) else TransientAlertError
+                raise kind(
                     f"{exc} (attempt {claim.attempts}; later ticks retry the slot until {until})"
                 ) from exc
             raise
@@ -249,6 +252,8 @@ def _fail(
     finish_claim(
         conn, alert, claim, Outcome(status, error=reason), now=settings.clock(), threshold_state=state
     )
+    outside = outside_domains(notify, alert.recipient_domains)
+    notify = tuple(a for a in notify if a not in outside)  # the allow-list holds for notices too
     if notify:
         detailed = set(notify) <= set(alert.owners)  # recipients who are not owners get a generic notice
         send_error_notice(alert, claim, reason, notify, mailer=mailer, settings=settings, detailed=detailed)
@@ -402,6 +407,11 @@ class _SlotRun:
         threshold_state: ThresholdStateUpdate | None = None,
         gate: GateDecision | None = None,
     ) -> AlertRun:
+        # An alert made by plain SQL, or before its organization's allow-list was set: nothing leaves for
+        # a domain outside the list (the slot fails, naming them), before anything is composed.
+        check_recipient_domains(
+            self.alert.recipients, self.alert.recipient_domains, self.alert.organization_id
+        )
         # Recipients an earlier attempt of the slot reached (a partial delivery) never get it twice.
         already = delivered_recipients(self.conn, self.claim)
         pending = _without(self.alert.recipients, already)
@@ -427,6 +437,31 @@ class _SlotRun:
             fetch=self.fetch,
             gate=gate,
         )
+        delivery = self._deliver(message, pending, already)
+        attached = attachment is not None and attachment.size <= self.settings.max_attachment_bytes
+        if already:
+            details = {**details, "delivered_to": [*already, *pending]}
+        outcome = Outcome(
+            "sent",
+            value=value,
+            previous_value=previous,
+            details={**details, "delivery": delivery.detail},
+            recipients=self.alert.recipients,
+            attachment=attachment.filename if attached and attachment else None,
+            attachment_bytes=attachment.size if attachment else None,
+            delivery=delivery.kind,
+            message_id=str(message["Message-ID"]),
+        )
+        earlier = f" ({len(already)} more in an earlier attempt)" if already else ""
+        return self._finish(
+            outcome,
+            detail=f"{kind} sent to {len(pending)} recipient(s){earlier} via {delivery.kind}",
+            threshold_state=threshold_state,
+        )
+
+    def _deliver(self, message: EmailMessage, pending: Sequence[str], already: Sequence[str]) -> Delivery:
+        """Hand the message to the mailer, the slot marked ``sending`` meanwhile; a refusal for some
+        recipients is recorded (who has it) and raised: transient when one was a 4xx."""
         start_sending(self.conn, self.claim, now=self.settings.clock(), settings=self.settings.claim)
         try:
             delivery = self.mailer.deliver(message)
@@ -451,26 +486,7 @@ class _SlotRun:
             if any(r.transient for r in delivery.refused):
                 raise TransientAlertError(reason)
             raise PermanentAlertError(reason)
-        attached = attachment is not None and attachment.size <= self.settings.max_attachment_bytes
-        if already:
-            details = {**details, "delivered_to": [*already, *pending]}
-        outcome = Outcome(
-            "sent",
-            value=value,
-            previous_value=previous,
-            details={**details, "delivery": delivery.detail},
-            recipients=self.alert.recipients,
-            attachment=attachment.filename if attached and attachment else None,
-            attachment_bytes=attachment.size if attachment else None,
-            delivery=delivery.kind,
-            message_id=str(message["Message-ID"]),
-        )
-        earlier = f" ({len(already)} more in an earlier attempt)" if already else ""
-        return self._finish(
-            outcome,
-            detail=f"{kind} sent to {len(pending)} recipient(s){earlier} via {delivery.kind}",
-            threshold_state=threshold_state,
-        )
+        return delivery
 
     def _finish(
         self, outcome: Outcome, *, detail: str, threshold_state: ThresholdStateUpdate | None = None

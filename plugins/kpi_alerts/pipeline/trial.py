@@ -32,7 +32,7 @@ from kpi_alerts.conditions.thresholds import (
     kpi_value,
     parse_condition,
 )
-from kpi_alerts.delivery.recipients import validate_recipients
+from kpi_alerts.delivery.recipients import check_recipient_domains, validate_recipients
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.ledger.alert_changes import AlertNotFound
 from kpi_alerts.ledger.alert_store import load_alert, record_event
@@ -146,6 +146,8 @@ def send_test_message(
     """Send the alert's message, marked as a test, to ``to`` only; record a ``test_send`` event."""
     address = _one_address(to)
     alert = _load(conn, alert_id)
+    # live data of the organization goes only where its allow-list lets it (checked before any fetch)
+    check_recipient_domains([address], alert.recipient_domains, alert.organization_id, "test recipient")
     trial = compose_trial(alert, address, source=source, settings=settings)
     delivery = mailer.deliver(trial.message)
     with conn.transaction():
