@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from kpi_alerts.alerts.stored_json import StoredJsonDefect, decode_stored_json
 from kpi_alerts.conditions.gating_format import parse_gating_condition
-from kpi_alerts.conditions.thresholds import parse_condition
+from kpi_alerts.conditions.thresholds import parse_condition, validate_recovery
 from kpi_alerts.cube.rest_format import check_query_shape
 from kpi_alerts.delivery.recipients import validate_recipients
 from kpi_alerts.errors import AlertValidationError
@@ -50,6 +50,10 @@ class ThresholdDefinition:
     last_evaluated_at: datetime | None
     last_notified_at: datetime | None
     state_changed_at: datetime | None
+    recovery_threshold: Decimal | None = None
+    pending_checks: int = 1
+    recovery_checks: int = 1
+    streak: int = 0
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,10 @@ class AlertDefinition:
                 last_evaluated_at=row["last_evaluated_at"],
                 last_notified_at=row["last_notified_at"],
                 state_changed_at=row["state_changed_at"],
+                recovery_threshold=row["recovery_threshold"],
+                pending_checks=row["pending_checks"],
+                recovery_checks=row["recovery_checks"],
+                streak=row["streak"],
             )
         return cls(
             alert_id=row["alert_id"],
@@ -191,8 +199,9 @@ class AlertDefinition:
         else:
             if self.threshold is None:
                 raise AlertValidationError("threshold alert has no kpi_thresholds row")
-            parse_condition(self.threshold.condition)
-            Schedule("hour", 0, 0, (), self.threshold.timezone).validate()
+            t = self.threshold
+            validate_recovery(parse_condition(t.condition), t.threshold_value, t.recovery_threshold)
+            Schedule("hour", 0, 0, (), t.timezone).validate()
 
     def next_slot_after(self, after: datetime) -> datetime:
         """The alert's first slot strictly after ``after``: its schedule, or every UTC hour (thresholds)."""

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.alerts.spec import AlertSpec
+from kpi_alerts.conditions.thresholds import describe_recovery, describe_threshold, parse_condition
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.scheduling.schedule import Schedule, describe, next_run_after
 
@@ -78,6 +79,13 @@ def spec_of(alert: AlertDefinition) -> dict[str, Any]:
             "on_no_data": t.on_no_data,
             "on_error": t.on_error,
         }
+        # shown once set (older specs stay as they were)
+        if t.recovery_threshold is not None:
+            spec["threshold"]["recovery_threshold"] = str(t.recovery_threshold)
+        if t.pending_checks != 1:
+            spec["threshold"]["pending_checks"] = t.pending_checks
+        if t.recovery_checks != 1:
+            spec["threshold"]["recovery_checks"] = t.recovery_checks
     return spec
 
 
@@ -159,6 +167,34 @@ def next_runs(alert: AlertDefinition, *, after: datetime, count: int = 5) -> lis
         cursor = alert.next_slot_after(cursor)
         runs.append(cursor)
     return runs
+
+
+#: What each no-data / error policy means, in the words ``show`` and the UI page use.
+POLICY_WORDS = {"keep_last": "keep the last state", "alert": "alert", "ok": "counts as OK"}
+
+
+def describe_rule(alert: AlertDefinition) -> str | None:
+    """A threshold alert's whole rule in words (condition, recovery threshold, pending period, no-data
+    and error policies), e.g. ``orders.count > 2; recovers when orders.count < 1; ...``; None for reports.
+
+    :raises AlertValidationError: for a stored condition no evaluation accepts.
+    """
+    t = alert.threshold
+    if t is None:
+        return None
+    condition = parse_condition(t.condition)
+    measures = alert.cube_query.get("measures")
+    title = t.kpi_measure or (str(measures[0]) if isinstance(measures, list) and measures else "KPI")
+    parts = [describe_threshold(condition, t.threshold_value, title)]
+    if t.recovery_threshold is not None:
+        parts.append(f"recovers when {describe_recovery(condition, t.recovery_threshold, title)}")
+    if t.pending_checks > 1:
+        parts.append(f"notifies after {t.pending_checks} breached checks in a row")
+    if t.recovery_checks > 1:
+        parts.append(f"recovers after {t.recovery_checks} OK checks in a row")
+    parts.append(f"no data: {POLICY_WORDS.get(t.on_no_data, t.on_no_data)}")
+    parts.append(f"error: {POLICY_WORDS.get(t.on_error, t.on_error)}")
+    return "; ".join(parts)
 
 
 def describe_timing(alert: AlertDefinition) -> str:

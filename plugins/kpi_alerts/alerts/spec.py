@@ -31,6 +31,8 @@ def _not_a_bool(value: object) -> object:
 Whole = Annotated[int, BeforeValidator(_not_a_bool)]
 #: A year: longer re-arm intervals are a typo (and ``integer`` ends at 2**31 - 1 minutes).
 MAX_REARM_MINUTES = 525_600
+#: A month of hourly checks: a longer pending period would never notify in time to matter.
+MAX_PENDING_CHECKS = 720
 
 
 class ScheduleSpec(BaseModel):
@@ -56,6 +58,11 @@ class ThresholdSpec(BaseModel):
     notify_on_recovery: bool = True
     on_no_data: Literal["keep_last", "alert", "ok"] = "keep_last"
     on_error: Literal["keep_last", "alert", "ok"] = "alert"
+    #: Hysteresis: once triggered, the alert recovers only past this level ("above 100, recover below 90").
+    recovery_threshold: Decimal | None = None
+    #: Pending period: breached checks in a row before notifying, OK checks in a row before recovering.
+    pending_checks: Whole = Field(default=1, ge=1, le=MAX_PENDING_CHECKS)
+    recovery_checks: Whole = Field(default=1, ge=1, le=MAX_PENDING_CHECKS)
 
 
 class AlertSpec(BaseModel):

@@ -133,6 +133,46 @@ def describe_threshold(condition: ThresholdCondition, threshold: Decimal, measur
     return f"{measure_title} {_DISPLAY.get(condition, OPERATOR_SYMBOLS[condition])} {amount}"
 
 
+#: The side a value recovers to, for the conditions a recovery threshold (hysteresis) applies to:
+#: "alert above 100, recover below 90". Equality and percent-change conditions have no such side.
+RECOVERY_SIDE: Mapping[ThresholdCondition, ThresholdCondition] = {
+    _C.GREATER_THAN: _C.LESS_THAN,
+    _C.GREATER_THAN_OR_EQUAL: _C.LESS_THAN,
+    _C.LESS_THAN: _C.GREATER_THAN,
+    _C.LESS_THAN_OR_EQUAL: _C.GREATER_THAN,
+}
+
+
+def validate_recovery(condition: ThresholdCondition, threshold: Decimal, recovery: Decimal | None) -> None:
+    """Refuse a recovery threshold that is not on the OK side of the threshold, or that the condition
+    cannot have; None (no hysteresis) is always fine.
+
+    :raises AlertValidationError: with the reason.
+    """
+    if recovery is None:
+        return
+    if condition not in RECOVERY_SIDE:
+        allowed = ", ".join(RECOVERY_SIDE)
+        raise AlertValidationError(f"a recovery threshold needs one of {allowed}, not {condition}")
+    try:
+        validate_threshold(_C.GREATER_THAN, recovery)
+    except AlertValidationError as exc:
+        raise AlertValidationError(f"recovery {exc}") from None
+    side = RECOVERY_SIDE[condition]
+    if compare(side, threshold, recovery):  # e.g. "> 100, recover below 110": it would never hold
+        word = "at or below" if side is _C.LESS_THAN else "at or above"
+        raise AlertValidationError(
+            f"the recovery threshold must be {word} the threshold for {condition}: "
+            f"{format_number(recovery)} vs {format_number(threshold)}"
+        )
+
+
+def describe_recovery(condition: ThresholdCondition, recovery: Decimal, measure_title: str) -> str:
+    """``Revenue < 90``: what must hold for a breached alert to recover."""
+    side = RECOVERY_SIDE[condition]
+    return f"{measure_title} {OPERATOR_SYMBOLS[side]} {format_number(recovery)}"
+
+
 @dataclass(frozen=True)
 class KpiReading:
     """The KPI as :func:`kpi_value` reads it; ``value`` None means there is no data.
@@ -213,22 +253,41 @@ def kpi_value(
 
 
 def evaluate_threshold(
-    condition: ThresholdCondition, threshold: Decimal, reading: KpiReading, *, measure_title: str = "KPI"
+    condition: ThresholdCondition,
+    threshold: Decimal,
+    reading: KpiReading,
+    *,
+    measure_title: str = "KPI",
+    recovery: Decimal | None = None,
+    in_breach: bool = False,
 ) -> ThresholdResult:
     """Check a condition; percent conditions compare against ``reading.previous``.
 
     Change % = (value - previous) / abs(previous) * 100. From a previous value of 0, a value of 0
     is a 0% change; any other value is an unbounded rise (value > 0) or fall (value < 0), so
     ``change_percent`` is None and only the matching direction is breached.
+
+    :param recovery: the recovery threshold (hysteresis): while ``in_breach``, a value that no longer
+        meets the condition is still ``breached`` until it is past this level.
+    :param in_breach: the alert stands triggered (its stored state), so the recovery threshold applies.
     """
     validate_threshold(condition, threshold)
+    validate_recovery(condition, threshold, recovery)
     rule = describe_threshold(condition, threshold, measure_title)
     value, previous = reading.value, reading.previous
     if value is None or not value.is_finite():
         return ThresholdResult("no_data", value, previous, None, f"no data for {measure_title}")
     if condition not in PERCENT_CONDITIONS:
         met = compare(condition, value, threshold)
-        return _result(met, value, previous, None, f"{measure_title} is {format_number(value)}", rule)
+        fact = f"{measure_title} is {format_number(value)}"
+        if met or recovery is None or not in_breach:
+            return _result(met, value, previous, None, fact, rule)
+        recovered = describe_recovery(condition, recovery, measure_title)
+        if compare(RECOVERY_SIDE[condition], value, recovery):
+            text = f"{fact}: {rule} is not met and {recovered} (recovery threshold) is met"
+            return ThresholdResult("ok", value, previous, None, text)
+        text = f"{fact}: {rule} is not met, but the breach holds until {recovered} (recovery threshold)"
+        return ThresholdResult("breached", value, previous, None, text)
     if previous is None or not previous.is_finite():
         text = f"no previous-period value of {measure_title} to compare with"
         return ThresholdResult("no_data", value, previous, None, text)

@@ -556,6 +556,7 @@ class ThresholdStateUpdate:
     state: str
     last_value: Decimal | None
     last_notified_at: datetime | None
+    streak: int = 0  # the pending period's count (conditions.threshold_state.StoredState.streak)
 
 
 def finish_claim(
@@ -640,6 +641,7 @@ def _finish_slot(
         "state": threshold_state.state if threshold_state else None,
         "last_value": threshold_state.last_value if threshold_state else None,
         "last_notified_at": threshold_state.last_notified_at if threshold_state else None,
+        "streak": threshold_state.streak if threshold_state else 0,
     }
     row = conn.execute(queries.FINISH_SLOT, params).fetchone()
     finished = row is not None and row["finished"] == 1

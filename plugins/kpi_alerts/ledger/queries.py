@@ -50,7 +50,8 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        NULL::text AS gating_condition, ks.attachment_type,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
-       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at
+       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at,
+       kt.recovery_threshold, kt.pending_checks, kt.recovery_checks, kt.streak
 FROM cron_jobs cj
 JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
 LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
@@ -104,7 +105,8 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        ks.gating_condition::text AS gating_condition, ks.attachment_type,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
-       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at
+       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at,
+       kt.recovery_threshold, kt.pending_checks, kt.recovery_checks, kt.streak
 FROM kpi_alerts ka
 JOIN cron_jobs cj ON cj.id = ka.cron_job_id
 LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
@@ -136,6 +138,7 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
        kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at,
+       kt.recovery_threshold, kt.pending_checks, kt.recovery_checks, kt.streak,
        last.slot AS last_slot, last.status AS last_status, last.error AS last_error,
        last.finished_at AS last_finished_at
 FROM kpi_alerts ka
@@ -193,9 +196,11 @@ VALUES (%(kpi_alert_id)s, %(frequency_interval)s, %(schedule_hour)s, %(schedule_
 
 INSERT_THRESHOLD = """
 INSERT INTO kpi_thresholds (kpi_alert_id, condition, threshold_value, timezone, kpi_measure, rearm_minutes,
-                            notify_on_recovery, on_no_data, on_error)
+                            notify_on_recovery, on_no_data, on_error, recovery_threshold, pending_checks,
+                            recovery_checks)
 VALUES (%(kpi_alert_id)s, %(condition)s, %(threshold_value)s, %(timezone)s, %(kpi_measure)s,
-        %(rearm_minutes)s, %(notify_on_recovery)s, %(on_no_data)s, %(on_error)s)
+        %(rearm_minutes)s, %(notify_on_recovery)s, %(on_no_data)s, %(on_error)s, %(recovery_threshold)s,
+        %(pending_checks)s, %(recovery_checks)s)
 """
 
 # --- the claim and the ledger -----------------------------------------------------------------
@@ -455,7 +460,7 @@ WITH job AS (
 ), threshold_state AS (
     UPDATE kpi_thresholds
     SET state = %(state)s, last_value = %(last_value)s, last_evaluated_at = %(now)s,
-        last_notified_at = %(last_notified_at)s,
+        last_notified_at = %(last_notified_at)s, streak = %(streak)s,
         state_changed_at = CASE WHEN state <> %(state)s THEN %(now)s ELSE state_changed_at END,
         updated_at = %(now)s
     WHERE kpi_alert_id = %(alert_id)s AND %(state)s::text IS NOT NULL AND EXISTS (SELECT 1 FROM result)
@@ -557,14 +562,15 @@ UPDATE kpi_thresholds
 SET condition = %(condition)s, threshold_value = %(threshold_value)s, timezone = %(timezone)s,
     kpi_measure = %(kpi_measure)s, rearm_minutes = %(rearm_minutes)s,
     notify_on_recovery = %(notify_on_recovery)s, on_no_data = %(on_no_data)s, on_error = %(on_error)s,
-    updated_at = %(now)s
+    recovery_threshold = %(recovery_threshold)s, pending_checks = %(pending_checks)s,
+    recovery_checks = %(recovery_checks)s, updated_at = %(now)s
 WHERE kpi_alert_id = %(kpi_alert_id)s
 """
 
 # What is measured, or against what, changed: the anti-spam state starts again from OK.
 RESET_THRESHOLD_STATE = """
 UPDATE kpi_thresholds
-SET state = 'OK', last_value = NULL, last_notified_at = NULL, last_evaluated_at = NULL,
+SET state = 'OK', last_value = NULL, last_notified_at = NULL, last_evaluated_at = NULL, streak = 0,
     state_changed_at = %(now)s
 WHERE kpi_alert_id = %(kpi_alert_id)s
 """

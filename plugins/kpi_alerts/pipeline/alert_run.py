@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
@@ -21,21 +21,6 @@ import psycopg
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.conditions.gating_evaluation import evaluate_gate
 from kpi_alerts.conditions.gating_format import parse_gating_condition
-from kpi_alerts.conditions.threshold_state import (
-    AlertState,
-    ErrorPolicy,
-    NoDataPolicy,
-    Settings,
-    StoredState,
-    decide,
-)
-from kpi_alerts.conditions.thresholds import (
-    PERCENT_CONDITIONS,
-    describe_threshold,
-    evaluate_threshold,
-    kpi_value,
-    parse_condition,
-)
 from kpi_alerts.delivery.email_message import build_message
 from kpi_alerts.delivery.error_notices import report_failure_needs_notice, send_error_notice
 from kpi_alerts.errors import (
@@ -64,6 +49,7 @@ from kpi_alerts.ledger.claims import (
 from kpi_alerts.ledger.due_alerts import park_unusable_alert
 from kpi_alerts.ledger.results import cron_job_of_alert, previous_status
 from kpi_alerts.pipeline.inputs import Delivery, KpiSource, Mailer, RunSettings
+from kpi_alerts.pipeline.threshold_check import check_threshold, threshold_transition
 from kpi_alerts.redaction import redact_url
 from kpi_alerts.reports import build_report, render_attachment
 from kpi_alerts.reports.context import MessageKind, ReportContext, describe_period
@@ -71,7 +57,6 @@ from kpi_alerts.reports.model import PeriodPair, expected_report_queries, period
 
 if TYPE_CHECKING:
     from kpi_alerts.conditions.gating_evaluation import GateDecision
-    from kpi_alerts.conditions.threshold_state import Transition
     from kpi_alerts.reports import Attachment
 
 log = logging.getLogger(__name__)
@@ -235,11 +220,11 @@ def _fail(
     notify: tuple[str, ...] = ()
     state = None
     if alert.threshold is not None:
-        transition = _transition(alert, "error", claim.slot)
+        transition = threshold_transition(alert, "error", claim.slot)
         if transition.notify == "error":
             notify = alert.owners or alert.recipients
         clock = transition.last_notified_at if notify else alert.threshold.last_notified_at
-        state = ThresholdStateUpdate(str(transition.new_state), None, clock)
+        state = ThresholdStateUpdate(str(transition.new_state), None, clock, transition.streak)
     elif not claim.reattempt and report_failure_needs_notice(
         alert, previous_status(conn, alert.cron_job_id, claim.slot)
     ):
@@ -346,24 +331,19 @@ class _SlotRun:
     # --- threshold alerts -------------------------------------------------------------------
 
     def _threshold_alert(self) -> AlertRun:
-        threshold = self.alert.threshold
-        assert threshold is not None
         data = self.fetch()
-        reading = kpi_value(data, threshold.kpi_measure, now=self.claim.slot)
-        condition = parse_condition(threshold.condition)
-        measure = data.column(reading_measure(data, threshold.kpi_measure))
-        title = measure.short_title or measure.title
-        result = evaluate_threshold(condition, threshold.threshold_value, reading, measure_title=title)
-        now = self.claim.slot  # re-arm is measured in slots (logical time), so runs are reproducible
-        transition = _transition(self.alert, result.status, now)
+        # re-arm and pending periods are measured in slots (logical time), so runs are reproducible
+        check = check_threshold(self.alert, data, now=self.claim.slot)
+        result, transition = check.result, check.transition
         notify, reason = transition.notify, transition.reason
         details = {
             "observation": result.status,
             "description": result.description,
             "transition": reason,
+            "streak": transition.streak,
             "change_percent": str(result.change_percent) if result.change_percent is not None else None,
         }
-        state = ThresholdStateUpdate(str(transition.new_state), result.value, transition.last_notified_at)
+        state = check.state_update
         if notify is None:
             status = "suppressed" if result.status == "breached" else "not_triggered"
             return self._finish(
@@ -380,8 +360,9 @@ class _SlotRun:
             details=details,
             value=result.value,
             previous=result.previous,
-            condition=describe_threshold(condition, threshold.threshold_value, title),
-            threshold_value=None if condition in PERCENT_CONDITIONS else threshold.threshold_value,
+            condition=check.condition,
+            threshold_value=check.threshold_value,
+            decision=check.decision,
             threshold_state=state,
         )
 
@@ -397,6 +378,7 @@ class _SlotRun:
         previous: Any = None,
         condition: str | None = None,
         threshold_value: Decimal | None = None,
+        decision: str | None = None,
         threshold_state: ThresholdStateUpdate | None = None,
         gate: GateDecision | None = None,
     ) -> AlertRun:
@@ -412,6 +394,7 @@ class _SlotRun:
             previous=previous,
             condition=condition,
             threshold_value=threshold_value,
+            decision=decision,
             fetch=self.fetch,
             gate=gate,
         )
@@ -470,6 +453,7 @@ def compose_message(
     previous: Any = None,
     condition: str | None = None,
     threshold_value: Decimal | None = None,
+    decision: str | None = None,
     fetch: Callable[[Mapping[str, Any]], KpiData] | None = None,
     gate: GateDecision | None = None,
 ) -> tuple[EmailMessage, Attachment | None]:
@@ -496,6 +480,7 @@ def compose_message(
         previous_value=previous,
         condition=condition,
         threshold_value=threshold_value,
+        decision=decision,
         dashboard_url=alert.dashboard_url,
         message=alert.message,
     )
@@ -516,27 +501,6 @@ def compose_message(
         report=report,
     )
     return message, attachment
-
-
-def _transition(alert: AlertDefinition, observation: str, now: datetime) -> Transition:
-    threshold = alert.threshold
-    assert threshold is not None
-    stored = StoredState(state=AlertState(threshold.state), last_notified_at=threshold.last_notified_at)
-    settings = Settings(
-        rearm=timedelta(minutes=threshold.rearm_minutes),
-        notify_on_recovery=threshold.notify_on_recovery,
-        on_no_data=NoDataPolicy(threshold.on_no_data),
-        on_error=ErrorPolicy(threshold.on_error),
-    )
-    return decide(stored, observation, now=now, settings=settings)  # type: ignore[arg-type]
-
-
-def reading_measure(data: KpiData, measure: str | None) -> str:
-    if measure:
-        return measure
-    if not data.measures:
-        raise PermanentAlertError("the query returned no measure")
-    return data.measures[0].key
 
 
 def _plain(value: Any) -> Any:

@@ -26,18 +26,13 @@ import psycopg
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.conditions.gating_evaluation import evaluate_gate
 from kpi_alerts.conditions.gating_format import parse_gating_condition
-from kpi_alerts.conditions.thresholds import (
-    describe_threshold,
-    evaluate_threshold,
-    kpi_value,
-    parse_condition,
-)
 from kpi_alerts.delivery.recipients import validate_recipients
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.ledger.alert_changes import AlertNotFound
 from kpi_alerts.ledger.alert_store import load_alert, record_event
-from kpi_alerts.pipeline.alert_run import compose_message, reading_measure
+from kpi_alerts.pipeline.alert_run import compose_message
 from kpi_alerts.pipeline.inputs import KpiSource, Mailer, RunSettings
+from kpi_alerts.pipeline.threshold_check import check_threshold
 
 TEST_SUBJECT_PREFIX = "[TEST] "
 
@@ -86,19 +81,20 @@ def compose_trial(alert: AlertDefinition, to: str, *, source: KpiSource, setting
     data = fetch()
     extra: dict[str, Any] = {}
     if alert.threshold is not None:
-        threshold = alert.threshold
-        condition = parse_condition(threshold.condition)
-        measure = data.column(reading_measure(data, threshold.kpi_measure))
-        reading = kpi_value(data, threshold.kpi_measure, now=slot)
-        title = measure.short_title or measure.title
-        result = evaluate_threshold(condition, threshold.threshold_value, reading, measure_title=title)
+        check = check_threshold(alert, data, now=slot)
         kind = "threshold_triggered"
         extra = {
-            "value": result.value,
-            "previous": result.previous,
-            "condition": describe_threshold(condition, threshold.threshold_value, title),
+            "value": check.result.value,
+            "previous": check.result.previous,
+            "condition": check.condition,
+            "threshold_value": check.threshold_value,
+            "decision": check.decision,
         }
-        verdict = f"threshold {result.status}: {result.description}"
+        notice = check.transition.notify or "no notice"
+        verdict = (
+            f"threshold {check.result.status}: {check.decision} — a run now would send {notice} "
+            f"({check.transition.reason})"
+        )
     else:
         kind = "report"
         gate = parse_gating_condition(alert.gating_condition)

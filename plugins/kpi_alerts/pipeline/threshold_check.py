@@ -1,0 +1,122 @@
+"""A threshold alert's check of one Cube result: the value, the condition (with its recovery threshold)
+and the state machine's decision (with its pending period).
+
+One function for a run, a test send and a preview (:mod:`kpi_alerts.pipeline.trial`): what a trial
+says a run would do is what a run does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from kpi_alerts.alerts.definition import AlertDefinition
+from kpi_alerts.conditions.threshold_state import (
+    AlertState,
+    ErrorPolicy,
+    NoDataPolicy,
+    Observation,
+    Settings,
+    StoredState,
+    Transition,
+    decide,
+)
+from kpi_alerts.conditions.thresholds import (
+    PERCENT_CONDITIONS,
+    ThresholdResult,
+    describe_threshold,
+    evaluate_threshold,
+    kpi_value,
+    parse_condition,
+)
+from kpi_alerts.errors import PermanentAlertError
+from kpi_alerts.kpi_data import KpiData
+from kpi_alerts.ledger.claims import ThresholdStateUpdate
+
+
+@dataclass(frozen=True)
+class ThresholdCheck:
+    """What one check found and decided.
+
+    :param condition: the condition in words (``Orders > 2``), for the subject and the e-mail.
+    :param threshold_value: the level drawn on the chart; None for percent-change conditions.
+    :param decision: the sentence that explains the decision, with its numbers (e-mail, ledger, trials).
+    """
+
+    result: ThresholdResult
+    transition: Transition
+    condition: str
+    threshold_value: Decimal | None
+    decision: str
+
+    @property
+    def state_update(self) -> ThresholdStateUpdate:
+        t = self.transition
+        return ThresholdStateUpdate(str(t.new_state), self.result.value, t.last_notified_at, t.streak)
+
+
+def check_threshold(alert: AlertDefinition, data: KpiData, *, now: datetime) -> ThresholdCheck:
+    """Read the KPI out of ``data``, evaluate the alert's condition and decide what its state becomes.
+
+    :param now: the slot being checked (logical time): the KPI's period and re-arm are measured in slots.
+    """
+    threshold = alert.threshold
+    assert threshold is not None
+    condition = parse_condition(threshold.condition)
+    measure = data.column(reading_measure(data, threshold.kpi_measure))
+    title = measure.short_title or measure.title
+    result = evaluate_threshold(
+        condition,
+        threshold.threshold_value,
+        kpi_value(data, threshold.kpi_measure, now=now),
+        measure_title=title,
+        recovery=threshold.recovery_threshold,
+        in_breach=threshold.state == AlertState.TRIGGERED,
+    )
+    transition = threshold_transition(alert, result.status, now)
+    return ThresholdCheck(
+        result,
+        transition,
+        describe_threshold(condition, threshold.threshold_value, title),
+        None if condition in PERCENT_CONDITIONS else threshold.threshold_value,
+        _decision(result, transition, alert),
+    )
+
+
+def threshold_transition(alert: AlertDefinition, observation: Observation, now: datetime) -> Transition:
+    """The state machine's decision for one observation of ``alert`` (also for errors, which have no value)."""
+    threshold = alert.threshold
+    assert threshold is not None
+    stored = StoredState(AlertState(threshold.state), threshold.last_notified_at, threshold.streak)
+    settings = Settings(
+        rearm=timedelta(minutes=threshold.rearm_minutes),
+        notify_on_recovery=threshold.notify_on_recovery,
+        on_no_data=NoDataPolicy(threshold.on_no_data),
+        on_error=ErrorPolicy(threshold.on_error),
+        pending_checks=threshold.pending_checks,
+        recovery_checks=threshold.recovery_checks,
+    )
+    return decide(stored, observation, now=now, settings=settings)
+
+
+def reading_measure(data: KpiData, measure: str | None) -> str:
+    if measure:
+        return measure
+    if not data.measures:
+        raise PermanentAlertError("the query returned no measure")
+    return data.measures[0].key
+
+
+def _decision(result: ThresholdResult, transition: Transition, alert: AlertDefinition) -> str:
+    """The check's outcome, then how the pending period counted it when one is set."""
+    threshold = alert.threshold
+    assert threshold is not None
+    sentence = result.description
+    if transition.notify == "triggered" and threshold.pending_checks > 1:
+        sentence += f"; breached for {threshold.pending_checks} checks in a row"
+    elif transition.notify == "recovered" and threshold.recovery_checks > 1:
+        sentence += f"; OK for {threshold.recovery_checks} checks in a row"
+    elif transition.streak:
+        sentence += f"; {transition.reason}"
+    return sentence
