@@ -448,7 +448,7 @@ def test_an_install_made_before_keeps_its_bigint_ids_and_upgrades_in_place(
     build(shape_db, [(REPO_ROOT / "tests/fixtures/installed_before_issue_21.sql").read_text()])
     with psycopg.connect(shape_db, autocommit=True, row_factory=dict_row) as conn:
         seed_alert(conn, Shape("old", [], "", None, "(floor(random() * 9000000000) + 1000000000)::bigint"))
-    assert migrate(shape_db) == ["0001b_cron_job_id", "0010_shared_results", "0013_hysteresis_and_pending"]
+    assert migrate(shape_db) == ["0001b_cron_job_id", "0010_shared_results", "0013_what_alerts_notice"]
     assert migrate(shape_db) == []
     with psycopg.connect(shape_db, autocommit=True, row_factory=dict_row) as conn:
         assert (

@@ -13,8 +13,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from kpi_alerts.alerts.stored_json import StoredJsonDefect, decode_stored_json
+from kpi_alerts.conditions.anomaly import seasonal_granularity, validate_history
 from kpi_alerts.conditions.gating_format import parse_gating_condition
-from kpi_alerts.conditions.thresholds import parse_condition, validate_recovery
+from kpi_alerts.conditions.thresholds import (
+    ANOMALY_CONDITIONS,
+    parse_condition,
+    validate_recovery,
+    validate_threshold,
+)
 from kpi_alerts.cube.rest_format import check_query_shape
 from kpi_alerts.delivery.recipients import validate_recipients
 from kpi_alerts.errors import AlertValidationError
@@ -54,6 +60,9 @@ class ThresholdDefinition:
     pending_checks: int = 1
     recovery_checks: int = 1
     streak: int = 0
+    anomaly_method: str = "median_mad"
+    history_weeks: int = 8
+    min_history: int = 4
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,9 @@ class AlertDefinition:
                 pending_checks=row["pending_checks"],
                 recovery_checks=row["recovery_checks"],
                 streak=row["streak"],
+                anomaly_method=row["anomaly_method"],
+                history_weeks=row["history_weeks"],
+                min_history=row["min_history"],
             )
         return cls(
             alert_id=row["alert_id"],
@@ -200,7 +212,12 @@ class AlertDefinition:
             if self.threshold is None:
                 raise AlertValidationError("threshold alert has no kpi_thresholds row")
             t = self.threshold
-            validate_recovery(parse_condition(t.condition), t.threshold_value, t.recovery_threshold)
+            condition = parse_condition(t.condition)
+            validate_recovery(condition, t.threshold_value, t.recovery_threshold)
+            if condition in ANOMALY_CONDITIONS:
+                validate_threshold(condition, t.threshold_value)
+                validate_history(t.history_weeks, t.min_history)
+                seasonal_granularity(self.cube_query)
             Schedule("hour", 0, 0, (), t.timezone).validate()
 
     def next_slot_after(self, after: datetime) -> datetime:

@@ -26,7 +26,12 @@ from pydantic import ValidationError
 
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.alerts.spec import AlertSpec
-from kpi_alerts.conditions.thresholds import describe_recovery, describe_threshold, parse_condition
+from kpi_alerts.conditions.thresholds import (
+    ANOMALY_CONDITIONS,
+    describe_recovery,
+    describe_threshold,
+    parse_condition,
+)
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.scheduling.schedule import Schedule, describe, next_run_after
 
@@ -86,6 +91,10 @@ def spec_of(alert: AlertDefinition) -> dict[str, Any]:
             spec["threshold"]["pending_checks"] = t.pending_checks
         if t.recovery_checks != 1:
             spec["threshold"]["recovery_checks"] = t.recovery_checks
+        if (t.anomaly_method, t.history_weeks, t.min_history) != ("median_mad", 8, 4):
+            spec["threshold"].update(
+                anomaly_method=t.anomaly_method, history_weeks=t.history_weeks, min_history=t.min_history
+            )
     return spec
 
 
@@ -186,6 +195,12 @@ def describe_rule(alert: AlertDefinition) -> str | None:
     measures = alert.cube_query.get("measures")
     title = t.kpi_measure or (str(measures[0]) if isinstance(measures, list) and measures else "KPI")
     parts = [describe_threshold(condition, t.threshold_value, title)]
+    if condition in ANOMALY_CONDITIONS:
+        center = "median ± MAD" if t.anomaly_method == "median_mad" else "mean ± standard deviation"
+        parts.append(
+            f"band: {center} of the same weekday (or weekday and hour) over {t.history_weeks} weeks, "
+            f"at least {t.min_history} with data"
+        )
     if t.recovery_threshold is not None:
         parts.append(f"recovers when {describe_recovery(condition, t.recovery_threshold, title)}")
     if t.pending_checks > 1:

@@ -63,6 +63,11 @@ class ThresholdSpec(BaseModel):
     #: Pending period: breached checks in a row before notifying, OK checks in a row before recovering.
     pending_checks: Whole = Field(default=1, ge=1, le=MAX_PENDING_CHECKS)
     recovery_checks: Whole = Field(default=1, ge=1, le=MAX_PENDING_CHECKS)
+    #: Anomaly conditions (``*_EXPECTED_RANGE``): how the band is learned, from how many past weeks, and
+    #: how many of them must have data (else "not enough history").
+    anomaly_method: Literal["median_mad", "mean_std"] = "median_mad"
+    history_weeks: Whole = Field(default=8, ge=2, le=52)
+    min_history: Whole = Field(default=4, ge=2, le=52)
 
 
 class AlertSpec(BaseModel):

@@ -34,10 +34,18 @@ class ThresholdCondition(StrEnum):
     NOT_EQUAL = "NOT_EQUAL"
     INCREASED_BY_PERCENT = "INCREASED_BY_PERCENT"
     DECREASED_BY_PERCENT = "DECREASED_BY_PERCENT"
+    OUTSIDE_EXPECTED_RANGE = "OUTSIDE_EXPECTED_RANGE"
+    ABOVE_EXPECTED_RANGE = "ABOVE_EXPECTED_RANGE"
+    BELOW_EXPECTED_RANGE = "BELOW_EXPECTED_RANGE"
 
 
 _C = ThresholdCondition
 PERCENT_CONDITIONS = frozenset({_C.INCREASED_BY_PERCENT, _C.DECREASED_BY_PERCENT})
+#: Anomaly conditions (``conditions.anomaly``): the value against a band learned from its own history;
+#: their threshold is the band's half-width in MADs or standard deviations.
+ANOMALY_CONDITIONS = frozenset({_C.OUTSIDE_EXPECTED_RANGE, _C.ABOVE_EXPECTED_RANGE, _C.BELOW_EXPECTED_RANGE})
+#: The widest band an anomaly condition may ask for (wider never fires).
+MAX_BAND_WIDTH = Decimal(100)
 
 #: The operator each comparison is written with in gating JSON (the canonical spelling).
 OPERATOR_SYMBOLS: Mapping[ThresholdCondition, str] = {
@@ -95,6 +103,11 @@ def validate_threshold(condition: ThresholdCondition, threshold: Decimal) -> Dec
         raise AlertValidationError(f"threshold may have at most {MAX_THRESHOLD_DECIMALS} decimals")
     if condition in PERCENT_CONDITIONS and threshold < 0:
         raise AlertValidationError(f"a percentage threshold must be 0 or more, not {threshold}")
+    if condition in ANOMALY_CONDITIONS and not 0 < threshold <= MAX_BAND_WIDTH:
+        raise AlertValidationError(
+            f"an anomaly condition's threshold is the band's width in MADs or standard deviations: "
+            f"above 0 and at most {MAX_BAND_WIDTH}, not {threshold}"
+        )
     return threshold
 
 
@@ -127,6 +140,9 @@ def format_number(number: Decimal) -> str:
 def describe_threshold(condition: ThresholdCondition, threshold: Decimal, measure_title: str) -> str:
     """Human text of a condition, e.g. ``Revenue > 10,000`` or ``Revenue increased by ≥ 20% vs ...``."""
     amount = format_number(threshold)
+    if condition in ANOMALY_CONDITIONS:
+        side = condition.removesuffix("_EXPECTED_RANGE").lower()
+        return f"{measure_title} {side} its expected range (± {amount})"
     if condition in PERCENT_CONDITIONS:
         direction = "increased" if condition is _C.INCREASED_BY_PERCENT else "decreased"
         return f"{measure_title} {direction} by ≥ {amount}% vs previous period"
@@ -224,15 +240,7 @@ def kpi_value(
     if time_column is None:
         return KpiReading(_combine([row.get(column.key) for row in data.rows], column))
     tz = zone(data.timezone)
-    buckets: dict[datetime, list[CellValue]] = {}
-    for row in data.rows:
-        start = row.get(time_column.key)
-        if start is None:
-            continue
-        if not isinstance(start, datetime):
-            raise AlertValidationError(f"{time_column.title} holds {start!r}, not a time")
-        start = start if start.utcoffset() is not None else start.replace(tzinfo=tz)
-        buckets.setdefault(start.astimezone(UTC), []).append(row.get(column.key))
+    buckets = _buckets(data, column, time_column)
     starts = sorted(start for start in buckets if start <= now)
     granularity = _granularity(time_column)
     if granularity is None:
@@ -250,6 +258,24 @@ def kpi_value(
         _combine(previous, column) if previous is not None else None,
         complete[-1].astimezone(tz),
     )
+
+
+def period_values(data: KpiData, measure: str | None = None) -> dict[datetime, Decimal | None]:
+    """Each period's value of a time series, by the period's start (UTC), combined by the same rule
+    as :func:`kpi_value`; periods Cube left out (no rows) are absent.
+
+    :raises AlertValidationError: no time dimension, an unknown measure, rows that cannot make one value.
+    """
+    column = _kpi_column(data, measure)
+    if data.time_dimension is None:
+        raise AlertValidationError("the query has no time dimension, so it has no periods")
+    buckets = _buckets(data, column, data.time_dimension)
+    return {start: _combine(cells, column) for start, cells in buckets.items()}
+
+
+def bucket_granularity(data: KpiData) -> str | None:
+    """The granularity Cube bucketed the query's time dimension by, if it names one."""
+    return _granularity(data.time_dimension) if data.time_dimension is not None else None
 
 
 def evaluate_threshold(
@@ -358,6 +384,21 @@ def _combine(cells: list[CellValue], column: Column) -> Decimal | None:
             "cannot be added up: remove the extra dimensions or use a count or sum measure"
         )
     return _total(values)
+
+
+def _buckets(data: KpiData, column: Column, time_column: Column) -> dict[datetime, list[CellValue]]:
+    """The measure's cells by period start (UTC); local times without an offset are in the data's zone."""
+    tz = zone(data.timezone)
+    buckets: dict[datetime, list[CellValue]] = {}
+    for row in data.rows:
+        start = row.get(time_column.key)
+        if start is None:
+            continue
+        if not isinstance(start, datetime):
+            raise AlertValidationError(f"{time_column.title} holds {start!r}, not a time")
+        start = start if start.utcoffset() is not None else start.replace(tzinfo=tz)
+        buckets.setdefault(start.astimezone(UTC), []).append(row.get(column.key))
+    return buckets
 
 
 def _granularity(column: Column) -> str | None:

@@ -51,7 +51,8 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
        kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at,
-       kt.recovery_threshold, kt.pending_checks, kt.recovery_checks, kt.streak
+       kt.recovery_threshold, kt.pending_checks, kt.recovery_checks, kt.streak,
+       kt.anomaly_method, kt.history_weeks, kt.min_history
 FROM cron_jobs cj
 JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
 LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
@@ -106,7 +107,8 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
        kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at,
-       kt.recovery_threshold, kt.pending_checks, kt.recovery_checks, kt.streak
+       kt.recovery_threshold, kt.pending_checks, kt.recovery_checks, kt.streak,
+       kt.anomaly_method, kt.history_weeks, kt.min_history
 FROM kpi_alerts ka
 JOIN cron_jobs cj ON cj.id = ka.cron_job_id
 LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
@@ -139,6 +141,7 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
        kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at,
        kt.recovery_threshold, kt.pending_checks, kt.recovery_checks, kt.streak,
+       kt.anomaly_method, kt.history_weeks, kt.min_history,
        last.slot AS last_slot, last.status AS last_status, last.error AS last_error,
        last.finished_at AS last_finished_at
 FROM kpi_alerts ka
@@ -197,10 +200,10 @@ VALUES (%(kpi_alert_id)s, %(frequency_interval)s, %(schedule_hour)s, %(schedule_
 INSERT_THRESHOLD = """
 INSERT INTO kpi_thresholds (kpi_alert_id, condition, threshold_value, timezone, kpi_measure, rearm_minutes,
                             notify_on_recovery, on_no_data, on_error, recovery_threshold, pending_checks,
-                            recovery_checks)
+                            recovery_checks, anomaly_method, history_weeks, min_history)
 VALUES (%(kpi_alert_id)s, %(condition)s, %(threshold_value)s, %(timezone)s, %(kpi_measure)s,
         %(rearm_minutes)s, %(notify_on_recovery)s, %(on_no_data)s, %(on_error)s, %(recovery_threshold)s,
-        %(pending_checks)s, %(recovery_checks)s)
+        %(pending_checks)s, %(recovery_checks)s, %(anomaly_method)s, %(history_weeks)s, %(min_history)s)
 """
 
 # --- the claim and the ledger -----------------------------------------------------------------
@@ -563,7 +566,8 @@ SET condition = %(condition)s, threshold_value = %(threshold_value)s, timezone =
     kpi_measure = %(kpi_measure)s, rearm_minutes = %(rearm_minutes)s,
     notify_on_recovery = %(notify_on_recovery)s, on_no_data = %(on_no_data)s, on_error = %(on_error)s,
     recovery_threshold = %(recovery_threshold)s, pending_checks = %(pending_checks)s,
-    recovery_checks = %(recovery_checks)s, updated_at = %(now)s
+    recovery_checks = %(recovery_checks)s, anomaly_method = %(anomaly_method)s,
+    history_weeks = %(history_weeks)s, min_history = %(min_history)s, updated_at = %(now)s
 WHERE kpi_alert_id = %(kpi_alert_id)s
 """
 

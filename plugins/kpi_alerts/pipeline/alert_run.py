@@ -333,7 +333,7 @@ class _SlotRun:
     def _threshold_alert(self) -> AlertRun:
         data = self.fetch()
         # re-arm and pending periods are measured in slots (logical time), so runs are reproducible
-        check = check_threshold(self.alert, data, now=self.claim.slot)
+        check = check_threshold(self.alert, data, now=self.claim.slot, fetch=self.fetch)
         result, transition = check.result, check.transition
         notify, reason = transition.notify, transition.reason
         details = {

@@ -7,11 +7,22 @@ says a run would do is what a run does.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from kpi_alerts.alerts.definition import AlertDefinition
+from kpi_alerts.conditions.anomaly import (
+    AnomalyMethod,
+    evaluate_anomaly,
+    expected_band,
+    history_query,
+    season_label,
+    seasonal_granularity,
+    seasonal_history,
+)
 from kpi_alerts.conditions.threshold_state import (
     AlertState,
     ErrorPolicy,
@@ -23,16 +34,24 @@ from kpi_alerts.conditions.threshold_state import (
     decide,
 )
 from kpi_alerts.conditions.thresholds import (
+    ANOMALY_CONDITIONS,
     PERCENT_CONDITIONS,
+    KpiReading,
+    ThresholdCondition,
     ThresholdResult,
     describe_threshold,
     evaluate_threshold,
     kpi_value,
     parse_condition,
+    period_values,
 )
 from kpi_alerts.errors import PermanentAlertError
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.ledger.claims import ThresholdStateUpdate
+from kpi_alerts.reports.units import format_plain, headline_places, unit_for
+
+#: Asks Cube for one of the alert's queries (the run's cache, or a trial's live fetch).
+Fetch = Callable[[Mapping[str, Any]], KpiData]
 
 
 @dataclass(frozen=True)
@@ -56,31 +75,70 @@ class ThresholdCheck:
         return ThresholdStateUpdate(str(t.new_state), self.result.value, t.last_notified_at, t.streak)
 
 
-def check_threshold(alert: AlertDefinition, data: KpiData, *, now: datetime) -> ThresholdCheck:
+def check_threshold(alert: AlertDefinition, data: KpiData, *, now: datetime, fetch: Fetch) -> ThresholdCheck:
     """Read the KPI out of ``data``, evaluate the alert's condition and decide what its state becomes.
 
     :param now: the slot being checked (logical time): the KPI's period and re-arm are measured in slots.
+    :param fetch: asks Cube for the history an anomaly condition learns its band from.
     """
     threshold = alert.threshold
     assert threshold is not None
     condition = parse_condition(threshold.condition)
     measure = data.column(reading_measure(data, threshold.kpi_measure))
     title = measure.short_title or measure.title
-    result = evaluate_threshold(
-        condition,
-        threshold.threshold_value,
-        kpi_value(data, threshold.kpi_measure, now=now),
-        measure_title=title,
-        recovery=threshold.recovery_threshold,
-        in_breach=threshold.state == AlertState.TRIGGERED,
-    )
+    reading = kpi_value(data, measure.key, now=now)
+    if condition in ANOMALY_CONDITIONS:
+        result = _anomaly(alert, condition, reading, data, measure.key, title, fetch)
+    else:
+        result = evaluate_threshold(
+            condition,
+            threshold.threshold_value,
+            reading,
+            measure_title=title,
+            recovery=threshold.recovery_threshold,
+            in_breach=threshold.state == AlertState.TRIGGERED,
+        )
     transition = threshold_transition(alert, result.status, now)
     return ThresholdCheck(
         result,
         transition,
         describe_threshold(condition, threshold.threshold_value, title),
-        None if condition in PERCENT_CONDITIONS else threshold.threshold_value,
+        None if condition in PERCENT_CONDITIONS | ANOMALY_CONDITIONS else threshold.threshold_value,
         _decision(result, transition, alert),
+    )
+
+
+def _anomaly(
+    alert: AlertDefinition,
+    condition: ThresholdCondition,
+    reading: KpiReading,
+    data: KpiData,
+    measure: str,
+    title: str,
+    fetch: Fetch,
+) -> ThresholdResult:
+    """The value against the band learned from the same weekday (and hour) of past weeks in Cube."""
+    threshold = alert.threshold
+    assert threshold is not None
+    period = reading.bucket_start
+    if reading.value is None or period is None:
+        return ThresholdResult("no_data", reading.value, None, None, f"no data for {title}")
+    weeks = threshold.history_weeks
+    past = fetch(history_query(alert.cube_query, measure=measure, period_start=period, weeks=weeks))
+    history = seasonal_history(period_values(past, measure), period, weeks)
+    enough = len(history) >= threshold.min_history
+    method = AnomalyMethod(threshold.anomaly_method)
+    unit = unit_for(data.column(measure), data, alert.display)
+    locale = alert.display.locale
+    return evaluate_anomaly(
+        condition,
+        reading.value,
+        expected_band(history, threshold.threshold_value, method) if enough else None,
+        samples=len(history),
+        min_history=threshold.min_history,
+        season=season_label(period, seasonal_granularity(alert.cube_query)),
+        measure_title=title,
+        show=lambda v: format_plain(v, unit, locale, places=headline_places(v, unit)),
     )
 
 

@@ -81,7 +81,7 @@ def compose_trial(alert: AlertDefinition, to: str, *, source: KpiSource, setting
     data = fetch()
     extra: dict[str, Any] = {}
     if alert.threshold is not None:
-        check = check_threshold(alert, data, now=slot)
+        check = check_threshold(alert, data, now=slot, fetch=fetch)
         kind = "threshold_triggered"
         extra = {
             "value": check.result.value,
