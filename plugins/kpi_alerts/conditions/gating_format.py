@@ -64,7 +64,7 @@ def _operator(raw: object) -> ThresholdCondition:
     except AlertValidationError as exc:
         raise ValueError(str(exc)) from None
     if condition in ANOMALY_CONDITIONS:  # a gate compares values; a band needs the KPI's own history
-        raise ValueError(f"{condition} is for threshold alerts, not gating conditions")
+        raise ValueError(f"anomaly conditions ({condition}) are for threshold alerts, not gating conditions")
     return condition
 
 
@@ -105,7 +105,14 @@ Operator = Annotated[
     ThresholdCondition,
     PlainValidator(_operator),
     PlainSerializer(operator_json, when_used="json"),
-    WithJsonSchema({"enum": [*OPERATOR_SYMBOLS.values(), *ThresholdCondition]}),
+    WithJsonSchema(
+        {
+            "enum": [
+                *OPERATOR_SYMBOLS.values(),
+                *(c for c in ThresholdCondition if c not in ANOMALY_CONDITIONS),
+            ]
+        }
+    ),
 ]
 Number = Annotated[
     Decimal,
