@@ -57,3 +57,7 @@ BEGIN
             AND (condition NOT LIKE '%EXPECTED_RANGE' OR (threshold_value > 0 AND threshold_value <= 100)));
     END IF;
 END $$;
+
+-- Reports only if changed: a scheduled report may skip a slot whose data equals the last report sent
+-- (recorded 'skipped' with the reason); the sent row's details carry the data's digest.
+ALTER TABLE kpi_schedules ADD COLUMN IF NOT EXISTS only_if_changed boolean NOT NULL DEFAULT false;

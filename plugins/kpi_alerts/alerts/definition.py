@@ -98,6 +98,8 @@ class AlertDefinition:
     percent_scale: str | None = None
     column_labels: Mapping[str, str] = field(default_factory=dict)
     organization_currency: str | None = None
+    #: A scheduled report skips a slot whose data equals the last report sent (``kpi_schedules``).
+    only_if_changed: bool = False
 
     @property
     def display(self) -> DisplaySettings:
@@ -192,6 +194,7 @@ class AlertDefinition:
             percent_scale=row.get("percent_scale"),
             column_labels=column_labels,
             organization_currency=row.get("organization_currency"),
+            only_if_changed=bool(row["only_if_changed"]),
             defect="; ".join(defects) or None,
         )
 

@@ -72,6 +72,8 @@ def spec_of(alert: AlertDefinition) -> dict[str, Any]:
             "gating_condition": dict(alert.gating_condition) if alert.gating_condition is not None else None,
             "attachment_type": alert.attachment_type,
         }
+        if alert.only_if_changed:  # shown once set (older specs stay as they were)
+            spec["schedule"]["only_if_changed"] = True
     if alert.threshold is not None:
         t = alert.threshold
         spec["threshold"] = {
@@ -215,5 +217,6 @@ def describe_rule(alert: AlertDefinition) -> str | None:
 def describe_timing(alert: AlertDefinition) -> str:
     """The schedule in words, with its timezone; threshold alerts are checked at the top of every hour."""
     if alert.schedule is not None:
-        return describe(alert.schedule)
+        changed = "; sent only if the data changed since the last report" if alert.only_if_changed else ""
+        return describe(alert.schedule) + changed
     return f"Checked every hour, at :00 UTC (values in {alert.timezone})"

@@ -45,6 +45,8 @@ class ScheduleSpec(BaseModel):
     timezone: str = Field(default="UTC", max_length=64)
     gating_condition: dict[str, Any] | None = None
     attachment_type: AttachmentKind | None = AttachmentKind.CSV
+    #: Skip a slot (recorded ``skipped``) when the query's data equals the last report sent.
+    only_if_changed: bool = False
 
 
 class ThresholdSpec(BaseModel):

@@ -47,7 +47,7 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
        cj.master_locked, cj.locked, cj.next_run_at,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
-       NULL::text AS gating_condition, ks.attachment_type,
+       NULL::text AS gating_condition, ks.attachment_type, ks.only_if_changed,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
        kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at,
@@ -103,7 +103,7 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        ka.locale, ka.currency, ka.percent_scale, ka.column_labels::text AS column_labels,
        kos.currency AS organization_currency,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
-       ks.gating_condition::text AS gating_condition, ks.attachment_type,
+       ks.gating_condition::text AS gating_condition, ks.attachment_type, ks.only_if_changed,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
        kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at,
@@ -136,7 +136,7 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
        cj.master_locked, cj.locked, cj.next_run_at,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
-       ks.gating_condition::text AS gating_condition, ks.attachment_type,
+       ks.gating_condition::text AS gating_condition, ks.attachment_type, ks.only_if_changed,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
        kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at,
@@ -192,9 +192,10 @@ VALUES (%(id)s, %(cron_job_id)s::kpi_cron_job_id, %(organization_id)s, %(graph_i
 
 INSERT_SCHEDULE = """
 INSERT INTO kpi_schedules (kpi_alert_id, frequency_interval, schedule_hour, schedule_minute, selected_days,
-                           timezone, gating_condition, attachment_type)
+                           timezone, gating_condition, attachment_type, only_if_changed)
 VALUES (%(kpi_alert_id)s, %(frequency_interval)s, %(schedule_hour)s, %(schedule_minute)s,
-        %(selected_days)s::smallint[], %(timezone)s, %(gating_condition)s, %(attachment_type)s)
+        %(selected_days)s::smallint[], %(timezone)s, %(gating_condition)s, %(attachment_type)s,
+        %(only_if_changed)s)
 """
 
 INSERT_THRESHOLD = """
@@ -490,6 +491,14 @@ WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed'
 )
 
 # The slot before this one: failure notices go out on the first failure of a streak only.
+# The data digest of the alert's latest report sent before the slot (reports only if changed).
+LAST_SENT_DIGEST = """
+SELECT slot, details->>'data_digest' AS digest FROM cron_job_results
+WHERE cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND kpi_alert_id IS NOT NULL AND slot < %(slot)s
+  AND status = 'sent'
+ORDER BY slot DESC LIMIT 1
+"""
+
 PREVIOUS_RESULT = """
 SELECT status FROM cron_job_results
 WHERE cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND slot < %(slot)s AND status <> 'missed'
@@ -556,7 +565,7 @@ UPDATE kpi_schedules
 SET frequency_interval = %(frequency_interval)s, schedule_hour = %(schedule_hour)s,
     schedule_minute = %(schedule_minute)s, selected_days = %(selected_days)s::smallint[],
     timezone = %(timezone)s, gating_condition = %(gating_condition)s, attachment_type = %(attachment_type)s,
-    updated_at = %(now)s
+    only_if_changed = %(only_if_changed)s, updated_at = %(now)s
 WHERE kpi_alert_id = %(kpi_alert_id)s
 """
 

@@ -47,7 +47,7 @@ from kpi_alerts.ledger.claims import (
     start_sending,
 )
 from kpi_alerts.ledger.due_alerts import park_unusable_alert
-from kpi_alerts.ledger.results import cron_job_of_alert, previous_status
+from kpi_alerts.ledger.results import cron_job_of_alert, last_sent_digest, previous_status
 from kpi_alerts.pipeline.inputs import Delivery, KpiSource, Mailer, RunSettings
 from kpi_alerts.pipeline.threshold_check import check_threshold, threshold_transition
 from kpi_alerts.redaction import redact_url
@@ -326,6 +326,11 @@ class _SlotRun:
                 return self._finish(
                     Outcome("gated", details=details, error=None), detail=decision.description
                 )
+        if self.alert.only_if_changed:
+            details["data_digest"] = data.digest()
+            unchanged = unchanged_since(self.conn, self.alert, data, self.claim.slot)
+            if unchanged is not None:
+                return self._finish(Outcome("skipped", details=details, error=unchanged), detail=unchanged)
         return self._send("report", data, details=details, gate=decision)
 
     # --- threshold alerts -------------------------------------------------------------------
@@ -501,6 +506,17 @@ def compose_message(
         report=report,
     )
     return message, attachment
+
+
+def unchanged_since(
+    conn: psycopg.Connection[Any], alert: AlertDefinition, data: KpiData, slot: datetime
+) -> str | None:
+    """Why a report that is sent only if its data changed is skipped at ``slot``; None: send it. A run
+    and a trial ask this one question."""
+    last = last_sent_digest(conn, alert.cron_job_id, slot)
+    if last is None or last[1] != data.digest():
+        return None
+    return f"skipped: the data equals the report sent for {last[0].isoformat()} (only if changed)"
 
 
 def _plain(value: Any) -> Any:

@@ -30,7 +30,7 @@ from kpi_alerts.delivery.recipients import validate_recipients
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.ledger.alert_changes import AlertNotFound
 from kpi_alerts.ledger.alert_store import load_alert, record_event
-from kpi_alerts.pipeline.alert_run import compose_message
+from kpi_alerts.pipeline.alert_run import compose_message, unchanged_since
 from kpi_alerts.pipeline.inputs import KpiSource, Mailer, RunSettings
 from kpi_alerts.pipeline.threshold_check import check_threshold
 
@@ -66,8 +66,18 @@ class PreviewFiles:
     verdict: str
 
 
-def compose_trial(alert: AlertDefinition, to: str, *, source: KpiSource, settings: RunSettings) -> Trial:
-    """Fetch live data and build the message recipients would get, addressed to ``to`` only."""
+def compose_trial(
+    alert: AlertDefinition,
+    to: str,
+    *,
+    source: KpiSource,
+    settings: RunSettings,
+    conn: psycopg.Connection[Any] | None = None,
+) -> Trial:
+    """Fetch live data and build the message recipients would get, addressed to ``to`` only.
+
+    :param conn: the alerts database, to say whether a report sent only if changed would be skipped.
+    """
     alert.validate()
     slot = settings.logical_time
 
@@ -99,14 +109,21 @@ def compose_trial(alert: AlertDefinition, to: str, *, source: KpiSource, setting
         kind = "report"
         gate = parse_gating_condition(alert.gating_condition)
         verdict = "a run would send this report"
+        passed = True
         if gate is not None:
             decision = evaluate_gate(gate, fetch, now=slot)
             extra["gate"] = decision
+            passed = decision.passed
             verdict = (
                 f"gate passed: {decision.description}"
                 if decision.passed
                 else f"gated out (a run would not send it now): {decision.description}"
             )
+        # as a run: the gate first, then whether the data changed
+        check_change = conn is not None and alert.only_if_changed and passed
+        unchanged = unchanged_since(conn, alert, data, slot) if conn is not None and check_change else None
+        if unchanged is not None:
+            verdict = f"{unchanged} — a run would not send it now"
     message, attachment = compose_message(
         alert,
         data,
@@ -142,7 +159,7 @@ def send_test_message(
     """Send the alert's message, marked as a test, to ``to`` only; record a ``test_send`` event."""
     address = _one_address(to)
     alert = _load(conn, alert_id)
-    trial = compose_trial(alert, address, source=source, settings=settings)
+    trial = compose_trial(alert, address, source=source, settings=settings, conn=conn)
     delivery = mailer.deliver(trial.message)
     with conn.transaction():
         record_event(
@@ -175,7 +192,7 @@ def preview(
 ) -> PreviewFiles:
     """Write the message as ``<name>.eml`` and its attachment into ``out_dir``; send nothing."""
     alert = _load(conn, alert_id)
-    trial = compose_trial(alert, _one_address(to), source=source, settings=settings)
+    trial = compose_trial(alert, _one_address(to), source=source, settings=settings, conn=conn)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"alert-{alert.alert_id}-{_slug(alert.alert_name)}"
     eml = out_dir / f"{stem}.eml"
