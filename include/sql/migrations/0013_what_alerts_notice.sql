@@ -61,3 +61,17 @@ END $$;
 -- Reports only if changed: a scheduled report may skip a slot whose data equals the last report sent
 -- (recorded 'skipped' with the reason); the sent row's details carry the data's digest.
 ALTER TABLE kpi_schedules ADD COLUMN IF NOT EXISTS only_if_changed boolean NOT NULL DEFAULT false;
+
+-- Per-group checks: group_by names a dimension of the alert's query; each group's state is kept in
+-- kpi_threshold_groups (a group absent from it is OK), written with the run's ledger row.
+ALTER TABLE kpi_thresholds ADD COLUMN IF NOT EXISTS group_by text;
+CREATE TABLE IF NOT EXISTS kpi_threshold_groups (
+    kpi_alert_id     bigint NOT NULL REFERENCES kpi_alerts (id) ON DELETE CASCADE,
+    group_key        text   NOT NULL,
+    state            text   NOT NULL CHECK (state IN ('OK', 'TRIGGERED', 'NO_DATA')),
+    last_value       numeric,
+    last_notified_at timestamptz,
+    streak           integer NOT NULL DEFAULT 0 CHECK (streak >= 0),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (kpi_alert_id, group_key)
+);

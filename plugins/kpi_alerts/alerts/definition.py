@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from kpi_alerts.alerts.stored_json import StoredJsonDefect, decode_stored_json
 from kpi_alerts.conditions.anomaly import seasonal_granularity, validate_history
 from kpi_alerts.conditions.gating_format import parse_gating_condition
+from kpi_alerts.conditions.groups import check_group_by
 from kpi_alerts.conditions.thresholds import (
     ANOMALY_CONDITIONS,
     parse_condition,
@@ -63,6 +64,7 @@ class ThresholdDefinition:
     anomaly_method: str = "median_mad"
     history_weeks: int = 8
     min_history: int = 4
+    group_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,7 @@ class AlertDefinition:
                 anomaly_method=row["anomaly_method"],
                 history_weeks=row["history_weeks"],
                 min_history=row["min_history"],
+                group_by=row["group_by"],
             )
         return cls(
             alert_id=row["alert_id"],
@@ -221,6 +224,8 @@ class AlertDefinition:
                 validate_threshold(condition, t.threshold_value)
                 validate_history(t.history_weeks, t.min_history)
                 seasonal_granularity(self.cube_query)
+            if t.group_by is not None:
+                check_group_by(self.cube_query, t.group_by, condition)
             Schedule("hour", 0, 0, (), t.timezone).validate()
 
     def next_slot_after(self, after: datetime) -> datetime:

@@ -9,7 +9,7 @@ a new alert is (:func:`kpi_alerts.ledger.alert_store.validate_alert_spec`). The 
   new schedule's first slot after now; otherwise the stored next run stands (a slot already due is
   still sent, under the new definition);
 - when what a threshold alert measures or compares against changes (query, measure, condition,
-  threshold value), its state (OK / TRIGGERED / ...) starts again from OK;
+  threshold value, group_by), its state (OK / TRIGGERED / ...) and its groups' start again from OK;
 - a claim in flight finishes under the definition it loaded.
 
 Resuming a paused alert never fires a backlog: its next run is its first slot after now.
@@ -36,7 +36,7 @@ from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.scheduling.schedule import Schedule, describe, next_run_after
 
 TIMING_FIELDS = ("frequency_interval", "schedule_hour", "schedule_minute", "selected_days", "timezone")
-MEASURED_FIELDS = ("condition", "threshold_value", "kpi_measure")
+MEASURED_FIELDS = ("condition", "threshold_value", "kpi_measure", "group_by")
 
 
 def spec_of(alert: AlertDefinition) -> dict[str, Any]:
@@ -93,6 +93,8 @@ def spec_of(alert: AlertDefinition) -> dict[str, Any]:
             spec["threshold"]["pending_checks"] = t.pending_checks
         if t.recovery_checks != 1:
             spec["threshold"]["recovery_checks"] = t.recovery_checks
+        if t.group_by is not None:
+            spec["threshold"]["group_by"] = t.group_by
         if (t.anomaly_method, t.history_weeks, t.min_history) != ("median_mad", 8, 4):
             spec["threshold"].update(
                 anomaly_method=t.anomaly_method, history_weeks=t.history_weeks, min_history=t.min_history
@@ -203,6 +205,8 @@ def describe_rule(alert: AlertDefinition) -> str | None:
             f"band: {center} of the same weekday (or weekday and hour) over {t.history_weeks} weeks, "
             f"at least {t.min_history} with data"
         )
+    if t.group_by is not None:
+        parts.append(f"checked per {t.group_by}, each group with its own state")
     if t.recovery_threshold is not None:
         parts.append(f"recovers when {describe_recovery(condition, t.recovery_threshold, title)}")
     if t.pending_checks > 1:

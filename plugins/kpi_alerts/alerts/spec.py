@@ -70,6 +70,8 @@ class ThresholdSpec(BaseModel):
     anomaly_method: Literal["median_mad", "mean_std"] = "median_mad"
     history_weeks: Whole = Field(default=8, ge=2, le=52)
     min_history: Whole = Field(default=4, ge=2, le=52)
+    #: Per-group checks: a dimension of the query; each of its values is checked and keeps its own state.
+    group_by: str | None = Field(default=None, max_length=200)
 
 
 class AlertSpec(BaseModel):

@@ -14,6 +14,7 @@ from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.alerts.spec import AlertSpec, check_no_nul, check_text, parse_alert_spec
 from kpi_alerts.conditions.anomaly import seasonal_granularity, validate_history
 from kpi_alerts.conditions.gating_format import check_gate_measures, parse_gating_condition
+from kpi_alerts.conditions.groups import check_group_by
 from kpi_alerts.conditions.thresholds import (
     ANOMALY_CONDITIONS,
     parse_condition,
@@ -85,6 +86,8 @@ def validate_alert_spec(
         if condition in ANOMALY_CONDITIONS:
             validate_history(spec.threshold.history_weeks, spec.threshold.min_history)
             seasonal_granularity(spec.cube_query)
+        if spec.threshold.group_by is not None:
+            check_group_by(spec.cube_query, spec.threshold.group_by, condition)
         kpi_measure = spec.threshold.kpi_measure
         if kpi_measure is not None and kpi_measure not in spec.cube_query["measures"]:
             raise AlertValidationError(

@@ -52,7 +52,7 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
        kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at,
        kt.recovery_threshold, kt.pending_checks, kt.recovery_checks, kt.streak,
-       kt.anomaly_method, kt.history_weeks, kt.min_history
+       kt.anomaly_method, kt.history_weeks, kt.min_history, kt.group_by
 FROM cron_jobs cj
 JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
 LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
@@ -108,7 +108,7 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
        kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at,
        kt.recovery_threshold, kt.pending_checks, kt.recovery_checks, kt.streak,
-       kt.anomaly_method, kt.history_weeks, kt.min_history
+       kt.anomaly_method, kt.history_weeks, kt.min_history, kt.group_by
 FROM kpi_alerts ka
 JOIN cron_jobs cj ON cj.id = ka.cron_job_id
 LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
@@ -141,7 +141,7 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
        kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at,
        kt.recovery_threshold, kt.pending_checks, kt.recovery_checks, kt.streak,
-       kt.anomaly_method, kt.history_weeks, kt.min_history,
+       kt.anomaly_method, kt.history_weeks, kt.min_history, kt.group_by,
        last.slot AS last_slot, last.status AS last_status, last.error AS last_error,
        last.finished_at AS last_finished_at
 FROM kpi_alerts ka
@@ -201,10 +201,11 @@ VALUES (%(kpi_alert_id)s, %(frequency_interval)s, %(schedule_hour)s, %(schedule_
 INSERT_THRESHOLD = """
 INSERT INTO kpi_thresholds (kpi_alert_id, condition, threshold_value, timezone, kpi_measure, rearm_minutes,
                             notify_on_recovery, on_no_data, on_error, recovery_threshold, pending_checks,
-                            recovery_checks, anomaly_method, history_weeks, min_history)
+                            recovery_checks, anomaly_method, history_weeks, min_history, group_by)
 VALUES (%(kpi_alert_id)s, %(condition)s, %(threshold_value)s, %(timezone)s, %(kpi_measure)s,
         %(rearm_minutes)s, %(notify_on_recovery)s, %(on_no_data)s, %(on_error)s, %(recovery_threshold)s,
-        %(pending_checks)s, %(recovery_checks)s, %(anomaly_method)s, %(history_weeks)s, %(min_history)s)
+        %(pending_checks)s, %(recovery_checks)s, %(anomaly_method)s, %(history_weeks)s, %(min_history)s,
+        %(group_by)s)
 """
 
 # --- the claim and the ledger -----------------------------------------------------------------
@@ -499,6 +500,30 @@ WHERE cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND kpi_alert_id IS NOT NUL
 ORDER BY slot DESC LIMIT 1
 """
 
+# Per-group checks: the groups' stored states (a group without a row is OK).
+GROUP_STATES = """
+SELECT group_key, state, last_notified_at, streak FROM kpi_threshold_groups WHERE kpi_alert_id = %(alert_id)s
+"""
+
+# The groups' new states, written with the ledger row (finish_claim); a group back to OK with nothing
+# pending is deleted (absent means OK), so the table holds the groups that need remembering.
+WRITE_GROUP_STATES = """
+WITH incoming AS (
+    SELECT * FROM unnest(%(groups)s::text[], %(states)s::text[], %(values)s::numeric[],
+                         %(notified)s::timestamptz[], %(streaks)s::integer[])
+        AS g(group_key, state, last_value, last_notified_at, streak)
+), settled AS (
+    DELETE FROM kpi_threshold_groups t USING incoming i
+    WHERE t.kpi_alert_id = %(alert_id)s AND t.group_key = i.group_key AND i.state = 'OK' AND i.streak = 0
+)
+INSERT INTO kpi_threshold_groups (kpi_alert_id, group_key, state, last_value, last_notified_at, streak, updated_at)
+SELECT %(alert_id)s, group_key, state, last_value, last_notified_at, streak, %(now)s FROM incoming
+WHERE NOT (state = 'OK' AND streak = 0)
+ON CONFLICT (kpi_alert_id, group_key) DO UPDATE
+SET state = excluded.state, last_value = excluded.last_value, last_notified_at = excluded.last_notified_at,
+    streak = excluded.streak, updated_at = excluded.updated_at
+"""
+
 PREVIOUS_RESULT = """
 SELECT status FROM cron_job_results
 WHERE cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND slot < %(slot)s AND status <> 'missed'
@@ -576,12 +601,14 @@ SET condition = %(condition)s, threshold_value = %(threshold_value)s, timezone =
     notify_on_recovery = %(notify_on_recovery)s, on_no_data = %(on_no_data)s, on_error = %(on_error)s,
     recovery_threshold = %(recovery_threshold)s, pending_checks = %(pending_checks)s,
     recovery_checks = %(recovery_checks)s, anomaly_method = %(anomaly_method)s,
-    history_weeks = %(history_weeks)s, min_history = %(min_history)s, updated_at = %(now)s
+    history_weeks = %(history_weeks)s, min_history = %(min_history)s, group_by = %(group_by)s,
+    updated_at = %(now)s
 WHERE kpi_alert_id = %(kpi_alert_id)s
 """
 
-# What is measured, or against what, changed: the anti-spam state starts again from OK.
+# What is measured, or against what, changed: the anti-spam state starts again from OK (each group's too).
 RESET_THRESHOLD_STATE = """
+WITH groups AS (DELETE FROM kpi_threshold_groups WHERE kpi_alert_id = %(kpi_alert_id)s)
 UPDATE kpi_thresholds
 SET state = 'OK', last_value = NULL, last_notified_at = NULL, last_evaluated_at = NULL, streak = 0,
     state_changed_at = %(now)s

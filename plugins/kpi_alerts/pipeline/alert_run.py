@@ -34,6 +34,7 @@ from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.ledger.alert_store import load_alert
 from kpi_alerts.ledger.claims import (
     Claim,
+    GroupStateUpdate,
     LostClaim,
     NotClaimed,
     Outcome,
@@ -47,9 +48,9 @@ from kpi_alerts.ledger.claims import (
     start_sending,
 )
 from kpi_alerts.ledger.due_alerts import park_unusable_alert
-from kpi_alerts.ledger.results import cron_job_of_alert, last_sent_digest, previous_status
+from kpi_alerts.ledger.results import cron_job_of_alert, group_states, last_sent_digest, previous_status
 from kpi_alerts.pipeline.inputs import Delivery, KpiSource, Mailer, RunSettings
-from kpi_alerts.pipeline.threshold_check import check_threshold, threshold_transition
+from kpi_alerts.pipeline.threshold_check import check_groups, check_threshold, threshold_transition
 from kpi_alerts.redaction import redact_url
 from kpi_alerts.reports import build_report, render_attachment
 from kpi_alerts.reports.context import MessageKind, ReportContext, describe_period
@@ -60,6 +61,12 @@ if TYPE_CHECKING:
     from kpi_alerts.reports import Attachment
 
 log = logging.getLogger(__name__)
+
+#: The message a threshold notice is sent as (any other notice: a breach).
+_MESSAGE_KINDS: dict[str | None, MessageKind] = {
+    "recovered": "threshold_recovered",
+    "no_data": "threshold_no_data",
+}
 
 
 @dataclass(frozen=True)
@@ -337,6 +344,9 @@ class _SlotRun:
 
     def _threshold_alert(self) -> AlertRun:
         data = self.fetch()
+        assert self.alert.threshold is not None
+        if self.alert.threshold.group_by is not None:
+            return self._per_group_alert(data)
         # re-arm and pending periods are measured in slots (logical time), so runs are reproducible
         check = check_threshold(self.alert, data, now=self.claim.slot, fetch=self.fetch)
         result, transition = check.result, check.transition
@@ -356,11 +366,8 @@ class _SlotRun:
                 detail=reason,
                 threshold_state=state,
             )
-        kind: MessageKind = {"recovered": "threshold_recovered", "no_data": "threshold_no_data"}.get(
-            notify, "threshold_triggered"
-        )  # type: ignore[assignment]
         return self._send(
-            kind,
+            _MESSAGE_KINDS.get(notify, "threshold_triggered"),
             data,
             details=details,
             value=result.value,
@@ -369,6 +376,43 @@ class _SlotRun:
             threshold_value=check.threshold_value,
             decision=check.decision,
             threshold_state=state,
+        )
+
+    def _per_group_alert(self, data: KpiData) -> AlertRun:
+        stored = group_states(self.conn, self.alert.alert_id)
+        check = check_groups(self.alert, data, now=self.claim.slot, stored=stored)
+        decision = check.decision
+        sentence = decision.describe()
+        details: dict[str, Any] = {
+            "description": sentence,
+            "groups": {
+                c.group: {
+                    "observation": c.result.status,
+                    "value": str(c.result.value) if c.result.value is not None else None,
+                    "description": c.result.description,
+                    "transition": c.transition.reason,
+                    "streak": c.transition.streak,
+                }
+                for c in decision.checks
+            },
+        }
+        if decision.notify is None:
+            breached = any(c.result.status == "breached" for c in decision.checks)
+            return self._finish(
+                Outcome("suppressed" if breached else "not_triggered", details=details),
+                detail=sentence,
+                threshold_state=check.state_update,
+                group_states=check.group_updates,
+            )
+        return self._send(
+            _MESSAGE_KINDS.get(decision.notify, "threshold_triggered"),
+            data,
+            details=details,
+            condition=check.condition,
+            threshold_value=check.threshold_value,
+            decision=sentence,
+            threshold_state=check.state_update,
+            group_states=check.group_updates,
         )
 
     # --- shared -------------------------------------------------------------------------------
@@ -386,6 +430,7 @@ class _SlotRun:
         decision: str | None = None,
         threshold_state: ThresholdStateUpdate | None = None,
         gate: GateDecision | None = None,
+        group_states: Sequence[GroupStateUpdate] = (),
     ) -> AlertRun:
         message, attachment = compose_message(
             self.alert,
@@ -429,10 +474,16 @@ class _SlotRun:
             outcome,
             detail=f"{kind} sent to {len(self.alert.recipients)} recipient(s) via {delivery.kind}",
             threshold_state=threshold_state,
+            group_states=group_states,
         )
 
     def _finish(
-        self, outcome: Outcome, *, detail: str, threshold_state: ThresholdStateUpdate | None = None
+        self,
+        outcome: Outcome,
+        *,
+        detail: str,
+        threshold_state: ThresholdStateUpdate | None = None,
+        group_states: Sequence[GroupStateUpdate] = (),
     ) -> AlertRun:
         finish_claim(
             self.conn,
@@ -441,6 +492,7 @@ class _SlotRun:
             outcome,
             now=self.settings.clock(),
             threshold_state=threshold_state,
+            group_states=group_states,
         )
         return AlertRun(self.alert.alert_id, outcome.status, detail, self.claim.slot.isoformat())
 

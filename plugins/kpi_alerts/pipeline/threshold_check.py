@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from kpi_alerts.alerts.definition import AlertDefinition
+from kpi_alerts.alerts.definition import AlertDefinition, ThresholdDefinition
 from kpi_alerts.conditions.anomaly import (
     AnomalyMethod,
     evaluate_anomaly,
@@ -23,6 +23,7 @@ from kpi_alerts.conditions.anomaly import (
     seasonal_granularity,
     seasonal_history,
 )
+from kpi_alerts.conditions.groups import GroupsDecision, decide_groups
 from kpi_alerts.conditions.threshold_state import (
     AlertState,
     ErrorPolicy,
@@ -47,7 +48,7 @@ from kpi_alerts.conditions.thresholds import (
 )
 from kpi_alerts.errors import PermanentAlertError
 from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.ledger.claims import ThresholdStateUpdate
+from kpi_alerts.ledger.claims import GroupStateUpdate, ThresholdStateUpdate
 from kpi_alerts.reports.units import format_plain, headline_places, unit_for
 
 #: Asks Cube for one of the alert's queries (the run's cache, or a trial's live fetch).
@@ -147,7 +148,79 @@ def threshold_transition(alert: AlertDefinition, observation: Observation, now: 
     threshold = alert.threshold
     assert threshold is not None
     stored = StoredState(AlertState(threshold.state), threshold.last_notified_at, threshold.streak)
-    settings = Settings(
+    return decide(stored, observation, now=now, settings=_settings(threshold))
+
+
+@dataclass(frozen=True)
+class GroupsCheck:
+    """A per-group alert's check: every group's decision, and what the alert as a whole stores and says."""
+
+    decision: GroupsDecision
+    condition: str
+    threshold_value: Decimal | None
+    state_update: ThresholdStateUpdate
+
+    @property
+    def group_updates(self) -> list[GroupStateUpdate]:
+        return [
+            GroupStateUpdate(
+                c.group,
+                str(c.transition.new_state),
+                c.result.value,
+                c.transition.last_notified_at,
+                c.transition.streak,
+            )
+            for c in self.decision.checks
+        ]
+
+
+def check_groups(
+    alert: AlertDefinition, data: KpiData, *, now: datetime, stored: Mapping[str, Mapping[str, Any]]
+) -> GroupsCheck:
+    """Check each group of ``alert.threshold.group_by`` (per-group checks) against the alert's condition.
+
+    :param stored: the groups' stored states (:func:`kpi_alerts.ledger.results.group_states`).
+    """
+    threshold = alert.threshold
+    assert threshold is not None and threshold.group_by is not None
+    condition = parse_condition(threshold.condition)
+    measure = data.column(reading_measure(data, threshold.kpi_measure))
+    title = measure.short_title or measure.title
+    decision = decide_groups(
+        data,
+        group_by=threshold.group_by,
+        measure=measure.key,
+        measure_title=title,
+        condition=condition,
+        threshold=threshold.threshold_value,
+        recovery=threshold.recovery_threshold,
+        stored={
+            g: StoredState(AlertState(s["state"]), s["last_notified_at"], s["streak"])
+            for g, s in stored.items()
+        },
+        now=now,
+        settings=_settings(threshold),
+    )
+    group_title = _title(data, threshold.group_by)
+    clock = now if decision.notify else threshold.last_notified_at
+    return GroupsCheck(
+        decision,
+        f"{describe_threshold(condition, threshold.threshold_value, title)} per {group_title}",
+        None if condition in PERCENT_CONDITIONS else threshold.threshold_value,
+        ThresholdStateUpdate(str(decision.state), None, clock, 0),
+    )
+
+
+def _title(data: KpiData, key: str) -> str:
+    try:
+        column = data.column(key)
+    except KeyError:
+        return key
+    return column.short_title or column.title
+
+
+def _settings(threshold: ThresholdDefinition) -> Settings:
+    return Settings(
         rearm=timedelta(minutes=threshold.rearm_minutes),
         notify_on_recovery=threshold.notify_on_recovery,
         on_no_data=NoDataPolicy(threshold.on_no_data),
@@ -155,7 +228,6 @@ def threshold_transition(alert: AlertDefinition, observation: Observation, now: 
         pending_checks=threshold.pending_checks,
         recovery_checks=threshold.recovery_checks,
     )
-    return decide(stored, observation, now=now, settings=settings)
 
 
 def reading_measure(data: KpiData, measure: str | None) -> str:

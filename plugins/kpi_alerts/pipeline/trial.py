@@ -30,9 +30,10 @@ from kpi_alerts.delivery.recipients import validate_recipients
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.ledger.alert_changes import AlertNotFound
 from kpi_alerts.ledger.alert_store import load_alert, record_event
+from kpi_alerts.ledger.results import group_states
 from kpi_alerts.pipeline.alert_run import compose_message, unchanged_since
 from kpi_alerts.pipeline.inputs import KpiSource, Mailer, RunSettings
-from kpi_alerts.pipeline.threshold_check import check_threshold
+from kpi_alerts.pipeline.threshold_check import check_groups, check_threshold
 
 TEST_SUBJECT_PREFIX = "[TEST] "
 
@@ -76,7 +77,8 @@ def compose_trial(
 ) -> Trial:
     """Fetch live data and build the message recipients would get, addressed to ``to`` only.
 
-    :param conn: the alerts database, to say whether a report sent only if changed would be skipped.
+    :param conn: the alerts database: whether a report sent only if changed would be skipped, and a
+        per-group alert's stored group states (without it, every group is taken to be OK).
     """
     alert.validate()
     slot = settings.logical_time
@@ -90,7 +92,15 @@ def compose_trial(
 
     data = fetch()
     extra: dict[str, Any] = {}
-    if alert.threshold is not None:
+    if alert.threshold is not None and alert.threshold.group_by is not None:
+        stored = group_states(conn, alert.alert_id) if conn is not None else {}
+        groups = check_groups(alert, data, now=slot, stored=stored)
+        kind = "threshold_triggered"
+        extra = {"condition": groups.condition, "threshold_value": groups.threshold_value}
+        extra["decision"] = groups.decision.describe()
+        notice = groups.decision.notify or "no notice"
+        verdict = f"groups: {groups.decision.describe()} — a run now would send {notice}"
+    elif alert.threshold is not None:
         check = check_threshold(alert, data, now=slot, fetch=fetch)
         kind = "threshold_triggered"
         extra = {
