@@ -477,6 +477,9 @@ def _show(conn: Any, args: argparse.Namespace) -> int:
     print(f"  schedule   {detail['schedule_description']}")
     if detail["state"] is not None:
         print(f"  state      {detail['state']} (last value {detail['threshold_last_value']})")
+        print(f"  rule       {detail['threshold_rule']}")
+        if detail["threshold_streak"]:
+            print(f"  pending    {detail['threshold_streak']} check(s) in a row toward a change of state")
     print(f"  recipients {', '.join(detail['recipients'])}")
     if detail["owners"]:
         print(f"  owners     {', '.join(detail['owners'])}")

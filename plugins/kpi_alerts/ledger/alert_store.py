@@ -12,8 +12,15 @@ import psycopg
 
 from kpi_alerts.alerts.definition import AlertDefinition, ThresholdDefinition
 from kpi_alerts.alerts.spec import AlertSpec, check_no_nul, check_text, parse_alert_spec
+from kpi_alerts.conditions.anomaly import seasonal_granularity, validate_history
 from kpi_alerts.conditions.gating_format import check_gate_measures, parse_gating_condition
-from kpi_alerts.conditions.thresholds import parse_condition, validate_threshold
+from kpi_alerts.conditions.groups import check_group_by
+from kpi_alerts.conditions.thresholds import (
+    ANOMALY_CONDITIONS,
+    parse_condition,
+    validate_recovery,
+    validate_threshold,
+)
 from kpi_alerts.cube.rest_format import check_query_shape, validate_cube_query
 from kpi_alerts.delivery.email_message import safe_dashboard_url
 from kpi_alerts.delivery.recipients import check_recipient_domains, validate_domain, validate_recipients
@@ -68,6 +75,12 @@ def validate_alert_spec(
         condition = parse_condition(spec.threshold.condition)
         spec.threshold.to_cadence().validate()  # also the timezone
         validate_threshold(condition, spec.threshold.threshold_value)  # finite; percentages >= 0
+        validate_recovery(condition, spec.threshold.threshold_value, spec.threshold.recovery_threshold)
+        if condition in ANOMALY_CONDITIONS:
+            validate_history(spec.threshold.history_weeks, spec.threshold.min_history)
+            seasonal_granularity(spec.cube_query)
+        if spec.threshold.group_by is not None:
+            check_group_by(spec.cube_query, spec.threshold.group_by, condition)
         kpi_measure = spec.threshold.kpi_measure
         if kpi_measure is not None and kpi_measure not in spec.cube_query["measures"]:
             raise AlertValidationError(

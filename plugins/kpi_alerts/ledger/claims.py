@@ -579,6 +579,18 @@ class ThresholdStateUpdate:
     state: str
     last_value: Decimal | None
     last_notified_at: datetime | None
+    streak: int = 0  # the pending period's count (conditions.threshold_state.StoredState.streak)
+
+
+@dataclass(frozen=True)
+class GroupStateUpdate:
+    """One group's state to store with the ledger row (per-group checks)."""
+
+    group: str
+    state: str
+    last_value: Decimal | None
+    last_notified_at: datetime | None
+    streak: int
 
 
 def finish_claim(
@@ -590,14 +602,29 @@ def finish_claim(
     now: datetime,
     threshold_state: ThresholdStateUpdate | None = None,
     next_run_at: datetime | None = None,
+    group_states: Sequence[GroupStateUpdate] = (),
 ) -> None:
-    """Record the outcome, the threshold state and the alert's next slot in one transaction."""
-    with _one_statement(conn):
+    """Record the outcome, the threshold state (and its groups') and the alert's next slot in one
+    transaction."""
+    with conn.transaction() if group_states else _one_statement(conn):
         finished = _finish_slot(
             conn, alert, claim.result_id, claim.token, claim.slot, outcome, now, next_run_at, threshold_state
         )
         if not finished:
             raise LostClaim(f"claim on slot {claim.slot.isoformat()} was taken over; outcome not recorded")
+        if group_states:
+            conn.execute(
+                queries.WRITE_GROUP_STATES,
+                {
+                    "alert_id": alert.alert_id,
+                    "now": now,
+                    "groups": [g.group for g in group_states],
+                    "states": [g.state for g in group_states],
+                    "values": [g.last_value for g in group_states],
+                    "notified": [g.last_notified_at for g in group_states],
+                    "streaks": [g.streak for g in group_states],
+                },
+            )
 
 
 def cancel_sending(conn: psycopg.Connection[Any], claim: Claim) -> None:
@@ -691,6 +718,7 @@ def _finish_slot(
         "state": threshold_state.state if threshold_state else None,
         "last_value": threshold_state.last_value if threshold_state else None,
         "last_notified_at": threshold_state.last_notified_at if threshold_state else None,
+        "streak": threshold_state.streak if threshold_state else 0,
     }
     row = conn.execute(queries.FINISH_SLOT, params).fetchone()
     finished = row is not None and row["finished"] == 1
