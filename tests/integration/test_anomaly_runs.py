@@ -221,6 +221,15 @@ def test_trial_shows_the_same_decision(db: psycopg.Connection[Any], seed: Any, c
     assert f"Why: {row['details']['description']}" in " ".join(
         trial.message.get_body(("plain",)).get_content().split()  # type: ignore[union-attr]
     )
+    # the test send's chart draws the band as the run's does
+    from PIL import Image
+
+    from kpi_alerts.reports.chart import BAND_COLOR
+
+    (part,) = [p for p in trial.message.walk() if p.get_content_type() == "image/png"]
+    image = Image.open(io.BytesIO(part.get_payload(decode=True))).convert("RGB")  # type: ignore[arg-type]
+    colour = tuple(int(BAND_COLOR[i : i + 2], 16) for i in (1, 3, 5))
+    assert sum(p == colour for p in image.getdata()) > 500  # the band's slot, not only the legend's swatch
 
 
 @pytest.mark.parametrize(
