@@ -8,6 +8,7 @@ rows with the standard library (not pandas), and the e-mail's numbers are read b
 
 from __future__ import annotations
 
+import io
 import itertools
 import re
 import statistics
@@ -220,6 +221,15 @@ def test_trial_shows_the_same_decision(db: psycopg.Connection[Any], seed: Any, c
     assert f"Why: {row['details']['description']}" in " ".join(
         trial.message.get_body(("plain",)).get_content().split()  # type: ignore[union-attr]
     )
+    # the test send's chart draws the band as the run's does
+    from PIL import Image
+
+    from kpi_alerts.reports.chart import BAND_COLOR
+
+    (part,) = [p for p in trial.message.walk() if p.get_content_type() == "image/png"]
+    image = Image.open(io.BytesIO(part.get_payload(decode=True))).convert("RGB")  # type: ignore[arg-type]
+    colour = tuple(int(BAND_COLOR[i : i + 2], 16) for i in (1, 3, 5))
+    assert sum(p == colour for p in image.getdata()) > 500  # the band's slot, not only the legend's swatch
 
 
 @pytest.mark.parametrize(
@@ -268,3 +278,55 @@ def test_plain_sql_rows_are_checked_too(db: psycopg.Connection[Any]) -> None:
     ):
         with pytest.raises(psycopg.errors.CheckViolation):
             db.execute(statement, (alert_id,))
+
+
+@pytest.mark.usefixtures("airflow_connections")
+def test_the_notice_charts_the_expected_band(
+    db: psycopg.Connection[Any],
+    cube: CubeClient,
+    pg: Any,
+    seed: Any,
+    mailbox: MailCatcher,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The drop's notice: the chart's scene has the band between the learned low and high over the
+    checked Monday and the value marked below it, and the PNG in the e-mail is painted with it."""
+    from PIL import Image
+
+    from kpi_alerts.delivery import email_message
+    from kpi_alerts.reports.chart import BAND_COLOR, THRESHOLD_COLOR, ChartData, chart_scene
+    from kpi_alerts.reports.chart_scene import Circle, Rect
+
+    charted: list[ChartData] = []
+    render = email_message.render_chart_png
+
+    def spy(chart: ChartData, **kw: Any) -> bytes:  # the real renderer, the chart it was given kept
+        charted.append(chart)
+        return render(chart, **kw)
+
+    monkeypatch.setattr(email_message, "render_chart_png", spy)
+    seed(HISTORIES["drop"], 7 * (WEEKS + 1))
+    with psycopg.connect(pg.url("analytics"), row_factory=psycopg.rows.dict_row) as analytics:
+        low, high, _ = independent_band(analytics, 3.0, "median_mad")
+    row = check(db, cube, "chart")
+    assert row["status"] == "sent"
+
+    (chart,) = charted
+    assert chart.band is not None
+    assert (chart.band.low, chart.band.high) == pytest.approx((low, high), abs=1e-3)
+    assert chart.band.value == 2710.0
+    assert chart.band.index == len(chart.x_labels) - 1  # the checked Monday is the chart's last point
+    assert chart.x_labels[chart.band.index] == "Nov 30"
+    scene = chart_scene(chart)
+    (band,) = [i for i in scene.items if isinstance(i, Rect) and i.fill == BAND_COLOR and not i.radius]
+    (mark,) = [i for i in scene.items if isinstance(i, Circle) and i.fill == THRESHOLD_COLOR]
+    assert band.x <= mark.cx <= band.x + band.width
+    assert mark.cy > band.y + band.height  # 2,710 is drawn below the band (y grows downwards)
+
+    (message,) = mailbox.messages()
+    (part,) = [p for p in message.walk() if p.get_content_type() == "image/png"]
+    image = Image.open(io.BytesIO(part.get_payload(decode=True))).convert("RGB")  # type: ignore[arg-type]
+    colour = tuple(int(BAND_COLOR[i : i + 2], 16) for i in (1, 3, 5))
+    box = (int(band.x) + 1, int(band.y) + 1, int(band.x + band.width) - 1, int(band.y + band.height) - 1)
+    pixels = list(image.crop(box).getdata())
+    assert sum(p == colour for p in pixels) >= 0.8 * len(pixels)  # the band, less the grid lines across it

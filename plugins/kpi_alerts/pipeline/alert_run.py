@@ -57,7 +57,7 @@ from kpi_alerts.pipeline.inputs import Delivery, KpiSource, Mailer, RunSettings
 from kpi_alerts.pipeline.threshold_check import check_groups, check_threshold, threshold_transition
 from kpi_alerts.redaction import redact_url
 from kpi_alerts.reports import build_report, render_attachment
-from kpi_alerts.reports.context import MessageKind, ReportContext, describe_period
+from kpi_alerts.reports.context import ExpectedRange, MessageKind, ReportContext, describe_period
 from kpi_alerts.reports.model import PeriodPair, expected_report_queries, period_pair
 
 if TYPE_CHECKING:
@@ -382,6 +382,7 @@ class _SlotRun:
             condition=check.condition,
             threshold_value=check.threshold_value,
             decision=check.decision,
+            expected=check.expected,
             threshold_state=state,
         )
 
@@ -435,6 +436,7 @@ class _SlotRun:
         condition: str | None = None,
         threshold_value: Decimal | None = None,
         decision: str | None = None,
+        expected: ExpectedRange | None = None,
         threshold_state: ThresholdStateUpdate | None = None,
         gate: GateDecision | None = None,
         group_states: Sequence[GroupStateUpdate] = (),
@@ -467,6 +469,7 @@ class _SlotRun:
             condition=condition,
             threshold_value=threshold_value,
             decision=decision,
+            expected=expected,
             fetch=self.fetch,
             gate=gate,
         )
@@ -556,6 +559,7 @@ def compose_message(
     condition: str | None = None,
     threshold_value: Decimal | None = None,
     decision: str | None = None,
+    expected: ExpectedRange | None = None,
     fetch: Callable[[Mapping[str, Any]], KpiData] | None = None,
     gate: GateDecision | None = None,
 ) -> tuple[EmailMessage, Attachment | None]:
@@ -583,6 +587,7 @@ def compose_message(
         condition=condition,
         threshold_value=threshold_value,
         decision=decision,
+        expected=expected,
         dashboard_url=alert.dashboard_url,
         message=alert.message,
     )

@@ -49,6 +49,7 @@ from kpi_alerts.conditions.thresholds import (
 from kpi_alerts.errors import PermanentAlertError
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.ledger.claims import GroupStateUpdate, ThresholdStateUpdate
+from kpi_alerts.reports.context import ExpectedRange
 from kpi_alerts.reports.units import format_plain, headline_places, unit_for
 
 #: Asks Cube for one of the alert's queries (the run's cache, or a trial's live fetch).
@@ -62,6 +63,8 @@ class ThresholdCheck:
     :param condition: the condition in words (``Orders > 2``), for the subject and the e-mail.
     :param threshold_value: the level drawn on the chart; None for percent-change conditions.
     :param decision: the sentence that explains the decision, with its numbers (e-mail, ledger, trials).
+    :param expected: an anomaly condition's band for the checked period (drawn on the chart); None for
+        other conditions and when the history was too short to learn one.
     """
 
     result: ThresholdResult
@@ -69,6 +72,7 @@ class ThresholdCheck:
     condition: str
     threshold_value: Decimal | None
     decision: str
+    expected: ExpectedRange | None = None
 
     @property
     def state_update(self) -> ThresholdStateUpdate:
@@ -88,8 +92,9 @@ def check_threshold(alert: AlertDefinition, data: KpiData, *, now: datetime, fet
     measure = data.column(reading_measure(data, threshold.kpi_measure))
     title = measure.short_title or measure.title
     reading = kpi_value(data, measure.key, now=now)
+    expected = None
     if condition in ANOMALY_CONDITIONS:
-        result = _anomaly(alert, condition, reading, data, measure.key, title, fetch)
+        result, expected = _anomaly(alert, condition, reading, data, measure.key, title, fetch)
     else:
         result = evaluate_threshold(
             condition,
@@ -106,6 +111,7 @@ def check_threshold(alert: AlertDefinition, data: KpiData, *, now: datetime, fet
         describe_threshold(condition, threshold.threshold_value, title),
         None if condition in PERCENT_CONDITIONS | ANOMALY_CONDITIONS else threshold.threshold_value,
         _decision(result, transition, alert),
+        expected,
     )
 
 
@@ -117,13 +123,14 @@ def _anomaly(
     measure: str,
     title: str,
     fetch: Fetch,
-) -> ThresholdResult:
-    """The value against the band learned from the same weekday (and hour) of past weeks in Cube."""
+) -> tuple[ThresholdResult, ExpectedRange | None]:
+    """The value against the band learned from the same weekday (and hour) of past weeks in Cube, and
+    that band (None without enough history)."""
     threshold = alert.threshold
     assert threshold is not None
     period = reading.bucket_start
     if reading.value is None or period is None:
-        return ThresholdResult("no_data", reading.value, None, None, f"no data for {title}")
+        return ThresholdResult("no_data", reading.value, None, None, f"no data for {title}"), None
     weeks = threshold.history_weeks
     past = fetch(history_query(alert.cube_query, measure=measure, period_start=period, weeks=weeks))
     history = seasonal_history(period_values(past, measure), period, weeks)
@@ -131,16 +138,18 @@ def _anomaly(
     method = AnomalyMethod(threshold.anomaly_method)
     unit = unit_for(data.column(measure), data, alert.display)
     locale = alert.display.locale
-    return evaluate_anomaly(
+    band = expected_band(history, threshold.threshold_value, method) if enough else None
+    result = evaluate_anomaly(
         condition,
         reading.value,
-        expected_band(history, threshold.threshold_value, method) if enough else None,
+        band,
         samples=len(history),
         min_history=threshold.min_history,
         season=season_label(period, seasonal_granularity(alert.cube_query)),
         measure_title=title,
         show=lambda v: format_plain(v, unit, locale, places=headline_places(v, unit)),
     )
+    return result, None if band is None else ExpectedRange(band.low, band.high, period)
 
 
 def threshold_transition(alert: AlertDefinition, observation: Observation, now: datetime) -> Transition:

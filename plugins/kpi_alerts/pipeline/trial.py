@@ -109,6 +109,7 @@ def compose_trial(
             "condition": check.condition,
             "threshold_value": check.threshold_value,
             "decision": check.decision,
+            "expected": check.expected,
         }
         notice = check.transition.notify or "no notice"
         verdict = (

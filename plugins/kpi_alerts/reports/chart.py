@@ -12,7 +12,8 @@ SVG, pixel by pixel, so the painters cannot drift apart.
 What makes it read well: whole-number ticks for counts, an axis that includes zero unless the series
 varies only a little around a large value (then it frames the data), a flat series drawn inside a
 zero-based axis rather than magnified into noise, the threshold as a dashed line labelled with its value,
-the previous period as a faint line behind the current one, a title that ends before the legend. User
+the previous period as a faint line behind the current one, an anomaly condition's expected range as a
+shaded band at the checked period with the checked value marked on it, a title that ends before the legend. User
 text is plain text for cairo and escaped in the SVG; nothing is fetched.
 """
 
@@ -46,6 +47,9 @@ MAX_SERIES = 6
 MAX_X_LABELS = 8
 COLORS = ("#2563eb", "#f97316", "#16a34a", "#7c3aed", "#0891b2", "#a16207")
 THRESHOLD_COLOR = "#dc2626"
+#: The expected range of an anomaly condition: a light green fill, a colour no other element uses.
+BAND_COLOR = "#bbf7d0"
+BAND_EDGE_COLOR = "#16a34a"
 PREVIOUS_COLOR = "#9ca3af"
 TEXT_COLOR = "#374151"
 GRID_COLOR = "#e5e7eb"
@@ -55,6 +59,22 @@ WIDTH, HEIGHT = 600, 240
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 64, 16, 30, 34
 #: Rasterised at its displayed size (2 doubles the pixels for print and dense screens, at ~4x the cost).
 PNG_SCALE = 1
+
+
+@dataclass(frozen=True)
+class ChartBand:
+    """An anomaly condition's expected range, drawn as a shaded band, and the value it was checked with.
+
+    :param index: the checked period's position among the chart's points: the band is drawn over that
+        period's slot and the value marked there; None (the period is not on the chart) draws the band
+        across the chart and the value as a dashed line.
+    :param value: the checked value, marked red when outside the band; None draws the band alone.
+    """
+
+    low: float
+    high: float
+    value: float | None = None
+    index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,7 @@ class ChartData:
     :param value_format: Cube's format of the measure (``percent`` ticks read ``12%``).
     :param series_label: the legend name of ``values`` when ``other_series`` are drawn too.
     :param other_series: further lines (one per value of a breakdown), named, aligned with ``values``.
+    :param band: an anomaly condition's expected range for the checked period, and the checked value.
     """
 
     title: str
@@ -85,6 +106,7 @@ class ChartData:
     value_format: str | None = None
     series_label: str = ""
     other_series: tuple[tuple[str, list[float]], ...] = ()
+    band: ChartBand | None = None
 
 
 # --- the axis -------------------------------------------------------------------------------------
@@ -170,6 +192,9 @@ def chart_scene(chart: ChartData) -> Scene:
     extent = [x for values in series for x in values]
     if chart.threshold is not None and math.isfinite(chart.threshold):
         extent.append(chart.threshold)
+    band = _drawable_band(chart)
+    if band is not None:
+        extent += [v for v in (band.low, band.high, band.value) if v is not None and math.isfinite(v)]
     if chart.kind == "bar":
         extent.append(0.0)  # bars start at zero, always
     low, high = axis_range(extent, whole_numbers=chart.whole_numbers)
@@ -190,6 +215,8 @@ def chart_scene(chart: ChartData) -> Scene:
     items: list[Item] = [Rect(0, 0, WIDTH, HEIGHT, "#ffffff")]
     legend, legend_left = _legend(chart, right)
     items.append(_title(chart, left, legend_left - 10))
+    if band is not None:  # under the grid and the data: the lines stay visible through it
+        items += _band_shape(band, x_at(band.index) if band.index is not None else None, slot, y_at)
     for tick in ticks:
         y = _at(y_at(tick))
         items.append(Polyline(((left, y), (right, y)), GRID_COLOR))
@@ -227,8 +254,72 @@ def chart_scene(chart: ChartData) -> Scene:
         items.append(Polyline(((left, y), (right, y)), THRESHOLD_COLOR, width=1.2, dash=(6, 4)))
         label_y = y - 4 if y - 4 > top + 8 else y + 12
         items.append(Text(right, _at(label_y), (Run(label),), THRESHOLD_COLOR, anchor="end"))
+    if band is not None and band.value is not None and math.isfinite(band.value):
+        items += _band_value(chart, band, x_at(band.index) if band.index is not None else None, y_at)
     items += legend
     return Scene(WIDTH, HEIGHT, TEXT_COLOR, tuple(items))
+
+
+def _drawable_band(chart: ChartData) -> ChartBand | None:
+    """The band when it can be drawn: finite bounds (low <= high) on a line chart; an index off the
+    chart's points draws it across the chart."""
+    band = chart.band
+    if band is None or chart.kind != "line" or not (math.isfinite(band.low) and math.isfinite(band.high)):
+        return None
+    low, high = min(band.low, band.high), max(band.low, band.high)
+    n = max(len(chart.x_labels), len(chart.values), 1)
+    index = band.index if band.index is not None and 0 <= band.index < n else None
+    return ChartBand(low, high, band.value, index)
+
+
+#: The band is at least this tall (a flat history's band is one value) and this wide (hourly charts).
+MIN_BAND_HEIGHT, MIN_BAND_WIDTH = 2.0, 12.0
+
+
+def _band_shape(band: ChartBand, x: float | None, slot: float, y_at: Any) -> list[Item]:
+    """The shaded expected range: over the checked period's slot, or across the plot area."""
+    left, right = float(MARGIN_LEFT), float(WIDTH - MARGIN_RIGHT)
+    if x is None:
+        x0, x1 = left, right
+    else:
+        half = max(slot, MIN_BAND_WIDTH) / 2
+        x0, x1 = max(left, x - half), min(right, x + half)
+    y_top, y_bottom = y_at(band.high), y_at(band.low)
+    if y_bottom - y_top < MIN_BAND_HEIGHT:
+        middle = (y_top + y_bottom) / 2
+        y_top, y_bottom = middle - MIN_BAND_HEIGHT / 2, middle + MIN_BAND_HEIGHT / 2
+    top, bottom = _at(y_top), _at(y_bottom)
+    edges = [Polyline(((_at(x0), y), (_at(x1), y)), BAND_EDGE_COLOR, width=0.8) for y in (top, bottom)]
+    return [Rect(_at(x0), top, _at(x1) - _at(x0), _at(bottom - top), BAND_COLOR), *edges]
+
+
+def _band_value(chart: ChartData, band: ChartBand, x: float | None, y_at: Any) -> list[Item]:
+    """The checked value: a dot (red outside the band) on the checked period with its figure beside it,
+    or a dashed line labelled with it when the period is not on the chart."""
+    assert band.value is not None
+    outside = not band.low <= band.value <= band.high
+    color = THRESHOLD_COLOR if outside else BAND_EDGE_COLOR
+    y = y_at(band.value)
+    label = tick_text(band.value, _value_step(band.value), chart.value_format)
+    left, right, top = MARGIN_LEFT, WIDTH - MARGIN_RIGHT, MARGIN_TOP
+    if x is None:
+        line = Polyline(((left, _at(y)), (right, _at(y))), color, width=1.2, dash=(6, 4))
+        label_y = y - 4 if y - 4 > top + 8 else y + 12
+        return [line, Text(right, _at(label_y), (Run(f"value {label}"),), color, anchor="end")]
+    anchor: Literal["start", "end"] = "end" if x > (left + right) / 2 else "start"
+    text_x = x - 8 if anchor == "end" else x + 8
+    return [
+        Circle(_at(x), _at(y), 4.5, color),
+        Circle(_at(x), _at(y), 2.0, "#ffffff"),
+        Text(_at(text_x), _at(y + 3.5), (Run(label, bold=True),), color, anchor=anchor),
+    ]
+
+
+def _value_step(value: float) -> float:
+    """The checked value is labelled to two decimals at most (4,200.5 → 4,200.5; 2,710 → 2,710)."""
+    if float(value).is_integer():
+        return 1.0
+    return 0.1 if round(value, 1) == round(value, 2) else 0.01
 
 
 def render_chart_svg(chart: ChartData) -> str:
@@ -267,6 +358,7 @@ def _chart_key(chart: ChartData) -> tuple[Any, ...]:
         chart.value_format,
         chart.series_label,
         others,
+        chart.band,
     )
 
 
@@ -331,6 +423,8 @@ def _legend(chart: ChartData, right: float) -> tuple[list[Item], float]:
         ]
     if chart.previous_values:
         entries.append(("previous period", PREVIOUS_COLOR))
+    if _drawable_band(chart) is not None:
+        entries.append(("expected range", BAND_COLOR))
     out: list[Item] = []
     x = right
     for name, color in reversed(entries):
@@ -364,9 +458,15 @@ def chart_from_kpi_data(
     *,
     threshold: float | None = None,
     previous: KpiData | None = None,
+    band: ChartBand | None = None,
+    band_at: datetime | None = None,
 ) -> ChartData | None:
     """What to draw for ``measure_key``: a line over the time dimension (one per value of a breakdown,
-    the largest first), bars over the first dimension, or None when there is nothing worth drawing."""
+    the largest first), bars over the first dimension, or None when there is nothing worth drawing.
+
+    :param band: an anomaly condition's expected range and checked value, drawn over the period that
+        starts at ``band_at`` (across the chart when that period is not one of its points).
+    """
     column = data.column(measure_key)
     time_col = data.time_dimension
     dim = next((c for c in data.columns if c.kind == "dimension"), None)
@@ -411,6 +511,9 @@ def chart_from_kpi_data(
     lines = [(name, [points.get(t, math.nan) for t in times]) for name, points in ranked]
     (series_label, values), others = lines[0], tuple(lines[1:])
     previous_values = _previous_values(previous, measure_key, len(times)) if previous is not None else None
+    if band is not None:
+        index = next((i for i, t in enumerate(times) if band_at is not None and t == band_at), None)
+        common["band"] = ChartBand(band.low, band.high, band.value, index)
     return ChartData(
         x_labels=labels,
         values=values,

@@ -10,6 +10,19 @@ from typing import Any, Literal
 
 from kpi_alerts.kpi_data import Column
 
+
+@dataclass(frozen=True)
+class ExpectedRange:
+    """An anomaly condition's band for the checked period, drawn on the notice's chart.
+
+    :param period_start: start of the checked period (aware): the band is drawn over that point.
+    """
+
+    low: Decimal
+    high: Decimal
+    period_start: datetime
+
+
 MessageKind = Literal[
     "report", "threshold_triggered", "threshold_recovered", "threshold_no_data", "alert_error"
 ]
@@ -30,6 +43,7 @@ class ReportContext:
         conditions and reports.
     :param decision: why a threshold notice went out, with its numbers (the check's outcome, a recovery
         threshold, a pending period), e.g. ``Orders is 0: Orders > 2 is not met and Orders < 1 ...``.
+    :param expected: an anomaly condition's expected range (drawn on the chart as a band), if any.
     :param dashboard_url: link back to the graph's dashboard, when configured.
     :param message: the alert author's note for recipients (user text: escape it).
     """
@@ -47,6 +61,7 @@ class ReportContext:
     condition: str | None = None
     threshold_value: Decimal | None = None
     decision: str | None = None
+    expected: ExpectedRange | None = None
     dashboard_url: str | None = None
     message: str | None = None
 

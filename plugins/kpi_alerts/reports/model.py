@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from kpi_alerts.conditions.thresholds import kpi_value
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.kpi_data import CellValue, Column, KpiData
-from kpi_alerts.reports.chart import chart_from_kpi_data
+from kpi_alerts.reports.chart import ChartBand, chart_from_kpi_data
 from kpi_alerts.reports.context import MessageKind, ReportContext, describe_period
 from kpi_alerts.reports.formatting import granularity, is_date_only, local_date, to_local
 from kpi_alerts.reports.periods import DateRange, query_date_range, resolve_date_range, with_date_range
@@ -649,7 +649,19 @@ class _Builder:
             return None
 
         threshold = float(self.ctx.threshold_value) if self.ctx.threshold_value is not None else None
-        chart = chart_from_kpi_data(data, kpi.key, threshold=threshold, previous=previous)
+        expected, band = self.ctx.expected, None
+        if expected is not None:
+            value = self.ctx.kpi_value
+            shown = float(value) if value is not None and value.is_finite() else None
+            band = ChartBand(float(expected.low), float(expected.high), shown)
+        chart = chart_from_kpi_data(
+            data,
+            kpi.key,
+            threshold=threshold,
+            previous=previous,
+            band=band,
+            band_at=expected.period_start if expected is not None else None,
+        )
         if chart is None:
             return None
         unit = self._unit(kpi)

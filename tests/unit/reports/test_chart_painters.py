@@ -21,7 +21,15 @@ import pytest
 from PIL import Image, ImageChops, ImageFilter, ImageStat
 
 from kpi_alerts.reports import chart as chart_module
-from kpi_alerts.reports.chart import HEIGHT, WIDTH, ChartData, chart_scene, render_chart_png, render_chart_svg
+from kpi_alerts.reports.chart import (
+    HEIGHT,
+    WIDTH,
+    ChartBand,
+    ChartData,
+    chart_scene,
+    render_chart_png,
+    render_chart_svg,
+)
 from kpi_alerts.reports.chart_scene import (
     Polyline,
     Scene,
@@ -42,6 +50,12 @@ CHARTS = {
     "line": ChartData("Revenue", WEEK, REVENUE, value_label="USD"),
     "threshold-previous": ChartData(
         "Revenue", WEEK, REVENUE, previous_values=PREVIOUS, threshold=35000.0, value_label="USD"
+    ),
+    "anomaly-band": ChartData(
+        "Revenue", WEEK, REVENUE, value_label="USD", band=ChartBand(42000.0, 46500.0, 37000.0, 6)
+    ),
+    "anomaly-band-across": ChartData(
+        "Revenue", WEEK, REVENUE, value_label="USD", band=ChartBand(30000.0, 33000.0, 37000.0, None)
     ),
     "bar": ChartData(
         "Orders by region",
