@@ -21,6 +21,7 @@ from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.ledger import queries
 from kpi_alerts.reports.formatting import single_line
 from kpi_alerts.reports.units import check_currency, check_locale
+from kpi_alerts.scheduling.quiet_hours import QuietHours
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,13 @@ def validate_alert_spec(
         spec = spec.model_copy(  # "greater_than", ">" ... are stored as the column's spelling
             update={"threshold": spec.threshold.model_copy(update={"condition": condition.value})}
         )
+    if spec.quiet_hours is not None:
+        spec.quiet_hours.to_quiet_hours(spec.timezone).validate()
+        if spec.threshold is not None and spec.quiet_hours.reports != "delay":
+            raise AlertValidationError(
+                "quiet_hours.reports is for scheduled reports: a threshold alert's notifications wait for "
+                "the end of its quiet hours"
+            )
     if cube_meta is not None:
         kpi = spec.threshold.kpi_measure if spec.threshold is not None else None
         validate_cube_query(spec.cube_query, cube_meta, kpi_measure=kpi)
@@ -103,6 +111,30 @@ def set_organization_currency(
     conn.execute(
         queries.UPSERT_ORGANIZATION_SETTINGS,
         {"organization_id": organization_id, "currency": currency, "now": now or datetime.now(UTC)},
+    )
+
+
+def set_organization_quiet_hours(
+    conn: psycopg.Connection[Any],
+    organization_id: int,
+    quiet: QuietHours | None,
+    *,
+    now: datetime | None = None,
+) -> None:
+    """An organization's quiet hours (``kpi_organization_settings``), in its own timezone; None removes
+    them. Every alert of the organization holds its messages inside them as inside its own."""
+    if quiet is not None:
+        quiet.validate()
+    conn.execute(
+        queries.UPSERT_ORGANIZATION_QUIET_HOURS,
+        {
+            "organization_id": organization_id,
+            "quiet_from_minute": quiet.from_minute if quiet else None,
+            "quiet_until_minute": quiet.until_minute if quiet else None,
+            "quiet_days": list(quiet.days) or None if quiet else None,
+            "quiet_timezone": quiet.timezone if quiet else None,
+            "now": now or datetime.now(UTC),
+        },
     )
 
 
@@ -168,6 +200,7 @@ def alert_row(spec: AlertSpec) -> dict[str, Any]:
         "currency": spec.currency,
         "percent_scale": spec.percent_scale,
         "column_labels": json.dumps(spec.column_labels) if spec.column_labels else None,
+        **spec.quiet_hours_columns(),
     }
 
 
@@ -272,4 +305,6 @@ def _definition(spec: AlertSpec, alert_id: int, *, cron_job_id: str, job_name: s
         next_run_at=None,
         schedule=schedule,
         threshold=threshold,
+        quiet_hours=spec.quiet_hours.to_quiet_hours(spec.timezone) if spec.quiet_hours is not None else None,
+        quiet_reports=spec.quiet_hours.reports if spec.quiet_hours is not None else "delay",
     )

@@ -280,6 +280,18 @@ class _SlotRun:
         return self._cache[key]
 
     def execute(self) -> AlertRun:
+        held = self.alert.held_slot(self.claim.slot)
+        if held is not None:  # a snooze or quiet hours set after the slot was planned
+            details: dict[str, Any] = {"reason": held.reason}
+            if held.next_run_at is not None:
+                details["moved_to"] = held.next_run_at.isoformat()
+            if self.alert.snoozed_until is not None and held.reason == "snoozed":
+                details["until"] = self.alert.snoozed_until.isoformat()
+            return self._finish(
+                Outcome("skipped", details=details, error=held.detail),
+                detail=held.detail,
+                next_run_at=held.next_run_at,
+            )
         if self.alert.alert_type == "schedule":
             return self._scheduled_report()
         return self._threshold_alert()
@@ -359,13 +371,19 @@ class _SlotRun:
         now = self.claim.slot  # re-arm is measured in slots (logical time), so runs are reproducible
         transition = _transition(self.alert, result.status, now)
         notify, reason = transition.notify, transition.reason
-        details = {
+        details: dict[str, Any] = {
             "observation": result.status,
             "description": result.description,
             "transition": reason,
             "change_percent": str(result.change_percent) if result.change_percent is not None else None,
         }
         state = ThresholdStateUpdate(str(transition.new_state), result.value, transition.last_notified_at)
+        quiet_until = self.alert.hold.quiet_end(now) if notify is not None else None
+        if quiet_until is not None:  # held: nothing sent, the state stays; the first check after decides
+            details["quiet_hours"] = {"until": quiet_until.isoformat(), "held": notify}
+            reason = f"{notify} held by quiet hours until {quiet_until.isoformat()}"
+            state = ThresholdStateUpdate(threshold.state, result.value, threshold.last_notified_at)
+            notify = None
         if notify is None:
             status = "suppressed" if result.status == "breached" else "not_triggered"
             return self._finish(
@@ -473,7 +491,12 @@ class _SlotRun:
         )
 
     def _finish(
-        self, outcome: Outcome, *, detail: str, threshold_state: ThresholdStateUpdate | None = None
+        self,
+        outcome: Outcome,
+        *,
+        detail: str,
+        threshold_state: ThresholdStateUpdate | None = None,
+        next_run_at: datetime | None = None,
     ) -> AlertRun:
         finish_claim(
             self.conn,
@@ -482,6 +505,7 @@ class _SlotRun:
             outcome,
             now=self.settings.clock(),
             threshold_state=threshold_state,
+            next_run_at=next_run_at,
         )
         return AlertRun(self.alert.alert_id, outcome.status, detail, self.claim.slot.isoformat())
 

@@ -1,0 +1,150 @@
+"""Quiet hours and snooze, without a database: which slots run, when, and what is held back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.scheduling.cadence import CheckCadence
+from kpi_alerts.scheduling.quiet_hours import (
+    Hold,
+    QuietHours,
+    check_snooze,
+    describe_quiet_hours,
+    held_slot,
+    next_check,
+    next_report_slot,
+)
+from kpi_alerts.scheduling.schedule import Schedule, next_run_after
+
+BERLIN = "Europe/Berlin"
+NIGHT = QuietHours(BERLIN, 22 * 60, 7 * 60)  # 22:00-07:00, across midnight
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def hourly(at_minute: int = 0) -> Schedule:
+    return Schedule("hour", 0, at_minute, (), BERLIN)
+
+
+def test_a_window_across_midnight_ends_the_next_morning_in_local_time() -> None:
+    # 2027-01-05 23:30 Berlin (CET, UTC+1) is quiet until 07:00 local on the 6th = 06:00 UTC
+    assert NIGHT.end_if_quiet(utc(2027, 1, 5, 22, 30)) == utc(2027, 1, 6, 6, 0)
+    assert NIGHT.end_if_quiet(utc(2027, 1, 6, 5, 59)) == utc(2027, 1, 6, 6, 0)
+    assert NIGHT.end_if_quiet(utc(2027, 1, 6, 6, 0)) is None  # the end is not quiet
+    assert NIGHT.end_if_quiet(utc(2027, 1, 5, 20, 59)) is None
+
+
+def test_days_are_the_days_a_window_starts_on() -> None:
+    friday_nights = QuietHours(BERLIN, 22 * 60, 7 * 60, (5,))
+    assert friday_nights.end_if_quiet(utc(2027, 1, 9, 5, 0)) == utc(2027, 1, 9, 6, 0)  # Saturday 06:00
+    assert friday_nights.end_if_quiet(utc(2027, 1, 10, 5, 0)) is None  # Sunday morning: Saturday night
+
+
+def test_the_alerts_and_the_organizations_windows_add_up() -> None:
+    early = QuietHours("UTC", 6 * 60, 8 * 60)  # the organization's, in UTC: 06:00-08:00 UTC
+    hold = Hold((NIGHT, early))
+    assert hold.quiet_end(utc(2027, 1, 5, 23, 0)) == utc(2027, 1, 6, 8, 0)
+
+
+def test_a_dst_day_ends_at_the_local_time() -> None:
+    # Berlin springs forward on 2027-03-28: 07:00 CEST = 05:00 UTC
+    assert NIGHT.end_if_quiet(utc(2027, 3, 28, 1, 0)) == utc(2027, 3, 28, 5, 0)
+
+
+def test_reports_inside_quiet_hours_are_delayed_to_their_end_once() -> None:
+    schedule = hourly()
+    hold = Hold((NIGHT,))
+    base = lambda t: next_run_after(schedule, t)  # noqa: E731
+    runs = [next_report_slot(base, utc(2027, 1, 5, 19, 30), hold)]
+    for _ in range(3):
+        runs.append(next_report_slot(base, runs[-1], hold))
+    # 21:00 local, then the slots 22:00 ... 06:00 make one run at 07:00 local, then 08:00
+    assert runs == [
+        utc(2027, 1, 5, 20, 0),
+        utc(2027, 1, 6, 6, 0),
+        utc(2027, 1, 6, 7, 0),
+        utc(2027, 1, 6, 8, 0),
+    ]
+
+
+def test_reports_inside_quiet_hours_may_be_skipped() -> None:
+    daily_at_two = Schedule("day", 2, 0, (), BERLIN)
+    skip = Hold((QuietHours(BERLIN, 22 * 60, 7 * 60, (2,)),), reports="skip")  # Tuesday nights only
+    base = lambda t: next_run_after(daily_at_two, t)  # noqa: E731
+    # Wednesday 02:00 is inside Tuesday night's window: skipped; Thursday 02:00 runs.
+    assert next_report_slot(base, utc(2027, 1, 5, 12, 0), skip) == utc(2027, 1, 7, 1, 0)
+    in_utc = Schedule("day", 2, 0, (), "UTC")  # (in Berlin, 02:00 on a spring-forward day runs at 03:00)
+    never = Hold((QuietHours("UTC", 1 * 60, 3 * 60),), reports="skip")
+    with pytest.raises(AlertValidationError, match="never fires outside quiet hours"):
+        next_report_slot(lambda t: next_run_after(in_utc, t), utc(2027, 1, 5, 12, 0), never)
+
+
+def test_a_snooze_skips_every_slot_before_its_end_and_no_backlog() -> None:
+    schedule = hourly(30)
+    hold = Hold(snoozed_until=utc(2027, 1, 5, 12, 10))
+    base = lambda t: next_run_after(schedule, t)  # noqa: E731
+    assert next_report_slot(base, utc(2027, 1, 5, 8, 0), hold) == utc(2027, 1, 5, 12, 30)
+    on_the_end = Hold(snoozed_until=utc(2027, 1, 5, 12, 30))
+    assert next_report_slot(base, utc(2027, 1, 5, 8, 0), on_the_end) == utc(2027, 1, 5, 12, 30)
+
+
+def test_a_threshold_is_checked_inside_quiet_hours_and_at_their_end() -> None:
+    cadence = CheckCadence("Asia/Kolkata")  # hourly on the UTC hour; quiet ends 07:00 IST = 01:30 UTC
+    hold = Hold((QuietHours("Asia/Kolkata", 22 * 60, 7 * 60),))
+    assert next_check(cadence, utc(2027, 1, 5, 0, 0), hold) == utc(2027, 1, 5, 1, 0)  # inside: keeps checking
+    assert next_check(cadence, utc(2027, 1, 5, 1, 0), hold) == utc(2027, 1, 5, 1, 30)  # the end itself
+    assert next_check(cadence, utc(2027, 1, 5, 1, 30), hold) == utc(2027, 1, 5, 2, 0)
+    snoozed = Hold(snoozed_until=utc(2027, 1, 5, 9, 2, 30))
+    assert next_check(CheckCadence("UTC", every_minutes=5), utc(2027, 1, 5, 8, 0), snoozed) == utc(
+        2027, 1, 5, 9, 5
+    )
+
+
+def test_a_slot_planned_before_a_snooze_or_quiet_hours_is_held_when_it_comes_due() -> None:
+    slot = utc(2027, 1, 5, 23, 0)
+    assert (
+        held_slot(slot, Hold(snoozed_until=slot + timedelta(minutes=2)), is_report=True).reason == "snoozed"
+    )  # type: ignore[union-attr]
+    delayed = held_slot(slot, Hold((NIGHT,)), is_report=True)
+    assert delayed is not None and delayed.next_run_at == utc(2027, 1, 6, 6, 0)
+    skipped = held_slot(slot, Hold((NIGHT,), reports="skip"), is_report=True)
+    assert skipped is not None and skipped.next_run_at is None
+    assert held_slot(slot, Hold((NIGHT,)), is_report=False) is None  # a check runs; its message waits
+    assert held_slot(slot, Hold(snoozed_until=slot), is_report=False) is None
+
+
+@pytest.mark.parametrize(
+    ("quiet", "message"),
+    [
+        (QuietHours(BERLIN, 600, 600), "never end"),
+        (QuietHours(BERLIN, 0, 1440), "never end"),
+        (QuietHours(BERLIN, 600, 700, (7,)), "not a weekday"),
+        (QuietHours("Mars/Olympus", 600, 700), "Mars/Olympus"),
+    ],
+)
+def test_quiet_hours_that_make_no_sense_are_refused_with_one_line(quiet: QuietHours, message: str) -> None:
+    with pytest.raises(AlertValidationError, match=message):
+        quiet.validate()
+
+
+def test_snooze_times_are_checked() -> None:
+    now = utc(2027, 1, 5, 12, 0)
+    with pytest.raises(AlertValidationError, match="has passed"):
+        check_snooze(now, now)
+    with pytest.raises(AlertValidationError, match="UTC offset"):
+        check_snooze(datetime(2027, 1, 6), now)
+    with pytest.raises(AlertValidationError, match="at most a year"):
+        check_snooze(now + timedelta(days=400), now)
+
+
+def test_in_words() -> None:
+    assert describe_quiet_hours(NIGHT) == "Quiet 22:00-07:00 (the next day) (Europe/Berlin)"
+    assert (
+        describe_quiet_hours(QuietHours("UTC", 720, 780, (1, 0)))
+        == "Quiet 12:00-13:00, starting Monday and Sunday (UTC)"
+    )
