@@ -96,6 +96,13 @@ ROUTES = [
     pytest.param("DELETE", "/alerts/{id}", None, "edit", id="DELETE /alerts/{id}"),
     pytest.param("POST", "/alerts/{id}/pause", None, "edit", id="POST /alerts/{id}/pause"),
     pytest.param("POST", "/alerts/{id}/resume", None, "edit", id="POST /alerts/{id}/resume"),
+    pytest.param(
+        "POST",
+        "/alerts/{id}/snooze",
+        {"until": (datetime.now(UTC) + timedelta(days=1)).isoformat()},
+        "edit",
+        id="POST /alerts/{id}/snooze",
+    ),
     pytest.param("POST", "/alerts/{id}/test-send", {"to": "me@example.com"}, "edit", id="POST test-send"),
     pytest.param("GET", "/alerts/{id}/history", None, "read", id="GET /alerts/{id}/history"),
 ]
@@ -388,6 +395,29 @@ class TestAlerts:
         ]
         assert actions == ["resumed", "paused", "created"]
         assert airflow_api.call("POST", "/alerts/999999/pause").status_code == 404
+
+    def test_snooze_until_a_time_and_end_it(
+        self, airflow_api: AirflowApi, db: psycopg.Connection[Any]
+    ) -> None:
+        alert = create_alert(db, schedule_spec(), now=datetime.now(UTC) - timedelta(days=30))
+        until = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
+        snoozed = airflow_api.call(
+            "POST", f"/alerts/{alert.alert_id}/snooze", user="editor", json_body={"until": until.isoformat()}
+        )
+        assert snoozed.status_code == 200, snoozed.text
+        assert datetime.fromisoformat(snoozed.json()["snoozed_until"]) == until
+        # nothing before the snooze's end: the next run is the first slot at or after it
+        assert datetime.fromisoformat(snoozed.json()["next_run_at"]) >= until
+        passed = airflow_api.call(
+            "POST", f"/alerts/{alert.alert_id}/snooze", json_body={"until": "2020-01-01T00:00:00+00:00"}
+        )
+        assert passed.status_code == 422 and "has passed" in passed.text
+        ended = airflow_api.call("POST", f"/alerts/{alert.alert_id}/snooze", json_body={"until": None})
+        assert ended.status_code == 200 and ended.json()["snoozed_until"] is None
+        assert datetime.fromisoformat(ended.json()["next_run_at"]) < until
+        events = airflow_api.call("GET", f"/alerts/{alert.alert_id}").json()["recent_events"]
+        assert [e["action"] for e in events][:2] == ["snoozed", "snoozed"]
+        assert airflow_api.call("POST", "/alerts/999999/snooze", json_body={"until": None}).status_code == 404
         assert airflow_api.call("POST", "/alerts/999999/resume").status_code == 404
 
     def test_test_send_mails_one_address_and_records_no_slot(

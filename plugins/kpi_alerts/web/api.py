@@ -84,6 +84,13 @@ AlertId = Annotated[int, Path(gt=0, le=BIGINT_MAX)]
 Offset = Annotated[int, Query(ge=0, le=BIGINT_MAX)]
 
 
+class SnoozeBody(BaseModel):
+    until: datetime | None = Field(
+        description="when the snooze ends, with its UTC offset; null ends it now",
+        examples=["2027-01-04T09:00:00+01:00"],
+    )
+
+
 def create_api_app() -> FastAPI:
     """The API as a FastAPI app, for the plugin's ``fastapi_apps`` (mounted at :data:`API_PREFIX`)."""
     app = FastAPI(
@@ -238,6 +245,15 @@ def create_api_app() -> FastAPI:
 
         change = resume_alert(db, alert_id, actor=actor_of(user))
         return _pause_answer(db, alert_id, changed=bool(change.changed))
+
+    @app.post("/alerts/{alert_id}/snooze", dependencies=edit_access(), responses=with_alert, tags=["alerts"])
+    def snooze(db: DbDep, user: UserDep, alert_id: AlertId, body: SnoozeBody) -> dict[str, Any]:
+        """Snooze the alert until a time (``null``: end the snooze now): nothing due before it is sent,
+        then it resumes by itself at its first slot at or after that time (no backlog)."""
+        from kpi_alerts.ledger.alert_changes import snooze_alert
+
+        snooze_alert(db, alert_id, body.until, actor=actor_of(user))
+        return _pause_answer(db, alert_id, changed=True)
 
     @app.post(
         "/alerts/{alert_id}/test-send",
