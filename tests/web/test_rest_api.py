@@ -173,6 +173,7 @@ class TestAccess:
             "/alerts/{alert_id}/pause",
             "/alerts/{alert_id}/resume",
             "/alerts/{alert_id}/test-send",
+            "/alerts/{alert_id}/snooze",
             "/alerts/{alert_id}/history",
         }
         assert set(paths["/alerts"]) == {"get", "post"}
@@ -400,7 +401,7 @@ class TestAlerts:
         self, airflow_api: AirflowApi, db: psycopg.Connection[Any]
     ) -> None:
         alert = create_alert(db, schedule_spec(), now=datetime.now(UTC) - timedelta(days=30))
-        until = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
+        until = (datetime.now(UTC) + timedelta(days=10)).replace(microsecond=0)  # the report is weekly
         snoozed = airflow_api.call(
             "POST", f"/alerts/{alert.alert_id}/snooze", user="editor", json_body={"until": until.isoformat()}
         )

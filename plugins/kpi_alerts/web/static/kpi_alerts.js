@@ -146,6 +146,24 @@ async function change(alertId, action) {
   await route();
 }
 
+async function snooze(alertId, until) {
+  try {
+    const answer = await api("/alerts/" + encodeURIComponent(alertId) + "/snooze", {
+      method: "POST",
+      body: JSON.stringify({ until }),
+    });
+    say(
+      until === null
+        ? "Alert " + alertId + " is no longer snoozed."
+        : "Alert " + alertId + " snoozed until " + answer.snoozed_until + "; next run " + answer.next_run_at + ".",
+      "ok",
+    );
+  } catch (error) {
+    say(error.message, "error");
+  }
+  await route();
+}
+
 function fact(list, term, value) {
   const dt = document.createElement("dt");
   dt.textContent = term;
@@ -175,9 +193,14 @@ async function showAlert(alertId) {
   if (alert.alert_type === "threshold") {
     fact(facts, "State", alert.state + " (last value " + (alert.threshold_last_value ?? "—") + ")");
   }
+  for (const quiet of alert.quiet_hours) {
+    fact(facts, "Quiet hours (" + quiet.of + ")", quiet.words);
+  }
+  fact(facts, "Snoozed until", alert.snoozed_until);
   fact(facts, "Recipients", alert.recipients.join(", "));
   fact(facts, "Owners", alert.owners.join(", "));
   fact(facts, "Last result", lastResult(alert.last_result));
+  $("unsnooze").disabled = !alert.snoozed_until;
   $("pause").disabled = alert.paused;
   $("resume").disabled = !alert.paused;
 
@@ -262,6 +285,12 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("pause").addEventListener("click", () => change($("alert-view").dataset.alertId, "pause"));
   $("resume").addEventListener("click", () => change($("alert-view").dataset.alertId, "resume"));
+  $("snooze").addEventListener("submit", (event) => {
+    event.preventDefault();
+    // the browser's local time, sent with its offset (as an ISO instant in UTC)
+    snooze($("alert-view").dataset.alertId, new Date($("snooze-until").value).toISOString());
+  });
+  $("unsnooze").addEventListener("click", () => snooze($("alert-view").dataset.alertId, null));
   $("test-send").addEventListener("submit", async (event) => {
     event.preventDefault();
     const alertId = $("alert-view").dataset.alertId;
