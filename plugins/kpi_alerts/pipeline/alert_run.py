@@ -138,7 +138,10 @@ def process_alert(
 def first_queries(alert: AlertDefinition, now: datetime) -> list[Mapping[str, Any]]:
     """The Cube queries a run of ``alert`` asks first, known before any answer (what
     :class:`_SlotRun` asks): a report's period pair, or its query and its previous period; a threshold
-    alert's query. A batch asks them for many alerts in one request."""
+    alert's query; none for a slot held back by a snooze or quiet hours. A batch asks them for many
+    alerts in one request."""
+    if alert.next_run_at is not None and alert.held_slot(alert.next_run_at) is not None:
+        return []  # its slot is held back (snooze, quiet hours): it asks Cube nothing
     query = alert.cube_query
     if alert.alert_type != "schedule":
         return [query]
