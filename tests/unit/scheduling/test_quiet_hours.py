@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -148,3 +149,31 @@ def test_in_words() -> None:
         describe_quiet_hours(QuietHours("UTC", 720, 780, (1, 0)))
         == "Quiet 12:00-13:00, starting Monday and Sunday (UTC)"
     )
+
+
+def test_a_held_slot_asks_cube_nothing() -> None:
+    from kpi_alerts.alerts.definition import AlertDefinition
+    from kpi_alerts.pipeline.alert_run import first_queries
+
+    slot = utc(2027, 1, 5, 23, 0)
+    alert = AlertDefinition(
+        alert_id=1,
+        cron_job_id="1",
+        job_name="kpi_alert_schedule_1",
+        organization_id=1,
+        alert_type="schedule",
+        alert_name="Nightly",
+        recipients=("a@example.com",),
+        cube_query={"measures": ["orders.count"]},
+        is_active=True,
+        master_locked=False,
+        next_run_at=slot,
+        schedule=Schedule("day", 0, 0, (), BERLIN),
+        quiet_hours=NIGHT,
+    )
+    assert first_queries(alert, slot) == []
+    assert alert.held_slot(slot) is not None
+    awake = replace(alert, quiet_hours=None)
+    assert first_queries(awake, slot) != []
+    snoozed = replace(awake, snoozed_until=slot + timedelta(minutes=1))
+    assert first_queries(snoozed, slot) == []
