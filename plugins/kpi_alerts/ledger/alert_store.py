@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from kpi_alerts.alerts.definition import AlertDefinition, ThresholdDefinition
-from kpi_alerts.alerts.spec import AlertSpec, check_no_nul, check_text, parse_alert_spec
+from kpi_alerts.alerts.spec import AlertSpec, check_no_nul, check_text, parse_alert_spec, quiet_hours_of
 from kpi_alerts.conditions.gating_format import check_gate_measures, parse_gating_condition
 from kpi_alerts.conditions.thresholds import parse_condition, validate_threshold
 from kpi_alerts.cube.rest_format import check_query_shape, validate_cube_query
@@ -136,6 +136,12 @@ def set_organization_quiet_hours(
             "now": now or datetime.now(UTC),
         },
     )
+
+
+def organization_quiet_hours(conn: psycopg.Connection[Any], organization_id: int) -> QuietHours | None:
+    """An organization's quiet hours, or None when it has none."""
+    row = conn.execute(queries.ORGANIZATION_QUIET_HOURS, {"organization_id": organization_id}).fetchone()
+    return quiet_hours_of(row["quiet_timezone"], row) if row is not None else None
 
 
 def create_alert(

@@ -781,6 +781,11 @@ SET quiet_from_minute = EXCLUDED.quiet_from_minute, quiet_until_minute = EXCLUDE
     quiet_days = EXCLUDED.quiet_days, quiet_timezone = EXCLUDED.quiet_timezone, updated_at = EXCLUDED.updated_at
 """
 
+ORGANIZATION_QUIET_HOURS = """
+SELECT quiet_from_minute, quiet_until_minute, quiet_days, quiet_timezone
+FROM kpi_organization_settings WHERE organization_id = %(organization_id)s
+"""
+
 # --- snooze ---------------------------------------------------------------------------------------
 
 SET_SNOOZE = "UPDATE kpi_alerts SET snoozed_until = %(until)s, updated_at = %(now)s WHERE id = %(alert_id)s"
