@@ -60,7 +60,8 @@ def db(alerts_db_url: str) -> Iterator[psycopg.Connection[Any]]:
     """An autocommit connection to an empty alerts database."""
     with connect(alerts_db_url) as conn:
         conn.execute(
-            "TRUNCATE cron_jobs, kpi_alerts, kpi_schedules, kpi_thresholds, cron_job_results CASCADE"
+            "TRUNCATE cron_jobs, kpi_alerts, kpi_schedules, kpi_thresholds, cron_job_results, "
+            "kpi_organization_settings CASCADE"
         )
         yield conn
 

@@ -140,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     history = command("history", "an alert's recent ledger rows (also for a deleted alert)")
     history.add_argument("alert_id", type=_alert_id)
     history.add_argument("--limit", type=int, default=20)
+    domains = command(
+        "recipient-domains",
+        "show or set an organization's recipient domain allow-list (recipients, owners, test sends)",
+    )
+    domains.add_argument("organization", type=_alert_id, metavar="ORG")
+    domains.add_argument(
+        "domains", nargs="*", metavar="DOMAIN", help="e.g. example.com (subdomains included)"
+    )
+    domains.add_argument("--clear", action="store_true", help="remove the list: any domain is allowed")
     prune = command("prune-results", "delete finished ledger rows older than --days")
     prune.add_argument("--days", type=_retention_days, default=90)
     return parser
@@ -261,6 +270,7 @@ def _run(args: argparse.Namespace) -> int:
         "list-alerts": _list,
         "history": _history,
         "prune-results": _prune,
+        "recipient-domains": _recipient_domains,
     }
     with connect(url) as conn:
         return handlers[args.command](conn, args)
@@ -347,6 +357,8 @@ def _update(conn: Any, args: argparse.Namespace) -> int:
         + ("; threshold state reset to OK" if updated.state_reset else "")
         + f"; next run {_when(alert.next_run_at)}"
     )
+    if updated.in_flight:
+        print(f"note: {updated.in_flight}")
     return 0
 
 
@@ -535,6 +547,9 @@ def _show(conn: Any, args: argparse.Namespace) -> int:
         print(f"  snoozed    until {detail['snoozed_until']}")
     if detail["state"] is not None:
         print(f"  state      {detail['state']} (last value {detail['threshold_last_value']})")
+        print(f"  rule       {detail['threshold_rule']}")
+        if detail["threshold_streak"]:
+            print(f"  pending    {detail['threshold_streak']} check(s) in a row toward a change of state")
     print(f"  recipients {', '.join(detail['recipients'])}")
     if detail["owners"]:
         print(f"  owners     {', '.join(detail['owners'])}")
@@ -584,6 +599,22 @@ def _prune(conn: Any, args: argparse.Namespace) -> int:
 
     deleted = prune_results(conn, retention=timedelta(days=args.days))
     print(f"deleted {deleted} ledger row(s) older than {args.days} days")
+    return 0
+
+
+def _recipient_domains(conn: Any, args: argparse.Namespace) -> int:
+    from kpi_alerts.ledger.alert_store import recipient_domains, set_recipient_domains
+
+    org = args.organization
+    if args.clear and args.domains:
+        raise AlertValidationError("give domains or --clear, not both")
+    if args.clear or args.domains:
+        with conn.transaction():
+            current = set_recipient_domains(conn, org, None if args.clear else args.domains)
+    else:
+        current = recipient_domains(conn, org)
+    shown = ", ".join(current) if current is not None else "any domain (no allow-list)"
+    print(f"organization {org} may send to: {shown}")
     return 0
 
 

@@ -97,11 +97,28 @@ def check_smtp() -> Check:
     def probe() -> Check:
         from airflow.providers.smtp.hooks.smtp import SmtpHook
 
-        with SmtpHook(smtp_conn_id="smtp_default") as hook:
-            hook.get_conn()
-            client: Any = hook._smtp_client
-            code, _ = client.noop()
-            host = hook.host if hasattr(hook, "host") else "the SMTP server"
+        from kpi_alerts.delivery.mailers import RELAY_CODES, relay_problem
+
+        try:
+            with SmtpHook(smtp_conn_id="smtp_default") as hook:
+                hook.get_conn()
+                client: Any = hook._smtp_client
+                code, _ = client.noop()
+                # MAIL FROM (then RSET; no message) shows a relay that wants AUTH or TLS first (530)
+                client.ehlo_or_helo_if_needed()
+                mail_code, mail_reply = client.mail("")
+                client.rset()
+                host = hook.host if hasattr(hook, "host") else "the SMTP server"
+        except Exception as exc:
+            problem = relay_problem(exc)
+            if problem is None:
+                raise
+            return Check("smtp", False, str(problem)[:300])
+        if mail_code in RELAY_CODES:
+            reply = mail_reply.decode(errors="replace")
+            return Check(
+                "smtp", False, f"{host} refuses mail from this deployment: {mail_code} {reply}"[:300]
+            )
         ok = 200 <= code < 300
         return Check("smtp", ok, f"{host} answered NOOP with {code}")
 

@@ -19,6 +19,12 @@ class TransientAlertError(KpiAlertError):
     """A dependency is down or slow (Cube, SMTP, database). Retried by Airflow, then recorded."""
 
 
+class RelayRefused(TransientAlertError):
+    """The SMTP relay refused this deployment, not one alert: bad credentials (535), authentication or TLS
+    required (530), TLS that cannot be set up. Transient — the slots go out once an operator fixes
+    ``smtp_default``, inside their misfire window — and said once per batch, not once per alert."""
+
+
 class DeliveryUnknown(PermanentAlertError):
     """The message was transmitted (SMTP DATA) but the server's answer never came: it may have been
     delivered. Never retried, never resent (at most once beats a duplicate); recorded as

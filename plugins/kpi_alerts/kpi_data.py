@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -65,3 +67,20 @@ class KpiData:
             if c.key == key:
                 return c
         raise KeyError(key)
+
+    def digest(self) -> str:
+        """A fingerprint of the rows (SHA-256 of their canonical JSON): equal data, equal digest; the
+        order Cube returned the rows in counts, as it does in the report."""
+        rows = [{k: _canonical(v) for k, v in sorted(row.items())} for row in self.rows]
+        return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
+
+
+def _canonical(value: CellValue) -> str | None:
+    """A cell as text that does not depend on how it was written (``10`` and ``10.00`` are one number)."""
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return str(value.normalize()) if value.is_finite() else str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)

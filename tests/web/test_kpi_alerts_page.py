@@ -160,6 +160,11 @@ def test_an_operator_reads_pauses_and_tries_out_alerts(
     assert page_frame(page).evaluate("window.__xss") is None
     page.screenshot(path=str(ARTIFACTS / "kpi-alerts-alert-page.png"))
 
+    # A threshold alert's page states its whole rule, the no-data and error policies included.
+    frame.locator("body").evaluate(f"() => {{ window.location.hash = '#alert={threshold.alert_id}'; }}")
+    expect(frame.locator("#alert-facts")).to_contain_text("TRIGGERED")
+    expect(frame.locator("#alert-facts")).to_contain_text("> 1; no data: keep the last state; error: alert")
+
 
 def test_a_viewer_reads_but_cannot_pause(
     page: Any, airflow_api: AirflowApi, db: psycopg.Connection[Any]

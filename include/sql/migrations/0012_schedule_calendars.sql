@@ -1,4 +1,4 @@
--- depends: 0009_message_token
+-- depends: 0011_recipient_domains
 -- When a report fires (issue 26): cron expressions, every N weeks from a start date, the n-th business
 -- day of a month, and public holidays skipped or moved to the next business day; and how often a threshold
 -- alert is checked (every 5-60 minutes or daily at a time, within optional active hours). All columns are

@@ -1,4 +1,4 @@
--- depends: 0012_schedule_calendars
+-- depends: 0013_what_alerts_notice
 -- Quiet hours and snooze (issue 26, part 4). An alert's quiet hours are in its timezone, an organization's
 -- in the organization's (quiet_timezone); minutes after local midnight, across midnight when the end is
 -- earlier than the start (22:00-07:00 is 1320-420), the end 1440 = the day's end. quiet_reports says what a

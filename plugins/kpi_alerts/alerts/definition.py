@@ -14,8 +14,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from kpi_alerts.alerts.spec import cadence_of, quiet_hours_of
 from kpi_alerts.alerts.stored_json import StoredJsonDefect, decode_stored_json
+from kpi_alerts.conditions.anomaly import seasonal_granularity, validate_history
 from kpi_alerts.conditions.gating_format import parse_gating_condition
-from kpi_alerts.conditions.thresholds import parse_condition
+from kpi_alerts.conditions.groups import check_group_by
+from kpi_alerts.conditions.thresholds import (
+    ANOMALY_CONDITIONS,
+    parse_condition,
+    validate_recovery,
+    validate_threshold,
+)
 from kpi_alerts.cube.rest_format import check_query_shape
 from kpi_alerts.delivery.recipients import validate_recipients
 from kpi_alerts.errors import AlertValidationError
@@ -60,6 +67,14 @@ class ThresholdDefinition:
     last_evaluated_at: datetime | None
     last_notified_at: datetime | None
     state_changed_at: datetime | None
+    recovery_threshold: Decimal | None = None
+    pending_checks: int = 1
+    recovery_checks: int = 1
+    streak: int = 0
+    anomaly_method: str = "median_mad"
+    history_weeks: int = 8
+    min_history: int = 4
+    group_by: str | None = None
     cadence: CheckCadence | None = None  # None: every hour on the hour (UTC), in ``timezone``
 
     @property
@@ -100,6 +115,10 @@ class AlertDefinition:
     percent_scale: str | None = None
     column_labels: Mapping[str, str] = field(default_factory=dict)
     organization_currency: str | None = None
+    #: The organization's recipient domain allow-list (None: no restriction).
+    recipient_domains: tuple[str, ...] | None = None
+    #: A scheduled report skips a slot whose data equals the last report sent (``kpi_schedules``).
+    only_if_changed: bool = False
     #: Quiet hours: the alert's own (in its timezone) and its organization's (in the organization's).
     quiet_hours: QuietHours | None = None
     organization_quiet_hours: QuietHours | None = None
@@ -173,6 +192,14 @@ class AlertDefinition:
                 last_notified_at=row["last_notified_at"],
                 state_changed_at=row["state_changed_at"],
                 cadence=cadence_of(row["threshold_timezone"], row),
+                recovery_threshold=row["recovery_threshold"],
+                pending_checks=row["pending_checks"],
+                recovery_checks=row["recovery_checks"],
+                streak=row["streak"],
+                anomaly_method=row["anomaly_method"],
+                history_weeks=row["history_weeks"],
+                min_history=row["min_history"],
+                group_by=row["group_by"],
             )
         return cls(
             alert_id=row["alert_id"],
@@ -203,6 +230,10 @@ class AlertDefinition:
             percent_scale=row.get("percent_scale"),
             column_labels=column_labels,
             organization_currency=row.get("organization_currency"),
+            recipient_domains=tuple(row["recipient_domains"])
+            if row.get("recipient_domains") is not None
+            else None,
+            only_if_changed=bool(row["only_if_changed"]),
             quiet_hours=quiet_hours_of(
                 schedule.timezone if schedule else threshold.timezone if threshold else None, row
             ),
@@ -228,8 +259,16 @@ class AlertDefinition:
         else:
             if self.threshold is None:
                 raise AlertValidationError("threshold alert has no kpi_thresholds row")
-            parse_condition(self.threshold.condition)
-            self.threshold.check_cadence.validate()  # also the timezone
+            t = self.threshold
+            condition = parse_condition(t.condition)
+            validate_recovery(condition, t.threshold_value, t.recovery_threshold)
+            if condition in ANOMALY_CONDITIONS:
+                validate_threshold(condition, t.threshold_value)
+                validate_history(t.history_weeks, t.min_history)
+                seasonal_granularity(self.cube_query)
+            if t.group_by is not None:
+                check_group_by(self.cube_query, t.group_by, condition)
+            t.check_cadence.validate()  # also the timezone
         for quiet in (self.quiet_hours, self.organization_quiet_hours):
             if quiet is not None:
                 quiet.validate()

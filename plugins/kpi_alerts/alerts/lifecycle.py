@@ -9,7 +9,7 @@ a new alert is (:func:`kpi_alerts.ledger.alert_store.validate_alert_spec`). The 
   new schedule's first slot after now; otherwise the stored next run stands (a slot already due is
   still sent, under the new definition);
 - when what a threshold alert measures or compares against changes (query, measure, condition,
-  threshold value), its state (OK / TRIGGERED / ...) starts again from OK;
+  threshold value, group_by), its state (OK / TRIGGERED / ...) and its groups' start again from OK;
 - a claim in flight finishes under the definition it loaded.
 
 Resuming a paused alert never fires a backlog: its next run is its first slot after now. Nor does a
@@ -27,6 +27,12 @@ from pydantic import ValidationError
 
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.alerts.spec import AlertSpec, cadence_spec, quiet_hours_spec
+from kpi_alerts.conditions.thresholds import (
+    ANOMALY_CONDITIONS,
+    describe_recovery,
+    describe_threshold,
+    parse_condition,
+)
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.scheduling.cadence import describe_cadence
 from kpi_alerts.scheduling.schedule import CALENDAR_FIELDS, describe
@@ -39,7 +45,7 @@ TIMING_FIELDS = (
     "timezone",
     *CALENDAR_FIELDS,
 )
-MEASURED_FIELDS = ("condition", "threshold_value", "kpi_measure")
+MEASURED_FIELDS = ("condition", "threshold_value", "kpi_measure", "group_by")
 CHECK_FIELDS = ("timezone", "check_every_minutes", "check_daily_at", "active_hours")
 
 
@@ -79,6 +85,8 @@ def spec_of(alert: AlertDefinition) -> dict[str, Any]:
         for name in CALENDAR_FIELDS:  # shown once set (older specs stay as they were)
             if (value := getattr(s, name)) is not None:
                 spec["schedule"][name] = value.isoformat() if isinstance(value, date) else value
+        if alert.only_if_changed:  # shown once set (older specs stay as they were)
+            spec["schedule"]["only_if_changed"] = True
     if alert.quiet_hours is not None:
         spec["quiet_hours"] = quiet_hours_spec(alert.quiet_hours, alert.quiet_reports)
     if alert.threshold is not None:
@@ -94,6 +102,19 @@ def spec_of(alert: AlertDefinition) -> dict[str, Any]:
             "on_error": t.on_error,
             **cadence_spec(t.check_cadence),  # shown once set (older specs stay as they were)
         }
+        # shown once set (older specs stay as they were)
+        if t.recovery_threshold is not None:
+            spec["threshold"]["recovery_threshold"] = str(t.recovery_threshold)
+        if t.pending_checks != 1:
+            spec["threshold"]["pending_checks"] = t.pending_checks
+        if t.recovery_checks != 1:
+            spec["threshold"]["recovery_checks"] = t.recovery_checks
+        if t.group_by is not None:
+            spec["threshold"]["group_by"] = t.group_by
+        if (t.anomaly_method, t.history_weeks, t.min_history) != ("median_mad", 8, 4):
+            spec["threshold"].update(
+                anomaly_method=t.anomaly_method, history_weeks=t.history_weeks, min_history=t.min_history
+            )
     return spec
 
 
@@ -198,8 +219,45 @@ def next_runs(alert: AlertDefinition, *, after: datetime, count: int = 5) -> lis
     return runs
 
 
+#: What each no-data / error policy means, in the words ``show`` and the UI page use.
+POLICY_WORDS = {"keep_last": "keep the last state", "alert": "alert", "ok": "counts as OK"}
+
+
+def describe_rule(alert: AlertDefinition) -> str | None:
+    """A threshold alert's whole rule in words (condition, recovery threshold, pending period, no-data
+    and error policies), e.g. ``orders.count > 2; recovers when orders.count < 1; ...``; None for reports.
+
+    :raises AlertValidationError: for a stored condition no evaluation accepts.
+    """
+    t = alert.threshold
+    if t is None:
+        return None
+    condition = parse_condition(t.condition)
+    measures = alert.cube_query.get("measures")
+    title = t.kpi_measure or (str(measures[0]) if isinstance(measures, list) and measures else "KPI")
+    parts = [describe_threshold(condition, t.threshold_value, title)]
+    if condition in ANOMALY_CONDITIONS:
+        center = "median ± MAD" if t.anomaly_method == "median_mad" else "mean ± standard deviation"
+        parts.append(
+            f"band: {center} of the same weekday (or weekday and hour) over {t.history_weeks} weeks, "
+            f"at least {t.min_history} with data"
+        )
+    if t.group_by is not None:
+        parts.append(f"checked per {t.group_by}, each group with its own state")
+    if t.recovery_threshold is not None:
+        parts.append(f"recovers when {describe_recovery(condition, t.recovery_threshold, title)}")
+    if t.pending_checks > 1:
+        parts.append(f"notifies after {t.pending_checks} breached checks in a row")
+    if t.recovery_checks > 1:
+        parts.append(f"recovers after {t.recovery_checks} OK checks in a row")
+    parts.append(f"no data: {POLICY_WORDS.get(t.on_no_data, t.on_no_data)}")
+    parts.append(f"error: {POLICY_WORDS.get(t.on_error, t.on_error)}")
+    return "; ".join(parts)
+
+
 def describe_timing(alert: AlertDefinition) -> str:
     """The schedule in words, with its timezone; threshold alerts are checked at the top of every hour."""
     if alert.schedule is not None:
-        return describe(alert.schedule)
+        changed = "; sent only if the data changed since the last report" if alert.only_if_changed else ""
+        return describe(alert.schedule) + changed
     return describe_cadence(alert.check_cadence)

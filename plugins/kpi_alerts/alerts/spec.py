@@ -36,6 +36,8 @@ def _not_a_bool(value: object) -> object:
 Whole = Annotated[int, BeforeValidator(_not_a_bool)]
 #: A year: longer re-arm intervals are a typo (and ``integer`` ends at 2**31 - 1 minutes).
 MAX_REARM_MINUTES = 525_600
+#: A month of hourly checks: a longer pending period would never notify in time to matter.
+MAX_PENDING_CHECKS = 720
 
 
 class ScheduleSpec(BaseModel):
@@ -64,6 +66,8 @@ class ScheduleSpec(BaseModel):
     on_holiday: Literal["skip", "next_business_day"] | None = None
     gating_condition: dict[str, Any] | None = None
     attachment_type: AttachmentKind | None = AttachmentKind.CSV
+    #: Skip a slot (recorded ``skipped``) when the query's data equals the last report sent.
+    only_if_changed: bool = False
 
     def to_schedule(self) -> Schedule:
         """The timing part, as the scheduler reads a ``kpi_schedules`` row (not yet validated)."""
@@ -104,6 +108,19 @@ class ThresholdSpec(BaseModel):
     notify_on_recovery: bool = True
     on_no_data: Literal["keep_last", "alert", "ok"] = "keep_last"
     on_error: Literal["keep_last", "alert", "ok"] = "alert"
+    #: Hysteresis: once triggered, the alert recovers only past this level ("above 100, recover below 90").
+    recovery_threshold: Decimal | None = None
+    #: Pending period: breached checks in a row before notifying, OK checks in a row before recovering.
+    pending_checks: Whole = Field(default=1, ge=1, le=MAX_PENDING_CHECKS)
+    recovery_checks: Whole = Field(default=1, ge=1, le=MAX_PENDING_CHECKS)
+    #: Anomaly conditions (``*_EXPECTED_RANGE``): how the band is learned, from how many past weeks, and
+    #: how many of them must have data (else "not enough history").
+    anomaly_method: Literal["median_mad", "mean_std"] = "median_mad"
+    history_weeks: Whole = Field(default=8, ge=2, le=52)
+    min_history: Whole = Field(default=4, ge=2, le=52)
+    #: Per-group checks: a dimension of the query; each of its values is checked and keeps its own state.
+    group_by: str | None = Field(default=None, max_length=200)
+
     #: How often it is checked: 5, 10, 15, 30 or 60 minutes (default 60, on the UTC grid), or daily at a
     #: local time ``HH:MM``; optionally only within active hours (:mod:`kpi_alerts.scheduling.cadence`).
     check_every_minutes: Whole | None = None

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from kpi_alerts.conditions.thresholds import (
+    ANOMALY_CONDITIONS,
     OPERATOR_SYMBOLS,
     PERCENT_CONDITIONS,
     ThresholdCondition,
@@ -59,9 +60,12 @@ def _operator(raw: object) -> ThresholdCondition:
     if isinstance(raw, ThresholdCondition):
         return raw
     try:
-        return parse_condition(raw)
+        condition = parse_condition(raw)
     except AlertValidationError as exc:
         raise ValueError(str(exc)) from None
+    if condition in ANOMALY_CONDITIONS:  # a gate compares values; a band needs the KPI's own history
+        raise ValueError(f"anomaly conditions ({condition}) are for threshold alerts, not gating conditions")
+    return condition
 
 
 def operator_json(condition: ThresholdCondition) -> str:
@@ -101,7 +105,14 @@ Operator = Annotated[
     ThresholdCondition,
     PlainValidator(_operator),
     PlainSerializer(operator_json, when_used="json"),
-    WithJsonSchema({"enum": [*OPERATOR_SYMBOLS.values(), *ThresholdCondition]}),
+    WithJsonSchema(
+        {
+            "enum": [
+                *OPERATOR_SYMBOLS.values(),
+                *(c for c in ThresholdCondition if c not in ANOMALY_CONDITIONS),
+            ]
+        }
+    ),
 ]
 Number = Annotated[
     Decimal,

@@ -2,8 +2,10 @@
 
 Built on the lessons of Grafana and Redash (``docs/conditions.md``): notify on a state change,
 repeat a standing problem only after a re-arm period (Grafana's 4 h repeat interval), send one
-recovery notice, and let the owner choose what "no data" and "error" mean. Only the state and
-the time of the last notice are stored, so the machine survives restarts and retries.
+recovery notice, let the owner choose what "no data" and "error" mean, and (Grafana's pending period
+and keep-firing-for) enter a breach only after N breached checks in a row and leave it only after M
+OK ones. Only the state, the time of the last notice and the run of checks pointing away from the
+state are stored, so the machine survives restarts and retries.
 """
 
 from __future__ import annotations
@@ -47,10 +49,13 @@ class StoredState:
     """What is persisted between evaluations (``kpi_thresholds``).
 
     :param last_notified_at: when the last notice of any kind went out; the re-arm clock.
+    :param streak: consecutive checks so far that point away from ``state`` — breached checks while
+        not TRIGGERED, OK ones while TRIGGERED — toward the pending period.
     """
 
     state: AlertState
     last_notified_at: datetime | None = None
+    streak: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,16 +64,22 @@ class Settings:
 
     :param rearm: how long a standing problem stays quiet before it is repeated.
     :param notify_on_recovery: send one "recovered" notice when a notified breach or no-data ends.
+    :param pending_checks: breached checks in a row before the alert enters TRIGGERED (and notifies).
+    :param recovery_checks: OK checks in a row before a TRIGGERED alert is back to OK.
     """
 
     rearm: timedelta = timedelta(hours=4)
     notify_on_recovery: bool = True
     on_no_data: NoDataPolicy = NoDataPolicy.KEEP_LAST
     on_error: ErrorPolicy = ErrorPolicy.ALERT
+    pending_checks: int = 1
+    recovery_checks: int = 1
 
     def __post_init__(self) -> None:
         if self.rearm < timedelta(0):
             raise ValueError(f"rearm must not be negative, got {self.rearm}")
+        if self.pending_checks < 1 or self.recovery_checks < 1:
+            raise ValueError("pending_checks and recovery_checks must be 1 or more")
 
 
 @dataclass(frozen=True)
@@ -79,16 +90,18 @@ class Transition:
     leaves the old state, and the next evaluation decides to send it again.
 
     :param last_notified_at: the re-arm clock to store with ``new_state``.
+    :param streak: the pending period's count to store with ``new_state`` (0 when nothing is pending).
     """
 
     new_state: AlertState
     notify: Notice | None
     reason: str
     last_notified_at: datetime | None = None
+    streak: int = 0
 
     @property
     def stored(self) -> StoredState:
-        return StoredState(self.new_state, self.last_notified_at)
+        return StoredState(self.new_state, self.last_notified_at, self.streak)
 
 
 _PROBLEM_NOTICE: dict[AlertState, Notice] = {
@@ -115,8 +128,16 @@ def decide(
     current = stored or StoredState(AlertState.OK)
     clock = current.last_notified_at
     target = _target(observation, settings)
-    if target is None:
-        return Transition(current.state, None, f"{observation}: state kept (policy keep_last)", clock)
+    if target is None:  # neither counts toward a pending period nor breaks it
+        return Transition(
+            current.state, None, f"{observation}: state kept (policy keep_last)", clock, current.streak
+        )
+    needed = _checks_needed(current.state, target, settings)
+    if current.streak + 1 < needed:
+        streak = current.streak + 1
+        moving = "breached" if target is AlertState.TRIGGERED else "OK"
+        reason = f"{moving} {streak} of {needed} checks in a row: still {current.state} (pending)"
+        return Transition(current.state, None, reason, clock, streak)
     if target is AlertState.OK:
         if current.state is AlertState.OK:
             return Transition(target, None, "still OK", clock)
@@ -134,6 +155,16 @@ def decide(
         reason = f"still {target}; last notice {quiet_for} ago ≥ re-arm {settings.rearm}"
         return Transition(target, _REPEAT_NOTICE[target], reason, now)
     return Transition(target, None, f"still {target}; re-arm in {settings.rearm - quiet_for}", clock)
+
+
+def _checks_needed(state: AlertState, target: AlertState, settings: Settings) -> int:
+    """How many checks in a row a move from ``state`` to ``target`` needs: the pending period applies to
+    entering a breach and to leaving one; other moves (no data, errors) happen at once."""
+    if target is AlertState.TRIGGERED and state is not AlertState.TRIGGERED:
+        return settings.pending_checks
+    if target is AlertState.OK and state is AlertState.TRIGGERED:
+        return settings.recovery_checks
+    return 1
 
 
 def _target(observation: Observation, settings: Settings) -> AlertState | None:

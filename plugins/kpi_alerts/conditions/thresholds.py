@@ -34,10 +34,18 @@ class ThresholdCondition(StrEnum):
     NOT_EQUAL = "NOT_EQUAL"
     INCREASED_BY_PERCENT = "INCREASED_BY_PERCENT"
     DECREASED_BY_PERCENT = "DECREASED_BY_PERCENT"
+    OUTSIDE_EXPECTED_RANGE = "OUTSIDE_EXPECTED_RANGE"
+    ABOVE_EXPECTED_RANGE = "ABOVE_EXPECTED_RANGE"
+    BELOW_EXPECTED_RANGE = "BELOW_EXPECTED_RANGE"
 
 
 _C = ThresholdCondition
 PERCENT_CONDITIONS = frozenset({_C.INCREASED_BY_PERCENT, _C.DECREASED_BY_PERCENT})
+#: Anomaly conditions (``conditions.anomaly``): the value against a band learned from its own history;
+#: their threshold is the band's half-width in MADs or standard deviations.
+ANOMALY_CONDITIONS = frozenset({_C.OUTSIDE_EXPECTED_RANGE, _C.ABOVE_EXPECTED_RANGE, _C.BELOW_EXPECTED_RANGE})
+#: The widest band an anomaly condition may ask for (wider never fires).
+MAX_BAND_WIDTH = Decimal(100)
 
 #: The operator each comparison is written with in gating JSON (the canonical spelling).
 OPERATOR_SYMBOLS: Mapping[ThresholdCondition, str] = {
@@ -95,6 +103,11 @@ def validate_threshold(condition: ThresholdCondition, threshold: Decimal) -> Dec
         raise AlertValidationError(f"threshold may have at most {MAX_THRESHOLD_DECIMALS} decimals")
     if condition in PERCENT_CONDITIONS and threshold < 0:
         raise AlertValidationError(f"a percentage threshold must be 0 or more, not {threshold}")
+    if condition in ANOMALY_CONDITIONS and not 0 < threshold <= MAX_BAND_WIDTH:
+        raise AlertValidationError(
+            f"an anomaly condition's threshold is the band's width in MADs or standard deviations: "
+            f"above 0 and at most {MAX_BAND_WIDTH}, not {threshold}"
+        )
     return threshold
 
 
@@ -127,10 +140,53 @@ def format_number(number: Decimal) -> str:
 def describe_threshold(condition: ThresholdCondition, threshold: Decimal, measure_title: str) -> str:
     """Human text of a condition, e.g. ``Revenue > 10,000`` or ``Revenue increased by ≥ 20% vs ...``."""
     amount = format_number(threshold)
+    if condition in ANOMALY_CONDITIONS:
+        side = condition.removesuffix("_EXPECTED_RANGE").lower()
+        return f"{measure_title} {side} its expected range (± {amount})"
     if condition in PERCENT_CONDITIONS:
         direction = "increased" if condition is _C.INCREASED_BY_PERCENT else "decreased"
         return f"{measure_title} {direction} by ≥ {amount}% vs previous period"
     return f"{measure_title} {_DISPLAY.get(condition, OPERATOR_SYMBOLS[condition])} {amount}"
+
+
+#: The side a value recovers to, for the conditions a recovery threshold (hysteresis) applies to:
+#: "alert above 100, recover below 90". Equality and percent-change conditions have no such side.
+RECOVERY_SIDE: Mapping[ThresholdCondition, ThresholdCondition] = {
+    _C.GREATER_THAN: _C.LESS_THAN,
+    _C.GREATER_THAN_OR_EQUAL: _C.LESS_THAN,
+    _C.LESS_THAN: _C.GREATER_THAN,
+    _C.LESS_THAN_OR_EQUAL: _C.GREATER_THAN,
+}
+
+
+def validate_recovery(condition: ThresholdCondition, threshold: Decimal, recovery: Decimal | None) -> None:
+    """Refuse a recovery threshold that is not on the OK side of the threshold, or that the condition
+    cannot have; None (no hysteresis) is always fine.
+
+    :raises AlertValidationError: with the reason.
+    """
+    if recovery is None:
+        return
+    if condition not in RECOVERY_SIDE:
+        allowed = ", ".join(RECOVERY_SIDE)
+        raise AlertValidationError(f"a recovery threshold needs one of {allowed}, not {condition}")
+    try:
+        validate_threshold(_C.GREATER_THAN, recovery)
+    except AlertValidationError as exc:
+        raise AlertValidationError(f"recovery {exc}") from None
+    side = RECOVERY_SIDE[condition]
+    if compare(side, threshold, recovery):  # e.g. "> 100, recover below 110": it would never hold
+        word = "at or below" if side is _C.LESS_THAN else "at or above"
+        raise AlertValidationError(
+            f"the recovery threshold must be {word} the threshold for {condition}: "
+            f"{format_number(recovery)} vs {format_number(threshold)}"
+        )
+
+
+def describe_recovery(condition: ThresholdCondition, recovery: Decimal, measure_title: str) -> str:
+    """``Revenue < 90``: what must hold for a breached alert to recover."""
+    side = RECOVERY_SIDE[condition]
+    return f"{measure_title} {OPERATOR_SYMBOLS[side]} {format_number(recovery)}"
 
 
 @dataclass(frozen=True)
@@ -184,15 +240,7 @@ def kpi_value(
     if time_column is None:
         return KpiReading(_combine([row.get(column.key) for row in data.rows], column))
     tz = zone(data.timezone)
-    buckets: dict[datetime, list[CellValue]] = {}
-    for row in data.rows:
-        start = row.get(time_column.key)
-        if start is None:
-            continue
-        if not isinstance(start, datetime):
-            raise AlertValidationError(f"{time_column.title} holds {start!r}, not a time")
-        start = start if start.utcoffset() is not None else start.replace(tzinfo=tz)
-        buckets.setdefault(start.astimezone(UTC), []).append(row.get(column.key))
+    buckets = _buckets(data, column, time_column)
     starts = sorted(start for start in buckets if start <= now)
     granularity = _granularity(time_column)
     if granularity is None:
@@ -212,23 +260,60 @@ def kpi_value(
     )
 
 
+def period_values(data: KpiData, measure: str | None = None) -> dict[datetime, Decimal | None]:
+    """Each period's value of a time series, by the period's start (UTC), combined by the same rule
+    as :func:`kpi_value`; periods Cube left out (no rows) are absent.
+
+    :raises AlertValidationError: no time dimension, an unknown measure, rows that cannot make one value.
+    """
+    column = _kpi_column(data, measure)
+    if data.time_dimension is None:
+        raise AlertValidationError("the query has no time dimension, so it has no periods")
+    buckets = _buckets(data, column, data.time_dimension)
+    return {start: _combine(cells, column) for start, cells in buckets.items()}
+
+
+def bucket_granularity(data: KpiData) -> str | None:
+    """The granularity Cube bucketed the query's time dimension by, if it names one."""
+    return _granularity(data.time_dimension) if data.time_dimension is not None else None
+
+
 def evaluate_threshold(
-    condition: ThresholdCondition, threshold: Decimal, reading: KpiReading, *, measure_title: str = "KPI"
+    condition: ThresholdCondition,
+    threshold: Decimal,
+    reading: KpiReading,
+    *,
+    measure_title: str = "KPI",
+    recovery: Decimal | None = None,
+    in_breach: bool = False,
 ) -> ThresholdResult:
     """Check a condition; percent conditions compare against ``reading.previous``.
 
     Change % = (value - previous) / abs(previous) * 100. From a previous value of 0, a value of 0
     is a 0% change; any other value is an unbounded rise (value > 0) or fall (value < 0), so
     ``change_percent`` is None and only the matching direction is breached.
+
+    :param recovery: the recovery threshold (hysteresis): while ``in_breach``, a value that no longer
+        meets the condition is still ``breached`` until it is past this level.
+    :param in_breach: the alert stands triggered (its stored state), so the recovery threshold applies.
     """
     validate_threshold(condition, threshold)
+    validate_recovery(condition, threshold, recovery)
     rule = describe_threshold(condition, threshold, measure_title)
     value, previous = reading.value, reading.previous
     if value is None or not value.is_finite():
         return ThresholdResult("no_data", value, previous, None, f"no data for {measure_title}")
     if condition not in PERCENT_CONDITIONS:
         met = compare(condition, value, threshold)
-        return _result(met, value, previous, None, f"{measure_title} is {format_number(value)}", rule)
+        fact = f"{measure_title} is {format_number(value)}"
+        if met or recovery is None or not in_breach:
+            return _result(met, value, previous, None, fact, rule)
+        recovered = describe_recovery(condition, recovery, measure_title)
+        if compare(RECOVERY_SIDE[condition], value, recovery):
+            text = f"{fact}: {rule} is not met and {recovered} (recovery threshold) is met"
+            return ThresholdResult("ok", value, previous, None, text)
+        text = f"{fact}: {rule} is not met, but the breach holds until {recovered} (recovery threshold)"
+        return ThresholdResult("breached", value, previous, None, text)
     if previous is None or not previous.is_finite():
         text = f"no previous-period value of {measure_title} to compare with"
         return ThresholdResult("no_data", value, previous, None, text)
@@ -299,6 +384,21 @@ def _combine(cells: list[CellValue], column: Column) -> Decimal | None:
             "cannot be added up: remove the extra dimensions or use a count or sum measure"
         )
     return _total(values)
+
+
+def _buckets(data: KpiData, column: Column, time_column: Column) -> dict[datetime, list[CellValue]]:
+    """The measure's cells by period start (UTC); local times without an offset are in the data's zone."""
+    tz = zone(data.timezone)
+    buckets: dict[datetime, list[CellValue]] = {}
+    for row in data.rows:
+        start = row.get(time_column.key)
+        if start is None:
+            continue
+        if not isinstance(start, datetime):
+            raise AlertValidationError(f"{time_column.title} holds {start!r}, not a time")
+        start = start if start.utcoffset() is not None else start.replace(tzinfo=tz)
+        buckets.setdefault(start.astimezone(UTC), []).append(row.get(column.key))
+    return buckets
 
 
 def _granularity(column: Column) -> str | None:

@@ -327,6 +327,7 @@ def build_message(
         "notes": report.notes,
         "gate": single_line(report.gate) if report.gate else None,
         "condition": single_line(report.condition) if report.condition else None,
+        "decision": single_line(report.decision) if report.decision else None,
         "dashboard_url": safe_dashboard_url(report.dashboard_url),
         "message": report.message,
         "table": _table(report),

@@ -17,6 +17,10 @@ What may be retried is decided here, by the point of the SMTP transaction a fail
   :attr:`Delivery.refused` names them; the pipeline records who has the message and fails (5xx) or
   retries (4xx) the slot for the others only.
 
+- **the relay refuses the deployment** (:func:`relay_problem`: 530, 535, a TLS handshake or STARTTLS that
+  fails): not one alert's fault and not an outage — :class:`RelayRefused`, retried until an operator
+  fixes ``smtp_default`` (inside the slots' misfire window).
+
 So :func:`send_over_smtp` runs the SMTP transaction itself (``MAIL``, ``RCPT``, ``DATA``, the message,
 the final reply) instead of ``smtplib.SMTP.send_message``, which cannot tell the two apart.
 """
@@ -27,8 +31,11 @@ import contextlib
 import copy
 import hashlib
 import io
+import os
 import re
 import smtplib
+import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.generator import BytesGenerator
@@ -37,7 +44,33 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import Any, Protocol
 
-from kpi_alerts.errors import DeliveryUnknown, KpiAlertError, PermanentAlertError, TransientAlertError
+from kpi_alerts.errors import (
+    DeliveryUnknown,
+    KpiAlertError,
+    PermanentAlertError,
+    RelayRefused,
+    TransientAlertError,
+)
+
+#: Replies that concern the deployment's access to the relay, whatever the message: authentication
+#: required or TLS first (530), credentials refused (535), an authentication mechanism too weak (534, 538).
+RELAY_CODES = frozenset({530, 534, 535, 538})
+_FIX = "fix the smtp_default connection; the slots are retried until their misfire window closes"
+
+
+def relay_problem(exc: BaseException) -> RelayRefused | None:
+    """The relay refusing this deployment (its login, or TLS) as :class:`RelayRefused`; None for anything
+    else (a server down, one message or recipient refused)."""
+    if isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code in RELAY_CODES:
+        what = "the login" if isinstance(exc, smtplib.SMTPAuthenticationError) else "the session"
+        return RelayRefused(
+            f"the SMTP relay refused {what} of this deployment: {exc.smtp_code} {_text(exc.smtp_error)}; {_FIX}"
+        )
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return RelayRefused(f"TLS with the SMTP relay failed: {type(exc).__name__}: {exc}; {_FIX}")
+    if isinstance(exc, smtplib.SMTPNotSupportedError) and "STARTTLS" in str(exc).upper():
+        return RelayRefused(f"the SMTP relay does not offer STARTTLS, which smtp_default asks for; {_FIX}")
+    return None
 
 
 @dataclass(frozen=True)
@@ -169,6 +202,8 @@ def _expect(client: smtplib.SMTP, answer: tuple[int, bytes], code: int, command:
 
 def _raise_refusal(code: int, reply: bytes | str, what: str) -> None:
     reason = f"SMTP {code} to {what}: {_text(reply)}"
+    if code in RELAY_CODES:
+        raise RelayRefused(f"the SMTP relay refused this deployment: {reason}; {_FIX}")
     if 400 <= code < 500 or code < 200:  # 4xx, or no real answer (smtplib reports -1): nothing was taken
         raise TransientAlertError(reason)
     raise PermanentAlertError(reason)
@@ -220,6 +255,9 @@ class SessionMailer:
             except KpiAlertError:
                 raise
             except Exception as exc:  # smtplib / OSError / AirflowException: the server cannot be reached
+                problem = relay_problem(exc)
+                if problem is not None:
+                    raise problem from None
                 raise TransientAlertError(
                     f"cannot reach the SMTP server: {type(exc).__name__}: {exc}"
                 ) from None
@@ -240,16 +278,33 @@ class SessionMailer:
 
 
 class OutboxMailer:
-    """Writes each message to ``<folder>/<message-id hash>.eml`` instead of sending it (dry run)."""
+    """Writes each message to ``<folder>/<message-id hash>.eml`` instead of sending it (dry run).
+
+    The file is written under a temporary name and renamed when complete, so a failed write (a full
+    disk) leaves no truncated or empty ``.eml``; and since it certainly did not happen, the failure is
+    transient (retried while the slot is inside its misfire window), not ``delivery_unknown``.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
     def deliver(self, message: EmailMessage) -> Delivery:
-        self.folder.mkdir(parents=True, exist_ok=True)
         key = str(message.get("Message-ID", "")) or message.as_string()
         path = self.folder / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.eml"
-        path.write_bytes(message.as_bytes())
+        partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with partial.open("wb") as out:
+                out.write(message.as_bytes())
+                out.flush()
+                os.fsync(out.fileno())  # a full disk may only show here
+            os.replace(partial, path)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise TransientAlertError(
+                f"the outbox folder {self.folder} cannot be written: {exc.strerror or exc} "
+                "(nothing was delivered; retried while the slot is inside its misfire window)"
+            ) from None
         return Delivery("outbox", f"dry run (kpi_alerts_environment is not 'production'): written to {path}")
 
 

@@ -62,3 +62,41 @@ def validate_recipients(values: Sequence[str]) -> list[str]:
     if len(out) > MAX_RECIPIENTS:
         raise AlertValidationError(f"{len(out)} recipients; at most {MAX_RECIPIENTS} are allowed")
     return out
+
+
+def validate_domain(value: object) -> str:
+    """A recipient domain of an organization's allow-list, normalised as addresses are (lower case,
+    punycode); AlertValidationError names a bad one."""
+    if not isinstance(value, str) or not value.strip() or "@" in value:
+        raise AlertValidationError(
+            f"invalid recipient domain {value!r}: a domain such as example.com is expected"
+        )
+    address = validate_address(f"postmaster@{value.strip().lstrip('.')}")
+    return address.rpartition("@")[2].lower()
+
+
+def outside_domains(addresses: Sequence[str], domains: Sequence[str] | None) -> list[str]:
+    """The addresses whose domain is neither one of ``domains`` nor a subdomain of one (None: no list,
+    every address is allowed)."""
+    if domains is None:
+        return []
+    allowed = tuple(d.lower() for d in domains)
+    out = []
+    for address in addresses:
+        domain = address.rpartition("@")[2].lower()
+        if not any(domain == d or domain.endswith("." + d) for d in allowed):
+            out.append(address)
+    return out
+
+
+def check_recipient_domains(
+    addresses: Sequence[str], domains: Sequence[str] | None, organization_id: int, what: str = "recipient"
+) -> None:
+    """Refuse addresses outside the organization's allow-list, naming them and the list (one line)."""
+    outside = outside_domains(addresses, domains)
+    if outside:
+        shown = ", ".join(outside[:5]) + (f" and {len(outside) - 5} more" if len(outside) > 5 else "")
+        raise AlertValidationError(
+            f"{what} {shown} is outside organization {organization_id}'s allowed recipient domains "
+            f"({', '.join((domains or [])[:10])})"
+        )

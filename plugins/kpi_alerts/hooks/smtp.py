@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.providers.smtp.hooks.smtp import SmtpHook
 
-from kpi_alerts.delivery.mailers import Delivery, send_over_smtp
+from kpi_alerts.delivery.mailers import Delivery, relay_problem, send_over_smtp
 from kpi_alerts.errors import KpiAlertError, TransientAlertError
 
 SMTP_CONN_ID = "smtp_default"
@@ -43,6 +43,9 @@ class SmtpMailer:
         except KpiAlertError:  # already classified by send_over_smtp
             raise
         except (smtplib.SMTPException, OSError) as exc:
+            problem = relay_problem(exc)
+            if problem is not None:
+                raise problem from None
             raise TransientAlertError(f"cannot reach the SMTP server: {type(exc).__name__}: {exc}") from None
         except Exception as exc:  # AirflowException from get_conn: connection missing or unreachable
             raise TransientAlertError(f"cannot reach the SMTP server: {exc}") from None

@@ -27,6 +27,7 @@ from kpi_alerts.errors import AlertValidationError, KpiAlertError
 from kpi_alerts.ledger import queries
 from kpi_alerts.ledger.alert_store import (
     alert_row,
+    check_allowed_domains,
     load_alert,
     record_event,
     schedule_row,
@@ -46,6 +47,8 @@ class UpdatedAlert:
     alert: AlertDefinition
     changed: tuple[str, ...]
     state_reset: bool
+    #: A slot a worker is on right now goes out under the definition it loaded: this says so (or None).
+    in_flight: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ def update_alert(
             )
         plan = plan_update(current, validate_alert_spec(merged, cube_meta=cube_meta), now=now)
         spec = plan.spec
+        check_allowed_domains(conn, spec)
         conn.execute(queries.UPDATE_ALERT, {"id": alert_id, "now": now, **alert_row(spec)})
         if spec.schedule is not None:
             conn.execute(
@@ -112,8 +116,17 @@ def update_alert(
             details={"changed": list(plan.changed), "state_reset": plan.reset_threshold_state},
         )
         updated = load_alert(conn, alert_id)
+        flying = conn.execute(
+            queries.IN_FLIGHT_SLOT, {"cron_job_id": current.cron_job_id, "now": now}
+        ).fetchone()
     assert updated is not None
-    return UpdatedAlert(updated, plan.changed, plan.reset_threshold_state)
+    note = None
+    if flying is not None and plan.changed:
+        note = (
+            f"slot {flying['slot'].isoformat()} is being processed right now ({flying['status']}): it goes out "
+            "under the previous definition (its recipients, query and text); the change applies from the next slot"
+        )
+    return UpdatedAlert(updated, plan.changed, plan.reset_threshold_state, note)
 
 
 def pause_alert(

@@ -12,11 +12,18 @@ import psycopg
 
 from kpi_alerts.alerts.definition import AlertDefinition, ThresholdDefinition
 from kpi_alerts.alerts.spec import AlertSpec, check_no_nul, check_text, parse_alert_spec, quiet_hours_of
+from kpi_alerts.conditions.anomaly import seasonal_granularity, validate_history
 from kpi_alerts.conditions.gating_format import check_gate_measures, parse_gating_condition
-from kpi_alerts.conditions.thresholds import parse_condition, validate_threshold
+from kpi_alerts.conditions.groups import check_group_by
+from kpi_alerts.conditions.thresholds import (
+    ANOMALY_CONDITIONS,
+    parse_condition,
+    validate_recovery,
+    validate_threshold,
+)
 from kpi_alerts.cube.rest_format import check_query_shape, validate_cube_query
 from kpi_alerts.delivery.email_message import safe_dashboard_url
-from kpi_alerts.delivery.recipients import validate_recipients
+from kpi_alerts.delivery.recipients import check_recipient_domains, validate_domain, validate_recipients
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.ledger import queries
 from kpi_alerts.reports.formatting import single_line
@@ -69,6 +76,12 @@ def validate_alert_spec(
         condition = parse_condition(spec.threshold.condition)
         spec.threshold.to_cadence().validate()  # also the timezone
         validate_threshold(condition, spec.threshold.threshold_value)  # finite; percentages >= 0
+        validate_recovery(condition, spec.threshold.threshold_value, spec.threshold.recovery_threshold)
+        if condition in ANOMALY_CONDITIONS:
+            validate_history(spec.threshold.history_weeks, spec.threshold.min_history)
+            seasonal_granularity(spec.cube_query)
+        if spec.threshold.group_by is not None:
+            check_group_by(spec.cube_query, spec.threshold.group_by, condition)
         kpi_measure = spec.threshold.kpi_measure
         if kpi_measure is not None and kpi_measure not in spec.cube_query["measures"]:
             raise AlertValidationError(
@@ -144,6 +157,43 @@ def organization_quiet_hours(conn: psycopg.Connection[Any], organization_id: int
     return quiet_hours_of(row["quiet_timezone"], row) if row is not None else None
 
 
+def recipient_domains(conn: psycopg.Connection[Any], organization_id: int) -> tuple[str, ...] | None:
+    """The organization's recipient domain allow-list; None when it has none (no restriction)."""
+    row = conn.execute(queries.RECIPIENT_DOMAINS, {"organization_id": organization_id}).fetchone()
+    domains = row["recipient_domains"] if row is not None else None
+    return tuple(domains) if domains is not None else None
+
+
+def check_allowed_domains(conn: psycopg.Connection[Any], spec: AlertSpec) -> None:
+    """An alert's recipients and owners must be inside its organization's allow-list (when it has one)."""
+    domains = recipient_domains(conn, spec.organization_id)
+    check_recipient_domains(validate_recipients(spec.recipients), domains, spec.organization_id)
+    if spec.owners:
+        check_recipient_domains(validate_recipients(spec.owners), domains, spec.organization_id, "owner")
+
+
+def set_recipient_domains(
+    conn: psycopg.Connection[Any],
+    organization_id: int,
+    domains: Sequence[str] | None,
+    *,
+    now: datetime | None = None,
+) -> tuple[str, ...] | None:
+    """Set (or, with None, clear) the organization's recipient domain allow-list; return it normalised.
+    Existing alerts are not changed: a recipient outside the list is refused at their next send."""
+    if domains is not None:
+        if not domains:
+            raise AlertValidationError("an allow-list needs at least one domain (or clear it)")
+        if len(domains) > 100:
+            raise AlertValidationError(f"{len(domains)} domains; at most 100 are allowed")
+        domains = list(dict.fromkeys(validate_domain(d) for d in domains))
+    conn.execute(
+        queries.SET_RECIPIENT_DOMAINS,
+        {"organization_id": organization_id, "domains": domains, "now": now or datetime.now(UTC)},
+    )
+    return tuple(domains) if domains is not None else None
+
+
 def create_alert(
     conn: psycopg.Connection[Any],
     raw: AlertSpec | Mapping[str, Any],
@@ -161,6 +211,7 @@ def create_alert(
     spec = validate_alert_spec(raw, cube_meta=cube_meta)
     now = now or datetime.now(UTC)
     with conn.transaction():
+        check_allowed_domains(conn, spec)
         alert_id = conn.execute(queries.NEXT_ALERT_ID).fetchone()["id"]  # type: ignore[index]
         job_name = f"kpi_alert_{spec.alert_type}_{alert_id}"
         draft = _definition(spec, alert_id, cron_job_id="", job_name=job_name)

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from kpi_alerts.alerts.definition import AlertDefinition
-from kpi_alerts.alerts.lifecycle import describe_timing, next_runs, spec_of
+from kpi_alerts.alerts.lifecycle import describe_rule, describe_timing, next_runs, spec_of
 from kpi_alerts.errors import KpiAlertError
 from kpi_alerts.ledger.alert_changes import AlertNotFound, alert_events, alert_history
 from kpi_alerts.ledger.alert_store import load_alert
@@ -80,6 +80,9 @@ def alert_detail(conn: psycopg.Connection[Any], alert_id: int, *, now: datetime)
                 for t in upcoming
             ],
             "threshold_last_value": _plain(threshold.last_value) if threshold else None,
+            "threshold_rule": _rule(alert),
+            # checks in a row so far toward the pending period (breached while OK, OK while TRIGGERED)
+            "threshold_streak": threshold.streak if threshold else None,
             "threshold_last_evaluated_at": _iso(threshold.last_evaluated_at) if threshold else None,
             "threshold_last_notified_at": _iso(threshold.last_notified_at) if threshold else None,
             "snoozed_until": _iso(alert.snoozed_until) if alert.hold.snoozed_at(now) else None,
@@ -104,6 +107,13 @@ def _last(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if row is None:
         return None
     return {k: row[k] for k in ("slot", "status", "error", "finished_at")}
+
+
+def _rule(alert: AlertDefinition) -> str | None:
+    try:
+        return describe_rule(alert)
+    except KpiAlertError as exc:
+        return f"invalid condition: {exc}"
 
 
 def _timing(alert: AlertDefinition) -> str:

@@ -74,6 +74,11 @@ class LostClaim(KpiAlertError):
     """Our lease was taken over by another claimant: stop, and let it finish the slot."""
 
 
+class StoppedBeforeSending(LostClaim):
+    """The alert was paused or deleted while its slot was in flight: nothing was sent, the slot is
+    recorded ``skipped`` with the reason."""
+
+
 @dataclass(frozen=True)
 class ClaimSettings:
     """:param lease: how long a claim may work before another claimant may take it over.
@@ -527,19 +532,30 @@ def _refused_by_trigger(
 def start_sending(
     conn: psycopg.Connection[Any], claim: Claim, *, now: datetime, settings: ClaimSettings
 ) -> None:
-    """Mark the claim as delivering; raise :class:`LostClaim` if it is no longer ours (never send then)."""
+    """Mark the claim as delivering; raise :class:`LostClaim` if it is no longer ours, or
+    :class:`StoppedBeforeSending` (after recording the slot ``skipped``) if the alert was paused or
+    deleted meanwhile — never send then."""
+    params = {
+        "result_id": claim.result_id,
+        "token": claim.token,
+        "cron_job_id": claim.cron_job_id,
+        "now": now,
+    }
     with _one_statement(conn):
-        updated = conn.execute(
-            queries.MARK_SENDING,
-            {
-                "result_id": claim.result_id,
-                "token": claim.token,
-                "lease_expires_at": now + settings.lease,
-                "now": now,
-            },
-        )
-        if updated.rowcount != 1:
-            raise LostClaim(f"claim on slot {claim.slot.isoformat()} was taken over; not sending")
+        updated = conn.execute(queries.MARK_SENDING, {**params, "lease_expires_at": now + settings.lease})
+    if updated.rowcount == 1:
+        return
+    why = conn.execute(queries.WHY_NOT_SENDING, params).fetchone()
+    if why is None or not why["ours"] or not why["master_locked"]:
+        raise LostClaim(f"claim on slot {claim.slot.isoformat()} was taken over; not sending")
+    change = "paused" if why["alert_exists"] else "deleted"
+    reason = (
+        f"the alert was {change} by an operator while slot {claim.slot.isoformat()} was in flight; not sent"
+    )
+    with _one_statement(conn):
+        conn.execute(queries.STOP_BEFORE_SENDING, {**params, "error": reason})
+    metrics.slot_finished(LedgerStatus.SKIPPED, slot=claim.slot, now=now)
+    raise StoppedBeforeSending(reason)
 
 
 @dataclass(frozen=True)
@@ -563,6 +579,18 @@ class ThresholdStateUpdate:
     state: str
     last_value: Decimal | None
     last_notified_at: datetime | None
+    streak: int = 0  # the pending period's count (conditions.threshold_state.StoredState.streak)
+
+
+@dataclass(frozen=True)
+class GroupStateUpdate:
+    """One group's state to store with the ledger row (per-group checks)."""
+
+    group: str
+    state: str
+    last_value: Decimal | None
+    last_notified_at: datetime | None
+    streak: int
 
 
 def finish_claim(
@@ -574,14 +602,29 @@ def finish_claim(
     now: datetime,
     threshold_state: ThresholdStateUpdate | None = None,
     next_run_at: datetime | None = None,
+    group_states: Sequence[GroupStateUpdate] = (),
 ) -> None:
-    """Record the outcome, the threshold state and the alert's next slot in one transaction."""
-    with _one_statement(conn):
+    """Record the outcome, the threshold state (and its groups') and the alert's next slot in one
+    transaction."""
+    with conn.transaction() if group_states else _one_statement(conn):
         finished = _finish_slot(
             conn, alert, claim.result_id, claim.token, claim.slot, outcome, now, next_run_at, threshold_state
         )
         if not finished:
             raise LostClaim(f"claim on slot {claim.slot.isoformat()} was taken over; outcome not recorded")
+        if group_states:
+            conn.execute(
+                queries.WRITE_GROUP_STATES,
+                {
+                    "alert_id": alert.alert_id,
+                    "now": now,
+                    "groups": [g.group for g in group_states],
+                    "states": [g.state for g in group_states],
+                    "values": [g.last_value for g in group_states],
+                    "notified": [g.last_notified_at for g in group_states],
+                    "streaks": [g.streak for g in group_states],
+                },
+            )
 
 
 def cancel_sending(conn: psycopg.Connection[Any], claim: Claim) -> None:
@@ -675,6 +718,7 @@ def _finish_slot(
         "state": threshold_state.state if threshold_state else None,
         "last_value": threshold_state.last_value if threshold_state else None,
         "last_notified_at": threshold_state.last_notified_at if threshold_state else None,
+        "streak": threshold_state.streak if threshold_state else 0,
     }
     row = conn.execute(queries.FINISH_SLOT, params).fetchone()
     finished = row is not None and row["finished"] == 1

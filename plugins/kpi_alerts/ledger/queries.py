@@ -52,11 +52,13 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
        ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
        ks.holiday_subdivision, ks.on_holiday,
-       NULL::text AS gating_condition, ks.attachment_type,
+       NULL::text AS gating_condition, ks.attachment_type, ks.only_if_changed,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
        kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at, kt.check_every_minutes,
-       kt.check_daily_minute, kt.active_days, kt.active_from_minute, kt.active_until_minute
+       kt.check_daily_minute, kt.active_days, kt.active_from_minute, kt.active_until_minute,
+       kt.recovery_threshold, kt.pending_checks, kt.recovery_checks, kt.streak,
+       kt.anomaly_method, kt.history_weeks, kt.min_history, kt.group_by
 FROM cron_jobs cj
 JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
 LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
@@ -106,18 +108,20 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
        cj.master_locked, cj.locked, cj.next_run_at,
        ka.locale, ka.currency, ka.percent_scale, ka.column_labels::text AS column_labels,
-       kos.currency AS organization_currency,
+       kos.currency AS organization_currency, kos.recipient_domains,
        ka.quiet_from_minute, ka.quiet_until_minute, ka.quiet_days, ka.quiet_reports, ka.snoozed_until,
        kos.quiet_from_minute AS org_quiet_from_minute, kos.quiet_until_minute AS org_quiet_until_minute,
        kos.quiet_days AS org_quiet_days, kos.quiet_timezone AS org_quiet_timezone,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
        ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
        ks.holiday_subdivision, ks.on_holiday,
-       ks.gating_condition::text AS gating_condition, ks.attachment_type,
+       ks.gating_condition::text AS gating_condition, ks.attachment_type, ks.only_if_changed,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
        kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at, kt.check_every_minutes,
-       kt.check_daily_minute, kt.active_days, kt.active_from_minute, kt.active_until_minute
+       kt.check_daily_minute, kt.active_days, kt.active_from_minute, kt.active_until_minute,
+       kt.recovery_threshold, kt.pending_checks, kt.recovery_checks, kt.streak,
+       kt.anomaly_method, kt.history_weeks, kt.min_history, kt.group_by
 FROM kpi_alerts ka
 JOIN cron_jobs cj ON cj.id = ka.cron_job_id
 LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
@@ -150,11 +154,13 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
        ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
        ks.holiday_subdivision, ks.on_holiday,
-       ks.gating_condition::text AS gating_condition, ks.attachment_type,
+       ks.gating_condition::text AS gating_condition, ks.attachment_type, ks.only_if_changed,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
        kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at, kt.check_every_minutes,
        kt.check_daily_minute, kt.active_days, kt.active_from_minute, kt.active_until_minute,
+       kt.recovery_threshold, kt.pending_checks, kt.recovery_checks, kt.streak,
+       kt.anomaly_method, kt.history_weeks, kt.min_history, kt.group_by,
        last.slot AS last_slot, last.status AS last_status, last.error AS last_error,
        last.finished_at AS last_finished_at
 FROM kpi_alerts ka
@@ -209,20 +215,24 @@ VALUES (%(id)s, %(cron_job_id)s::kpi_cron_job_id, %(organization_id)s, %(graph_i
 INSERT_SCHEDULE = """
 INSERT INTO kpi_schedules (kpi_alert_id, frequency_interval, schedule_hour, schedule_minute, selected_days,
                            timezone, gating_condition, attachment_type, cron_expression, every_n_weeks,
-                           start_date, business_day, holiday_country, holiday_subdivision, on_holiday)
+                           start_date, business_day, holiday_country, holiday_subdivision, on_holiday,
+                           only_if_changed)
 VALUES (%(kpi_alert_id)s, %(frequency_interval)s, %(schedule_hour)s, %(schedule_minute)s,
         %(selected_days)s::smallint[], %(timezone)s, %(gating_condition)s, %(attachment_type)s,
         %(cron_expression)s, %(every_n_weeks)s, %(start_date)s, %(business_day)s, %(holiday_country)s,
-        %(holiday_subdivision)s, %(on_holiday)s)
+        %(holiday_subdivision)s, %(on_holiday)s, %(only_if_changed)s)
 """
 
 INSERT_THRESHOLD = """
 INSERT INTO kpi_thresholds (kpi_alert_id, condition, threshold_value, timezone, kpi_measure, rearm_minutes,
                             notify_on_recovery, on_no_data, on_error, check_every_minutes, check_daily_minute,
-                            active_days, active_from_minute, active_until_minute)
+                            active_days, active_from_minute, active_until_minute, recovery_threshold,
+                            pending_checks, recovery_checks, anomaly_method, history_weeks, min_history, group_by)
 VALUES (%(kpi_alert_id)s, %(condition)s, %(threshold_value)s, %(timezone)s, %(kpi_measure)s,
         %(rearm_minutes)s, %(notify_on_recovery)s, %(on_no_data)s, %(on_error)s, %(check_every_minutes)s,
-        %(check_daily_minute)s, %(active_days)s::smallint[], %(active_from_minute)s, %(active_until_minute)s)
+        %(check_daily_minute)s, %(active_days)s::smallint[], %(active_from_minute)s, %(active_until_minute)s,
+        %(recovery_threshold)s, %(pending_checks)s, %(recovery_checks)s, %(anomaly_method)s, %(history_weeks)s,
+        %(min_history)s, %(group_by)s)
 """
 
 # --- the claim and the ledger -----------------------------------------------------------------
@@ -481,9 +491,41 @@ WHERE cron_job_results.status IN ('claimed', 'retrying', 'sending')
 """
 
 # Every write below is fenced by the claim token: a worker whose lease was taken over changes nothing.
+# Nothing is sent for an alert paused or deleted meanwhile (both set master_locked): FOR SHARE waits for
+# a change being committed on the cron_jobs row, then sees it — a pause acknowledged first stops the send.
 MARK_SENDING = """
+WITH job AS (
+    SELECT id FROM cron_jobs WHERE id = %(cron_job_id)s::kpi_cron_job_id AND NOT master_locked FOR SHARE
+)
 UPDATE cron_job_results SET status = 'sending', lease_expires_at = %(lease_expires_at)s, updated_at = %(now)s
-WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed'
+WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed' AND EXISTS (SELECT 1 FROM job)
+"""
+
+# Why MARK_SENDING changed nothing: the claim is no longer ours, or the alert was paused or deleted.
+WHY_NOT_SENDING = """
+SELECT r.claim_token = %(token)s AND r.status = 'claimed' AS ours, cj.master_locked,
+       EXISTS (SELECT 1 FROM kpi_alerts ka WHERE ka.cron_job_id = cj.id) AS alert_exists
+FROM cron_job_results r JOIN cron_jobs cj ON cj.id = r.cron_job_id
+WHERE r.id = %(result_id)s
+"""
+
+# The alert was paused or deleted while its slot was in flight: the slot ends 'skipped', unsent. The
+# alert's next run is the change's to decide (a pause keeps it, a deletion clears it).
+STOP_BEFORE_SENDING = """
+WITH result AS (
+    UPDATE cron_job_results
+    SET status = 'skipped', finished_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL, error = %(error)s
+    WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed'
+    RETURNING cron_job_id
+)
+UPDATE cron_jobs SET locked = false WHERE id IN (SELECT cron_job_id FROM result)
+"""
+
+# A slot of the alert a worker is on right now (its lease running): a change does not reach it.
+IN_FLIGHT_SLOT = """
+SELECT slot, status FROM cron_job_results
+WHERE cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND status IN ('claimed', 'sending') AND lease_expires_at > %(now)s
+ORDER BY slot DESC LIMIT 1
 """
 
 # The SMTP server refused before accepting: nothing went out, so the claim may try again.
@@ -541,7 +583,7 @@ WITH job AS (
 ), threshold_state AS (
     UPDATE kpi_thresholds
     SET state = %(state)s, last_value = %(last_value)s, last_evaluated_at = %(now)s,
-        last_notified_at = %(last_notified_at)s,
+        last_notified_at = %(last_notified_at)s, streak = %(streak)s,
         state_changed_at = CASE WHEN state <> %(state)s THEN %(now)s ELSE state_changed_at END,
         updated_at = %(now)s
     WHERE kpi_alert_id = %(alert_id)s AND %(state)s::text IS NOT NULL AND EXISTS (SELECT 1 FROM result)
@@ -568,6 +610,38 @@ WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed'
 )
 
 # The slot before this one: failure notices go out on the first failure of a streak only.
+# The data digest of the alert's latest report sent before the slot (reports only if changed).
+LAST_SENT_DIGEST = """
+SELECT slot, details->>'data_digest' AS digest FROM cron_job_results
+WHERE cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND kpi_alert_id IS NOT NULL AND slot < %(slot)s
+  AND status = 'sent'
+ORDER BY slot DESC LIMIT 1
+"""
+
+# Per-group checks: the groups' stored states (a group without a row is OK).
+GROUP_STATES = """
+SELECT group_key, state, last_notified_at, streak FROM kpi_threshold_groups WHERE kpi_alert_id = %(alert_id)s
+"""
+
+# The groups' new states, written with the ledger row (finish_claim); a group back to OK with nothing
+# pending is deleted (absent means OK), so the table holds the groups that need remembering.
+WRITE_GROUP_STATES = """
+WITH incoming AS (
+    SELECT * FROM unnest(%(groups)s::text[], %(states)s::text[], %(values)s::numeric[],
+                         %(notified)s::timestamptz[], %(streaks)s::integer[])
+        AS g(group_key, state, last_value, last_notified_at, streak)
+), settled AS (
+    DELETE FROM kpi_threshold_groups t USING incoming i
+    WHERE t.kpi_alert_id = %(alert_id)s AND t.group_key = i.group_key AND i.state = 'OK' AND i.streak = 0
+)
+INSERT INTO kpi_threshold_groups (kpi_alert_id, group_key, state, last_value, last_notified_at, streak, updated_at)
+SELECT %(alert_id)s, group_key, state, last_value, last_notified_at, streak, %(now)s FROM incoming
+WHERE NOT (state = 'OK' AND streak = 0)
+ON CONFLICT (kpi_alert_id, group_key) DO UPDATE
+SET state = excluded.state, last_value = excluded.last_value, last_notified_at = excluded.last_notified_at,
+    streak = excluded.streak, updated_at = excluded.updated_at
+"""
+
 PREVIOUS_RESULT = """
 SELECT status FROM cron_job_results
 WHERE cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND slot < %(slot)s AND status <> 'missed'
@@ -638,7 +712,8 @@ SET frequency_interval = %(frequency_interval)s, schedule_hour = %(schedule_hour
     timezone = %(timezone)s, gating_condition = %(gating_condition)s, attachment_type = %(attachment_type)s,
     cron_expression = %(cron_expression)s, every_n_weeks = %(every_n_weeks)s, start_date = %(start_date)s,
     business_day = %(business_day)s, holiday_country = %(holiday_country)s,
-    holiday_subdivision = %(holiday_subdivision)s, on_holiday = %(on_holiday)s, updated_at = %(now)s
+    holiday_subdivision = %(holiday_subdivision)s, on_holiday = %(on_holiday)s,
+    only_if_changed = %(only_if_changed)s, updated_at = %(now)s
 WHERE kpi_alert_id = %(kpi_alert_id)s
 """
 
@@ -649,14 +724,19 @@ SET condition = %(condition)s, threshold_value = %(threshold_value)s, timezone =
     notify_on_recovery = %(notify_on_recovery)s, on_no_data = %(on_no_data)s, on_error = %(on_error)s,
     check_every_minutes = %(check_every_minutes)s, check_daily_minute = %(check_daily_minute)s,
     active_days = %(active_days)s::smallint[], active_from_minute = %(active_from_minute)s,
-    active_until_minute = %(active_until_minute)s, updated_at = %(now)s
+    active_until_minute = %(active_until_minute)s,
+    recovery_threshold = %(recovery_threshold)s, pending_checks = %(pending_checks)s,
+    recovery_checks = %(recovery_checks)s, anomaly_method = %(anomaly_method)s,
+    history_weeks = %(history_weeks)s, min_history = %(min_history)s, group_by = %(group_by)s,
+    updated_at = %(now)s
 WHERE kpi_alert_id = %(kpi_alert_id)s
 """
 
-# What is measured, or against what, changed: the anti-spam state starts again from OK.
+# What is measured, or against what, changed: the anti-spam state starts again from OK (each group's too).
 RESET_THRESHOLD_STATE = """
+WITH groups AS (DELETE FROM kpi_threshold_groups WHERE kpi_alert_id = %(kpi_alert_id)s)
 UPDATE kpi_thresholds
-SET state = 'OK', last_value = NULL, last_notified_at = NULL, last_evaluated_at = NULL,
+SET state = 'OK', last_value = NULL, last_notified_at = NULL, last_evaluated_at = NULL, streak = 0,
     state_changed_at = %(now)s
 WHERE kpi_alert_id = %(kpi_alert_id)s
 """
@@ -789,3 +869,15 @@ FROM kpi_organization_settings WHERE organization_id = %(organization_id)s
 # --- snooze ---------------------------------------------------------------------------------------
 
 SET_SNOOZE = "UPDATE kpi_alerts SET snoozed_until = %(until)s, updated_at = %(now)s WHERE id = %(alert_id)s"
+
+# An organization's recipient domain allow-list (NULL: no restriction; migration 0011).
+SET_RECIPIENT_DOMAINS = """
+INSERT INTO kpi_organization_settings (organization_id, recipient_domains, updated_at)
+VALUES (%(organization_id)s, %(domains)s, %(now)s)
+ON CONFLICT (organization_id) DO UPDATE
+SET recipient_domains = EXCLUDED.recipient_domains, updated_at = EXCLUDED.updated_at
+"""
+
+RECIPIENT_DOMAINS = (
+    "SELECT recipient_domains FROM kpi_organization_settings WHERE organization_id = %(organization_id)s"
+)

@@ -35,6 +35,22 @@ def cron_job_of_alert(conn: psycopg.Connection[Any], alert_id: int) -> str | Non
     return None if row is None else str(row["cron_job_id"])
 
 
+def last_sent_digest(
+    conn: psycopg.Connection[Any], cron_job_id: str, slot: datetime
+) -> tuple[datetime, str] | None:
+    """The slot and data digest of the alert's latest report sent before ``slot``; None when there is
+    none, or it carries no digest (sent before the alert asked for one, or pruned by retention)."""
+    row = conn.execute(queries.LAST_SENT_DIGEST, {"cron_job_id": cron_job_id, "slot": slot}).fetchone()
+    return None if row is None or row["digest"] is None else (row["slot"], row["digest"])
+
+
+def group_states(conn: psycopg.Connection[Any], alert_id: int) -> dict[str, dict[str, Any]]:
+    """A per-group alert's stored group states by group (``state``, ``last_notified_at``, ``streak``);
+    a group not listed is OK."""
+    rows = conn.execute(queries.GROUP_STATES, {"alert_id": alert_id}).fetchall()
+    return {r["group_key"]: r for r in rows}
+
+
 def previous_status(conn: psycopg.Connection[Any], cron_job_id: str, slot: datetime) -> LedgerStatus | None:
     """The status of the alert's latest slot before ``slot`` (missed slots aside), or None."""
     row = conn.execute(queries.PREVIOUS_RESULT, {"cron_job_id": cron_job_id, "slot": slot}).fetchone()

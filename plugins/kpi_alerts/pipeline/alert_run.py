@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
@@ -21,34 +21,22 @@ import psycopg
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.conditions.gating_evaluation import evaluate_gate
 from kpi_alerts.conditions.gating_format import parse_gating_condition
-from kpi_alerts.conditions.threshold_state import (
-    AlertState,
-    ErrorPolicy,
-    NoDataPolicy,
-    Settings,
-    StoredState,
-    decide,
-)
-from kpi_alerts.conditions.thresholds import (
-    PERCENT_CONDITIONS,
-    describe_threshold,
-    evaluate_threshold,
-    kpi_value,
-    parse_condition,
-)
 from kpi_alerts.delivery.email_message import build_message
 from kpi_alerts.delivery.error_notices import report_failure_needs_notice, send_error_notice
+from kpi_alerts.delivery.recipients import check_recipient_domains, outside_domains
 from kpi_alerts.errors import (
     AlertValidationError,
     DeliveryUnknown,
     KpiAlertError,
     PermanentAlertError,
+    RelayRefused,
     TransientAlertError,
 )
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.ledger.alert_store import load_alert
 from kpi_alerts.ledger.claims import (
     Claim,
+    GroupStateUpdate,
     LostClaim,
     NotClaimed,
     Outcome,
@@ -64,8 +52,9 @@ from kpi_alerts.ledger.claims import (
     start_sending,
 )
 from kpi_alerts.ledger.due_alerts import park_unusable_alert
-from kpi_alerts.ledger.results import cron_job_of_alert, previous_status
+from kpi_alerts.ledger.results import cron_job_of_alert, group_states, last_sent_digest, previous_status
 from kpi_alerts.pipeline.inputs import Delivery, KpiSource, Mailer, RunSettings
+from kpi_alerts.pipeline.threshold_check import check_groups, check_threshold, threshold_transition
 from kpi_alerts.redaction import redact_url
 from kpi_alerts.reports import build_report, render_attachment
 from kpi_alerts.reports.context import MessageKind, ReportContext, describe_period
@@ -73,10 +62,15 @@ from kpi_alerts.reports.model import PeriodPair, expected_report_queries, period
 
 if TYPE_CHECKING:
     from kpi_alerts.conditions.gating_evaluation import GateDecision
-    from kpi_alerts.conditions.threshold_state import Transition
     from kpi_alerts.reports import Attachment
 
 log = logging.getLogger(__name__)
+
+#: The message a threshold notice is sent as (any other notice: a breach).
+_MESSAGE_KINDS: dict[str | None, MessageKind] = {
+    "recovered": "threshold_recovered",
+    "no_data": "threshold_no_data",
+}
 
 
 @dataclass(frozen=True)
@@ -185,7 +179,8 @@ def run_claim(
             release_for_retry(conn, claim, now=settings.clock(), error=str(exc))
             if later_tick:
                 until = (claim.slot + settings.claim.misfire_window).isoformat()
-                raise TransientAlertError(
+                kind = RelayRefused if isinstance(exc, RelayRefused) else TransientAlertError
+                raise kind(
                     f"{exc} (attempt {claim.attempts}; later ticks retry the slot until {until})"
                 ) from exc
             raise
@@ -240,11 +235,11 @@ def _fail(
     notify: tuple[str, ...] = ()
     state = None
     if alert.threshold is not None:
-        transition = _transition(alert, "error", claim.slot)
+        transition = threshold_transition(alert, "error", claim.slot)
         if transition.notify == "error":
             notify = alert.owners or alert.recipients
         clock = transition.last_notified_at if notify else alert.threshold.last_notified_at
-        state = ThresholdStateUpdate(str(transition.new_state), None, clock)
+        state = ThresholdStateUpdate(str(transition.new_state), None, clock, transition.streak)
     elif not claim.reattempt and report_failure_needs_notice(
         alert, previous_status(conn, alert.cron_job_id, claim.slot)
     ):
@@ -252,6 +247,8 @@ def _fail(
     finish_claim(
         conn, alert, claim, Outcome(status, error=reason), now=settings.clock(), threshold_state=state
     )
+    outside = outside_domains(notify, alert.recipient_domains)
+    notify = tuple(a for a in notify if a not in outside)  # the allow-list holds for notices too
     if notify:
         detailed = set(notify) <= set(alert.owners)  # recipients who are not owners get a generic notice
         send_error_notice(alert, claim, reason, notify, mailer=mailer, settings=settings, detailed=detailed)
@@ -358,35 +355,35 @@ class _SlotRun:
                 return self._finish(
                     Outcome("gated", details=details, error=None), detail=decision.description
                 )
+        if self.alert.only_if_changed:
+            details["data_digest"] = data.digest()
+            unchanged = unchanged_since(self.conn, self.alert, data, self.claim.slot)
+            if unchanged is not None:
+                return self._finish(Outcome("skipped", details=details, error=unchanged), detail=unchanged)
         return self._send("report", data, details=details, gate=decision)
 
     # --- threshold alerts -------------------------------------------------------------------
 
     def _threshold_alert(self) -> AlertRun:
-        threshold = self.alert.threshold
-        assert threshold is not None
         data = self.fetch()
-        reading = kpi_value(data, threshold.kpi_measure, now=self.claim.slot)
-        condition = parse_condition(threshold.condition)
-        measure = data.column(reading_measure(data, threshold.kpi_measure))
-        title = measure.short_title or measure.title
-        result = evaluate_threshold(condition, threshold.threshold_value, reading, measure_title=title)
-        now = self.claim.slot  # re-arm is measured in slots (logical time), so runs are reproducible
-        transition = _transition(self.alert, result.status, now)
+        assert self.alert.threshold is not None
+        if self.alert.threshold.group_by is not None:
+            return self._per_group_alert(data)
+        # re-arm and pending periods are measured in slots (logical time), so runs are reproducible
+        check = check_threshold(self.alert, data, now=self.claim.slot, fetch=self.fetch)
+        result, transition = check.result, check.transition
         notify, reason = transition.notify, transition.reason
         details: dict[str, Any] = {
             "observation": result.status,
             "description": result.description,
             "transition": reason,
+            "streak": transition.streak,
             "change_percent": str(result.change_percent) if result.change_percent is not None else None,
         }
-        state = ThresholdStateUpdate(str(transition.new_state), result.value, transition.last_notified_at)
-        quiet_until = self.alert.hold.quiet_end(now) if notify is not None else None
-        if quiet_until is not None:  # held: nothing sent, the state stays; the first check after decides
-            details["quiet_hours"] = {"until": quiet_until.isoformat(), "held": notify}
-            reason = f"{notify} held by quiet hours until {quiet_until.isoformat()}"
-            state = ThresholdStateUpdate(threshold.state, result.value, threshold.last_notified_at)
-            notify = None
+        state = check.state_update
+        held = self._held_by_quiet_hours(notify, details)
+        if held is not None:  # nothing sent, the state stays; the first check after their end decides
+            reason, state, notify = held, self._unchanged_state(result.value), None
         if notify is None:
             status = "suppressed" if result.status == "breached" else "not_triggered"
             return self._finish(
@@ -394,18 +391,70 @@ class _SlotRun:
                 detail=reason,
                 threshold_state=state,
             )
-        kind: MessageKind = {"recovered": "threshold_recovered", "no_data": "threshold_no_data"}.get(
-            notify, "threshold_triggered"
-        )  # type: ignore[assignment]
         return self._send(
-            kind,
+            _MESSAGE_KINDS.get(notify, "threshold_triggered"),
             data,
             details=details,
             value=result.value,
             previous=result.previous,
-            condition=describe_threshold(condition, threshold.threshold_value, title),
-            threshold_value=None if condition in PERCENT_CONDITIONS else threshold.threshold_value,
+            condition=check.condition,
+            threshold_value=check.threshold_value,
+            decision=check.decision,
             threshold_state=state,
+        )
+
+    def _held_by_quiet_hours(self, notify: str | None, details: dict[str, Any]) -> str | None:
+        """A notification due inside quiet hours is held (:mod:`kpi_alerts.scheduling.quiet_hours`): the
+        reason, also recorded in ``details``; None when nothing is held."""
+        until = self.alert.hold.quiet_end(self.claim.slot) if notify is not None else None
+        if until is None:
+            return None
+        details["quiet_hours"] = {"until": until.isoformat(), "held": notify}
+        return f"{notify} held by quiet hours until {until.isoformat()}"
+
+    def _unchanged_state(self, value: Decimal | None) -> ThresholdStateUpdate:
+        t = self.alert.threshold
+        assert t is not None
+        return ThresholdStateUpdate(
+            t.state, value if value is not None else t.last_value, t.last_notified_at, t.streak
+        )
+
+    def _per_group_alert(self, data: KpiData) -> AlertRun:
+        stored = group_states(self.conn, self.alert.alert_id)
+        check = check_groups(self.alert, data, now=self.claim.slot, stored=stored)
+        decision = check.decision
+        sentence = decision.describe()
+        details: dict[str, Any] = {
+            "description": sentence,
+            "groups": {
+                c.group: {
+                    "observation": c.result.status,
+                    "value": str(c.result.value) if c.result.value is not None else None,
+                    "description": c.result.description,
+                    "transition": c.transition.reason,
+                    "streak": c.transition.streak,
+                }
+                for c in decision.checks
+            },
+        }
+        held = self._held_by_quiet_hours(decision.notify, details)
+        if decision.notify is None or held is not None:
+            breached = any(c.result.status == "breached" for c in decision.checks)
+            return self._finish(  # held: the alert's and its groups' states stay as they were
+                Outcome("suppressed" if breached else "not_triggered", details=details),
+                detail=held or sentence,
+                threshold_state=check.state_update if held is None else self._unchanged_state(None),
+                group_states=check.group_updates if held is None else (),
+            )
+        return self._send(
+            _MESSAGE_KINDS.get(decision.notify, "threshold_triggered"),
+            data,
+            details=details,
+            condition=check.condition,
+            threshold_value=check.threshold_value,
+            decision=sentence,
+            threshold_state=check.state_update,
+            group_states=check.group_updates,
         )
 
     # --- shared -------------------------------------------------------------------------------
@@ -420,9 +469,16 @@ class _SlotRun:
         previous: Any = None,
         condition: str | None = None,
         threshold_value: Decimal | None = None,
+        decision: str | None = None,
         threshold_state: ThresholdStateUpdate | None = None,
         gate: GateDecision | None = None,
+        group_states: Sequence[GroupStateUpdate] = (),
     ) -> AlertRun:
+        # An alert made by plain SQL, or before its organization's allow-list was set: nothing leaves for
+        # a domain outside the list (the slot fails, naming them), before anything is composed.
+        check_recipient_domains(
+            self.alert.recipients, self.alert.recipient_domains, self.alert.organization_id
+        )
         # Recipients an earlier attempt of the slot reached (a partial delivery) never get it twice.
         already = delivered_recipients(self.conn, self.claim)
         pending = _without(self.alert.recipients, already)
@@ -445,9 +501,36 @@ class _SlotRun:
             previous=previous,
             condition=condition,
             threshold_value=threshold_value,
+            decision=decision,
             fetch=self.fetch,
             gate=gate,
         )
+        delivery = self._deliver(message, pending, already)
+        attached = attachment is not None and attachment.size <= self.settings.max_attachment_bytes
+        if already:
+            details = {**details, "delivered_to": [*already, *pending]}
+        outcome = Outcome(
+            "sent",
+            value=value,
+            previous_value=previous,
+            details={**details, "delivery": delivery.detail},
+            recipients=self.alert.recipients,
+            attachment=attachment.filename if attached and attachment else None,
+            attachment_bytes=attachment.size if attachment else None,
+            delivery=delivery.kind,
+            message_id=str(message["Message-ID"]),
+        )
+        earlier = f" ({len(already)} more in an earlier attempt)" if already else ""
+        return self._finish(
+            outcome,
+            detail=f"{kind} sent to {len(pending)} recipient(s){earlier} via {delivery.kind}",
+            threshold_state=threshold_state,
+            group_states=group_states,
+        )
+
+    def _deliver(self, message: EmailMessage, pending: Sequence[str], already: Sequence[str]) -> Delivery:
+        """Hand the message to the mailer, the slot marked ``sending`` meanwhile; a refusal for some
+        recipients is recorded (who has it) and raised: transient when one was a 4xx."""
         start_sending(self.conn, self.claim, now=self.settings.clock(), settings=self.settings.claim)
         try:
             delivery = self.mailer.deliver(message)
@@ -472,26 +555,7 @@ class _SlotRun:
             if any(r.transient for r in delivery.refused):
                 raise TransientAlertError(reason)
             raise PermanentAlertError(reason)
-        attached = attachment is not None and attachment.size <= self.settings.max_attachment_bytes
-        if already:
-            details = {**details, "delivered_to": [*already, *pending]}
-        outcome = Outcome(
-            "sent",
-            value=value,
-            previous_value=previous,
-            details={**details, "delivery": delivery.detail},
-            recipients=self.alert.recipients,
-            attachment=attachment.filename if attached and attachment else None,
-            attachment_bytes=attachment.size if attachment else None,
-            delivery=delivery.kind,
-            message_id=str(message["Message-ID"]),
-        )
-        earlier = f" ({len(already)} more in an earlier attempt)" if already else ""
-        return self._finish(
-            outcome,
-            detail=f"{kind} sent to {len(pending)} recipient(s){earlier} via {delivery.kind}",
-            threshold_state=threshold_state,
-        )
+        return delivery
 
     def _finish(
         self,
@@ -499,6 +563,7 @@ class _SlotRun:
         *,
         detail: str,
         threshold_state: ThresholdStateUpdate | None = None,
+        group_states: Sequence[GroupStateUpdate] = (),
         next_run_at: datetime | None = None,
     ) -> AlertRun:
         finish_claim(
@@ -508,6 +573,7 @@ class _SlotRun:
             outcome,
             now=self.settings.clock(),
             threshold_state=threshold_state,
+            group_states=group_states,
             next_run_at=next_run_at,
         )
         return AlertRun(self.alert.alert_id, outcome.status, detail, self.claim.slot.isoformat())
@@ -526,6 +592,7 @@ def compose_message(
     previous: Any = None,
     condition: str | None = None,
     threshold_value: Decimal | None = None,
+    decision: str | None = None,
     fetch: Callable[[Mapping[str, Any]], KpiData] | None = None,
     gate: GateDecision | None = None,
 ) -> tuple[EmailMessage, Attachment | None]:
@@ -552,6 +619,7 @@ def compose_message(
         previous_value=previous,
         condition=condition,
         threshold_value=threshold_value,
+        decision=decision,
         dashboard_url=alert.dashboard_url,
         message=alert.message,
     )
@@ -574,19 +642,6 @@ def compose_message(
     return message, attachment
 
 
-def _transition(alert: AlertDefinition, observation: str, now: datetime) -> Transition:
-    threshold = alert.threshold
-    assert threshold is not None
-    stored = StoredState(state=AlertState(threshold.state), last_notified_at=threshold.last_notified_at)
-    settings = Settings(
-        rearm=timedelta(minutes=threshold.rearm_minutes),
-        notify_on_recovery=threshold.notify_on_recovery,
-        on_no_data=NoDataPolicy(threshold.on_no_data),
-        on_error=ErrorPolicy(threshold.on_error),
-    )
-    return decide(stored, observation, now=now, settings=settings)  # type: ignore[arg-type]
-
-
 def _without(recipients: Sequence[str], removed: Sequence[str]) -> list[str]:
     gone = {a.casefold() for a in removed}
     return [r for r in recipients if r.casefold() not in gone]
@@ -599,12 +654,15 @@ def _partial_reason(reached: Sequence[str], failure: str, total: int) -> str:
     return f"delivered to {len(reached)} of {total} recipient(s) ({', '.join(reached)}), not to the others: {failure}"
 
 
-def reading_measure(data: KpiData, measure: str | None) -> str:
-    if measure:
-        return measure
-    if not data.measures:
-        raise PermanentAlertError("the query returned no measure")
-    return data.measures[0].key
+def unchanged_since(
+    conn: psycopg.Connection[Any], alert: AlertDefinition, data: KpiData, slot: datetime
+) -> str | None:
+    """Why a report that is sent only if its data changed is skipped at ``slot``; None: send it. A run
+    and a trial ask this one question."""
+    last = last_sent_digest(conn, alert.cron_job_id, slot)
+    if last is None or last[1] != data.digest():
+        return None
+    return f"skipped: the data equals the report sent for {last[0].isoformat()} (only if changed)"
 
 
 def _plain(value: Any) -> Any:

@@ -38,7 +38,7 @@ import psycopg
 
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.cube.client import first_granularity
-from kpi_alerts.errors import KpiAlertError, TransientAlertError
+from kpi_alerts.errors import KpiAlertError, RelayRefused, TransientAlertError
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.ledger.alert_store import load_alerts
 from kpi_alerts.ledger.claims import Claim, claim_fresh_slots, release_for_retry
@@ -324,19 +324,27 @@ def run_batch(
         started_lock = threading.Lock()
         overlap = False  # decided after the first chunk, which runs one alert at a time
 
+        relay: list[RelayRefused] = []  # the relay refused this deployment: the rest of the batch waits
+
         def one(alert_id: int) -> AlertRun:
+            if relay:
+                raise relay[0]  # not started: its claim is released for the next try (_release_unstarted)
             with started_lock:
                 started_claims.add(alert_id)
             conn, mailer = resources()
-            return process_alert(
-                conn,
-                alert_id,
-                source=queries,
-                mailer=mailer,
-                settings=settings,
-                loaded=alerts.get(alert_id),
-                claimed=claims.get(alert_id),
-            )
+            try:
+                return process_alert(
+                    conn,
+                    alert_id,
+                    source=queries,
+                    mailer=mailer,
+                    settings=settings,
+                    loaded=alerts.get(alert_id),
+                    claimed=claims.get(alert_id),
+                )
+            except RelayRefused as exc:
+                relay.append(exc)
+                raise
 
         try:
             outcomes: list[Any] = []
@@ -344,6 +352,9 @@ def run_batch(
                 # Claimed a chunk at a time, just before its alerts start: a batch stopped hard (its run's
                 # timeout, a killed worker) leaves at most one chunk of claims waiting for their lease.
                 chunk = alert_ids[start : start + claim_chunk]
+                if relay:  # the relay refuses us: claim nothing more, the next try takes them
+                    outcomes.extend([relay[0]] * len(chunk))
+                    continue
                 claims.update(
                     claim_fresh_slots(
                         conn,
@@ -362,7 +373,13 @@ def run_batch(
                     overlap = share >= WAIT_SHARE_FOR_THREADS
                     result.threads, result.wait_share = (threads if overlap else 1), share
                     log.debug("waiting share %.0f %%: %d thread(s)", 100 * share, result.threads)
+            waiting = sum(isinstance(o, RelayRefused) for o in outcomes)
+            if relay:  # said once for the batch, not once per alert: it is the deployment's problem
+                result.transient = True
+                result.failures.append(f"{relay[0]} ({waiting} alert(s) of this batch wait for it)")
             for alert_id, outcome in zip(alert_ids, outcomes, strict=True):
+                if isinstance(outcome, RelayRefused):
+                    continue
                 if isinstance(outcome, AlertRun):
                     result.runs.append(outcome)
                 elif isinstance(outcome, TransientAlertError):
@@ -378,7 +395,8 @@ def run_batch(
                         f"alert {alert_id}: internal error: {type(outcome).__name__}: {outcome}"[:500]
                     )
         finally:
-            _release_unstarted(conn, claims, started_claims, settings)
+            why = str(relay[0]) if relay else "the batch stopped before this alert"
+            _release_unstarted(conn, claims, started_claims, settings, why)
     result.cube_requests, result.cube_shared = queries.requests, queries.shared
     result.smtp_sessions = sum(getattr(m, "sessions", 0) for m in opened[1::2])
     result.seconds = time.monotonic() - started
@@ -433,14 +451,18 @@ def _map(
 
 
 def _release_unstarted(
-    conn: psycopg.Connection[Any], claims: Mapping[int, Claim], started: set[int], settings: RunSettings
+    conn: psycopg.Connection[Any],
+    claims: Mapping[int, Claim],
+    started: set[int],
+    settings: RunSettings,
+    why: str,
 ) -> None:
     """Claims made for alerts the batch never started (it stopped early): give them back at once."""
     for alert_id, claim in claims.items():
         if alert_id in started:
             continue
         try:
-            release_for_retry(conn, claim, now=settings.clock(), error="the batch stopped before this alert")
+            release_for_retry(conn, claim, now=settings.clock(), error=why)
         except psycopg.Error:  # the lease frees it later
             log.exception("Could not release the claim of alert %s", alert_id)
 

@@ -26,18 +26,14 @@ import psycopg
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.conditions.gating_evaluation import evaluate_gate
 from kpi_alerts.conditions.gating_format import parse_gating_condition
-from kpi_alerts.conditions.thresholds import (
-    describe_threshold,
-    evaluate_threshold,
-    kpi_value,
-    parse_condition,
-)
-from kpi_alerts.delivery.recipients import validate_recipients
+from kpi_alerts.delivery.recipients import check_recipient_domains, validate_recipients
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.ledger.alert_changes import AlertNotFound
 from kpi_alerts.ledger.alert_store import load_alert, record_event
-from kpi_alerts.pipeline.alert_run import compose_message, reading_measure
+from kpi_alerts.ledger.results import group_states
+from kpi_alerts.pipeline.alert_run import compose_message, unchanged_since
 from kpi_alerts.pipeline.inputs import KpiSource, Mailer, RunSettings
+from kpi_alerts.pipeline.threshold_check import check_groups, check_threshold
 
 TEST_SUBJECT_PREFIX = "[TEST] "
 
@@ -71,8 +67,19 @@ class PreviewFiles:
     verdict: str
 
 
-def compose_trial(alert: AlertDefinition, to: str, *, source: KpiSource, settings: RunSettings) -> Trial:
-    """Fetch live data and build the message recipients would get, addressed to ``to`` only."""
+def compose_trial(
+    alert: AlertDefinition,
+    to: str,
+    *,
+    source: KpiSource,
+    settings: RunSettings,
+    conn: psycopg.Connection[Any] | None = None,
+) -> Trial:
+    """Fetch live data and build the message recipients would get, addressed to ``to`` only.
+
+    :param conn: the alerts database: whether a report sent only if changed would be skipped, and a
+        per-group alert's stored group states (without it, every group is taken to be OK).
+    """
     alert.validate()
     slot = settings.logical_time
 
@@ -85,32 +92,48 @@ def compose_trial(alert: AlertDefinition, to: str, *, source: KpiSource, setting
 
     data = fetch()
     extra: dict[str, Any] = {}
-    if alert.threshold is not None:
-        threshold = alert.threshold
-        condition = parse_condition(threshold.condition)
-        measure = data.column(reading_measure(data, threshold.kpi_measure))
-        reading = kpi_value(data, threshold.kpi_measure, now=slot)
-        title = measure.short_title or measure.title
-        result = evaluate_threshold(condition, threshold.threshold_value, reading, measure_title=title)
+    if alert.threshold is not None and alert.threshold.group_by is not None:
+        stored = group_states(conn, alert.alert_id) if conn is not None else {}
+        groups = check_groups(alert, data, now=slot, stored=stored)
+        kind = "threshold_triggered"
+        extra = {"condition": groups.condition, "threshold_value": groups.threshold_value}
+        extra["decision"] = groups.decision.describe()
+        notice = groups.decision.notify or "no notice"
+        verdict = f"groups: {groups.decision.describe()} — a run now would send {notice}"
+    elif alert.threshold is not None:
+        check = check_threshold(alert, data, now=slot, fetch=fetch)
         kind = "threshold_triggered"
         extra = {
-            "value": result.value,
-            "previous": result.previous,
-            "condition": describe_threshold(condition, threshold.threshold_value, title),
+            "value": check.result.value,
+            "previous": check.result.previous,
+            "condition": check.condition,
+            "threshold_value": check.threshold_value,
+            "decision": check.decision,
         }
-        verdict = f"threshold {result.status}: {result.description}"
+        notice = check.transition.notify or "no notice"
+        verdict = (
+            f"threshold {check.result.status}: {check.decision} — a run now would send {notice} "
+            f"({check.transition.reason})"
+        )
     else:
         kind = "report"
         gate = parse_gating_condition(alert.gating_condition)
         verdict = "a run would send this report"
+        passed = True
         if gate is not None:
             decision = evaluate_gate(gate, fetch, now=slot)
             extra["gate"] = decision
+            passed = decision.passed
             verdict = (
                 f"gate passed: {decision.description}"
                 if decision.passed
                 else f"gated out (a run would not send it now): {decision.description}"
             )
+        # as a run: the gate first, then whether the data changed
+        check_change = conn is not None and alert.only_if_changed and passed
+        unchanged = unchanged_since(conn, alert, data, slot) if conn is not None and check_change else None
+        if unchanged is not None:
+            verdict = f"{unchanged} — a run would not send it now"
     message, attachment = compose_message(
         alert,
         data,
@@ -146,7 +169,9 @@ def send_test_message(
     """Send the alert's message, marked as a test, to ``to`` only; record a ``test_send`` event."""
     address = _one_address(to)
     alert = _load(conn, alert_id)
-    trial = compose_trial(alert, address, source=source, settings=settings)
+    # live data of the organization goes only where its allow-list lets it (checked before any fetch)
+    check_recipient_domains([address], alert.recipient_domains, alert.organization_id, "test recipient")
+    trial = compose_trial(alert, address, source=source, settings=settings, conn=conn)
     delivery = mailer.deliver(trial.message)
     with conn.transaction():
         record_event(
@@ -179,7 +204,7 @@ def preview(
 ) -> PreviewFiles:
     """Write the message as ``<name>.eml`` and its attachment into ``out_dir``; send nothing."""
     alert = _load(conn, alert_id)
-    trial = compose_trial(alert, _one_address(to), source=source, settings=settings)
+    trial = compose_trial(alert, _one_address(to), source=source, settings=settings, conn=conn)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"alert-{alert.alert_id}-{_slug(alert.alert_name)}"
     eml = out_dir / f"{stem}.eml"

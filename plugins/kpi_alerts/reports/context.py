@@ -28,6 +28,8 @@ class ReportContext:
         ``alert_error`` notices, the reason the alert failed.
     :param threshold_value: a threshold alert's level (drawn on its chart); None for percent-change
         conditions and reports.
+    :param decision: why a threshold notice went out, with its numbers (the check's outcome, a recovery
+        threshold, a pending period), e.g. ``Orders is 0: Orders > 2 is not met and Orders < 1 ...``.
     :param dashboard_url: link back to the graph's dashboard, when configured.
     :param message: the alert author's note for recipients (user text: escape it).
     """
@@ -44,6 +46,7 @@ class ReportContext:
     previous_value: Decimal | None = None
     condition: str | None = None
     threshold_value: Decimal | None = None
+    decision: str | None = None
     dashboard_url: str | None = None
     message: str | None = None
 

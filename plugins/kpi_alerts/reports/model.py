@@ -161,6 +161,7 @@ class ReportModel:
     gate: str | None
     gate_short: str | None
     condition: str | None
+    decision: str | None
     dashboard_url: str | None
     message: str | None
     columns: tuple[ReportColumn, ...]
@@ -406,6 +407,7 @@ class _Builder:
             gate=self._gate_text(gate) if gate is not None else None,
             gate_short=self._gate_short(gate) if gate is not None else None,
             condition=ctx.condition,
+            decision=ctx.decision,
             dashboard_url=ctx.dashboard_url,
             message=ctx.message,
             columns=columns,

@@ -231,7 +231,12 @@ def create_api_app() -> FastAPI:
 
         updated = update_alert(db, alert_id, patch, actor=actor_of(user))
         detail = alert_detail(db, alert_id, now=datetime.now(UTC))
-        return {**detail, "changed": list(updated.changed), "state_reset": updated.state_reset}
+        return {
+            **detail,
+            "changed": list(updated.changed),
+            "state_reset": updated.state_reset,
+            "in_flight": updated.in_flight,
+        }
 
     @app.delete("/alerts/{alert_id}", dependencies=edit_access(), responses=with_alert, tags=["alerts"])
     def delete(db: DbDep, user: UserDep, alert_id: AlertId) -> dict[str, Any]:

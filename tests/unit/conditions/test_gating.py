@@ -369,3 +369,13 @@ class TestEvaluateGate:
     def test_measure_missing_from_the_result(self) -> None:
         with pytest.raises(AlertValidationError, match=r"'users\.active' is not in the query's result"):
             evaluate_gate(gate(leaf("users.active")), FakeCube(self.OWN), now=UTC_NOON)
+
+
+def test_anomaly_conditions_are_not_gate_operators() -> None:
+    """A gate compares a value with a number; a band needs the KPI's own history (threshold alerts)."""
+    with pytest.raises(
+        AlertValidationError,
+        match=r"\$.op: anomaly conditions \(OUTSIDE_EXPECTED_RANGE\) are for threshold alerts",
+    ):
+        parse_gating_condition({"measure": "orders.count", "op": "OUTSIDE_EXPECTED_RANGE", "value": 3})
+    assert "OUTSIDE_EXPECTED_RANGE" not in json.dumps(gating_json_schema())

@@ -242,6 +242,8 @@ SETTINGS = st.builds(
     notify_on_recovery=st.booleans(),
     on_no_data=st.sampled_from(NoDataPolicy),
     on_error=st.sampled_from(ErrorPolicy),
+    pending_checks=st.integers(1, 4),
+    recovery_checks=st.integers(1, 4),
 )
 STEPS = st.lists(
     st.tuples(st.integers(1, 300).map(lambda m: timedelta(minutes=m)), OBSERVATIONS), max_size=60
@@ -284,3 +286,80 @@ def test_no_spam_and_recovery_only_after_a_notice(
             assert last_notice_in_state is not None  # a standing breach is quiet only while re-arm runs
             assert now - last_notice_in_state < config.rearm
         stored = transition.stored
+
+
+@settings(max_examples=300, deadline=None)
+@given(SETTINGS, STEPS)
+def test_pending_period_counts_checks_in_a_row(config: Settings, steps: list[tuple[timedelta, str]]) -> None:
+    """TRIGGERED is entered only on the pending_checks-th breached check in a row, and left for OK only on
+    the recovery_checks-th OK one; a check the policies ignore (keep_last) neither counts nor breaks the
+    run. The run is counted here independently of the stored streak."""
+    stored: StoredState | None = None
+    now = T0
+    run_length = 0  # checks in a row pointing away from the state, as this test counts them
+    for gap, observation in steps:
+        now += gap
+        before = stored.state if stored else OK
+        policy = {"no_data": config.on_no_data, "error": config.on_error}.get(observation)
+        ignored = policy == "keep_last"
+        means = "ok" if policy == "ok" else observation  # the "ok" policy reads a check as OK
+        away = (means == "breached" and before is not TRIGGERED) or (means == "ok" and before is TRIGGERED)
+        if not ignored:
+            run_length = run_length + 1 if away else 0
+        transition: Transition = decide(stored, observation, now=now, settings=config)  # type: ignore[arg-type]
+        after = transition.new_state
+        if after is TRIGGERED and before is not TRIGGERED:
+            assert run_length == config.pending_checks
+        if before is TRIGGERED and after is OK:
+            assert run_length == config.recovery_checks
+        if away and not ignored and after is before:
+            needed = config.pending_checks if means == "breached" else config.recovery_checks
+            assert run_length < needed and transition.notify is None
+            assert transition.streak == run_length
+        if after is not before:
+            run_length = 0
+        stored = transition.stored
+
+
+class TestPendingPeriod:
+    def test_notify_on_the_third_breach_in_a_row_recover_on_the_second_ok(self) -> None:
+        config = Settings(pending_checks=3, recovery_checks=2)
+        steps: list[tuple[timedelta, Observation]] = [
+            (H * i, o)
+            for i, o in enumerate(["breached", "breached", "ok", "breached", "breached", "breached", "ok",
+                                   "breached", "ok", "ok", "ok"])
+        ]  # fmt: skip
+        assert run(steps, config) == [
+            (OK, None),
+            (OK, None),
+            (OK, None),  # the run of breaches is broken
+            (OK, None),
+            (OK, None),
+            (TRIGGERED, "triggered"),  # third in a row
+            (TRIGGERED, None),  # OK 1 of 2
+            (TRIGGERED, None),  # a breach breaks the recovery run (re-arm not yet due)
+            (TRIGGERED, None),
+            (OK, "recovered"),
+            (OK, None),
+        ]
+
+    def test_the_reason_says_how_far_the_pending_period_is(self) -> None:
+        transition = decide(None, "breached", now=T0, settings=Settings(pending_checks=3))
+        assert transition.streak == 1
+        assert transition.reason == "breached 1 of 3 checks in a row: still OK (pending)"
+
+    def test_ignored_checks_keep_the_run(self) -> None:
+        config = Settings(pending_checks=2, on_no_data=NoDataPolicy.KEEP_LAST)
+        assert run([(H * 0, "breached"), (H, "no_data"), (H * 2, "breached")], config)[-1] == (
+            TRIGGERED,
+            "triggered",
+        )
+
+    def test_no_data_alerting_is_not_delayed(self) -> None:
+        config = Settings(pending_checks=3, on_no_data=NoDataPolicy.ALERT)
+        assert run([(H * 0, "no_data")], config) == [(NO_DATA, "no_data")]
+
+    @pytest.mark.parametrize("field", ["pending_checks", "recovery_checks"])
+    def test_at_least_one_check(self, field: str) -> None:
+        with pytest.raises(ValueError, match="1 or more"):
+            Settings(**{field: 0})  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from kpi_alerts.conditions.thresholds import (
     evaluate_threshold,
     kpi_value,
     parse_condition,
+    validate_recovery,
 )
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.kpi_data import CellValue, Column, KpiData
@@ -343,3 +344,61 @@ class TestKpiValue:
         data = KpiData(series(self.DAYS).columns, series(self.DAYS).rows, "Mars/Olympus")
         with pytest.raises(AlertValidationError, match="unknown timezone"):
             kpi_value(data, now=la(2026, 11, 22))
+
+
+class TestRecoveryThreshold:
+    """Hysteresis: "alert above 100, recover below 90"."""
+
+    @pytest.mark.parametrize(
+        ("condition", "value", "in_breach", "status"),
+        [
+            pytest.param(C.GREATER_THAN, "101", False, "breached", id="above-breaches"),
+            pytest.param(C.GREATER_THAN, "95", False, "ok", id="between-from-ok-is-ok"),
+            pytest.param(C.GREATER_THAN, "95", True, "breached", id="between-while-breached-holds"),
+            pytest.param(C.GREATER_THAN, "90", True, "breached", id="at-recovery-level-holds"),
+            pytest.param(C.GREATER_THAN, "89.99", True, "ok", id="below-recovers"),
+            pytest.param(C.LESS_THAN, "95", True, "breached", id="less-than-between-holds"),
+            pytest.param(C.LESS_THAN, "111", True, "ok", id="less-than-above-recovers"),
+        ],
+    )
+    def test_decision(self, condition: ThresholdCondition, value: str, in_breach: bool, status: str) -> None:
+        threshold, recovery = (D(100), D(90)) if condition is C.GREATER_THAN else (D(90), D(110))
+        result = evaluate_threshold(
+            condition, threshold, KpiReading(D(value)), measure_title="Revenue", recovery=recovery,
+            in_breach=in_breach,
+        )  # fmt: skip
+        assert result.status == status
+
+    def test_descriptions_name_the_recovery_threshold(self) -> None:
+        def described(value: str) -> str:
+            reading = KpiReading(D(value))
+            return evaluate_threshold(
+                C.GREATER_THAN, D(100), reading, measure_title="Revenue", recovery=D(90), in_breach=True
+            ).description
+
+        assert described("95") == (
+            "Revenue is 95: Revenue > 100 is not met, but the breach holds until Revenue < 90 "
+            "(recovery threshold)"
+        )
+        assert described("80") == (
+            "Revenue is 80: Revenue > 100 is not met and Revenue < 90 (recovery threshold) is met"
+        )
+
+    @pytest.mark.parametrize(
+        ("condition", "threshold", "recovery", "message"),
+        [
+            pytest.param(C.GREATER_THAN, "100", "110", "at or below the threshold", id="wrong-side-gt"),
+            pytest.param(C.LESS_THAN, "100", "90", "at or above the threshold", id="wrong-side-lt"),
+            pytest.param(C.EQUAL, "100", "90", "needs one of GREATER_THAN", id="equality"),
+            pytest.param(C.INCREASED_BY_PERCENT, "10", "5", "needs one of", id="percent"),
+            pytest.param(C.GREATER_THAN, "100", "NaN", "recovery threshold must be a finite", id="nan"),
+        ],
+    )
+    def test_refused(
+        self, condition: ThresholdCondition, threshold: str, recovery: str, message: str
+    ) -> None:
+        with pytest.raises(AlertValidationError, match=message):
+            validate_recovery(condition, D(threshold), D(recovery))
+
+    def test_same_level_is_allowed(self) -> None:
+        validate_recovery(C.GREATER_THAN_OR_EQUAL, D(100), D(100))

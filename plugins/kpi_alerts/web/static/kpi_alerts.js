@@ -192,6 +192,10 @@ async function showAlert(alertId) {
   fact(facts, "Next run", alert.paused ? "paused" : alert.next_run_local || "on first sight");
   if (alert.alert_type === "threshold") {
     fact(facts, "State", alert.state + " (last value " + (alert.threshold_last_value ?? "—") + ")");
+    fact(facts, "Rule", alert.threshold_rule);
+    if (alert.threshold_streak) {
+      fact(facts, "Pending", alert.threshold_streak + " check(s) in a row toward a change of state");
+    }
   }
   for (const quiet of alert.quiet_hours) {
     fact(facts, "Quiet hours (" + quiet.of + ")", quiet.words);
