@@ -565,10 +565,12 @@ def _show(conn: Any, args: argparse.Namespace) -> int:
 
 
 def _next_runs(args: argparse.Namespace) -> int:
+    import functools
     from zoneinfo import ZoneInfo
 
-    from kpi_alerts.alerts.spec import parse_schedule_spec
-    from kpi_alerts.scheduling.schedule import describe, scheduled_times
+    from kpi_alerts.alerts.spec import QuietHoursSpec, parse_schedule_spec
+    from kpi_alerts.scheduling.quiet_hours import Hold, describe_quiet_hours, next_report_slot
+    from kpi_alerts.scheduling.schedule import describe, next_run_after, scheduled_times
     from kpi_alerts.scheduling.wording import run_in_words
 
     raw = _read_json(args.file, "schedule")
@@ -583,7 +585,18 @@ def _next_runs(args: argparse.Namespace) -> int:
             print(f"{number}. {_one_line(said)}")
         print(f"   spec   {json.dumps(item.get('schedule', item))}")
         print(f"   words  {describe(schedule)}")
-        for run in scheduled_times(schedule, after, args.count):
+        runs = scheduled_times(schedule, after, args.count)
+        if "schedule" in item and item.get("quiet_hours") is not None:  # an alert spec with quiet hours
+            quiet = QuietHoursSpec.model_validate(item["quiet_hours"])
+            window = quiet.to_quiet_hours(schedule.timezone)
+            window.validate()
+            hold = Hold((window,), quiet.reports)
+            print(f"   quiet  {describe_quiet_hours(window)}; reports inside them: {quiet.reports}")
+            runs, cursor = [], after
+            for _ in range(args.count):
+                cursor = next_report_slot(functools.partial(next_run_after, schedule), cursor, hold)
+                runs.append(cursor)
+        for run in runs:
             print(
                 f"          {run_in_words(run.astimezone(ZoneInfo(schedule.timezone))):<44} {run:%Y-%m-%d %H:%M}Z"
             )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -177,3 +179,25 @@ def test_a_held_slot_asks_cube_nothing() -> None:
     assert first_queries(awake, slot) != []
     snoozed = replace(awake, snoozed_until=slot + timedelta(minutes=1))
     assert first_queries(snoozed, slot) == []
+
+
+def test_next_runs_of_an_alert_spec_with_quiet_hours(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kpi_alerts.cli import main
+
+    spec = {
+        "alert_name": "Hourly, quiet at night",
+        "schedule": {"frequency_interval": "hour", "schedule_minute": 0, "timezone": BERLIN},
+        "quiet_hours": {"from": "22:00", "to": "07:00"},
+    }
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    assert main(["next-runs", str(path), "--after", "2027-01-05T19:30Z", "--count", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "quiet  Quiet 22:00-07:00 (the next day) (Europe/Berlin); reports inside them: delay" in out
+    assert [line.split()[-2:] for line in out.splitlines() if line.endswith("Z")] == [
+        ["2027-01-05", "20:00Z"],
+        ["2027-01-06", "06:00Z"],
+        ["2027-01-06", "07:00Z"],
+    ]
