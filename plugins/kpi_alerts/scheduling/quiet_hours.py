@@ -13,7 +13,9 @@
 - **Snooze** (an alert, until an instant): no slot before that instant runs; the first one at or after
   it does. Like resume, it never sends a backlog.
 
-Wall times use the schedules' DST rule (:func:`kpi_alerts.scheduling.cadence.wall_instant`).
+Quiet hours are wall-clock hours, like active hours: an instant is quiet when its local time is inside a
+window. On a spring-forward day a window whose end falls in the gap ends at the gap's end; on a
+fall-back day the repeated wall times are quiet again when they are inside a window.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
 from kpi_alerts.errors import AlertValidationError
@@ -30,6 +32,7 @@ from kpi_alerts.scheduling.timezones import zone
 from kpi_alerts.scheduling.wording import WEEKDAY_NAMES
 
 MICROSECOND = timedelta(microseconds=1)
+_MINUTE = timedelta(minutes=1)
 ReportsInQuiet = Literal["delay", "skip"]
 REPORT_CHOICES: tuple[str, ...] = ("delay", "skip")
 #: Quiet times that touch end to end (the alert's 22:00-07:00 and the organization's 06:00-08:00) are
@@ -53,19 +56,35 @@ class QuietHours:
     def validate(self) -> None:
         _validate(self)
 
+    def covers(self, instant: datetime) -> bool:
+        """Whether the local wall time of ``instant`` is inside a window (the rule of active hours too)."""
+        local = instant.astimezone(zone(self.timezone))
+        minute, today = local.hour * 60 + local.minute, local.date()
+        if not self.crosses_midnight:
+            return self._starts_on(today) and self.from_minute <= minute < self.until_minute
+        return (self._starts_on(today) and minute >= self.from_minute) or (
+            self._starts_on(today - timedelta(days=1)) and minute < self.until_minute
+        )
+
     def end_if_quiet(self, instant: datetime) -> datetime | None:
-        """The end of the window that covers ``instant`` (UTC), or None when none does."""
+        """The first instant after ``instant`` whose wall time is past the window that covers it (UTC), or
+        None when none covers it. An end inside a spring-forward gap comes at the gap's end."""
+        if not self.covers(instant):
+            return None
         tz = zone(self.timezone)
-        today = instant.astimezone(tz).date()
-        for start_day in (today - timedelta(days=1), today):
-            if self.days and start_day.isoweekday() % 7 not in self.days:
-                continue
-            start = wall_instant(start_day, self.from_minute, tz)
-            end_day = start_day + timedelta(days=1) if self.crosses_midnight else start_day
-            end = wall_instant(end_day, self.until_minute, tz)
-            if start <= instant < end:
-                return end
-        return None
+        local = instant.astimezone(tz)
+        ends_tomorrow = self.crosses_midnight and local.hour * 60 + local.minute >= self.from_minute
+        end_day = local.date() + timedelta(days=1) if ends_tomorrow else local.date()
+        end = wall_instant(end_day, self.until_minute, tz)  # a gap's wall time: shifted past the gap
+        wall_end = datetime.combine(end_day, time()) + timedelta(minutes=self.until_minute)
+        if end <= instant:  # inside the repeat of a fall-back day: the end's second occurrence
+            end = wall_end.replace(tzinfo=tz, fold=1).astimezone(UTC)
+        while (end - _MINUTE).astimezone(tz).replace(tzinfo=None) >= wall_end:  # back to the gap's end
+            end -= _MINUTE
+        return end
+
+    def _starts_on(self, day: date) -> bool:
+        return not self.days or day.isoweekday() % 7 in self.days
 
 
 @functools.lru_cache(maxsize=1024)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -201,3 +202,69 @@ def test_next_runs_of_an_alert_spec_with_quiet_hours(
         ["2027-01-06", "06:00Z"],
         ["2027-01-06", "07:00Z"],
     ]
+
+
+# --- against a brute-force oracle, minute by minute in local time, across DST changes -----------------
+
+ODD_ZONES = {  # a spring-forward and a fall-back day of each (local dates)
+    "Australia/Lord_Howe": ("2026-10-04", "2026-04-05"),  # 30-minute changes at 02:00
+    "Pacific/Chatham": ("2026-09-27", "2026-04-05"),  # at 02:45 / 03:45
+    "America/St_Johns": ("2026-03-08", "2026-11-01"),
+    "America/Sao_Paulo": ("2018-11-04", "2018-02-18"),  # at midnight
+}
+WINDOWS = [(22 * 60, 7 * 60), (60, 150), (120, 165), (150, 180), (0, 120), (165, 225), (23 * 60, 24 * 60)]
+
+
+def oracle_quiet(q: QuietHours, instant: datetime) -> bool:
+    """Quiet when the local wall time is inside a window that starts on an allowed day."""
+    local = instant.astimezone(ZoneInfo(q.timezone))
+    minute = local.hour * 60 + local.minute
+    for start_day, in_window in (
+        (
+            local.date(),
+            q.from_minute <= minute < (q.until_minute if q.until_minute > q.from_minute else 1440),
+        ),
+        (local.date() - timedelta(days=1), q.until_minute <= q.from_minute and minute < q.until_minute),
+    ):
+        if in_window and (not q.days or start_day.isoweekday() % 7 in q.days):
+            return True
+    return False
+
+
+def oracle_end(q: QuietHours, instant: datetime) -> datetime | None:
+    if not oracle_quiet(q, instant):
+        return None
+    cursor = instant
+    while oracle_quiet(q, cursor):
+        cursor += timedelta(minutes=1)
+    return cursor
+
+
+@pytest.mark.parametrize("zone_name", sorted(ODD_ZONES))
+@pytest.mark.parametrize(("start", "end"), WINDOWS)
+def test_quiet_end_matches_the_oracle_across_dst_days(zone_name: str, start: int, end: int) -> None:
+    tz = ZoneInfo(zone_name)
+    for local_day in ODD_ZONES[zone_name]:
+        day = date.fromisoformat(local_day)
+        for days in ((), ((day.isoweekday() - 1) % 7,)):  # every day; only windows starting the day before
+            q = QuietHours(zone_name, start, end, days)
+            first = datetime.combine(day - timedelta(days=1), time(12), tzinfo=tz).astimezone(UTC)
+            for step in range(0, 48 * 60, 7):  # two days, every 7 minutes
+                instant = first + timedelta(minutes=step)
+                assert q.end_if_quiet(instant) == oracle_end(q, instant), (q, instant.isoformat())
+
+
+@pytest.mark.parametrize("zone_name", sorted(ODD_ZONES))
+def test_an_alerts_and_its_organizations_windows_end_together_as_the_oracle_says(zone_name: str) -> None:
+    own = QuietHours(zone_name, 22 * 60, 150)  # the alert's, across midnight to 02:30
+    org = QuietHours("UTC", 0, 4 * 60, (0, 6))  # the organization's, in UTC, weekends only
+    hold = Hold((own, org))
+    tz = ZoneInfo(zone_name)
+    for local_day in ODD_ZONES[zone_name]:
+        first = datetime.combine(date.fromisoformat(local_day) - timedelta(days=1), time(12), tzinfo=tz)
+        for step in range(0, 48 * 60, 11):
+            instant = first.astimezone(UTC) + timedelta(minutes=step)
+            cursor = instant
+            while oracle_quiet(own, cursor) or oracle_quiet(org, cursor):
+                cursor += timedelta(minutes=1)
+            assert hold.quiet_end(instant) == (cursor if cursor != instant else None), instant.isoformat()
