@@ -80,6 +80,29 @@ def build_parser() -> argparse.ArgumentParser:
         which.add_argument("alert_id", type=_alert_id, nargs="?")
         which.add_argument("--organization", type=_alert_id, metavar="ORG")
         which.add_argument("--all", action="store_true", help="every KPI alert")
+    snooze = command(
+        "snooze",
+        "snooze one alert until a time: nothing due before it is sent, then it resumes by itself (no backlog)",
+    )
+    snooze.add_argument("alert_id", type=_alert_id)
+    until = snooze.add_mutually_exclusive_group(required=True)
+    until.add_argument(
+        "--until",
+        type=_slot,
+        help="ISO date and time with its offset, e.g. '2027-01-04T09:00+01:00' (no offset: UTC)",
+    )
+    until.add_argument("--off", action="store_true", help="end the snooze now")
+    quiet = command(
+        "quiet-hours",
+        "an organization's quiet hours in its timezone (every alert of it holds its messages inside them)",
+    )
+    quiet.add_argument("--organization", type=_alert_id, metavar="ORG", required=True)
+    window = quiet.add_mutually_exclusive_group(required=True)
+    window.add_argument("--from", dest="start", metavar="HH:MM", help="start, e.g. 22:00")
+    window.add_argument("--off", action="store_true", help="remove the organization's quiet hours")
+    quiet.add_argument("--to", dest="end", metavar="HH:MM", help="end, e.g. 07:00 (earlier: the next day)")
+    quiet.add_argument("--timezone", help="IANA timezone, e.g. Europe/Berlin")
+    quiet.add_argument("--days", help="weekdays a window starts on, 0 = Sunday: e.g. 1,2,3,4,5")
     test = command("test-send", "send the alert's message, marked as a test, to one address only")
     test.add_argument("alert_id", type=_alert_id)
     test.add_argument("--to", required=True, metavar="ADDRESS")
@@ -238,6 +261,8 @@ def _run(args: argparse.Namespace) -> int:
         "delete-alert": _delete,
         "pause": _pause,
         "resume": _pause,
+        "snooze": _snooze,
+        "quiet-hours": _quiet_hours,
         "test-send": _test_send,
         "retry": _retry,
         "preview": _preview,
@@ -369,6 +394,47 @@ def _pause(conn: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _snooze(conn: Any, args: argparse.Namespace) -> int:
+    from kpi_alerts.ledger import alert_changes
+
+    change = alert_changes.snooze_alert(conn, args.alert_id, None if args.off else args.until, actor=actor())
+    if args.off:
+        print(f"alert {args.alert_id} is no longer snoozed")
+    else:
+        print(f"alert {args.alert_id} snoozed until {args.until.isoformat()}; nothing due before it is sent")
+    if change.next_run_at is not None:
+        print(f"next run {change.next_run_at.isoformat()}")
+    return 0
+
+
+def _quiet_hours(conn: Any, args: argparse.Namespace) -> int:
+    from kpi_alerts.ledger.alert_store import set_organization_quiet_hours
+    from kpi_alerts.scheduling.cadence import parse_clock
+    from kpi_alerts.scheduling.quiet_hours import QuietHours, describe_quiet_hours
+
+    if args.off:
+        set_organization_quiet_hours(conn, args.organization, None)
+        print(f"organization {args.organization} has no quiet hours")
+        return 0
+    if args.end is None or args.timezone is None:
+        raise AlertValidationError("quiet-hours needs --from, --to and --timezone (or --off)")
+    try:
+        days = tuple(int(d) for d in args.days.split(",")) if args.days else ()
+    except ValueError:
+        raise AlertValidationError(
+            f"--days must be weekdays 0-6 separated by commas, got {args.days!r}"
+        ) from None
+    window = QuietHours(
+        args.timezone,
+        parse_clock(args.start, "quiet_hours.from"),
+        parse_clock(args.end, "quiet_hours.to", allow_end_of_day=True),
+        days,
+    )
+    set_organization_quiet_hours(conn, args.organization, window)
+    print(f"organization {args.organization}: {describe_quiet_hours(window)}")
+    return 0
+
+
 def _test_send(conn: Any, args: argparse.Namespace) -> int:
     from kpi_alerts.hooks.cube import CubeHook
     from kpi_alerts.hooks.smtp import SmtpMailer
@@ -475,6 +541,10 @@ def _show(conn: Any, args: argparse.Namespace) -> int:
     )
     print(f"  status     {detail['status']}")
     print(f"  schedule   {detail['schedule_description']}")
+    for quiet in detail["quiet_hours"]:
+        print(f"  quiet      {quiet['words']} ({quiet['of']})")
+    if detail["snoozed_until"]:
+        print(f"  snoozed    until {detail['snoozed_until']}")
     if detail["state"] is not None:
         print(f"  state      {detail['state']} (last value {detail['threshold_last_value']})")
         print(f"  rule       {detail['threshold_rule']}")
@@ -495,10 +565,12 @@ def _show(conn: Any, args: argparse.Namespace) -> int:
 
 
 def _next_runs(args: argparse.Namespace) -> int:
+    import functools
     from zoneinfo import ZoneInfo
 
-    from kpi_alerts.alerts.spec import parse_schedule_spec
-    from kpi_alerts.scheduling.schedule import describe, scheduled_times
+    from kpi_alerts.alerts.spec import QuietHoursSpec, parse_schedule_spec
+    from kpi_alerts.scheduling.quiet_hours import Hold, describe_quiet_hours, next_report_slot
+    from kpi_alerts.scheduling.schedule import describe, next_run_after, scheduled_times
     from kpi_alerts.scheduling.wording import run_in_words
 
     raw = _read_json(args.file, "schedule")
@@ -513,7 +585,18 @@ def _next_runs(args: argparse.Namespace) -> int:
             print(f"{number}. {_one_line(said)}")
         print(f"   spec   {json.dumps(item.get('schedule', item))}")
         print(f"   words  {describe(schedule)}")
-        for run in scheduled_times(schedule, after, args.count):
+        runs = scheduled_times(schedule, after, args.count)
+        if "schedule" in item and item.get("quiet_hours") is not None:  # an alert spec with quiet hours
+            quiet = QuietHoursSpec.model_validate(item["quiet_hours"])
+            window = quiet.to_quiet_hours(schedule.timezone)
+            window.validate()
+            hold = Hold((window,), quiet.reports)
+            print(f"   quiet  {describe_quiet_hours(window)}; reports inside them: {quiet.reports}")
+            runs, cursor = [], after
+            for _ in range(args.count):
+                cursor = next_report_slot(functools.partial(next_run_after, schedule), cursor, hold)
+                runs.append(cursor)
+        for run in runs:
             print(
                 f"          {run_in_words(run.astimezone(ZoneInfo(schedule.timezone))):<44} {run:%Y-%m-%d %H:%M}Z"
             )

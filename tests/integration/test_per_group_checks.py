@@ -190,3 +190,33 @@ def test_refused_with_one_line(db: psycopg.Connection[Any]) -> None:
         AlertValidationError, match=re.escape("group_by 'orders.status' is not one of the query's dimensions")
     ):
         create_alert(db, spec, now=START)
+
+
+@pytest.mark.usefixtures("airflow_connections")
+def test_quiet_hours_hold_the_groups_notice_until_they_end(
+    db: psycopg.Connection[Any], mailbox: MailCatcher, orders: Any, cube_server: CubeServer
+) -> None:
+    """Quiet 10:00-12:00 UTC: the checks at 10:00 and 11:00 find books breaching and send nothing (the groups'
+    states stay OK); the 12:00 check, after their end, still finds it and notifies once (issue 26)."""
+    alert_id = alert(db)
+    update_alert(db, alert_id, {"quiet_hours": {"from": "10:00", "to": "12:00"}}, now=START)
+    orders(books=3, garden=1)
+    statuses = []
+    with CubeClient(cube_server.url, api_secret=cube_server.api_secret) as cube:
+        for hour in range(3):
+            run = process_alert(db, alert_id, source=cube, mailer=SmtpMailer(), settings=settings(hour))
+            statuses.append((run.slot, run.status, len(mailbox.messages())))
+            if hour < 2:
+                groups = db.execute(
+                    "SELECT count(*) AS n FROM kpi_threshold_groups WHERE kpi_alert_id = %s", (alert_id,)
+                ).fetchone()
+                assert groups["n"] == 0  # nothing remembered while held
+    assert statuses == [
+        ("2026-12-07T10:00:00+00:00", "suppressed", 0),
+        ("2026-12-07T11:00:00+00:00", "suppressed", 0),
+        ("2026-12-07T12:00:00+00:00", "sent", 1),
+    ]
+    held = db.execute(
+        "SELECT details FROM cron_job_results WHERE kpi_alert_id = %s ORDER BY slot LIMIT 1", (alert_id,)
+    ).fetchone()
+    assert held["details"]["quiet_hours"] == {"until": "2026-12-07T12:00:00+00:00", "held": "triggered"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +141,17 @@ def test_an_operator_reads_pauses_and_tries_out_alerts(
     frame.locator("#resume").click()
     expect(frame.locator("#message")).to_have_text(f"Alert {report.alert_id} resumed.")
     expect(frame.locator("#pause")).to_be_enabled()
+
+    until = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")  # the browser's zone
+    frame.locator("#snooze-until").fill(until)
+    frame.get_by_role("button", name="Snooze", exact=True).click()
+    expect(frame.locator("#message")).to_contain_text(f"Alert {report.alert_id} snoozed until ")
+    expect(frame.locator("#unsnooze")).to_be_enabled()
+    snoozed = db.execute("SELECT snoozed_until FROM kpi_alerts WHERE id = %s", [report.alert_id]).fetchone()
+    assert snoozed["snoozed_until"] > datetime.now(UTC) + timedelta(days=1)
+    frame.locator("#unsnooze").click()
+    expect(frame.locator("#message")).to_have_text(f"Alert {report.alert_id} is no longer snoozed.")
+    expect(frame.locator("#unsnooze")).to_be_disabled()
 
     frame.locator("#test-to").fill("operator@example.com")
     frame.get_by_role("button", name="Send test").click()

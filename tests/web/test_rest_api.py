@@ -19,7 +19,7 @@ import requests
 from devstack import free_port
 from devstack.mail import MailCatcher
 from devstack.stack import Stack
-from kpi_alerts.ledger.alert_store import create_alert
+from kpi_alerts.ledger.alert_store import create_alert, load_alert
 from tests.web.conftest import API, BIN, AirflowApi, api_server_env, running_api_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
@@ -96,8 +96,24 @@ ROUTES = [
     pytest.param("DELETE", "/alerts/{id}", None, "edit", id="DELETE /alerts/{id}"),
     pytest.param("POST", "/alerts/{id}/pause", None, "edit", id="POST /alerts/{id}/pause"),
     pytest.param("POST", "/alerts/{id}/resume", None, "edit", id="POST /alerts/{id}/resume"),
+    pytest.param(
+        "POST",
+        "/alerts/{id}/snooze",
+        {"until": (datetime.now(UTC) + timedelta(days=1)).isoformat()},
+        "edit",
+        id="POST /alerts/{id}/snooze",
+    ),
     pytest.param("POST", "/alerts/{id}/test-send", {"to": "me@example.com"}, "edit", id="POST test-send"),
     pytest.param("GET", "/alerts/{id}/history", None, "read", id="GET /alerts/{id}/history"),
+    pytest.param("GET", "/organizations/{id}/quiet-hours", None, "read", id="GET org quiet-hours"),
+    pytest.param(
+        "PUT",
+        "/organizations/{id}/quiet-hours",
+        {"from": "22:00", "to": "07:00", "timezone": "UTC"},
+        "edit",
+        id="PUT org quiet-hours",
+    ),
+    pytest.param("DELETE", "/organizations/{id}/quiet-hours", None, "edit", id="DELETE org quiet-hours"),
 ]
 
 
@@ -166,7 +182,9 @@ class TestAccess:
             "/alerts/{alert_id}/pause",
             "/alerts/{alert_id}/resume",
             "/alerts/{alert_id}/test-send",
+            "/alerts/{alert_id}/snooze",
             "/alerts/{alert_id}/history",
+            "/organizations/{organization_id}/quiet-hours",
         }
         assert set(paths["/alerts"]) == {"get", "post"}
         assert set(paths["/alerts/{alert_id}"]) == {"get", "patch", "delete"}
@@ -388,6 +406,52 @@ class TestAlerts:
         ]
         assert actions == ["resumed", "paused", "created"]
         assert airflow_api.call("POST", "/alerts/999999/pause").status_code == 404
+
+    def test_an_organizations_quiet_hours_hold_its_reports(
+        self, airflow_api: AirflowApi, db: psycopg.Connection[Any]
+    ) -> None:
+        alert = create_alert(db, schedule_spec())  # Mondays 09:00 in Los Angeles
+        org = load_alert(db, alert.alert_id).organization_id  # type: ignore[union-attr]
+        body = {"from": "08:00", "to": "10:30", "timezone": "America/Los_Angeles", "days": [1]}
+        put = airflow_api.call("PUT", f"/organizations/{org}/quiet-hours", user="editor", json_body=body)
+        assert put.status_code == 200, put.text
+        assert (
+            put.json()["quiet_hours"]["words"] == "Quiet 08:00-10:30, starting Monday (America/Los_Angeles)"
+        )
+        assert airflow_api.call("GET", f"/organizations/{org}/quiet-hours").json() == put.json()
+        shown = airflow_api.call("GET", f"/alerts/{alert.alert_id}").json()
+        assert shown["quiet_hours"] == [{"of": "organization", "words": put.json()["quiet_hours"]["words"]}]
+        # Mondays 09:00 fall inside them: each later run is at their end, 10:30 (the first was planned before)
+        assert {run["local"][11:16] for run in shown["next_runs"][1:]} == {"10:30"}
+        refused = airflow_api.call(
+            "PUT", f"/organizations/{org}/quiet-hours", json_body={**body, "to": "08:00"}
+        )
+        assert refused.status_code == 422 and "never end" in refused.text
+        removed = airflow_api.call("DELETE", f"/organizations/{org}/quiet-hours", user="editor")
+        assert removed.json() == {"organization_id": org, "quiet_hours": None}
+
+    def test_snooze_until_a_time_and_end_it(
+        self, airflow_api: AirflowApi, db: psycopg.Connection[Any]
+    ) -> None:
+        alert = create_alert(db, schedule_spec(), now=datetime.now(UTC) - timedelta(days=30))
+        until = (datetime.now(UTC) + timedelta(days=10)).replace(microsecond=0)  # the report is weekly
+        snoozed = airflow_api.call(
+            "POST", f"/alerts/{alert.alert_id}/snooze", user="editor", json_body={"until": until.isoformat()}
+        )
+        assert snoozed.status_code == 200, snoozed.text
+        assert datetime.fromisoformat(snoozed.json()["snoozed_until"]) == until
+        # nothing before the snooze's end: the next run is the first slot at or after it
+        assert datetime.fromisoformat(snoozed.json()["next_run_at"]) >= until
+        passed = airflow_api.call(
+            "POST", f"/alerts/{alert.alert_id}/snooze", json_body={"until": "2020-01-01T00:00:00+00:00"}
+        )
+        assert passed.status_code == 422 and "has passed" in passed.text
+        ended = airflow_api.call("POST", f"/alerts/{alert.alert_id}/snooze", json_body={"until": None})
+        assert ended.status_code == 200 and ended.json()["snoozed_until"] is None
+        assert datetime.fromisoformat(ended.json()["next_run_at"]) < until
+        events = airflow_api.call("GET", f"/alerts/{alert.alert_id}").json()["recent_events"]
+        assert [e["action"] for e in events][:2] == ["snoozed", "snoozed"]
+        assert airflow_api.call("POST", "/alerts/999999/snooze", json_body={"until": None}).status_code == 404
         assert airflow_api.call("POST", "/alerts/999999/resume").status_code == 404
 
     def test_test_send_mails_one_address_and_records_no_slot(

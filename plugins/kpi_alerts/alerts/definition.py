@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
-from kpi_alerts.alerts.spec import cadence_of
+from kpi_alerts.alerts.spec import cadence_of, quiet_hours_of
 from kpi_alerts.alerts.stored_json import StoredJsonDefect, decode_stored_json
 from kpi_alerts.conditions.anomaly import seasonal_granularity, validate_history
 from kpi_alerts.conditions.gating_format import parse_gating_condition
@@ -28,6 +28,14 @@ from kpi_alerts.delivery.recipients import validate_recipients
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.reports.units import DEFAULT_LOCALE, DisplaySettings, check_locale
 from kpi_alerts.scheduling.cadence import CheckCadence
+from kpi_alerts.scheduling.quiet_hours import (
+    Hold,
+    QuietHours,
+    SlotHeld,
+    held_slot,
+    next_check,
+    next_report_slot,
+)
 from kpi_alerts.scheduling.schedule import Schedule, next_run_after
 from kpi_alerts.vocabulary import AttachmentKind
 
@@ -111,6 +119,21 @@ class AlertDefinition:
     recipient_domains: tuple[str, ...] | None = None
     #: A scheduled report skips a slot whose data equals the last report sent (``kpi_schedules``).
     only_if_changed: bool = False
+    #: Quiet hours: the alert's own (in its timezone) and its organization's (in the organization's).
+    quiet_hours: QuietHours | None = None
+    organization_quiet_hours: QuietHours | None = None
+    quiet_reports: str = "delay"  # what a report due inside quiet hours does: "delay" or "skip"
+    snoozed_until: datetime | None = None
+
+    @property
+    def hold(self) -> Hold:
+        """What holds this alert's messages back (:mod:`kpi_alerts.scheduling.quiet_hours`)."""
+        quiet = tuple(q for q in (self.quiet_hours, self.organization_quiet_hours) if q is not None)
+        return Hold(quiet, "skip" if self.quiet_reports == "skip" else "delay", self.snoozed_until)
+
+    def held_slot(self, slot: datetime) -> SlotHeld | None:
+        """Whether a due slot is held back by a snooze or quiet hours (set after it was planned)."""
+        return held_slot(slot, self.hold, is_report=self.alert_type == "schedule")
 
     @property
     def display(self) -> DisplaySettings:
@@ -211,6 +234,12 @@ class AlertDefinition:
             if row.get("recipient_domains") is not None
             else None,
             only_if_changed=bool(row["only_if_changed"]),
+            quiet_hours=quiet_hours_of(
+                schedule.timezone if schedule else threshold.timezone if threshold else None, row
+            ),
+            organization_quiet_hours=quiet_hours_of(row.get("org_quiet_timezone"), row, "org_quiet_"),
+            quiet_reports=row.get("quiet_reports") or "delay",
+            snoozed_until=row.get("snoozed_until"),
             defect="; ".join(defects) or None,
         )
 
@@ -240,6 +269,9 @@ class AlertDefinition:
             if t.group_by is not None:
                 check_group_by(self.cube_query, t.group_by, condition)
             t.check_cadence.validate()  # also the timezone
+        for quiet in (self.quiet_hours, self.organization_quiet_hours):
+            if quiet is not None:
+                quiet.validate()
 
     @property
     def check_cadence(self) -> CheckCadence:
@@ -249,12 +281,14 @@ class AlertDefinition:
         return CheckCadence(self.timezone)
 
     def next_slot_after(self, after: datetime) -> datetime:
-        """The alert's first slot strictly after ``after``: its schedule, or its next check (thresholds)."""
+        """The alert's first slot strictly after ``after``: its schedule, or its next check (thresholds),
+        past a snooze and moved by quiet hours (:mod:`kpi_alerts.scheduling.quiet_hours`)."""
         if self.alert_type == "schedule":
             if self.schedule is None:
                 raise AlertValidationError("schedule alert has no kpi_schedules row")
-            return next_run_after(self.schedule, after)
-        return self.check_cadence.next_check_after(after)
+            schedule = self.schedule
+            return next_report_slot(lambda t: next_run_after(schedule, t), after, self.hold)
+        return next_check(self.check_cadence, after, self.hold)
 
     def initial_slot(self, created_at: datetime) -> datetime:
         """The first slot of a new alert: a schedule's next time; a threshold's current check (check soon)."""

@@ -12,20 +12,21 @@ a new alert is (:func:`kpi_alerts.ledger.alert_store.validate_alert_spec`). The 
   threshold value, group_by), its state (OK / TRIGGERED / ...) and its groups' start again from OK;
 - a claim in flight finishes under the definition it loaded.
 
-Resuming a paused alert never fires a backlog: its next run is its first slot after now.
+Resuming a paused alert never fires a backlog: its next run is its first slot after now. Nor does a
+snooze: the first slot at or after its end runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from kpi_alerts.alerts.definition import AlertDefinition
-from kpi_alerts.alerts.spec import AlertSpec, cadence_spec
+from kpi_alerts.alerts.spec import AlertSpec, cadence_spec, quiet_hours_spec
 from kpi_alerts.conditions.thresholds import (
     ANOMALY_CONDITIONS,
     describe_recovery,
@@ -34,7 +35,7 @@ from kpi_alerts.conditions.thresholds import (
 )
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.scheduling.cadence import describe_cadence
-from kpi_alerts.scheduling.schedule import CALENDAR_FIELDS, describe, next_run_after
+from kpi_alerts.scheduling.schedule import CALENDAR_FIELDS, describe
 
 TIMING_FIELDS = (
     "frequency_interval",
@@ -86,6 +87,8 @@ def spec_of(alert: AlertDefinition) -> dict[str, Any]:
                 spec["schedule"][name] = value.isoformat() if isinstance(value, date) else value
         if alert.only_if_changed:  # shown once set (older specs stay as they were)
             spec["schedule"]["only_if_changed"] = True
+    if alert.quiet_hours is not None:
+        spec["quiet_hours"] = quiet_hours_spec(alert.quiet_hours, alert.quiet_reports)
     if alert.threshold is not None:
         t = alert.threshold
         spec["threshold"] = {
@@ -149,14 +152,37 @@ def plan_update(current: AlertDefinition, new_spec: AlertSpec, *, now: datetime)
     new = new_spec.model_dump(mode="json")
     changed = tuple(sorted(_changed_paths(old, new)))
     next_run_at = None
-    if new_spec.schedule is not None and any(f"schedule.{f}" in changed for f in TIMING_FIELDS):
-        next_run_at = next_run_after(new_spec.schedule.to_schedule(), now)
-    if new_spec.threshold is not None and any(f"threshold.{f}" in changed for f in CHECK_FIELDS):
-        next_run_at = new_spec.threshold.to_cadence().first_check_at_or_after(now)
+    quiet_changed = "quiet_hours" in changed
+    if new_spec.schedule is not None and (
+        quiet_changed or any(f"schedule.{f}" in changed for f in TIMING_FIELDS)
+    ):
+        next_run_at = planned(current, new_spec).next_slot_after(now)
+    if new_spec.threshold is not None and (
+        quiet_changed or any(f"threshold.{f}" in changed for f in CHECK_FIELDS)
+    ):
+        next_run_at = planned(current, new_spec).first_slot_at_or_after(now)
     reset = current.threshold is not None and (
         "cube_query" in changed or any(f"threshold.{f}" in changed for f in MEASURED_FIELDS)
     )
     return UpdatePlan(new_spec, next_run_at, reset, changed)
+
+
+def planned(current: AlertDefinition, new_spec: AlertSpec) -> AlertDefinition:
+    """``current`` with the new spec's timing: schedule, check cadence and quiet hours (what its next run is
+    planned from; its organization's quiet hours and a snooze stay as they are)."""
+    quiet = new_spec.quiet_hours
+    threshold = current.threshold
+    if threshold is not None and new_spec.threshold is not None:
+        threshold = replace(
+            threshold, timezone=new_spec.threshold.timezone, cadence=new_spec.threshold.to_cadence()
+        )
+    return replace(
+        current,
+        schedule=new_spec.schedule.to_schedule() if new_spec.schedule is not None else None,
+        threshold=threshold,
+        quiet_hours=quiet.to_quiet_hours(new_spec.timezone) if quiet is not None else None,
+        quiet_reports=quiet.reports if quiet is not None else "delay",
+    )
 
 
 def _comparable(spec: dict[str, Any]) -> dict[str, Any]:

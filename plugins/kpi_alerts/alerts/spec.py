@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.scheduling.cadence import CheckCadence, clock, parse_clock
+from kpi_alerts.scheduling.quiet_hours import QuietHours
 from kpi_alerts.scheduling.schedule import Schedule
 from kpi_alerts.vocabulary import AttachmentKind
 
@@ -181,6 +182,55 @@ def cadence_spec(cadence: CheckCadence) -> dict[str, Any]:
     return fields
 
 
+class QuietHoursSpec(BaseModel):
+    """When an alert holds its messages back, in its timezone: ``{"from": "22:00", "to": "07:00"}`` (across
+    midnight when ``to`` is earlier), optionally only windows starting on ``days`` (0 = Sunday); a report
+    due inside them is sent at their end (``"reports": "delay"``, the default) or skipped (``"skip"``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    start: str = Field(alias="from", max_length=5)
+    end: str = Field(alias="to", max_length=5)
+    days: list[Whole] = Field(default_factory=list, max_length=7)
+    reports: Literal["delay", "skip"] = "delay"
+
+    def columns(self) -> dict[str, Any]:
+        """The ``kpi_alerts`` quiet-hours columns (minutes after local midnight)."""
+        return {
+            "quiet_from_minute": parse_clock(self.start, "quiet_hours.from"),
+            "quiet_until_minute": parse_clock(self.end, "quiet_hours.to", allow_end_of_day=True),
+            "quiet_days": list(self.days) or None,
+            "quiet_reports": self.reports,
+        }
+
+    def to_quiet_hours(self, timezone: str) -> QuietHours:
+        """The window in the alert's timezone (not yet validated)."""
+        columns = self.columns()
+        return QuietHours(
+            timezone, columns["quiet_from_minute"], columns["quiet_until_minute"], tuple(self.days)
+        )
+
+
+def quiet_hours_of(
+    timezone: str | None, columns: Mapping[str, Any], prefix: str = "quiet_"
+) -> QuietHours | None:
+    """A :class:`QuietHours` from quiet-hours columns (``kpi_alerts`` or ``kpi_organization_settings``), or
+    None when they are not set."""
+    start, end = columns.get(f"{prefix}from_minute"), columns.get(f"{prefix}until_minute")
+    if start is None or end is None or timezone is None:
+        return None
+    return QuietHours(timezone, start, end, tuple(columns.get(f"{prefix}days") or ()))
+
+
+def quiet_hours_spec(quiet: QuietHours, reports: str) -> dict[str, Any]:
+    """What ``show`` prints back for an alert's quiet hours."""
+    spec: dict[str, Any] = {"from": clock(quiet.from_minute), "to": clock(quiet.until_minute)}
+    if quiet.days:
+        spec["days"] = list(quiet.days)
+    spec["reports"] = reports
+    return spec
+
+
 class AlertSpec(BaseModel):
     """A KPI alert as the API and ``python -m kpi_alerts create-alert`` accept it (JSON)."""
 
@@ -205,12 +255,31 @@ class AlertSpec(BaseModel):
     column_labels: dict[str, str] = Field(default_factory=dict, max_length=50)
     schedule: ScheduleSpec | None = None
     threshold: ThresholdSpec | None = None
+    #: Quiet hours in the alert's timezone (:mod:`kpi_alerts.scheduling.quiet_hours`).
+    quiet_hours: QuietHoursSpec | None = None
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> AlertSpec:
         if (self.schedule is None) == (self.threshold is None):
             raise ValueError("give exactly one of 'schedule' or 'threshold'")
         return self
+
+    @property
+    def timezone(self) -> str:
+        """The alert's timezone: its schedule's or its threshold's."""
+        if self.schedule is not None:
+            return self.schedule.timezone
+        return self.threshold.timezone if self.threshold is not None else "UTC"
+
+    def quiet_hours_columns(self) -> dict[str, Any]:
+        if self.quiet_hours is None:
+            return {
+                "quiet_from_minute": None,
+                "quiet_until_minute": None,
+                "quiet_days": None,
+                "quiet_reports": None,
+            }
+        return self.quiet_hours.columns()
 
     @property
     def alert_type(self) -> Literal["schedule", "threshold"]:

@@ -1,4 +1,4 @@
-"""Changing stored alerts: update, pause / resume, delete — each one transaction, recorded in
+"""Changing stored alerts: update, pause / resume, snooze, delete — each one transaction, recorded in
 ``kpi_alert_events`` with who asked. What a change means is decided in :mod:`kpi_alerts.alerts.lifecycle`.
 
 Every change locks the alert's ``cron_jobs`` row first (the lock order of a claim), so a change and a
@@ -15,7 +15,7 @@ any others.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +35,7 @@ from kpi_alerts.ledger.alert_store import (
     validate_alert_spec,
 )
 from kpi_alerts.ledger.due_alerts import park_unusable_alert
+from kpi_alerts.scheduling.quiet_hours import check_snooze
 
 
 class AlertNotFound(KpiAlertError, LookupError):
@@ -159,6 +160,52 @@ def resume_alert(
         )
         _event(conn, alert, "resumed", actor, now)
     return PauseChange((alert_id,))
+
+
+@dataclass(frozen=True)
+class SnoozeChange:
+    alert: AlertDefinition
+    next_run_at: datetime | None
+
+
+def snooze_alert(
+    conn: psycopg.Connection[Any],
+    alert_id: int,
+    until: datetime | None,
+    *,
+    now: datetime | None = None,
+    actor: str | None = None,
+) -> SnoozeChange:
+    """Snooze an alert until ``until`` (None: end a snooze now). Its next run becomes its first slot at or
+    after the snooze's end — nothing due meanwhile is sent then, like resume; a paused alert stays paused
+    (its slots are recorded skipped as before). Recorded as a ``snoozed`` event."""
+    now = now or datetime.now(UTC)
+    if until is not None:
+        check_snooze(until, now)
+    with conn.transaction():
+        alert = _lock(conn, alert_id)
+        conn.execute(queries.SET_SNOOZE, {"alert_id": alert_id, "until": until, "now": now})
+        snoozed = replace(alert, snoozed_until=until)
+        next_run_at = None
+        if not alert.master_locked and alert.is_active:
+            next_run_at = _resume_slot(snoozed, now)
+            if next_run_at is not None:
+                conn.execute(
+                    queries.SET_NEXT_RUN, {"next_run_at": next_run_at, "cron_job_id": alert.cron_job_id}
+                )
+        record_event(
+            conn,
+            alert_id=alert_id,
+            cron_job_id=alert.cron_job_id,
+            organization_id=alert.organization_id,
+            action="snoozed",
+            actor=actor,
+            now=now,
+            details={"until": until.isoformat() if until is not None else None},
+        )
+        updated = load_alert(conn, alert_id)
+    assert updated is not None
+    return SnoozeChange(updated, next_run_at)
 
 
 def pause_alerts(
@@ -397,6 +444,7 @@ __all__ = [
     "AlertNotFound",
     "DeletedAlert",
     "PauseChange",
+    "SnoozeChange",
     "UpdatedAlert",
     "alert_events",
     "alert_history",
@@ -408,5 +456,6 @@ __all__ = [
     "record_paused_slots",
     "resume_alert",
     "resume_alerts",
+    "snooze_alert",
     "update_alert",
 ]

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from kpi_alerts.alerts.definition import AlertDefinition, ThresholdDefinition
-from kpi_alerts.alerts.spec import AlertSpec, check_no_nul, check_text, parse_alert_spec
+from kpi_alerts.alerts.spec import AlertSpec, check_no_nul, check_text, parse_alert_spec, quiet_hours_of
 from kpi_alerts.conditions.anomaly import seasonal_granularity, validate_history
 from kpi_alerts.conditions.gating_format import check_gate_measures, parse_gating_condition
 from kpi_alerts.conditions.groups import check_group_by
@@ -28,6 +28,7 @@ from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.ledger import queries
 from kpi_alerts.reports.formatting import single_line
 from kpi_alerts.reports.units import check_currency, check_locale
+from kpi_alerts.scheduling.quiet_hours import QuietHours
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,13 @@ def validate_alert_spec(
         spec = spec.model_copy(  # "greater_than", ">" ... are stored as the column's spelling
             update={"threshold": spec.threshold.model_copy(update={"condition": condition.value})}
         )
+    if spec.quiet_hours is not None:
+        spec.quiet_hours.to_quiet_hours(spec.timezone).validate()
+        if spec.threshold is not None and spec.quiet_hours.reports != "delay":
+            raise AlertValidationError(
+                "quiet_hours.reports is for scheduled reports: a threshold alert's notifications wait for "
+                "the end of its quiet hours"
+            )
     if cube_meta is not None:
         kpi = spec.threshold.kpi_measure if spec.threshold is not None else None
         validate_cube_query(spec.cube_query, cube_meta, kpi_measure=kpi)
@@ -117,6 +125,36 @@ def set_organization_currency(
         queries.UPSERT_ORGANIZATION_SETTINGS,
         {"organization_id": organization_id, "currency": currency, "now": now or datetime.now(UTC)},
     )
+
+
+def set_organization_quiet_hours(
+    conn: psycopg.Connection[Any],
+    organization_id: int,
+    quiet: QuietHours | None,
+    *,
+    now: datetime | None = None,
+) -> None:
+    """An organization's quiet hours (``kpi_organization_settings``), in its own timezone; None removes
+    them. Every alert of the organization holds its messages inside them as inside its own."""
+    if quiet is not None:
+        quiet.validate()
+    conn.execute(
+        queries.UPSERT_ORGANIZATION_QUIET_HOURS,
+        {
+            "organization_id": organization_id,
+            "quiet_from_minute": quiet.from_minute if quiet else None,
+            "quiet_until_minute": quiet.until_minute if quiet else None,
+            "quiet_days": list(quiet.days) or None if quiet else None,
+            "quiet_timezone": quiet.timezone if quiet else None,
+            "now": now or datetime.now(UTC),
+        },
+    )
+
+
+def organization_quiet_hours(conn: psycopg.Connection[Any], organization_id: int) -> QuietHours | None:
+    """An organization's quiet hours, or None when it has none."""
+    row = conn.execute(queries.ORGANIZATION_QUIET_HOURS, {"organization_id": organization_id}).fetchone()
+    return quiet_hours_of(row["quiet_timezone"], row) if row is not None else None
 
 
 def recipient_domains(conn: psycopg.Connection[Any], organization_id: int) -> tuple[str, ...] | None:
@@ -219,6 +257,7 @@ def alert_row(spec: AlertSpec) -> dict[str, Any]:
         "currency": spec.currency,
         "percent_scale": spec.percent_scale,
         "column_labels": json.dumps(spec.column_labels) if spec.column_labels else None,
+        **spec.quiet_hours_columns(),
     }
 
 
@@ -323,4 +362,6 @@ def _definition(spec: AlertSpec, alert_id: int, *, cron_job_id: str, job_name: s
         next_run_at=None,
         schedule=schedule,
         threshold=threshold,
+        quiet_hours=spec.quiet_hours.to_quiet_hours(spec.timezone) if spec.quiet_hours is not None else None,
+        quiet_reports=spec.quiet_hours.reports if spec.quiet_hours is not None else "delay",
     )

@@ -16,6 +16,7 @@ from kpi_alerts.alerts.lifecycle import describe_rule, describe_timing, next_run
 from kpi_alerts.errors import KpiAlertError
 from kpi_alerts.ledger.alert_changes import AlertNotFound, alert_events, alert_history
 from kpi_alerts.ledger.alert_store import load_alert
+from kpi_alerts.scheduling.quiet_hours import describe_quiet_hours
 from kpi_alerts.scheduling.wording import run_in_words
 
 
@@ -84,6 +85,12 @@ def alert_detail(conn: psycopg.Connection[Any], alert_id: int, *, now: datetime)
             "threshold_streak": threshold.streak if threshold else None,
             "threshold_last_evaluated_at": _iso(threshold.last_evaluated_at) if threshold else None,
             "threshold_last_notified_at": _iso(threshold.last_notified_at) if threshold else None,
+            "snoozed_until": _iso(alert.snoozed_until) if alert.hold.snoozed_at(now) else None,
+            "quiet_hours": [
+                {"of": of, "words": describe_quiet_hours(q)}
+                for of, q in (("alert", alert.quiet_hours), ("organization", alert.organization_quiet_hours))
+                if q is not None
+            ],
             "recent_results": [history_row(r) for r in rows],
             "recent_events": [_plain(dict(e)) for e in alert_events(conn, alert_id, limit=10)],
         }

@@ -46,6 +46,9 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        ka.recipients, NULL::text AS cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
        ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
        cj.master_locked, cj.locked, cj.next_run_at,
+       ka.quiet_from_minute, ka.quiet_until_minute, ka.quiet_days, ka.quiet_reports, ka.snoozed_until,
+       kos.quiet_from_minute AS org_quiet_from_minute, kos.quiet_until_minute AS org_quiet_until_minute,
+       kos.quiet_days AS org_quiet_days, kos.quiet_timezone AS org_quiet_timezone,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
        ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
        ks.holiday_subdivision, ks.on_holiday,
@@ -60,6 +63,7 @@ FROM cron_jobs cj
 JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
 LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
 LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
+LEFT JOIN kpi_organization_settings kos ON kos.organization_id = ka.organization_id
 WHERE cj.next_run_at IS NULL AND NOT cj.master_locked AND ka.is_active
   AND (%(after)s::kpi_cron_job_id IS NULL OR cj.id > %(after)s::kpi_cron_job_id)
 ORDER BY cj.id
@@ -105,6 +109,9 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        cj.master_locked, cj.locked, cj.next_run_at,
        ka.locale, ka.currency, ka.percent_scale, ka.column_labels::text AS column_labels,
        kos.currency AS organization_currency, kos.recipient_domains,
+       ka.quiet_from_minute, ka.quiet_until_minute, ka.quiet_days, ka.quiet_reports, ka.snoozed_until,
+       kos.quiet_from_minute AS org_quiet_from_minute, kos.quiet_until_minute AS org_quiet_until_minute,
+       kos.quiet_days AS org_quiet_days, kos.quiet_timezone AS org_quiet_timezone,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
        ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
        ks.holiday_subdivision, ks.on_holiday,
@@ -141,6 +148,9 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        ka.recipients, ka.cube_query::text AS cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
        ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
        cj.master_locked, cj.locked, cj.next_run_at,
+       ka.quiet_from_minute, ka.quiet_until_minute, ka.quiet_days, ka.quiet_reports, ka.snoozed_until,
+       kos.quiet_from_minute AS org_quiet_from_minute, kos.quiet_until_minute AS org_quiet_until_minute,
+       kos.quiet_days AS org_quiet_days, kos.quiet_timezone AS org_quiet_timezone,
        ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
        ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
        ks.holiday_subdivision, ks.on_holiday,
@@ -157,6 +167,7 @@ FROM kpi_alerts ka
 JOIN cron_jobs cj ON cj.id = ka.cron_job_id
 LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
 LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
+LEFT JOIN kpi_organization_settings kos ON kos.organization_id = ka.organization_id
 LEFT JOIN LATERAL (
     SELECT r.slot, r.status, r.error, r.finished_at FROM cron_job_results r
     WHERE r.cron_job_id = ka.cron_job_id AND r.kpi_alert_id IS NOT NULL ORDER BY r.slot DESC LIMIT 1
@@ -193,10 +204,12 @@ RETURNING id::text AS id
 INSERT_ALERT = """
 INSERT INTO kpi_alerts (id, cron_job_id, organization_id, graph_id, dashboard_id, alert_type, alert_name,
                         recipients, is_active, cube_query, owners, dashboard_url, message,
-                        locale, currency, percent_scale, column_labels)
+                        locale, currency, percent_scale, column_labels, quiet_from_minute, quiet_until_minute,
+                        quiet_days, quiet_reports)
 VALUES (%(id)s, %(cron_job_id)s::kpi_cron_job_id, %(organization_id)s, %(graph_id)s, %(dashboard_id)s, %(alert_type)s,
         %(alert_name)s, %(recipients)s, %(is_active)s, %(cube_query)s, %(owners)s, %(dashboard_url)s, %(message)s,
-        %(locale)s, %(currency)s, %(percent_scale)s, %(column_labels)s)
+        %(locale)s, %(currency)s, %(percent_scale)s, %(column_labels)s, %(quiet_from_minute)s,
+        %(quiet_until_minute)s, %(quiet_days)s::smallint[], %(quiet_reports)s)
 """
 
 INSERT_SCHEDULE = """
@@ -686,7 +699,9 @@ SET organization_id = %(organization_id)s, graph_id = %(graph_id)s, dashboard_id
     alert_name = %(alert_name)s, recipients = %(recipients)s, is_active = %(is_active)s,
     cube_query = %(cube_query)s, owners = %(owners)s, dashboard_url = %(dashboard_url)s, message = %(message)s,
     locale = %(locale)s, currency = %(currency)s, percent_scale = %(percent_scale)s,
-    column_labels = %(column_labels)s, updated_at = %(now)s
+    column_labels = %(column_labels)s, quiet_from_minute = %(quiet_from_minute)s,
+    quiet_until_minute = %(quiet_until_minute)s, quiet_days = %(quiet_days)s::smallint[],
+    quiet_reports = %(quiet_reports)s, updated_at = %(now)s
 WHERE id = %(id)s
 """
 
@@ -835,6 +850,25 @@ INSERT INTO kpi_organization_settings (organization_id, currency, updated_at)
 VALUES (%(organization_id)s, %(currency)s, %(now)s)
 ON CONFLICT (organization_id) DO UPDATE SET currency = EXCLUDED.currency, updated_at = EXCLUDED.updated_at
 """
+
+UPSERT_ORGANIZATION_QUIET_HOURS = """
+INSERT INTO kpi_organization_settings (organization_id, quiet_from_minute, quiet_until_minute, quiet_days,
+                                       quiet_timezone, updated_at)
+VALUES (%(organization_id)s, %(quiet_from_minute)s, %(quiet_until_minute)s, %(quiet_days)s::smallint[],
+        %(quiet_timezone)s, %(now)s)
+ON CONFLICT (organization_id) DO UPDATE
+SET quiet_from_minute = EXCLUDED.quiet_from_minute, quiet_until_minute = EXCLUDED.quiet_until_minute,
+    quiet_days = EXCLUDED.quiet_days, quiet_timezone = EXCLUDED.quiet_timezone, updated_at = EXCLUDED.updated_at
+"""
+
+ORGANIZATION_QUIET_HOURS = """
+SELECT quiet_from_minute, quiet_until_minute, quiet_days, quiet_timezone
+FROM kpi_organization_settings WHERE organization_id = %(organization_id)s
+"""
+
+# --- snooze ---------------------------------------------------------------------------------------
+
+SET_SNOOZE = "UPDATE kpi_alerts SET snoozed_until = %(until)s, updated_at = %(now)s WHERE id = %(alert_id)s"
 
 # An organization's recipient domain allow-list (NULL: no restriction; migration 0011).
 SET_RECIPIENT_DOMAINS = """

@@ -132,7 +132,10 @@ def process_alert(
 def first_queries(alert: AlertDefinition, now: datetime) -> list[Mapping[str, Any]]:
     """The Cube queries a run of ``alert`` asks first, known before any answer (what
     :class:`_SlotRun` asks): a report's period pair, or its query and its previous period; a threshold
-    alert's query. A batch asks them for many alerts in one request."""
+    alert's query; none for a slot held back by a snooze or quiet hours. A batch asks them for many
+    alerts in one request."""
+    if alert.next_run_at is not None and alert.held_slot(alert.next_run_at) is not None:
+        return []  # its slot is held back (snooze, quiet hours): it asks Cube nothing
     query = alert.cube_query
     if alert.alert_type != "schedule":
         return [query]
@@ -277,6 +280,18 @@ class _SlotRun:
         return self._cache[key]
 
     def execute(self) -> AlertRun:
+        held = self.alert.held_slot(self.claim.slot)
+        if held is not None:  # a snooze or quiet hours set after the slot was planned
+            details: dict[str, Any] = {"reason": held.reason}
+            if held.next_run_at is not None:
+                details["moved_to"] = held.next_run_at.isoformat()
+            if self.alert.snoozed_until is not None and held.reason == "snoozed":
+                details["until"] = self.alert.snoozed_until.isoformat()
+            return self._finish(
+                Outcome("skipped", details=details, error=held.detail),
+                detail=held.detail,
+                next_run_at=held.next_run_at,
+            )
         if self.alert.alert_type == "schedule":
             return self._scheduled_report()
         return self._threshold_alert()
@@ -358,7 +373,7 @@ class _SlotRun:
         check = check_threshold(self.alert, data, now=self.claim.slot, fetch=self.fetch)
         result, transition = check.result, check.transition
         notify, reason = transition.notify, transition.reason
-        details = {
+        details: dict[str, Any] = {
             "observation": result.status,
             "description": result.description,
             "transition": reason,
@@ -366,6 +381,9 @@ class _SlotRun:
             "change_percent": str(result.change_percent) if result.change_percent is not None else None,
         }
         state = check.state_update
+        held = self._held_by_quiet_hours(notify, details)
+        if held is not None:  # nothing sent, the state stays; the first check after their end decides
+            reason, state, notify = held, self._unchanged_state(result.value), None
         if notify is None:
             status = "suppressed" if result.status == "breached" else "not_triggered"
             return self._finish(
@@ -386,6 +404,22 @@ class _SlotRun:
             threshold_state=state,
         )
 
+    def _held_by_quiet_hours(self, notify: str | None, details: dict[str, Any]) -> str | None:
+        """A notification due inside quiet hours is held (:mod:`kpi_alerts.scheduling.quiet_hours`): the
+        reason, also recorded in ``details``; None when nothing is held."""
+        until = self.alert.hold.quiet_end(self.claim.slot) if notify is not None else None
+        if until is None:
+            return None
+        details["quiet_hours"] = {"until": until.isoformat(), "held": notify}
+        return f"{notify} held by quiet hours until {until.isoformat()}"
+
+    def _unchanged_state(self, value: Decimal | None) -> ThresholdStateUpdate:
+        t = self.alert.threshold
+        assert t is not None
+        return ThresholdStateUpdate(
+            t.state, value if value is not None else t.last_value, t.last_notified_at, t.streak
+        )
+
     def _per_group_alert(self, data: KpiData) -> AlertRun:
         stored = group_states(self.conn, self.alert.alert_id)
         check = check_groups(self.alert, data, now=self.claim.slot, stored=stored)
@@ -404,13 +438,14 @@ class _SlotRun:
                 for c in decision.checks
             },
         }
-        if decision.notify is None:
+        held = self._held_by_quiet_hours(decision.notify, details)
+        if decision.notify is None or held is not None:
             breached = any(c.result.status == "breached" for c in decision.checks)
-            return self._finish(
+            return self._finish(  # held: the alert's and its groups' states stay as they were
                 Outcome("suppressed" if breached else "not_triggered", details=details),
-                detail=sentence,
-                threshold_state=check.state_update,
-                group_states=check.group_updates,
+                detail=held or sentence,
+                threshold_state=check.state_update if held is None else self._unchanged_state(None),
+                group_states=check.group_updates if held is None else (),
             )
         return self._send(
             _MESSAGE_KINDS.get(decision.notify, "threshold_triggered"),
@@ -532,6 +567,7 @@ class _SlotRun:
         detail: str,
         threshold_state: ThresholdStateUpdate | None = None,
         group_states: Sequence[GroupStateUpdate] = (),
+        next_run_at: datetime | None = None,
     ) -> AlertRun:
         finish_claim(
             self.conn,
@@ -541,6 +577,7 @@ class _SlotRun:
             now=self.settings.clock(),
             threshold_state=threshold_state,
             group_states=group_states,
+            next_run_at=next_run_at,
         )
         return AlertRun(self.alert.alert_id, outcome.status, detail, self.claim.slot.isoformat())
 

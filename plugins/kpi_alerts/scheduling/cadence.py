@@ -90,6 +90,10 @@ class CheckCadence:
                 return floor
         return self.next_check_after(at)
 
+    def covers(self, instant: datetime) -> bool:
+        """Whether ``instant`` is within the active days (and hours): a check there may run."""
+        return self._active(instant)
+
     def _daily(self) -> Schedule:
         assert self.daily_at_minute is not None
         hour, minute = divmod(self.daily_at_minute, 60)
@@ -115,8 +119,8 @@ class CheckCadence:
             day = first_day + timedelta(days=offset)
             if self.active_days and day.isoweekday() % 7 not in self.active_days:
                 continue
-            opens = _instant(day, start_minute, tz)
-            closes = _instant(day, end_minute, tz)
+            opens = wall_instant(day, start_minute, tz)
+            closes = wall_instant(day, end_minute, tz)
             check = max(candidate, _grid_after(opens - timedelta(microseconds=1), self.interval))
             if check < closes and self._active(check):
                 return check
@@ -162,7 +166,7 @@ def _grid_after(after: datetime, interval: int) -> datetime:
     return _EPOCH + timedelta(minutes=(minutes // interval + 1) * interval)
 
 
-def _instant(day: date, minute_of_day: int, tz: ZoneInfo) -> datetime:
+def wall_instant(day: date, minute_of_day: int, tz: ZoneInfo) -> datetime:
     """A local wall time (a gap shifts it forward, as schedules do) as a UTC instant."""
     midnight = datetime.combine(day, time())
     return (midnight + timedelta(minutes=minute_of_day)).replace(tzinfo=tz).astimezone(UTC)

@@ -19,7 +19,7 @@ import psycopg
 from airflow.api_fastapi.core_api.security import GetUserDep as UserDep
 from fastapi import Body, Depends, FastAPI, Path, Query, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from kpi_alerts.errors import AlertValidationError, KpiAlertError
 from kpi_alerts.hooks.db_url import resolve_db_url
@@ -81,7 +81,30 @@ DbDep = Annotated[psycopg.Connection[Any], Depends(alerts_db)]
 #: Ids, organizations and offsets are PostgreSQL bigints: larger numbers are refused (422), not a 500.
 BIGINT_MAX = 2**63 - 1
 AlertId = Annotated[int, Path(gt=0, le=BIGINT_MAX)]
+OrganizationId = Annotated[int, Path(gt=0, le=BIGINT_MAX)]
 Offset = Annotated[int, Query(ge=0, le=BIGINT_MAX)]
+
+
+class SnoozeBody(BaseModel):
+    until: datetime | None = Field(
+        description="when the snooze ends, with its UTC offset; null ends it now",
+        examples=["2027-01-04T09:00:00+01:00"],
+    )
+
+
+class QuietHoursBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    start: str = Field(alias="from", description="start, local time HH:MM", examples=["22:00"])
+    end: str = Field(
+        alias="to", description="end, HH:MM; earlier than the start: the next day", examples=["07:00"]
+    )
+    timezone: str = Field(
+        description="the organization's IANA timezone", examples=["Europe/Berlin"], max_length=64
+    )
+    days: list[int] = Field(
+        default_factory=list, max_length=7, description="weekdays a window starts on, 0 = Sunday"
+    )
 
 
 def create_api_app() -> FastAPI:
@@ -244,6 +267,52 @@ def create_api_app() -> FastAPI:
         change = resume_alert(db, alert_id, actor=actor_of(user))
         return _pause_answer(db, alert_id, changed=bool(change.changed))
 
+    @app.get(
+        "/organizations/{organization_id}/quiet-hours", dependencies=read_access(), tags=["organizations"]
+    )
+    def organization_quiet_hours(db: DbDep, organization_id: OrganizationId) -> dict[str, Any]:
+        """The organization's quiet hours (``null``: none): every alert of it holds its messages inside them."""
+        from kpi_alerts.ledger.alert_store import organization_quiet_hours
+
+        return _quiet_answer(organization_id, organization_quiet_hours(db, organization_id))
+
+    @app.put(
+        "/organizations/{organization_id}/quiet-hours", dependencies=edit_access(), tags=["organizations"]
+    )
+    def set_quiet_hours(db: DbDep, organization_id: OrganizationId, body: QuietHoursBody) -> dict[str, Any]:
+        """Set the organization's quiet hours, in its timezone (refused with one line when they make no sense)."""
+        from kpi_alerts.ledger.alert_store import set_organization_quiet_hours
+        from kpi_alerts.scheduling.cadence import parse_clock
+        from kpi_alerts.scheduling.quiet_hours import QuietHours
+
+        window = QuietHours(
+            body.timezone,
+            parse_clock(body.start, "quiet_hours.from"),
+            parse_clock(body.end, "quiet_hours.to", allow_end_of_day=True),
+            tuple(body.days),
+        )
+        set_organization_quiet_hours(db, organization_id, window)
+        return _quiet_answer(organization_id, window)
+
+    @app.delete(
+        "/organizations/{organization_id}/quiet-hours", dependencies=edit_access(), tags=["organizations"]
+    )
+    def remove_quiet_hours(db: DbDep, organization_id: OrganizationId) -> dict[str, Any]:
+        """Remove the organization's quiet hours."""
+        from kpi_alerts.ledger.alert_store import set_organization_quiet_hours
+
+        set_organization_quiet_hours(db, organization_id, None)
+        return _quiet_answer(organization_id, None)
+
+    @app.post("/alerts/{alert_id}/snooze", dependencies=edit_access(), responses=with_alert, tags=["alerts"])
+    def snooze(db: DbDep, user: UserDep, alert_id: AlertId, body: SnoozeBody) -> dict[str, Any]:
+        """Snooze the alert until a time (``null``: end the snooze now): nothing due before it is sent,
+        then it resumes by itself at its first slot at or after that time (no backlog)."""
+        from kpi_alerts.ledger.alert_changes import snooze_alert
+
+        snooze_alert(db, alert_id, body.until, actor=actor_of(user))
+        return _pause_answer(db, alert_id, changed=True)
+
     @app.post(
         "/alerts/{alert_id}/test-send",
         dependencies=edit_access(),
@@ -305,6 +374,24 @@ def create_api_app() -> FastAPI:
         }
 
     return app
+
+
+def _quiet_answer(organization_id: int, window: Any) -> dict[str, Any]:
+    from kpi_alerts.scheduling.cadence import clock
+    from kpi_alerts.scheduling.quiet_hours import describe_quiet_hours
+
+    if window is None:
+        return {"organization_id": organization_id, "quiet_hours": None}
+    return {
+        "organization_id": organization_id,
+        "quiet_hours": {
+            "from": clock(window.from_minute),
+            "to": clock(window.until_minute),
+            "timezone": window.timezone,
+            "days": list(window.days),
+            "words": describe_quiet_hours(window),
+        },
+    }
 
 
 def _pause_answer(db: psycopg.Connection[Any], alert_id: int, *, changed: bool) -> dict[str, Any]:

@@ -146,6 +146,24 @@ async function change(alertId, action) {
   await route();
 }
 
+async function snooze(alertId, until) {
+  try {
+    const answer = await api("/alerts/" + encodeURIComponent(alertId) + "/snooze", {
+      method: "POST",
+      body: JSON.stringify({ until }),
+    });
+    say(
+      until === null
+        ? "Alert " + alertId + " is no longer snoozed."
+        : "Alert " + alertId + " snoozed until " + answer.snoozed_until + "; next run " + answer.next_run_at + ".",
+      "ok",
+    );
+  } catch (error) {
+    say(error.message, "error");
+  }
+  await route();
+}
+
 function fact(list, term, value) {
   const dt = document.createElement("dt");
   dt.textContent = term;
@@ -179,9 +197,14 @@ async function showAlert(alertId) {
       fact(facts, "Pending", alert.threshold_streak + " check(s) in a row toward a change of state");
     }
   }
+  for (const quiet of alert.quiet_hours) {
+    fact(facts, "Quiet hours (" + quiet.of + ")", quiet.words);
+  }
+  fact(facts, "Snoozed until", alert.snoozed_until);
   fact(facts, "Recipients", alert.recipients.join(", "));
   fact(facts, "Owners", alert.owners.join(", "));
   fact(facts, "Last result", lastResult(alert.last_result));
+  $("unsnooze").disabled = !alert.snoozed_until;
   $("pause").disabled = alert.paused;
   $("resume").disabled = !alert.paused;
 
@@ -266,6 +289,12 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("pause").addEventListener("click", () => change($("alert-view").dataset.alertId, "pause"));
   $("resume").addEventListener("click", () => change($("alert-view").dataset.alertId, "resume"));
+  $("snooze").addEventListener("submit", (event) => {
+    event.preventDefault();
+    // the browser's local time, sent with its offset (as an ISO instant in UTC)
+    snooze($("alert-view").dataset.alertId, new Date($("snooze-until").value).toISOString());
+  });
+  $("unsnooze").addEventListener("click", () => snooze($("alert-view").dataset.alertId, null));
   $("test-send").addEventListener("submit", async (event) => {
     event.preventDefault();
     const alertId = $("alert-view").dataset.alertId;
