@@ -179,12 +179,18 @@ def test_not_due_and_paused_alerts_are_not_claimed(db: psycopg.Connection[Any]) 
     alert = new_alert(db)
 
     assert "not due until 2026-12-07T17:05:00+00:00" in refused(claim(db, alert, at=T - timedelta(seconds=1)))
-    db.execute("UPDATE cron_jobs SET master_locked = true WHERE id = %s", (alert.cron_job_id,))
-    assert "master_locked" in refused(claim(db, alert))
-
     assert ledger(db, alert) == []
+    db.execute("UPDATE cron_jobs SET master_locked = true WHERE id = %s", (alert.cron_job_id,))
+    # Paused after the run listed it as due (issue 23, `pause --all` mid-tick): the slot is recorded
+    # skipped at once, and the alert moves to its next slot, as the run's listing does for paused alerts.
+    assert "master_locked" in refused(claim(db, alert))
+    assert [(r["slot"], r["status"], r["error"]) for r in ledger(db, alert)] == [
+        (T, "skipped", "paused by an operator")
+    ]
     job = cron_job(db, alert)
-    assert job["locked"] is False and job["last_ran_at_date"] is None and job["next_run_at"] == T
+    assert job["locked"] is False and job["last_ran_at_date"] is None and job["next_run_at"] > T
+    assert "master_locked" in refused(claim(db, alert))  # claimed again: nothing more is recorded
+    assert len(ledger(db, alert)) == 1
 
 
 def test_a_row_locked_by_another_claimant_is_skipped_without_waiting(

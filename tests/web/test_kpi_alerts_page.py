@@ -78,7 +78,8 @@ def log_in(page: Any, airflow_api: AirflowApi, user: str) -> Any:
 
 
 def page_frame(page: Any) -> Any:
-    return next(f for f in page.frames if "/kpi-alerts/ui/" in f.url)
+    """The page's own frame (the iframe): Airflow's page around it is at /plugin/kpi-alerts/kpi-alerts/ui/."""
+    return next(f for f in page.frames if f is not page.main_frame and "/kpi-alerts/ui/" in f.url)
 
 
 def test_an_operator_reads_pauses_and_tries_out_alerts(

@@ -137,7 +137,7 @@ def claim_slot(
         if row is None:
             return NotClaimed("another claimant holds this alert's cron_jobs row right now")
         if row["master_locked"]:
-            return NotClaimed("paused by an operator (cron_jobs.master_locked)")
+            return _paused_before_claim(conn, alert, row["next_run_at"], logical_time, now, claimant)
         slot = row["next_run_at"] or logical_time
         if slot > logical_time:
             # Not due — unless this is a later try of a run whose slot failed (the task instance was cleared).
@@ -157,6 +157,42 @@ def claim_slot(
                 return slot_or_reason
             slot = slot_or_reason
         return _claim_or_resume(conn, alert, slot, now, claimant, settings)
+
+
+def _paused_before_claim(
+    conn: psycopg.Connection[Any],
+    alert: AlertDefinition,
+    slot: datetime | None,
+    logical_time: datetime,
+    now: datetime,
+    claimant: Claimant,
+) -> NotClaimed:
+    """The run listed the alert as due, then an operator paused it (``pause``, ``pause --all``) before its
+    slot was claimed: the slot is recorded ``skipped`` now, as the run's listing records a paused alert's
+    due slot (``alert_changes.record_paused_slots``), not left without a row until the next tick."""
+    reason = "paused by an operator (cron_jobs.master_locked)"
+    if slot is None or slot > logical_time:
+        return NotClaimed(reason)
+    try:
+        following: datetime | None = alert.next_slot_after(logical_time)
+    except KpiAlertError:  # an invalid schedule: first sight decides after a resume
+        following = None
+    recorded = conn.execute(
+        queries.RECORD_PAUSED_SLOT,
+        {
+            "cron_job_id": alert.cron_job_id,
+            "alert_id": alert.alert_id,
+            "organization_id": alert.organization_id,
+            "slot": slot,
+            "now": now,
+            "dag_run_id": claimant.dag_run_id,
+            "next_run_at": following,
+        },
+    ).fetchone()
+    if recorded is not None and recorded["recorded"]:
+        metrics.slot_finished(LedgerStatus.SKIPPED, slot=slot, now=now)
+        return NotClaimed(f"{reason}; slot {slot.isoformat()} recorded skipped")
+    return NotClaimed(reason)
 
 
 def _claim_fresh_slot(

@@ -11,9 +11,18 @@ function $(id) {
   return document.getElementById(id);
 }
 
-function say(text, kind) {
+// A piece of user text inside a sentence: in its own <bdi>, so a bidirectional override in it (an
+// alert name stored by SQL, a Cube error) cannot reorder the words around it.
+function isolated(text) {
+  const bdi = document.createElement("bdi");
+  bdi.textContent = String(text);
+  return bdi;
+}
+
+// `parts`: a string, or a list of strings and nodes (user text as isolated(...)).
+function say(parts, kind) {
   const message = $("message");
-  message.textContent = text || "";
+  message.replaceChildren(...(Array.isArray(parts) ? parts : [parts || ""]));
   message.className = kind || "";
 }
 
@@ -170,6 +179,7 @@ function fact(list, term, value) {
   const dd = document.createElement("dd");
   dd.textContent = value === null || value === undefined || value === "" ? "—" : String(value);
   list.append(dt, dd);
+  return dd;
 }
 
 async function showAlert(alertId) {
@@ -182,7 +192,7 @@ async function showAlert(alertId) {
     api("/alerts/" + id + "/history?status=failed&limit=20"),
   ]);
   $("alert-view").dataset.alertId = String(alert.id);
-  $("alert-title").textContent = alert.alert_name + " (alert " + alert.id + ")";
+  $("alert-title").replaceChildren(isolated(alert.alert_name), " (alert " + alert.id + ")");
   const facts = $("alert-facts");
   facts.replaceChildren();
   fact(facts, "Status", alert.status);
@@ -201,6 +211,9 @@ async function showAlert(alertId) {
     fact(facts, "Quiet hours (" + quiet.of + ")", quiet.words);
   }
   fact(facts, "Snoozed until", alert.snoozed_until);
+  if (alert.definition && alert.definition.message) {
+    fact(facts, "Message", alert.definition.message).className = "message-text";
+  }
   fact(facts, "Recipients", alert.recipients.join(", "));
   fact(facts, "Owners", alert.owners.join(", "));
   fact(facts, "Last result", lastResult(alert.last_result));
@@ -304,7 +317,7 @@ document.addEventListener("DOMContentLoaded", () => {
         method: "POST",
         body: JSON.stringify({ to: $("test-to").value }),
       });
-      say("Test sent to " + sent.to + " (" + sent.subject + "). " + sent.verdict, "ok");
+      say(["Test sent to ", isolated(sent.to), " (", isolated(sent.subject), "). ", sent.verdict], "ok");
     } catch (error) {
       say(error.message, "error");
     }
