@@ -3,9 +3,10 @@
 Creates demo alerts for two organizations (scheduled reports in CSV, Excel and PDF, a gated one,
 threshold alerts, and one alert per condition kind of docs/conditions.md: a pending period, a report
 sent only if its data changed, a recovery threshold, a per-group check, an anomaly band), runs
-``airflow dags test kpi_alerts <T>`` at a logical time T when they are due — after one earlier tick at
-T - 5 minutes for the two alerts that need one (the pending period's first breached check, the report
-whose data then has not changed) — and prints the ledger and the messages the mail catcher received,
+``airflow dags test kpi_alerts <T>`` at a logical time T when they are due — after two earlier ticks
+for the alerts that need a history: T - 1 day (the recovery threshold's alert breaches the day before
+and holds yesterday), T - 5 minutes (the pending period's first breached check, the report whose data
+then has not changed) — and prints the ledger and the messages the mail catcher received,
 each with its subject, the "Why:" line that explains a threshold alert's decision, and its attachments.
 
 The demo has a database and an Airflow home of its own (``kpi_alerts_demo``, ``.devstack/demo-airflow``),
@@ -73,6 +74,29 @@ def checked_day(created: datetime) -> date:
     return created.astimezone(UTC).replace(minute=0, second=0, microsecond=0).date() - timedelta(days=1)
 
 
+def hysteresis_alert(due_at: datetime) -> dict[str, Any]:
+    """Checked daily at ``due_at``'s time, first the day before: a category with two orders the day before
+    yesterday (a breach of "above 1") and one yesterday, which would be a recovery without the recovery
+    threshold; with it ("recovers below 1") the breach holds, and its re-arm sends a reminder."""
+    category = busy_category(due_at.astimezone(UTC).date() - timedelta(days=2))
+    return {
+        "organization_id": 1,
+        "alert_name": f"Orders of {category} above 1, recovers below 1 (hysteresis)",
+        "cube_query": {
+            **ORDERS_YESTERDAY_UTC,
+            "filters": [{"member": "orders.category", "operator": "equals", "values": [category]}],
+        },
+        "recipients": ["ops@org1.example.com"],
+        "threshold": {
+            "condition": "GREATER_THAN",
+            "threshold_value": "1",
+            "recovery_threshold": "1",
+            "check_daily_at": f"{due_at.astimezone(UTC):%H:%M}",
+            "timezone": "UTC",
+        },
+    }
+
+
 def early_alerts(due_at: datetime) -> list[dict[str, Any]]:
     """Alerts whose first slot is the tick before ``due_at`` and whose second is ``due_at``: a breach
     notified after two checks in a row, and a report the second slot skips because its data is the same."""
@@ -107,21 +131,9 @@ def early_alerts(due_at: datetime) -> list[dict[str, Any]]:
 
 
 def condition_alerts(due_at: datetime) -> list[dict[str, Any]]:
-    """One threshold alert per condition kind, each notifying at its first check (before ``due_at``)."""
+    """A per-group and an anomaly alert, each notifying at its first check (the hour before ``due_at``)."""
     category = busy_category(checked_day(due_at - timedelta(minutes=1)))
     return [
-        {
-            "organization_id": 1,
-            "alert_name": "Orders above 3, recovers below 2 (hysteresis)",
-            "cube_query": ORDERS_YESTERDAY_UTC,
-            "recipients": ["ops@org1.example.com"],
-            "threshold": {
-                "condition": "GREATER_THAN",
-                "threshold_value": "3",
-                "recovery_threshold": "2",
-                "timezone": "UTC",
-            },
-        },
         {
             "organization_id": 1,
             "alert_name": "Orders per category above 1 (per group)",
@@ -279,8 +291,12 @@ def main() -> int:
     airflow = str(Path(sys.executable).with_name("airflow"))
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
 
-    create_all(url, early_alerts(due_at), now=early - timedelta(minutes=1))
-    code = dags_test(airflow, env, early, "demo-dags-test-early.log")
+    day_before = due_at - timedelta(days=1)
+    create_all(url, [hysteresis_alert(due_at)], now=day_before - timedelta(minutes=1))
+    code = dags_test(airflow, env, day_before, "demo-dags-test-day-before.log")
+    if code == 0:
+        create_all(url, early_alerts(due_at), now=early - timedelta(minutes=1))
+        code = dags_test(airflow, env, early, "demo-dags-test-early.log")
     if code == 0:
         create_all(url, [*demo_alerts(due_at), *condition_alerts(due_at)], now=due_at - timedelta(minutes=1))
         code = dags_test(airflow, env, due_at, "demo-dags-test.log")
@@ -300,7 +316,7 @@ def main() -> int:
             if row["status"] == "suppressed" and row["transition"]:
                 extra = f"{extra}; {row['transition']}" if extra else row["transition"]
             print(
-                f"  alert {row['id']:>2}  {row['slot']:%H:%M}Z {row['status']:<13} {row['alert_name'][:56]:<56} {extra}"
+                f"  alert {row['id']:>2}  {row['slot']:%m-%d %H:%M}Z {row['status']:<13} {row['alert_name'][:60]:<60} {extra}"
             )
     print_mailbox(stack.mail_dir, skip=earlier_mail)
     return code
