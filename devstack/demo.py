@@ -81,7 +81,7 @@ def hysteresis_alert(due_at: datetime) -> dict[str, Any]:
     category = busy_category(due_at.astimezone(UTC).date() - timedelta(days=2))
     return {
         "organization_id": 1,
-        "alert_name": f"Orders of {category} above 1, recovers below 1 (hysteresis)",
+        "alert_name": f"{category.capitalize()} orders above 1, recover below 1 (hysteresis)",
         "cube_query": {
             **ORDERS_YESTERDAY_UTC,
             "filters": [{"member": "orders.category", "operator": "equals", "values": [category]}],
