@@ -7,8 +7,11 @@ Run from the repository root (``make bench`` runs it with the defaults)::
 What it does, per run and mode:
 
 1. a fresh alerts database ``kpi_alerts_bench_tick`` on the devstack PostgreSQL, with N alerts made in
-   bulk SQL: 80 % daily 09:00 America/Los_Angeles reports (CSV, XLSX, PDF in turn), 20 % hourly
-   ``GREATER_THAN -1`` thresholds that breach or alert on no data (so every alert sends one message), all due at the
+   bulk SQL: 80 % daily 09:00 America/Los_Angeles reports (CSV, XLSX, PDF in turn), 10 % hourly
+   ``GREATER_THAN -1`` thresholds that breach or alert on no data (so every alert sends one message), 10 % hourly
+   anomaly thresholds (``OUTSIDE_EXPECTED_RANGE`` ± 0.01 MAD of the same weekday over 8 weeks: a band so narrow
+   that the value is outside it, or "not enough history" alerts on no data; one that lands inside it sends
+   nothing, and is not counted as missing), all due at the
    same slot (2026-11-30 17:00 UTC). Their Cube queries differ (date range, length, measures,
    filters, organization); one alert in ten shares its query with another alert of the same
    organization and timezone (several people subscribed to one graph);
@@ -28,7 +31,13 @@ Printed per run: wall time, alerts/s, CPU seconds per alert summed over every pr
 (the Airflow process tree or the baseline processes, PostgreSQL's server processes, Cube, the SMTP
 server; CPU of processes that exited is counted through their parents' ``children`` times), peak
 memory of the task processes, messages received, duplicates and alerts that got nothing, the
-ledger's statuses, the latest send relative to the tick's start, and the ratios to the baseline.
+ledger's statuses, the latest send relative to the tick's start, and the ratios to the baseline; then,
+per alert kind (report, threshold, anomaly), the median and p95 of each alert's time from the ledger and
+the ratio anomaly : plain threshold in the same run (docs/conditions.md: at most 3x). Two figures: the
+row's ``finished_at - started_at``, where ``started_at`` is the claim of the alert's chunk (up to 32
+alerts claimed in one statement), so it includes waiting for the chunk's earlier alerts; and the alert's
+own time, ``finished_at`` minus the later of ``started_at`` and the previous finish in the same chunk
+(the alerts of a chunk run one after another unless its batch overlaps them in threads).
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -135,13 +145,23 @@ FROM unnest(%(ids)s::bigint[], %(attachments)s::text[]) AS v(n, attachment)
 """
 CREATE_THRESHOLDS = """
 INSERT INTO kpi_thresholds (kpi_alert_id, condition, threshold_value, timezone, on_no_data)
-SELECT n, 'GREATER_THAN', -1, 'America/Los_Angeles', 'alert' FROM unnest(%(ids)s::bigint[]) AS n
+SELECT v.n, v.condition, v.value, 'America/Los_Angeles', 'alert'
+FROM unnest(%(ids)s::bigint[], %(conditions)s::text[], %(values)s::numeric[]) AS v(n, condition, value)
 """
+#: A plain threshold that always breaches, and an anomaly band so narrow (± 0.01 MAD) that the value is
+#: almost always outside it: both send, so the two kinds' costs compare like for like.
+PLAIN_THRESHOLD = ("GREATER_THAN", Decimal(-1))
+ANOMALY_THRESHOLD = ("OUTSIDE_EXPECTED_RANGE", Decimal("0.01"))
 BASELINE_TABLE = """
 CREATE TABLE IF NOT EXISTS bench_baseline_ledger (
     id bigserial PRIMARY KEY, alert_id bigint NOT NULL, slot timestamptz NOT NULL, status text NOT NULL,
     rows integer NOT NULL, finished_at timestamptz NOT NULL DEFAULT now(), UNIQUE (alert_id, slot))
 """
+
+
+def is_anomaly(n: int) -> bool:
+    """Half of the thresholds (every tenth alert) are anomaly conditions."""
+    return n % 10 == 0
 
 
 def recipient(n: int) -> str:
@@ -168,7 +188,11 @@ def create_alerts(url: str, n: int) -> None:
             CREATE_SCHEDULES,
             {"ids": schedules, "attachments": [ATTACHMENTS[(i // 5) % 3] for i in schedules]},
         )
-        conn.execute(CREATE_THRESHOLDS, {"ids": thresholds})
+        kinds = [ANOMALY_THRESHOLD if is_anomaly(i) else PLAIN_THRESHOLD for i in thresholds]
+        conn.execute(
+            CREATE_THRESHOLDS,
+            {"ids": thresholds, "conditions": [k[0] for k in kinds], "values": [k[1] for k in kinds]},
+        )
         for table in ("cron_jobs", "kpi_alerts"):
             conn.execute(
                 "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", (table, n)
@@ -328,6 +352,8 @@ class Figures:
     state: str = ""
     note: str = ""
     airflow_parts: dict[str, float] = field(default_factory=dict)
+    timings: list[str] = field(default_factory=list)
+    anomaly_ratio: float | None = None  # anomaly : plain threshold, median own time
 
     @property
     def cpu_total(self) -> float:
@@ -364,12 +390,14 @@ class Figures:
             )
         if self.note:
             parts.append(self.note)
+        parts.extend(self.timings)
         return "\n    ".join(parts)
 
 
-def mail_counts(folder: Path, n: int) -> tuple[int, int, int]:
+def mail_counts(folder: Path, n: int, silent: frozenset[int] = frozenset()) -> tuple[int, int, int]:
     """Messages received, duplicates (messages beyond the first per recipient), alerts without one (every
-    alert of the mix sends: reports always, thresholds breach or alert on no data)."""
+    alert of the mix sends: reports always, thresholds breach or alert on no data), leaving out the
+    ``silent`` ones (an anomaly alert whose value landed inside its band legitimately sends nothing)."""
     per_recipient: Counter[str] = Counter()
     for path in folder.glob("*.eml"):
         with path.open("rb") as f:
@@ -379,7 +407,7 @@ def mail_counts(folder: Path, n: int) -> tuple[int, int, int]:
         per_recipient[to] += 1
     messages = sum(per_recipient.values())
     duplicates = sum(c - 1 for c in per_recipient.values())
-    missing = sum(1 for i in range(1, n + 1) if per_recipient[recipient(i)] == 0)
+    missing = sum(1 for i in range(1, n + 1) if per_recipient[recipient(i)] == 0 and i not in silent)
     return messages, duplicates, missing
 
 
@@ -389,6 +417,79 @@ def ledger(url: str, since: datetime) -> tuple[dict[str, int], float | None]:
         latest = conn.execute("SELECT max(finished_at) AS t FROM cron_job_results").fetchone()
     late = (latest["t"] - since).total_seconds() if latest and latest["t"] else None
     return {r["status"]: r["n"] for r in rows}, late
+
+
+def silent_alerts(url: str) -> frozenset[int]:
+    """Anomaly alerts whose check was OK (``not_triggered``): inside the band, so nothing to send."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT r.kpi_alert_id FROM cron_job_results r JOIN kpi_thresholds kt USING (kpi_alert_id) "
+            "WHERE r.status = 'not_triggered' AND kt.condition LIKE '%EXPECTED_RANGE'"
+        ).fetchall()
+    return frozenset(r[0] for r in rows)
+
+
+KIND_TIMES = """
+SELECT r.kpi_alert_id, r.started_at, r.finished_at, r.claimed_by, r.details->>'observation' AS observation,
+       CASE WHEN kt.condition IS NULL THEN 'report'
+            WHEN kt.condition LIKE '%EXPECTED_RANGE' THEN 'anomaly' ELSE 'threshold' END AS kind
+FROM cron_job_results r LEFT JOIN kpi_thresholds kt USING (kpi_alert_id)
+WHERE r.started_at IS NOT NULL AND r.finished_at IS NOT NULL
+ORDER BY r.started_at, r.claimed_by, r.finished_at
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) by linear interpolation between the closest ranks."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def kind_times(url: str) -> tuple[list[str], float | None]:
+    """Per alert kind, the median and p95 of each alert's time from the ledger, and the ratio anomaly :
+    plain threshold; the lines to print and the ratio of the medians of the alerts' own time."""
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        rows = conn.execute(KIND_TIMES).fetchall()
+    raw: dict[str, list[float]] = {}
+    own: dict[str, list[float]] = {}
+    observations: dict[str, Counter[str]] = {}
+    previous: dict[tuple[Any, Any], datetime] = {}
+    for row in rows:  # ordered by chunk (its claim), then by finish
+        chunk = (row["started_at"], row["claimed_by"])
+        began = max(row["started_at"], previous.get(chunk, row["started_at"]))
+        previous[chunk] = row["finished_at"]
+        raw.setdefault(row["kind"], []).append(
+            (row["finished_at"] - row["started_at"]).total_seconds() * 1000
+        )
+        own.setdefault(row["kind"], []).append((row["finished_at"] - began).total_seconds() * 1000)
+        if row["observation"]:
+            observations.setdefault(row["kind"], Counter())[row["observation"]] += 1
+    lines = []
+    ratio = None
+    for label, times in (("finished_at - started_at", raw), ("own time", own)):
+        parts = [
+            f"{kind} median {statistics.median(times[kind]):.1f} ms, p95 {percentile(times[kind], 0.95):.1f} ms "
+            f"({len(times[kind])})"
+            for kind in ("report", "threshold", "anomaly")
+            if times.get(kind)
+        ]
+        line = f"per alert, {label}: " + "; ".join(parts)
+        if times.get("anomaly") and times.get("threshold"):
+            median = statistics.median(times["anomaly"]) / max(statistics.median(times["threshold"]), 1e-9)
+            p95 = percentile(times["anomaly"], 0.95) / max(percentile(times["threshold"], 0.95), 1e-9)
+            line += f"; anomaly : threshold {median:.2f}x (median), {p95:.2f}x (p95)"
+            if label == "own time":
+                ratio = median
+        lines.append(line)
+    if observations:
+        lines.append(
+            "checks: "
+            + "; ".join(f"{kind} {dict(sorted(c.items()))}" for kind, c in sorted(observations.items()))
+        )
+    return lines, ratio
 
 
 # --- the runs ----------------------------------------------------------------------------------
@@ -477,7 +578,10 @@ def run_scheduler(stack: Stack, servers: Servers, n: int, parallelism: int, work
     figures.airflow_parts = roles.parts()
     figures.note = "tasks: " + task_timeline(meta, started_wall)
     figures.peak_single_mb, figures.peak_sum_mb = memory.peak_single / 2**20, memory.peak_sum / 2**20
-    figures.messages, figures.duplicates, figures.missing = mail_counts(stack.mail_dir, n)
+    figures.messages, figures.duplicates, figures.missing = mail_counts(
+        stack.mail_dir, n, silent_alerts(stack.alerts_db_url)
+    )
+    figures.timings, figures.anomaly_ratio = kind_times(stack.alerts_db_url)
     return figures
 
 
@@ -504,7 +608,10 @@ def run_dags_test(stack: Stack, servers: Servers, n: int, work: Path) -> Figures
     figures = Figures("dags-test", n, wall, cpu, statuses=statuses, latest_send=latest,
                       state="success" if code == 0 else f"failed (exit {code}; see {log_path})")  # fmt: skip
     figures.peak_single_mb, figures.peak_sum_mb = memory.peak_single / 2**20, memory.peak_sum / 2**20
-    figures.messages, figures.duplicates, figures.missing = mail_counts(stack.mail_dir, n)
+    figures.messages, figures.duplicates, figures.missing = mail_counts(
+        stack.mail_dir, n, silent_alerts(stack.alerts_db_url)
+    )
+    figures.timings, figures.anomaly_ratio = kind_times(stack.alerts_db_url)
     return figures
 
 
@@ -762,7 +869,8 @@ def main(argv: list[str]) -> int:
         run_profile(args.n)
         print(f"reproduce: {command}")
         return 0
-    print(f"{args.n} due alerts (80 % CSV/XLSX/PDF reports, 20 % thresholds; 1 in 10 shares its query), "
+    print(f"{args.n} due alerts (80 % CSV/XLSX/PDF reports, 10 % thresholds, 10 % anomaly thresholds; "
+          f"1 in 10 shares its query), "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
     all_results: list[list[tuple[Figures, Figures]]] = []
     with tempfile.TemporaryDirectory(prefix="kpi-bench-tick-") as tmp:
@@ -778,6 +886,12 @@ def main(argv: list[str]) -> int:
             f"{len(walls)} run(s)); ratio to baseline median {statistics.median(ratios):.1f}x; "
             f"{'every alert exactly one message' if ok else 'DUPLICATES OR MISSING MESSAGES'}"
         )
+        anomaly = [ratio for r in all_results if (ratio := r[index][0].anomaly_ratio) is not None]
+        if anomaly:
+            print(
+                f"{mode}: anomaly : plain threshold check, own time per alert, median of the runs "
+                f"{statistics.median(anomaly):.2f}x (target at most 3x)"
+            )
     print(f"reproduce: {command}")
     return 0
 
