@@ -179,6 +179,9 @@ def evaluate_anomaly(
         else f"mean of {band.samples} past weeks ± {format_number(band.width)} standard deviations"
     )
     low, high = show(band.low), show(band.high)
+    if (above and high == show(value)) or (below and low == show(value)):
+        # the unit's rounding would hide why the value is outside ("expected 1-2, got 2"): say the band exactly
+        low, high = (format_number(limit.quantize(Decimal("0.01"))) for limit in (band.low, band.high))
     unit = high.rpartition(" ")[2] if " " in high else ""
     if unit and low.endswith(f" {unit}"):  # the unit once: "3,900-4,600 USD"
         low = low.removesuffix(f" {unit}")

@@ -99,6 +99,17 @@ class TestDecision:
             "(below the expected range; median of 6 past weeks ± 3 MAD)"
         )
 
+    def test_a_band_rounded_to_the_unit_never_hides_why_the_value_is_outside(self) -> None:
+        """Orders 2 above a band of 1.06-1.94: "expected 1-2, got 2 (above ...)" would contradict itself."""
+        band = expected_band([D(1), D(1), D(2), D(2), D(1), D(2)], D("0.6"), AnomalyMethod.MEDIAN_MAD)
+        assert band.high < 2
+        result = evaluate_anomaly(
+            C.OUTSIDE_EXPECTED_RANGE, D(2), band, samples=6, min_history=4, season="a Sunday",
+            show=lambda v: f"{v:,.0f}",
+        )  # fmt: skip
+        assert result.status == "breached"
+        assert result.description.startswith(f"expected {band.low:.2f}\N{EN DASH}{band.high:.2f} for a Sunday, got 2 ")
+
     def test_not_enough_history(self) -> None:
         result = evaluate_anomaly(
             C.OUTSIDE_EXPECTED_RANGE, D(10), None, samples=3, min_history=4, season="a Monday",
