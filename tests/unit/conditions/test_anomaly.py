@@ -108,7 +108,9 @@ class TestDecision:
             show=lambda v: f"{v:,.0f}",
         )  # fmt: skip
         assert result.status == "breached"
-        assert result.description.startswith(f"expected {band.low:.2f}\N{EN DASH}{band.high:.2f} for a Sunday, got 2 ")
+        assert result.description.startswith(
+            f"expected {band.low:.2f}\N{EN DASH}{band.high:.2f} for a Sunday, got 2 "
+        )
 
     def test_not_enough_history(self) -> None:
         result = evaluate_anomaly(
