@@ -61,7 +61,7 @@ def db(alerts_db_url: str) -> Iterator[psycopg.Connection[Any]]:
     with connect(alerts_db_url) as conn:
         conn.execute(
             "TRUNCATE cron_jobs, kpi_alerts, kpi_schedules, kpi_thresholds, cron_job_results, "
-            "kpi_organization_settings CASCADE"
+            "kpi_organization_settings, kpi_alert_events CASCADE"
         )
         yield conn
 
