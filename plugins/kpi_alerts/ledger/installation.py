@@ -241,6 +241,7 @@ def _cron_jobs_verdict(conn: psycopg.Connection[Any]) -> TableVerdict:
 
 
 def _trigger_note(conn: psycopg.Connection[Any]) -> str:
+    """The backend's triggers as found; whether they let a claim stamp is kpi_stamps_cron_jobs()'s to say."""
     triggers = conn.execute(_TRIGGERS).fetchall()
     if not triggers:
         return (
@@ -248,23 +249,12 @@ def _trigger_note(conn: psycopg.Connection[Any]) -> str:
         )
     shapes = []
     for t in triggers:
-        columns = t["columns"]
-        fires = f"UPDATE OF {columns}" if columns else "every UPDATE"
-        run_time = {c.strip() for c in columns.split(",")} <= {
-            "last_ran_at_date",
-            "last_ran_at_hour",
-            "last_ran_at_minute",
-        }
-        stamps = bool(columns) and run_time
-        shapes.append(
-            f"trigger {t['name']} on {fires} kept as is"
-            + (
-                ""
-                if stamps
-                else " (the product's rows are not stamped: a stamp would freeze them until the next hour)"
-            )
-        )
+        fires = f"UPDATE OF {t['columns']}" if t["columns"] else "every UPDATE"
+        shapes.append(f"trigger {t['name']} on {fires} kept as is")
     return "; ".join(shapes)
+
+
+NOT_STAMPED = "the product's rows are not stamped: a stamp would freeze them until the next hour"
 
 
 def _results_verdict(conn: psycopg.Connection[Any]) -> TableVerdict:

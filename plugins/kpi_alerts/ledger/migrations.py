@@ -21,7 +21,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from kpi_alerts.ledger.installation import Refused, TableVerdict, inspect
+from kpi_alerts.ledger import queries
+from kpi_alerts.ledger.installation import NOT_STAMPED, Refused, TableVerdict, inspect
 from kpi_alerts.paths import MIGRATIONS_DIR
 from kpi_alerts.vocabulary import LedgerStatus
 
@@ -51,13 +52,6 @@ FROM alert, unnest(%(statuses)s::text[]) WITH ORDINALITY AS s(status, n)
 RETURNING cron_job_id
 """
 
-_PROBE_CLAIM = """
-UPDATE cron_jobs
-SET locked = true,
-    last_ran_at_date = CASE WHEN kpi_stamps_cron_jobs() THEN current_date ELSE last_ran_at_date END,
-    last_ran_at_hour = CASE WHEN kpi_stamps_cron_jobs() THEN 1 ELSE last_ran_at_hour END
-WHERE id = %(id)s::kpi_cron_job_id
-"""
 _PROBE_FINISH = "UPDATE cron_jobs SET locked = false, next_run_at = now() WHERE id = %(id)s::kpi_cron_job_id"
 
 
@@ -124,6 +118,7 @@ def _run(db_url: str, *, trial: bool) -> Plan:
                         if path.stem in plan.pending:
                             _apply(conn, path)
                     _probe(conn)
+                _note_stamping(conn, plan)
         except psycopg.Error as error:
             raise MigrationRefused(_describe(error)) from None
         return plan
@@ -144,10 +139,23 @@ def _probe(conn: psycopg.Connection[Any]) -> None:
     try:
         with conn.transaction(force_rollback=True):
             rows = conn.execute(_PROBE, {"statuses": [s.value for s in LedgerStatus]}).fetchall()
-            conn.execute(_PROBE_CLAIM, {"id": str(rows[0]["cron_job_id"])})
+            now = datetime.now(UTC)
+            stamp = {"slot": now, "date": now.date(), "hour": now.hour, "minute": now.minute}
+            conn.execute(queries.MARK_CRON_JOB_CLAIMED, {"cron_job_id": str(rows[0]["cron_job_id"]), **stamp})
             conn.execute(_PROBE_FINISH, {"id": str(rows[0]["cron_job_id"])})
     except psycopg.Error as error:
         raise MigrationRefused(f"the product's rows would be refused: {_describe(error)}") from None
+
+
+def _note_stamping(conn: psycopg.Connection[Any], plan: Plan) -> None:
+    """Say, for an adopted cron_jobs, when the backend's trigger leaves the product's rows unstamped: asked of
+    kpi_stamps_cron_jobs(), the function the claims ask, after the (trial) run created it."""
+    adopted = next((t for t in plan.tables if t.table == "cron_jobs" and t.action == "adopt"), None)
+    if adopted is None:
+        return
+    row = conn.execute("SELECT kpi_stamps_cron_jobs() AS stamps").fetchone()
+    if row is not None and not row["stamps"]:
+        adopted.notes.append(NOT_STAMPED)
 
 
 def _describe(error: psycopg.Error) -> str:

@@ -257,7 +257,40 @@ SELECT EXISTS (SELECT 1 FROM cron_job_results earlier
 # claim_slot() in one round trip for the common case: a due slot inside the misfire window that was
 # never claimed. Anything else (busy, not due, a misfire, an earlier claim) returns no row, and the
 # trigger may raise; claim_slot() then takes the step-by-step path, which handles every case.
-CLAIM_FRESH_SLOT = """
+# The claims' mark on cron_jobs, shared by CLAIM_FRESH_SLOT and CLAIM_FRESH_SLOTS (each puts it after its own
+# `job` and `claim` CTEs). `stamps` is the seed's stamp rule, decided once per statement: not a later slot of an
+# already stamped hour (LATER_SLOT_IN_HOUR), and not where the backend's trigger would then freeze the row
+# (kpi_stamps_cron_jobs(), migration 0001b). Two disjoint updates, as a statement may update a row once and
+# prevent_multiple_updates fires on `UPDATE OF last_ran_at_*` whether or not the value changes.
+_MARK_CLAIMED_JOBS = """, policy AS MATERIALIZED (
+    SELECT kpi_stamps_cron_jobs() AS stamps
+), marking AS (
+    SELECT claim.cron_job_id, claim.slot, (NOT job.later_in_hour AND policy.stamps) AS stamps
+    FROM claim JOIN job ON job.id = claim.cron_job_id CROSS JOIN policy
+), stamped AS (
+    UPDATE cron_jobs
+    SET locked = true,
+        last_ran_at_date = (marking.slot AT TIME ZONE 'UTC')::date,
+        last_ran_at_hour = extract(hour FROM marking.slot AT TIME ZONE 'UTC'),
+        last_ran_at_minute = extract(minute FROM marking.slot AT TIME ZONE 'UTC')
+    FROM marking
+    WHERE cron_jobs.id = marking.cron_job_id AND marking.stamps
+    RETURNING cron_jobs.id
+), unstamped AS (
+    UPDATE cron_jobs SET locked = true
+    FROM marking
+    WHERE cron_jobs.id = marking.cron_job_id AND NOT marking.stamps
+    RETURNING cron_jobs.id
+), marked AS (
+    SELECT id FROM stamped UNION ALL SELECT id FROM unstamped
+)
+"""
+
+# claim_slot() in one round trip for the common case: a due slot inside the misfire window that was
+# never claimed. Anything else (busy, not due, a misfire, an earlier claim) returns no row, and the
+# trigger may raise; claim_slot() then takes the step-by-step path, which handles every case.
+CLAIM_FRESH_SLOT = (
+    """
 WITH job AS (
     SELECT cj.id, cj.next_run_at AS slot,
            EXISTS (SELECT 1 FROM cron_job_results earlier
@@ -275,34 +308,19 @@ WITH job AS (
     FROM job
     ON CONFLICT (cron_job_id, slot) DO NOTHING
     RETURNING id, attempts, slot, cron_job_id, message_token
-), stamped AS (
-    UPDATE cron_jobs
-    SET locked = true,
-        -- the seed's stamp, unless the backend's trigger would then freeze the row (kpi_stamps_cron_jobs)
-        last_ran_at_date = CASE WHEN kpi_stamps_cron_jobs() THEN (claim.slot AT TIME ZONE 'UTC')::date
-                                ELSE last_ran_at_date END,
-        last_ran_at_hour = CASE WHEN kpi_stamps_cron_jobs() THEN extract(hour FROM claim.slot AT TIME ZONE 'UTC')
-                                ELSE last_ran_at_hour END,
-        last_ran_at_minute = CASE WHEN kpi_stamps_cron_jobs() THEN extract(minute FROM claim.slot AT TIME ZONE 'UTC')
-                                  ELSE last_ran_at_minute END
-    FROM claim JOIN job ON job.id = claim.cron_job_id
-    WHERE cron_jobs.id = claim.cron_job_id AND NOT job.later_in_hour
-    RETURNING cron_jobs.id
-), unstamped AS (
-    UPDATE cron_jobs SET locked = true
-    FROM claim JOIN job ON job.id = claim.cron_job_id
-    WHERE cron_jobs.id = claim.cron_job_id AND job.later_in_hour
-    RETURNING cron_jobs.id
-)
-SELECT claim.id, claim.attempts, claim.slot, claim.message_token
-FROM claim JOIN (SELECT id FROM stamped UNION ALL SELECT id FROM unstamped) marked ON marked.id = claim.cron_job_id
+)"""  # noqa: S608 -- constant fragments of this module joined, no input
+    + _MARK_CLAIMED_JOBS
+    + """SELECT claim.id, claim.attempts, claim.slot, claim.message_token
+FROM claim JOIN marked ON marked.id = claim.cron_job_id
 """
+)
 
 # CLAIM_FRESH_SLOT for a whole batch in one statement (claims.claim_fresh_slots): the rows another
 # claimant holds are skipped (SKIP LOCKED, so no statement waits and lock order cannot deadlock), and rows
 # whose hour prevent_multiple_updates() would refuse are left out, so the trigger never fails the batch;
 # every alert without a row back takes the step-by-step path (claim_slot), which handles every case.
-CLAIM_FRESH_SLOTS = """
+CLAIM_FRESH_SLOTS = (
+    """
 WITH wanted AS (
     SELECT * FROM unnest(%(cron_job_ids)s::kpi_cron_job_id[], %(alert_ids)s::bigint[], %(organization_ids)s::bigint[],
                          %(tokens)s::uuid[]) AS w(cron_job_id, alert_id, organization_id, token)
@@ -328,29 +346,13 @@ WITH wanted AS (
     FROM job JOIN wanted ON wanted.cron_job_id = job.id
     ON CONFLICT (cron_job_id, slot) DO NOTHING
     RETURNING id, attempts, slot, cron_job_id, claim_token, message_token
-), stamped AS (
-    UPDATE cron_jobs
-    SET locked = true,
-        -- the seed's stamp, unless the backend's trigger would then freeze the row (kpi_stamps_cron_jobs)
-        last_ran_at_date = CASE WHEN kpi_stamps_cron_jobs() THEN (claim.slot AT TIME ZONE 'UTC')::date
-                                ELSE last_ran_at_date END,
-        last_ran_at_hour = CASE WHEN kpi_stamps_cron_jobs() THEN extract(hour FROM claim.slot AT TIME ZONE 'UTC')
-                                ELSE last_ran_at_hour END,
-        last_ran_at_minute = CASE WHEN kpi_stamps_cron_jobs() THEN extract(minute FROM claim.slot AT TIME ZONE 'UTC')
-                                  ELSE last_ran_at_minute END
-    FROM claim JOIN job ON job.id = claim.cron_job_id
-    WHERE cron_jobs.id = claim.cron_job_id AND NOT job.later_in_hour
-    RETURNING cron_jobs.id
-), unstamped AS (
-    UPDATE cron_jobs SET locked = true
-    FROM claim JOIN job ON job.id = claim.cron_job_id
-    WHERE cron_jobs.id = claim.cron_job_id AND job.later_in_hour
-    RETURNING cron_jobs.id
-)
-SELECT claim.id, claim.attempts, claim.slot, claim.cron_job_id::text AS cron_job_id, claim.claim_token,
+)"""  # noqa: S608 -- constant fragments of this module joined, no input
+    + _MARK_CLAIMED_JOBS
+    + """SELECT claim.id, claim.attempts, claim.slot, claim.cron_job_id::text AS cron_job_id, claim.claim_token,
        claim.message_token
-FROM claim JOIN (SELECT id FROM stamped UNION ALL SELECT id FROM unstamped) marked ON marked.id = claim.cron_job_id
+FROM claim JOIN marked ON marked.id = claim.cron_job_id
 """
+)
 
 INSERT_CLAIM = """
 INSERT INTO cron_job_results (cron_job_id, kpi_alert_id, organization_id, slot, status, started_at, updated_at,
@@ -366,12 +368,15 @@ MARK_CRON_JOB_CLAIMED_UNSTAMPED = (
     "UPDATE cron_jobs SET locked = true, next_run_at = %(slot)s WHERE id = %(cron_job_id)s::kpi_cron_job_id"
 )
 
+# The step-by-step claim's mark on an hour not yet stamped by the job: the seed's stamp, where the backend's
+# trigger lets it (kpi_stamps_cron_jobs(), read once: see _MARK_CLAIMED_JOBS).
 MARK_CRON_JOB_CLAIMED = """
 UPDATE cron_jobs
 SET locked = true, next_run_at = %(slot)s,
-    last_ran_at_date = CASE WHEN kpi_stamps_cron_jobs() THEN %(date)s ELSE last_ran_at_date END,
-    last_ran_at_hour = CASE WHEN kpi_stamps_cron_jobs() THEN %(hour)s ELSE last_ran_at_hour END,
-    last_ran_at_minute = CASE WHEN kpi_stamps_cron_jobs() THEN %(minute)s ELSE last_ran_at_minute END
+    last_ran_at_date = CASE WHEN policy.stamps THEN %(date)s ELSE last_ran_at_date END,
+    last_ran_at_hour = CASE WHEN policy.stamps THEN %(hour)s ELSE last_ran_at_hour END,
+    last_ran_at_minute = CASE WHEN policy.stamps THEN %(minute)s ELSE last_ran_at_minute END
+FROM (SELECT kpi_stamps_cron_jobs() AS stamps) policy
 WHERE id = %(cron_job_id)s::kpi_cron_job_id
 """
 
