@@ -95,11 +95,11 @@ def one_message(kind: str, attachment: Any, data: KpiData) -> tuple[float, float
         ctx=ctx,
         data=data,
         recipients=list(RECIPIENTS),
-        sender="KPI Alerts <kpi-alerts@example.com>",
+        envelope=email_message.Envelope(
+            "KPI Alerts <kpi-alerts@example.com>", message_id_domain="example.com"
+        ),
         attachment=attachment,
-        max_attachment_bytes=10 * 1024 * 1024,
         message_key=f"alert-7@{ctx.slot.isoformat()}",
-        message_id_domain="example.com",
         report=build_report(data, ctx),
     )
     c1 = time.process_time()

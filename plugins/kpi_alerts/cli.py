@@ -462,12 +462,13 @@ def _retry(conn: Any, args: argparse.Namespace) -> int:
     from kpi_alerts.delivery.mailers import OutboxMailer
     from kpi_alerts.hooks.cube import CubeHook
     from kpi_alerts.hooks.smtp import SmtpMailer
-    from kpi_alerts.hooks.variables import airflow_variable, trial_settings
+    from kpi_alerts.hooks.variables import trial_settings, variable_settings
     from kpi_alerts.ledger.claims import Claimant, ClaimSettings
     from kpi_alerts.pipeline.retry import retry_slot
 
     # The run's own rules: only `production` sends e-mail, anything else writes to the outbox.
-    production = airflow_variable("kpi_alerts_environment", "development") == "production"
+    task = variable_settings()
+    production = task.production
     # Checked before the claim, so that a missing connection here never records the slot as failed again.
     from kpi_alerts.ledger.alert_changes import AlertNotFound
     from kpi_alerts.ledger.alert_store import load_alert
@@ -477,15 +478,11 @@ def _retry(conn: Any, args: argparse.Namespace) -> int:
     _require_connections("cube_default", *(["smtp_default"] if production else []))
     mailer: Any = SmtpMailer()
     if not production:
-        home = Path(os.environ.get("AIRFLOW_HOME", "."))
-        mailer = OutboxMailer(
-            Path(airflow_variable("kpi_alerts_outbox_dir", str(home / "kpi_alerts_outbox")))
-        )
-    lease = timedelta(minutes=float(airflow_variable("kpi_alerts_lease_minutes", "30")))
+        mailer = OutboxMailer(task.outbox)
     settings = replace(
         trial_settings(),
         claimant=Claimant(worker=f"{actor()}:{os.getpid()}", task_instance="cli retry"),
-        claim=ClaimSettings(lease=lease),
+        claim=ClaimSettings(lease=task.claim.lease),
     )
     with CubeHook() as source:
         run = retry_slot(

@@ -217,11 +217,11 @@ def _failures(groups: list[Any]) -> Check:
 
 def diagnose(db_url: str, *, now: datetime | None = None, misfire_window: timedelta | None = None) -> Report:
     """Run every check against the alerts database ``db_url`` and the Airflow connections."""
-    from kpi_alerts.hooks.variables import airflow_variable
+    from kpi_alerts.hooks.variables import variable_settings
 
     now = now or datetime.now(UTC)
     if misfire_window is None:
-        misfire_window = timedelta(minutes=float(airflow_variable("kpi_alerts_misfire_minutes", "60")))
+        misfire_window = variable_settings().claim.misfire_window
     database = check_database(db_url)
     checks = [database, check_cube(), check_smtp()]
     if database.ok:

@@ -27,7 +27,7 @@ import psycopg
 import pytest
 
 from kpi_alerts.cube.client import CubeClient
-from kpi_alerts.delivery.email_message import build_message
+from kpi_alerts.delivery.email_message import Envelope, build_message
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.reports import render_attachment
 from kpi_alerts.reports.context import ReportContext, describe_period
@@ -215,9 +215,8 @@ def test_labels_and_units_read_back_from_every_rendering(
             ctx=ctx,
             data=None,
             recipients=["finance@org1.example.com"],
-            sender="KPI alerts <alerts@kpi-alerts.local>",
+            envelope=Envelope(sender="KPI alerts <alerts@kpi-alerts.local>", max_attachment_bytes=10_000_000),
             attachment=attachment,
-            max_attachment_bytes=10_000_000,
             report=report,
         )
     )

@@ -21,9 +21,9 @@ import pytest
 
 from devstack import free_port
 from devstack.mail import MailCatcher
+from kpi_alerts.delivery.email_message import slot_message_key
 from kpi_alerts.ledger.alert_store import create_alert, load_alert
 from kpi_alerts.ledger.claims import Claim, Claimant, claim_slot, release_for_retry
-from kpi_alerts.pipeline.alert_run import slot_message_key
 from tests.fault_table import FaultTable, deliveries, duplicates
 from tests.faults.conftest import LOGICAL_TIME, due_report, ledger
 
@@ -149,7 +149,9 @@ def test_a_slots_message_id_is_random_once_and_stable_across_its_retries(db: psy
     release_for_retry(db, claim, now=LOGICAL_TIME, error="SMTP 421")
     retry = claim_slot(db, alert, logical_time=LOGICAL_TIME, now=LOGICAL_TIME, claimant=second)
     assert isinstance(retry, Claim) and retry.attempts == 2
-    assert slot_message_key(alert, retry) == slot_message_key(alert, claim)  # same slot: same Message-ID
+    assert slot_message_key(retry.cron_job_id, retry.slot, retry.message_token) == slot_message_key(
+        claim.cron_job_id, claim.slot, claim.message_token
+    )  # same slot: same Message-ID
     # Another deployment (here: the same ids after the ledger was reset) draws another token.
     db.execute("TRUNCATE cron_job_results")
     db.execute(
@@ -159,4 +161,6 @@ def test_a_slots_message_id_is_random_once_and_stable_across_its_retries(db: psy
     )
     other = claim_slot(db, alert, logical_time=LOGICAL_TIME, now=LOGICAL_TIME, claimant=first)
     assert isinstance(other, Claim) and other.cron_job_id == claim.cron_job_id and other.slot == claim.slot
-    assert slot_message_key(alert, other) != slot_message_key(alert, claim)
+    assert slot_message_key(other.cron_job_id, other.slot, other.message_token) != slot_message_key(
+        claim.cron_job_id, claim.slot, claim.message_token
+    )

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from kpi_alerts.cli import main
-from kpi_alerts.delivery.email_message import BODY_CELL_CHARS, BODY_ROWS, build_message
+from kpi_alerts.delivery.email_message import BODY_CELL_CHARS, BODY_ROWS, Envelope, build_message
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.ledger.alert_store import create_alert, load_alert
 from kpi_alerts.ledger.claims import (
@@ -46,9 +46,8 @@ def test_a_10_mb_cell_makes_a_small_email() -> None:
         ctx=context(),
         data=data,
         recipients=["ops@example.com"],
-        sender="KPI Alerts <alerts@kpi-alerts.local>",
+        envelope=Envelope(sender="KPI Alerts <alerts@kpi-alerts.local>", max_attachment_bytes=10_000_000),
         attachment=None,
-        max_attachment_bytes=10_000_000,
         message_key="1:2026-12-07T17:00:00+00:00",
     )
     size = len(message.as_bytes())

@@ -16,6 +16,7 @@ import pytest
 from devstack.mail import MailCatcher
 from devstack.stack import Stack
 from kpi_alerts.cube.client import CubeClient, CubeQueryError
+from kpi_alerts.delivery.email_message import Envelope
 from kpi_alerts.delivery.mailers import SessionMailer
 from kpi_alerts.ledger.alert_store import create_alert
 from kpi_alerts.ledger.claims import Claimant
@@ -71,7 +72,7 @@ def settings(try_number: int = 1) -> RunSettings:
     return RunSettings(
         logical_time=LOGICAL_TIME,
         claimant=Claimant(dag_run_id="batch-test", task_instance="process_alert[0]", try_number=try_number),
-        sender="KPI Alerts <kpi-alerts@example.com>",
+        envelope=Envelope(sender="KPI Alerts <kpi-alerts@example.com>"),
     )
 
 

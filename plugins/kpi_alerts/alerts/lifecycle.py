@@ -2,7 +2,7 @@
 
 An update is a JSON merge patch (RFC 7396) on the alert's spec: the fields given replace the stored
 ones (objects are merged, ``null`` removes an optional field), and the result is validated exactly as
-a new alert is (:func:`kpi_alerts.ledger.alert_store.validate_alert_spec`). The rules:
+a new alert is (:func:`kpi_alerts.alerts.validation.validate_alert_spec`). The rules:
 
 - the alert's kind (schedule / threshold) cannot change: delete it and create a new one;
 - when the schedule's timing (interval, hour, minute, days, timezone) changes, the next run is the

@@ -24,11 +24,13 @@ import re
 import sys
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from email import policy
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage, MIMEPart
 from email.policy import EmailPolicy
-from email.utils import format_datetime
+from email.utils import format_datetime, parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,6 +42,7 @@ from kpi_alerts.reports.chart import render_chart_png
 from kpi_alerts.reports.context import ReportContext
 from kpi_alerts.reports.formatting import single_line, template_env
 from kpi_alerts.reports.model import ReportModel, build_report
+from kpi_alerts.settings import DEFAULTS
 
 #: How several recipients are addressed (Variable ``kpi_alerts_recipient_privacy``): see build_message.
 RECIPIENT_PRIVACY = ("bcc", "to")
@@ -139,6 +142,38 @@ def safe_dashboard_url(url: str | None) -> str | None:
     if parts.scheme.lower() not in {"http", "https"} or not parts.hostname or has_credentials:
         return None
     return url
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """How this deployment's messages are addressed and capped (its settings, as delivery needs them).
+
+    :param recipient_privacy: ``bcc``: when there are several recipients, none sees the others —
+        ``To: undisclosed-recipients:;`` and everyone in ``Bcc`` (which the SMTP transaction turns into
+        envelope recipients and strips from the message); ``to``: everyone in ``To:``.
+    :param message_id_domain: the right-hand side of Message-IDs; empty: the sender address's domain.
+    """
+
+    sender: str = DEFAULTS["sender"]
+    max_attachment_bytes: int = int(DEFAULTS["max_attachment_mb"] * 1024 * 1024)
+    recipient_privacy: str = DEFAULTS["recipient_privacy"]
+    message_id_domain: str = DEFAULTS["message_id_domain"]
+
+    @property
+    def message_domain(self) -> str:
+        if self.message_id_domain.strip():
+            return self.message_id_domain.strip()
+        return parseaddr(self.sender)[1].rpartition("@")[2] or "kpi-alerts.local"
+
+
+def slot_message_key(
+    cron_job_id: str, slot: datetime, message_token: uuid.UUID | None, suffix: str = ""
+) -> str:
+    """What a slot's Message-ID is derived from: the job's slot and the ledger row's random token (drawn at
+    its first claim), so every retry of the slot has the same Message-ID and no two slots or deployments
+    share one."""
+    token = message_token.hex if message_token is not None else ""
+    return f"{cron_job_id}:{slot.isoformat()}:{token}{suffix}"
 
 
 def message_id(key: str | None, domain: str) -> str:
@@ -280,36 +315,31 @@ def build_message(
     ctx: ReportContext,
     data: KpiData | None,
     recipients: Sequence[str],
-    sender: str,
+    envelope: Envelope,
     attachment: Attachment | None,
-    max_attachment_bytes: int,
-    message_id_domain: str = "kpi-alerts.local",
     message_key: str | None = None,
-    recipient_privacy: str = "bcc",
     report: ReportModel | None = None,
 ) -> EmailMessage:
     """The complete message for one alert notification; raises AlertValidationError on bad addresses.
 
     :param report: the report model the message renders (the attachments render the same one); when
         not given it is built from ``data`` and ``ctx`` alone (no comparison with a previous period).
-    :param recipient_privacy: ``bcc`` (the default): when there are several recipients, none sees the
-        others — ``To: undisclosed-recipients:;`` and everyone in ``Bcc`` (which the SMTP transaction
-        turns into envelope recipients and strips from the message); ``to``: everyone in ``To:``.
     """
+    recipient_privacy = envelope.recipient_privacy
     if recipient_privacy not in RECIPIENT_PRIVACY:
         raise AlertValidationError(
             f"recipient privacy must be one of {', '.join(RECIPIENT_PRIVACY)}, not {recipient_privacy[:40]!r}"
         )
     to = validate_recipients(recipients)
-    from_ = _sender(sender)
+    from_ = _sender(envelope.sender)
     if report is None:
         report = build_report(data, ctx)
-    oversize = attachment is not None and attachment.size > max_attachment_bytes
+    oversize = attachment is not None and attachment.size > envelope.max_attachment_bytes
     chart_png = None
     if report.chart is not None:
         chart_png = render_chart_png(report.chart)
-    size_text, limit_text = _sizes(attachment.size if attachment else 0, max_attachment_bytes)
-    mid = message_id(message_key, message_id_domain)
+    size_text, limit_text = _sizes(attachment.size if attachment else 0, envelope.max_attachment_bytes)
+    mid = message_id(message_key, envelope.message_domain)
     chart_cid = f"chart.{mid[1:-1]}"
     context: dict[str, Any] = {
         "report": report,

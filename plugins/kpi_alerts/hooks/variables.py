@@ -9,33 +9,36 @@ from __future__ import annotations
 import logging
 import os
 from datetime import UTC, datetime
+from typing import Any
 
-from kpi_alerts.pipeline.inputs import RunSettings
+from kpi_alerts import settings
+from kpi_alerts.pipeline.inputs import RunSettings, TaskSettings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SENDER = "KPI Alerts <kpi-alerts@localhost>"
 
-
-def airflow_variable(name: str, default: str) -> str:
-    env = os.environ.get(f"AIRFLOW_VAR_{name.upper()}")
+def airflow_variable(setting: settings.Setting) -> Any:
+    """The setting's value: its Variable (``AIRFLOW_VAR_*`` first), else its default."""
+    env = os.environ.get(f"AIRFLOW_VAR_{setting.variable.upper()}")
     if env is not None:
-        return env
+        return setting.value(env)
     try:
         from airflow.models.variable import Variable
 
-        return str(Variable.get(name, default_var=default))
+        return setting.value(Variable.get(setting.variable, default_var=setting.default))
     except Exception as exc:  # no metadata database here (e.g. a laptop running the CLI): the default
-        log.debug("Variable %s not readable (%s); using %r", name, exc, default)
-        return default
+        log.debug("Variable %s not readable (%s); using %r", setting.variable, exc, setting.default)
+        return setting.value()
+
+
+def variable_settings() -> TaskSettings:
+    """Every setting as its Variable says, as a task would see it."""
+    return TaskSettings(**{s.name: airflow_variable(s) for s in settings.SETTINGS})
 
 
 def trial_settings(now: datetime | None = None) -> RunSettings:
-    """Settings for a test send or a preview: the run's sender and attachment limit, at ``now``."""
+    """Settings for a test send or a preview: the run's envelope (sender, attachment limit), at ``now``."""
     return RunSettings(
         logical_time=(now or datetime.now(UTC)).replace(second=0, microsecond=0),
-        sender=airflow_variable("kpi_alerts_sender", DEFAULT_SENDER),
-        max_attachment_bytes=int(float(airflow_variable("kpi_alerts_max_attachment_mb", "10")) * 1024 * 1024),
-        recipient_privacy=airflow_variable("kpi_alerts_recipient_privacy", "bcc").strip().lower() or "bcc",
-        message_id_domain=airflow_variable("kpi_alerts_message_id_domain", "").strip(),
+        envelope=variable_settings().envelope,
     )

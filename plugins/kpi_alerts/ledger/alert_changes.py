@@ -23,6 +23,7 @@ import psycopg
 
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.alerts.lifecycle import merge_patch, plan_update, resume_slot, spec_of
+from kpi_alerts.alerts.validation import validate_alert_spec
 from kpi_alerts.errors import AlertValidationError, KpiAlertError
 from kpi_alerts.ledger import queries
 from kpi_alerts.ledger.alert_store import (
@@ -32,7 +33,6 @@ from kpi_alerts.ledger.alert_store import (
     record_event,
     schedule_row,
     threshold_row,
-    validate_alert_spec,
 )
 from kpi_alerts.ledger.due_alerts import park_unusable_alert
 from kpi_alerts.scheduling.quiet_hours import check_snooze

@@ -810,11 +810,3 @@ def _outcome_params(outcome: Outcome) -> dict[str, Any]:
         "delivery": outcome.delivery,
         "message_id": outcome.message_id,
     }
-
-
-def slot_message_key(alert: AlertDefinition, claim: Claim, suffix: str = "") -> str:
-    """What a slot's Message-ID is derived from: the alert's slot and the ledger row's random token
-    (drawn at its first claim), so every retry of the slot has the same Message-ID and no two slots or
-    deployments share one."""
-    token = claim.message_token.hex if claim.message_token is not None else ""
-    return f"{alert.cron_job_id}:{claim.slot.isoformat()}:{token}{suffix}"

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
 
+from kpi_alerts import settings
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SENDER = "{{ var.value.get('kpi_alerts_sender', 'KPI Alerts <kpi-alerts@localhost>') }}"
+SENDER = settings.SENDER.template
 MAX_ATTACHMENT_MB = "{{ var.value.get('kpi_alerts_max_attachment_mb', '10') }}"
 
 
@@ -59,6 +61,7 @@ class FailureNotifier(BaseNotifier):
     def notify(self, context: Context) -> None:
         # Lazy: the message builder (Jinja templates) and the mailer load when a notice is sent, not
         # when the DAG file that names this notifier is parsed.
+        from kpi_alerts.delivery.email_message import Envelope
         from kpi_alerts.delivery.error_notices import compose_failure_notice
         from kpi_alerts.hooks.smtp import SmtpMailer
 
@@ -69,7 +72,10 @@ class FailureNotifier(BaseNotifier):
         notice = notice_from_context(context, self.reason)
         try:
             message = compose_failure_notice(
-                notice, to, sender=str(self.sender), now=datetime.now(UTC), max_attachment_bytes=0
+                notice,
+                to,
+                envelope=Envelope(settings.SENDER.value(self.sender), max_attachment_bytes=0),
+                now=datetime.now(UTC),
             )
             delivery = SmtpMailer(self.smtp_conn_id).deliver(message)
         except Exception as exc:  # the failure is Airflow's to record; the notice is a courtesy

@@ -18,45 +18,49 @@ only the Airflow Task SDK: the pipeline (psycopg, requests, the report libraries
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
+
+from kpi_alerts.settings import (
+    BATCH_SECONDS,
+    BATCH_THREADS,
+    BATCH_THRESHOLD,
+    ENVIRONMENT,
+    LEASE_MINUTES,
+    MAX_ATTACHMENT_MB,
+    MESSAGE_ID_DOMAIN,
+    MISFIRE_MINUTES,
+    OUTBOX_DIR,
+    PARALLELISM,
+    RECIPIENT_PRIVACY,
+    RETENTION_DAYS,
+    SECONDS_PER_ALERT,
+    SENDER,
+    Setting,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from kpi_alerts.operators.kpi_alerts import TaskSettings
+    from kpi_alerts.pipeline.inputs import TaskSettings
 
 
-def _variable(name: str, default: str) -> str:
-    """A template reading the Variable ``name`` at run time (``AIRFLOW_VAR_*`` or the metadata DB)."""
-    return "{{ var.value.get(%r, %r) }}" % (name, default)  # noqa: UP031 - Jinja braces in an f-string
+class _KpiAlertsOperator(BaseOperator):
+    """What the package's operators share: their ``settings`` (rows of :data:`kpi_alerts.settings.SETTINGS`)
+    are arguments and template fields whose default (``Setting.template``) reads the setting's Variable
+    when the task runs, never when the DAG is parsed."""
+
+    settings: ClassVar[tuple[Setting, ...]] = ()
+
+    def task_settings(self) -> TaskSettings:
+        """The rendered template fields, typed (the pipeline's modules load here, not at DAG parsing)."""
+        from kpi_alerts.pipeline.inputs import TaskSettings
+
+        return TaskSettings.parse({s.name: getattr(self, s.name) for s in self.settings})
 
 
-ENVIRONMENT = _variable("kpi_alerts_environment", "development")
-SENDER = _variable("kpi_alerts_sender", "KPI Alerts <kpi-alerts@localhost>")
-OUTBOX_DIR = _variable("kpi_alerts_outbox_dir", "")
-MISFIRE_MINUTES = _variable("kpi_alerts_misfire_minutes", "60")
-LEASE_MINUTES = _variable("kpi_alerts_lease_minutes", "30")
-MAX_ATTACHMENT_MB = _variable("kpi_alerts_max_attachment_mb", "10")
-BATCH_THRESHOLD = _variable("kpi_alerts_batch_threshold", "0")
-BATCH_SECONDS = _variable("kpi_alerts_batch_seconds", "60")
-SECONDS_PER_ALERT = _variable("kpi_alerts_seconds_per_alert", "0.06")
-PARALLELISM = _variable("kpi_alerts_parallelism", "0")
-BATCH_THREADS = _variable("kpi_alerts_batch_threads", "4")
-RETENTION_DAYS = _variable("kpi_alerts_retention_days", "90")
-RECIPIENT_PRIVACY = _variable("kpi_alerts_recipient_privacy", "bcc")
-MESSAGE_ID_DOMAIN = _variable("kpi_alerts_message_id_domain", "")
-
-
-def _task_settings(**values: Any) -> TaskSettings:
-    # Lazy: the pipeline's modules (psycopg, the ledger) stay out of DAG parsing.
-    from kpi_alerts.operators.kpi_alerts import TaskSettings
-
-    return TaskSettings(**values)
-
-
-class DueAlertsOperator(BaseOperator):
+class DueAlertsOperator(_KpiAlertsOperator):
     """List the alerts due at the run's logical time as map items for :class:`KpiAlertOperator`.
 
     Before listing, it parks alerts that can no longer run, records paused alerts' due slots as
@@ -74,23 +78,18 @@ class DueAlertsOperator(BaseOperator):
         ``kpi_alerts_parallelism``).
     """
 
-    template_fields: Sequence[str] = (
-        "misfire_minutes",
-        "batch_threshold",
-        "batch_seconds",
-        "seconds_per_alert",
-        "parallelism",
-    )
+    settings = (MISFIRE_MINUTES, BATCH_THRESHOLD, BATCH_SECONDS, SECONDS_PER_ALERT, PARALLELISM)
+    template_fields: Sequence[str] = tuple(s.name for s in settings)
     ui_color = "#e8f1fb"
 
     def __init__(
         self,
         *,
-        misfire_minutes: str | float = MISFIRE_MINUTES,
-        batch_threshold: str | int = BATCH_THRESHOLD,
-        batch_seconds: str | float = BATCH_SECONDS,
-        seconds_per_alert: str | float = SECONDS_PER_ALERT,
-        parallelism: str | int = PARALLELISM,
+        misfire_minutes: str | float = MISFIRE_MINUTES.template,
+        batch_threshold: str | int = BATCH_THRESHOLD.template,
+        batch_seconds: str | float = BATCH_SECONDS.template,
+        seconds_per_alert: str | float = SECONDS_PER_ALERT.template,
+        parallelism: str | int = PARALLELISM.template,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -103,17 +102,10 @@ class DueAlertsOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from kpi_alerts.operators.kpi_alerts import find_due_alerts
 
-        settings = _task_settings(
-            misfire_minutes=float(self.misfire_minutes),
-            batch_threshold=int(float(self.batch_threshold)),
-            batch_seconds=float(self.batch_seconds),
-            seconds_per_alert=float(self.seconds_per_alert),
-            parallelism=int(float(self.parallelism)),
-        )
-        return find_due_alerts(context, settings)
+        return find_due_alerts(context, self.task_settings())
 
 
-class KpiAlertOperator(BaseOperator):
+class KpiAlertOperator(_KpiAlertsOperator):
     """Process one alert, or one batch of alerts, at the run's logical time: claim its slot in the
     ledger → fetch the KPI from Cube → check the gating condition or threshold → render the
     attachment → send it → record the outcome. Every alert of the item is attempted; the task then
@@ -137,32 +129,33 @@ class KpiAlertOperator(BaseOperator):
     :param batch_threads: alerts of a batch in flight at once (Variable ``kpi_alerts_batch_threads``, 4).
     """
 
-    template_fields: Sequence[str] = (
-        "environment",
-        "sender",
-        "outbox_dir",
-        "misfire_minutes",
-        "lease_minutes",
-        "max_attachment_mb",
-        "recipient_privacy",
-        "message_id_domain",
-        "batch_threads",
+    settings = (
+        ENVIRONMENT,
+        SENDER,
+        OUTBOX_DIR,
+        MISFIRE_MINUTES,
+        LEASE_MINUTES,
+        MAX_ATTACHMENT_MB,
+        RECIPIENT_PRIVACY,
+        MESSAGE_ID_DOMAIN,
+        BATCH_THREADS,
     )
+    template_fields: Sequence[str] = tuple(s.name for s in settings)
     ui_color = "#fff4d6"
 
     def __init__(
         self,
         *,
         item: dict[str, Any],
-        environment: str = ENVIRONMENT,
-        sender: str = SENDER,
-        outbox_dir: str = OUTBOX_DIR,
-        misfire_minutes: str | float = MISFIRE_MINUTES,
-        lease_minutes: str | float = LEASE_MINUTES,
-        max_attachment_mb: str | float = MAX_ATTACHMENT_MB,
-        recipient_privacy: str = RECIPIENT_PRIVACY,
-        message_id_domain: str = MESSAGE_ID_DOMAIN,
-        batch_threads: str | int = BATCH_THREADS,
+        environment: str = ENVIRONMENT.template,
+        sender: str = SENDER.template,
+        outbox_dir: str = OUTBOX_DIR.template,
+        misfire_minutes: str | float = MISFIRE_MINUTES.template,
+        lease_minutes: str | float = LEASE_MINUTES.template,
+        max_attachment_mb: str | float = MAX_ATTACHMENT_MB.template,
+        recipient_privacy: str = RECIPIENT_PRIVACY.template,
+        message_id_domain: str = MESSAGE_ID_DOMAIN.template,
+        batch_threads: str | int = BATCH_THREADS.template,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -181,21 +174,10 @@ class KpiAlertOperator(BaseOperator):
         from kpi_alerts.operators.kpi_alerts import process_alerts
 
         context["alert_label"] = self.item.get("label", "")  # type: ignore[typeddict-unknown-key]
-        settings = _task_settings(
-            environment=str(self.environment).strip(),
-            sender=str(self.sender),
-            outbox_dir=str(self.outbox_dir or ""),
-            misfire_minutes=float(self.misfire_minutes),
-            lease_minutes=float(self.lease_minutes),
-            max_attachment_mb=float(self.max_attachment_mb),
-            recipient_privacy=str(self.recipient_privacy).strip().lower() or "bcc",
-            message_id_domain=str(self.message_id_domain or "").strip(),
-            batch_threads=int(float(self.batch_threads)),
-        )
-        return process_alerts(self.item, context, settings)
+        return process_alerts(self.item, context, self.task_settings())
 
 
-class KpiAlertsSummaryOperator(BaseOperator):
+class KpiAlertsSummaryOperator(_KpiAlertsOperator):
     """Count the run's ledger rows by status, prune old ledger rows, and fail (so the run shows red)
     when a slot failed, a delivery was never confirmed, a claim was left unfinished or another task of
     the run did not succeed. Give it ``trigger_rule="all_done"`` so it runs whatever happened upstream.
@@ -205,14 +187,15 @@ class KpiAlertsSummaryOperator(BaseOperator):
     :param misfire_minutes: named when alerts are left due (Variable ``kpi_alerts_misfire_minutes``).
     """
 
-    template_fields: Sequence[str] = ("retention_days", "misfire_minutes")
+    settings = (RETENTION_DAYS, MISFIRE_MINUTES)
+    template_fields: Sequence[str] = tuple(s.name for s in settings)
     ui_color = "#e9f5e9"
 
     def __init__(
         self,
         *,
-        retention_days: str | float = RETENTION_DAYS,
-        misfire_minutes: str | float = MISFIRE_MINUTES,
+        retention_days: str | float = RETENTION_DAYS.template,
+        misfire_minutes: str | float = MISFIRE_MINUTES.template,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -222,9 +205,4 @@ class KpiAlertsSummaryOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from kpi_alerts.operators.kpi_alerts import summarize
 
-        return summarize(
-            context,
-            _task_settings(
-                retention_days=float(self.retention_days), misfire_minutes=float(self.misfire_minutes)
-            ),
-        )
+        return summarize(context, self.task_settings())

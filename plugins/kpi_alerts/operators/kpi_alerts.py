@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -44,7 +41,7 @@ from kpi_alerts.hooks.cube import CubeHook
 from kpi_alerts.hooks.metrics import airflow_stats_sink
 from kpi_alerts.hooks.smtp import smtp_session
 from kpi_alerts.ledger.alert_changes import record_paused_slots
-from kpi_alerts.ledger.claims import UNFINISHED, Claimant, ClaimSettings
+from kpi_alerts.ledger.claims import UNFINISHED, Claimant
 from kpi_alerts.ledger.database import describe_database_error
 from kpi_alerts.ledger.due_alerts import (
     initialise_first_runs,
@@ -54,8 +51,8 @@ from kpi_alerts.ledger.due_alerts import (
 )
 from kpi_alerts.ledger.results import run_lateness, run_status_counts, still_due_alerts
 from kpi_alerts.ledger.retention import prune_results
-from kpi_alerts.pipeline.alert_run import RunSettings
 from kpi_alerts.pipeline.batch import plan_batches, run_batch
+from kpi_alerts.pipeline.inputs import RunSettings, TaskSettings
 from kpi_alerts.pipeline.task_outcome import judge_item
 
 if TYPE_CHECKING:
@@ -68,55 +65,6 @@ metrics.set_sink(airflow_stats_sink)
 
 TICK = timedelta(minutes=5)  # the DAG's schedule: the oldest a slot is when a run first sees it
 MAX_MAP_LENGTH = 1024  # Airflow's [core] max_map_length default; mapped lists must stay below it
-DEFAULT_SENDER = "KPI Alerts <kpi-alerts@localhost>"
-
-
-@dataclass(frozen=True)
-class TaskSettings:
-    """The settings of the DAG's tasks (the operators' rendered template fields, typed).
-
-    :param environment: ``production`` sends e-mail over ``smtp_default``; anything else is a dry run
-        writing ``.eml`` files to ``outbox_dir``.
-    :param outbox_dir: the dry run's folder; empty means ``$AIRFLOW_HOME/kpi_alerts_outbox``.
-    """
-
-    environment: str = "development"
-    sender: str = DEFAULT_SENDER
-    outbox_dir: str = ""
-    misfire_minutes: float = 60
-    lease_minutes: float = 30
-    max_attachment_mb: float = 10
-    batch_threshold: int = 0
-    retention_days: float = 90
-    recipient_privacy: str = "bcc"
-    message_id_domain: str = ""
-    batch_seconds: float = 60
-    seconds_per_alert: float = 0.06
-    parallelism: int = 0
-    batch_threads: int = 4
-
-    @property
-    def production(self) -> bool:
-        return self.environment == "production"
-
-    @property
-    def outbox(self) -> Path:
-        return Path(self.outbox_dir or Path(os.environ.get("AIRFLOW_HOME", ".")) / "kpi_alerts_outbox")
-
-    @property
-    def claim(self) -> ClaimSettings:
-        return ClaimSettings(
-            lease=timedelta(minutes=self.lease_minutes),
-            misfire_window=timedelta(minutes=self.misfire_minutes),
-        )
-
-    @property
-    def max_attachment_bytes(self) -> int:
-        return int(self.max_attachment_mb * 1024 * 1024)
-
-    @property
-    def retention(self) -> timedelta:
-        return timedelta(days=self.retention_days)
 
 
 def _db_connection() -> Any:
@@ -258,11 +206,8 @@ def process_alerts(
             try_number=ti.try_number,
         ),
         final_attempt=ti.try_number > ti.max_tries,
-        sender=task_settings.sender,
-        max_attachment_bytes=task_settings.max_attachment_bytes,
+        envelope=task_settings.envelope,
         claim=task_settings.claim,
-        recipient_privacy=task_settings.recipient_privacy,
-        message_id_domain=task_settings.message_id_domain,
     )
     with CubeHook() as source:
         batch = run_batch(

@@ -21,8 +21,7 @@ import psycopg
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.conditions.gating_evaluation import evaluate_gate
 from kpi_alerts.conditions.gating_format import parse_gating_condition
-from kpi_alerts.delivery.email_message import build_message
-from kpi_alerts.delivery.error_notices import report_failure_needs_notice, send_error_notice
+from kpi_alerts.delivery.email_message import build_message, slot_message_key
 from kpi_alerts.delivery.recipients import check_recipient_domains, outside_domains
 from kpi_alerts.errors import (
     AlertValidationError,
@@ -48,11 +47,11 @@ from kpi_alerts.ledger.claims import (
     may_retry_at_a_later_tick,
     record_partial_delivery,
     release_for_retry,
-    slot_message_key,
     start_sending,
 )
 from kpi_alerts.ledger.due_alerts import park_unusable_alert
 from kpi_alerts.ledger.results import cron_job_of_alert, group_states, last_sent_digest, previous_status
+from kpi_alerts.pipeline.failure_notices import report_failure_needs_notice, send_error_notice
 from kpi_alerts.pipeline.inputs import Delivery, KpiSource, Mailer, RunSettings
 from kpi_alerts.pipeline.threshold_check import check_groups, check_threshold, threshold_transition
 from kpi_alerts.redaction import redact_url
@@ -498,7 +497,7 @@ class _SlotRun:
             slot=self.claim.slot,
             settings=self.settings,
             recipients=pending,
-            message_key=slot_message_key(self.alert, self.claim),
+            message_key=slot_message_key(self.claim.cron_job_id, self.claim.slot, self.claim.message_token),
             value=value,
             previous=previous,
             condition=condition,
@@ -509,7 +508,7 @@ class _SlotRun:
             gate=gate,
         )
         delivery = self._deliver(message, pending, already)
-        attached = attachment is not None and attachment.size <= self.settings.max_attachment_bytes
+        attached = attachment is not None and attachment.size <= self.settings.envelope.max_attachment_bytes
         if already:
             details = {**details, "delivered_to": [*already, *pending]}
         outcome = Outcome(
@@ -636,12 +635,9 @@ def compose_message(
         ctx=ctx,
         data=data,
         recipients=list(recipients),
-        sender=settings.sender,
+        envelope=settings.envelope,
         attachment=attachment,
-        max_attachment_bytes=settings.max_attachment_bytes,
         message_key=message_key,
-        message_id_domain=settings.message_domain,
-        recipient_privacy=settings.recipient_privacy,
         report=report,
     )
     return message, attachment

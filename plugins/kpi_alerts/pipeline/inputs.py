@@ -4,16 +4,19 @@ other real ones (a ``CubeClient``, a mailer writing to a folder)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parseaddr
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
+from kpi_alerts.delivery.email_message import Envelope as Envelope
 from kpi_alerts.delivery.mailers import Delivery as Delivery
 from kpi_alerts.delivery.mailers import Mailer as Mailer
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.ledger.claims import Claimant, ClaimSettings
+from kpi_alerts.settings import DEFAULTS, SETTINGS
 
 
 class KpiSource(Protocol):
@@ -31,19 +34,61 @@ class RunSettings:
     logical_time: datetime
     claimant: Claimant = field(default_factory=Claimant)
     final_attempt: bool = True
-    sender: str = "KPI Alerts <kpi-alerts@localhost>"
-    max_attachment_bytes: int = 10 * 1024 * 1024
+    envelope: Envelope = field(default_factory=Envelope)
     claim: ClaimSettings = field(default_factory=ClaimSettings)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    #: ``bcc`` (default): recipients of a message to several people do not see each other (``To:
-    #: undisclosed-recipients:;``, everyone in Bcc); ``to``: all of them in ``To:``.
-    recipient_privacy: str = "bcc"
-    #: The right-hand side of Message-IDs: this deployment's domain (empty: the sender's domain).
-    message_id_domain: str = ""
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """The package's settings as values (:data:`kpi_alerts.settings.SETTINGS`: each field's Variable,
+    default and parser), as the operators' rendered template fields or the Variables give them."""
+
+    environment: str = DEFAULTS["environment"]
+    sender: str = DEFAULTS["sender"]
+    outbox_dir: str = DEFAULTS["outbox_dir"]
+    misfire_minutes: float = DEFAULTS["misfire_minutes"]
+    lease_minutes: float = DEFAULTS["lease_minutes"]
+    max_attachment_mb: float = DEFAULTS["max_attachment_mb"]
+    recipient_privacy: str = DEFAULTS["recipient_privacy"]
+    message_id_domain: str = DEFAULTS["message_id_domain"]
+    batch_threshold: int = DEFAULTS["batch_threshold"]
+    batch_seconds: float = DEFAULTS["batch_seconds"]
+    seconds_per_alert: float = DEFAULTS["seconds_per_alert"]
+    parallelism: int = DEFAULTS["parallelism"]
+    batch_threads: int = DEFAULTS["batch_threads"]
+    retention_days: float = DEFAULTS["retention_days"]
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, object]) -> TaskSettings:
+        """From text by setting name (rendered templates, Variables); names not given keep their default."""
+        return cls(**{s.name: s.value(raw[s.name]) for s in SETTINGS if s.name in raw})
 
     @property
-    def message_domain(self) -> str:
-        """The Message-ID domain: :attr:`message_id_domain`, else the sender address's domain."""
-        if self.message_id_domain.strip():
-            return self.message_id_domain.strip()
-        return parseaddr(self.sender)[1].rpartition("@")[2] or "kpi-alerts.local"
+    def production(self) -> bool:
+        """Only ``production`` sends e-mail over ``smtp_default``; anything else writes ``.eml`` files."""
+        return self.environment == "production"
+
+    @property
+    def outbox(self) -> Path:
+        return Path(self.outbox_dir or Path(os.environ.get("AIRFLOW_HOME", ".")) / "kpi_alerts_outbox")
+
+    @property
+    def claim(self) -> ClaimSettings:
+        return ClaimSettings(
+            lease=timedelta(minutes=self.lease_minutes),
+            misfire_window=timedelta(minutes=self.misfire_minutes),
+        )
+
+    @property
+    def envelope(self) -> Envelope:
+        return Envelope(
+            sender=self.sender,
+            max_attachment_bytes=int(self.max_attachment_mb * 1024 * 1024),
+            recipient_privacy=self.recipient_privacy,
+            message_id_domain=self.message_id_domain,
+        )
+
+    @property
+    def retention(self) -> timedelta:
+        return timedelta(days=self.retention_days)

@@ -26,7 +26,7 @@ from kpi_alerts.hooks.db_url import resolve_db_url
 from kpi_alerts.ledger.alert_changes import AlertNotFound
 from kpi_alerts.ledger.database import DB_CONN_ID, connect, describe_database_error
 from kpi_alerts.web.access import actor_of, edit_access, read_access
-from kpi_alerts.web.plugin import API_PREFIX
+from kpi_alerts.web.prefixes import API_PREFIX
 
 ResultStatus = Literal[  # the ledger's status CHECK (include/sql/migrations)
     "claimed",

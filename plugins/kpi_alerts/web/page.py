@@ -14,7 +14,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from kpi_alerts.web.access import read_access
-from kpi_alerts.web.plugin import UI_PREFIX
+from kpi_alerts.web.prefixes import UI_PREFIX
 
 STATIC_DIR = Path(__file__).with_name("static")
 ASSETS = {  # the only files served: name -> media type

@@ -15,8 +15,7 @@ from urllib.parse import urlparse
 
 from airflow.plugins_manager import AirflowPlugin
 
-API_PREFIX = "/kpi-alerts/api/v1"
-UI_PREFIX = "/kpi-alerts/ui"
+from kpi_alerts.web.prefixes import API_PREFIX, UI_PREFIX
 
 
 def _under_base_url(path: str) -> str:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kpi_alerts.delivery.email_message import build_message, message_id, safe_dashboard_url
+from kpi_alerts.delivery.email_message import Envelope, build_message, message_id, safe_dashboard_url
 from kpi_alerts.delivery.recipients import MAX_RECIPIENTS, validate_recipients
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.kpi_data import KpiData
@@ -38,9 +38,8 @@ def build(
         ctx=context(**ctx),
         data=daily_revenue() if data is None else data,
         recipients=list(recipients),
-        sender=sender,
+        envelope=Envelope(sender=sender, max_attachment_bytes=limit),
         attachment=attachment,
-        max_attachment_bytes=limit,
         message_key=key,
     )
     return parse(msg)
@@ -129,9 +128,8 @@ def test_subject_and_wording_per_kind() -> None:
             ctx=context(kind="threshold_no_data", condition="Revenue > 10,000", kpi_value=None),
             data=None,
             recipients=["ops@example.com"],
-            sender=SENDER,
+            envelope=Envelope(sender=SENDER, max_attachment_bytes=1),
             attachment=None,
-            max_attachment_bytes=1,
         )
     )
     assert no_data["Subject"] == "[KPI alert] No data: Revenue (daily) — 2026-04-02"
@@ -166,9 +164,8 @@ def test_control_characters_never_make_a_header() -> None:
         ctx=context(alert_name=name),
         data=daily_revenue(),
         recipients=["ops@example.com"],
-        sender=SENDER,
+        envelope=Envelope(sender=SENDER, max_attachment_bytes=1),
         attachment=None,
-        max_attachment_bytes=1,
     ).as_bytes()
     headers = raw.split(b"\r\n\r\n", 1)[0]
     assert b"\r\nBcc:" not in headers and b"\nBcc:" not in headers
@@ -253,10 +250,8 @@ def test_several_recipients_do_not_see_each_other_unless_configured() -> None:
         ctx=context(),
         data=None,
         recipients=["a@example.com", "b@example.org"],
-        sender=SENDER,
+        envelope=Envelope(sender=SENDER, max_attachment_bytes=1000, recipient_privacy="to"),
         attachment=None,
-        max_attachment_bytes=1000,
-        recipient_privacy="to",
     )
     assert msg["To"] == "a@example.com, b@example.org" and msg["Bcc"] is None
     with pytest.raises(AlertValidationError, match="recipient privacy"):
@@ -264,10 +259,8 @@ def test_several_recipients_do_not_see_each_other_unless_configured() -> None:
             ctx=context(),
             data=None,
             recipients=["a@example.com"],
-            sender=SENDER,
+            envelope=Envelope(sender=SENDER, max_attachment_bytes=1000, recipient_privacy="everyone"),
             attachment=None,
-            max_attachment_bytes=1000,
-            recipient_privacy="everyone",
         )
 
 
@@ -322,9 +315,8 @@ def test_wire_format_and_a_sample_for_people(csv_attachment: Attachment) -> None
         ctx=context(kind="threshold_triggered", condition="Revenue > 10,000"),
         data=daily_revenue(),
         recipients=[f"user{i}@example.com" for i in range(60)],
-        sender=SENDER,
+        envelope=Envelope(sender=SENDER, max_attachment_bytes=10_000_000),
         attachment=csv_attachment,
-        max_attachment_bytes=10_000_000,
     )
     raw = msg.as_bytes()
     head, _, body = raw.partition(b"\r\n\r\n")
@@ -356,9 +348,8 @@ def test_what_goes_on_the_wire_is_the_standard_generators_bytes(csv_attachment: 
         ctx=context(),
         data=daily_revenue(),
         recipients=["a@example.com", "b@example.com"],
-        sender=SENDER,
+        envelope=Envelope(sender=SENDER, max_attachment_bytes=10_000_000),
         attachment=csv_attachment,
-        max_attachment_bytes=10_000_000,
     )
     _, recipients, payload, _ = _envelope(Client(), msg)  # type: ignore[arg-type]
     stripped = copy.copy(msg)

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kpi_alerts.delivery import email_message
-from kpi_alerts.delivery.email_message import _HEADER_POLICY, _MIME_POLICY, _text, build_message
+from kpi_alerts.delivery.email_message import _HEADER_POLICY, _MIME_POLICY, Envelope, _text, build_message
 from kpi_alerts.delivery.mailers import _envelope
 from kpi_alerts.reports import Attachment
 from tests.unit.reports.test_reports import context, daily_revenue
@@ -46,9 +46,8 @@ def _message(monkeypatch: pytest.MonkeyPatch, filename: str) -> tuple[EmailMessa
         ctx=context(alert_name=ALERT),
         data=daily_revenue(),
         recipients=["a@example.com", "b@example.com"],
-        sender="KPI Alerts <alerts@kpi-alerts.local>",
+        envelope=Envelope(sender="KPI Alerts <alerts@kpi-alerts.local>", max_attachment_bytes=10_000_000),
         attachment=attachment,
-        max_attachment_bytes=10_000_000,
         message_key="7:slot",
     )
     return msg, attachment
