@@ -36,7 +36,7 @@ from kpi_alerts.scheduling.quiet_hours import (
     next_check,
     next_report_slot,
 )
-from kpi_alerts.scheduling.schedule import Schedule, next_run_after
+from kpi_alerts.scheduling.schedule import Schedule, next_run_after, validate_schedule
 from kpi_alerts.vocabulary import AttachmentKind
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ class AlertDefinition:
         if self.alert_type == "schedule":
             if self.schedule is None:
                 raise AlertValidationError("schedule alert has no kpi_schedules row")
-            self.schedule.validate()
+            validate_schedule(self.schedule)
             parse_gating_condition(self.gating_condition)
         else:
             if self.threshold is None:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.scheduling.cadence import CheckCadence, clock, parse_clock
 from kpi_alerts.scheduling.quiet_hours import QuietHours
-from kpi_alerts.scheduling.schedule import Schedule
+from kpi_alerts.scheduling.schedule import Schedule, validate_schedule
 from kpi_alerts.vocabulary import AttachmentKind
 
 #: Ids are PostgreSQL ``bigint``: larger ones are refused here, not by a driver error.
@@ -302,9 +302,7 @@ def parse_schedule_spec(raw: object) -> Schedule:
         spec = ScheduleSpec.model_validate(raw)
     except ValidationError as exc:
         raise AlertValidationError(describe_validation_error(exc, "schedule")) from None
-    schedule = spec.to_schedule()
-    schedule.validate()
-    return schedule
+    return validate_schedule(spec.to_schedule())
 
 
 def describe_validation_error(exc: ValidationError, what: str = "alert") -> str:

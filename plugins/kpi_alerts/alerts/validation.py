@@ -22,6 +22,7 @@ from kpi_alerts.delivery.recipients import validate_recipients
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.reports.formatting import single_line
 from kpi_alerts.reports.units import check_currency, check_locale
+from kpi_alerts.scheduling.schedule import validate_schedule
 
 
 def validate_alert_spec(
@@ -49,7 +50,7 @@ def validate_alert_spec(
         )
     _check_display_settings(spec)
     if spec.schedule is not None:
-        spec.schedule.to_schedule().validate()
+        validate_schedule(spec.schedule.to_schedule())
         gate = parse_gating_condition(spec.schedule.gating_condition)
         if gate is not None:
             check_gate_measures(gate, spec.cube_query)

@@ -23,7 +23,7 @@ from kpi_alerts.scheduling.business_days import MAX_HOLIDAY_RUN, BusinessCalenda
 from kpi_alerts.scheduling.cron import parse_cron
 
 if TYPE_CHECKING:
-    from kpi_alerts.scheduling.schedule import Schedule
+    from kpi_alerts.scheduling.definition import Schedule
 
 HORIZON = timedelta(days=8 * 366 + 31)
 _ONE_DAY = timedelta(days=1)

@@ -30,8 +30,7 @@ from __future__ import annotations
 import bisect
 import functools
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -39,6 +38,7 @@ from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.scheduling.business_days import check_holiday_region
 from kpi_alerts.scheduling.cron import parse_cron
 from kpi_alerts.scheduling.dates import next_fire_date
+from kpi_alerts.scheduling.definition import Schedule as Schedule
 from kpi_alerts.scheduling.timezones import zone
 from kpi_alerts.scheduling.wording import describe_schedule
 
@@ -67,72 +67,6 @@ _MARGIN = timedelta(hours=3)
 _ONE_DAY = timedelta(days=1)
 #: Where "does this schedule ever fire?" is first asked when it has no start date.
 _EPOCH = date(2000, 1, 1)
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """One ``kpi_schedules`` row; field names are the column names."""
-
-    frequency_interval: str
-    schedule_hour: int
-    schedule_minute: int
-    selected_days: tuple[int, ...]
-    timezone: str
-    cron_expression: str | None = None
-    every_n_weeks: int | None = None
-    start_date: date | None = None
-    business_day: int | None = None
-    holiday_country: str | None = None
-    holiday_subdivision: str | None = None
-    on_holiday: str | None = None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Schedule:
-        """Build from a DB row mapping without validating (call :meth:`validate`).
-
-        :param row: mapping with the ``kpi_schedules`` column names; ``selected_days`` may be
-            ``None`` or a list, ``schedule_hour`` may be ``None`` for hourly schedules; the calendar
-            columns (``cron_expression``, ``every_n_weeks``, ...) may be absent.
-        """
-        missing = [k for k in ("frequency_interval", "schedule_minute", "timezone") if k not in row]
-        if missing:
-            raise AlertValidationError(f"Schedule is missing {', '.join(missing)}")
-        days = row.get("selected_days")
-        hour = row.get("schedule_hour")
-        if hour is None and row["frequency_interval"] in ("hour", "cron"):
-            hour = 0  # ignored by hourly and cron schedules
-        return cls(
-            frequency_interval=row["frequency_interval"],
-            schedule_hour=hour,  # type: ignore[arg-type]  # checked by validate()
-            schedule_minute=row["schedule_minute"] if row["schedule_minute"] is not None else 0,
-            selected_days=() if days is None else tuple(days) if isinstance(days, list | tuple) else days,
-            timezone=row["timezone"],
-            cron_expression=row.get("cron_expression"),
-            every_n_weeks=row.get("every_n_weeks"),
-            start_date=row.get("start_date"),
-            business_day=row.get("business_day"),
-            holiday_country=row.get("holiday_country"),
-            holiday_subdivision=row.get("holiday_subdivision"),
-            on_holiday=row.get("on_holiday"),
-        )
-
-    @property
-    def times_of_day(self) -> tuple[time, ...]:
-        """The local wall times it fires at on each of its dates, in order."""
-        if self.frequency_interval == "cron":
-            assert self.cron_expression is not None
-            return tuple(time(h, m) for h, m in parse_cron(self.cron_expression).times_of_day)
-        if self.frequency_interval == "hour":
-            return tuple(time(h, self.schedule_minute) for h in range(24))
-        return (time(self.schedule_hour, self.schedule_minute),)
-
-    def validate(self) -> None:
-        """Raise :class:`AlertValidationError` naming the first problem found."""
-        try:
-            _validate(self)
-        except TypeError:  # an unhashable field (a list from a row): the uncached check names it
-            _validate.__wrapped__(self)
-            raise
 
 
 @functools.lru_cache(maxsize=4096)
@@ -240,9 +174,14 @@ def _check_int(name: str, value: object, low: int, high: int) -> None:
 
 
 def validate_schedule(schedule: Schedule | Mapping[str, Any]) -> Schedule:
-    """Return a validated :class:`Schedule` from a Schedule or a DB row mapping."""
+    """Return a validated :class:`Schedule` from a Schedule or a DB row mapping; raise
+    :class:`AlertValidationError` naming the first problem found."""
     result = schedule if isinstance(schedule, Schedule) else Schedule.from_row(schedule)
-    result.validate()
+    try:
+        _validate(result)
+    except TypeError:  # an unhashable field (a list from a row): the uncached check names it
+        _validate.__wrapped__(result)
+        raise
     return result
 
 
@@ -261,14 +200,14 @@ def next_run_after(schedule: Schedule | Mapping[str, Any], after: datetime) -> d
     checked = schedule if isinstance(schedule, Schedule) else Schedule.from_row(schedule)
     try:
         return _next_run(checked, after)
-    except TypeError:  # an unhashable field: not a valid schedule, and validate() says why
-        checked.validate()
+    except TypeError:  # an unhashable field: not a valid schedule, and validate_schedule() says why
+        validate_schedule(checked)
         raise
 
 
 @functools.lru_cache(maxsize=4096)  # a peak tick finishes thousands of alerts sharing a few schedules
 def _next_run(schedule: Schedule, after: datetime) -> datetime:
-    schedule.validate()
+    validate_schedule(schedule)
     _require_aware(after, "after")
     return _next_after(schedule, zone(schedule.timezone), after)
 

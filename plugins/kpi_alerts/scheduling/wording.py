@@ -16,7 +16,7 @@ from cron_descriptor import ExpressionDescriptor, Options
 from kpi_alerts.scheduling.cron import parse_cron
 
 if TYPE_CHECKING:
-    from kpi_alerts.scheduling.schedule import Schedule
+    from kpi_alerts.scheduling.definition import Schedule
 
 WEEKDAY_NAMES = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 _MIDNIGHT = "At 00:00, "

@@ -343,7 +343,7 @@ BAD = [
 @pytest.mark.parametrize(("schedule", "message"), BAD)
 def test_validation_errors(schedule: Schedule, message: str) -> None:
     with pytest.raises(AlertValidationError, match=message):
-        schedule.validate()
+        validate_schedule(schedule)
     with pytest.raises(AlertValidationError, match=message):
         next_run_after(schedule, utc(2026, 1, 1))
 
@@ -358,7 +358,7 @@ def test_validation_errors(schedule: Schedule, message: str) -> None:
     ],
 )
 def test_valid_schedules_pass(schedule: Schedule) -> None:
-    schedule.validate()
+    validate_schedule(schedule)
     assert validate_schedule(schedule) is schedule
 
 
