@@ -4,6 +4,7 @@ Plain Python, no Airflow. Each list mirrors one outside authority, and a test ch
 
 - :data:`GRANULARITIES`: Cube's built-in time granularities;
 - :class:`LedgerStatus`: the ``cron_job_results_status_check`` CHECK constraint (migration 0006);
+- :class:`AlertType`: the ``kpi_alerts.alert_type`` CHECK constraint (migration 0002);
 - :class:`AttachmentKind`: the ``kpi_schedules.attachment_type`` CHECK constraint (migration 0002);
 - :data:`ADDITIVE_AGGREGATIONS`: Cube measure types whose values add up over rows.
 """
@@ -50,6 +51,13 @@ class LedgerStatus(StrEnum):
     MISSED = "missed"
     #: nothing to do for the slot (alert paused, deleted, or already handled)
     SKIPPED = "skipped"
+
+
+class AlertType(StrEnum):
+    """What an alert is (``kpi_alerts.alert_type``)."""
+
+    SCHEDULE = "schedule"  #: a scheduled report
+    THRESHOLD = "threshold"  #: a threshold alert
 
 
 class AttachmentKind(StrEnum):

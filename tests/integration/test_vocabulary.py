@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from kpi_alerts.vocabulary import AttachmentKind, LedgerStatus
+from kpi_alerts.vocabulary import AlertType, AttachmentKind, LedgerStatus
 
 pytestmark = pytest.mark.services
 
@@ -30,3 +30,7 @@ def test_ledger_statuses_are_the_status_check_constraint(db: psycopg.Connection[
 
 def test_attachment_kinds_are_the_attachment_type_check_constraint(db: psycopg.Connection[Any]) -> None:
     assert {k.value for k in AttachmentKind} == check_values(db, "kpi_schedules_attachment_type_check")
+
+
+def test_alert_types_are_the_alert_type_check_constraint(db: psycopg.Connection[Any]) -> None:
+    assert {t.value for t in AlertType} == check_values(db, "kpi_alerts_alert_type_check")
