@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,8 @@ from kpi_alerts.hooks.db_url import resolve_db_url
 from kpi_alerts.ledger.database import connect, describe_database_error
 from kpi_alerts.ledger.retention import MAX_RETENTION_DAYS
 from kpi_alerts.redaction import redact_url
+from kpi_alerts.settings import RETENTION_DAYS
+from kpi_alerts.vocabulary import AlertType
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, help_: str) -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help_, description=help_, parents=[globals_])
 
+    for add_commands in (_setup_commands, _change_commands, _sending_commands, _reading_commands):
+        add_commands(command)
+    return parser
+
+
+Command = Callable[[str, str], argparse.ArgumentParser]
+
+
+def _setup_commands(command: Command) -> None:
     migrate = command(
         "migrate",
         "apply pending schema migrations, all or nothing (idempotent); a database shape it cannot adopt "
@@ -57,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the last 24 h's failures; exit 1 when something needs a person",
     )
     doctor.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _change_commands(command: Command) -> None:
     create = command("create-alert", "create an alert from a JSON spec file ('-' for stdin)")
     create.add_argument("file", help="JSON alert spec (see README)")
     update = command("update-alert", "change an alert: FILE holds the fields to change (JSON merge patch)")
@@ -103,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     quiet.add_argument("--to", dest="end", metavar="HH:MM", help="end, e.g. 07:00 (earlier: the next day)")
     quiet.add_argument("--timezone", help="IANA timezone, e.g. Europe/Berlin")
     quiet.add_argument("--days", help="weekdays a window starts on, 0 = Sunday: e.g. 1,2,3,4,5")
+
+
+def _sending_commands(command: Command) -> None:
     test = command("test-send", "send the alert's message, marked as a test, to one address only")
     test.add_argument("alert_id", type=_alert_id)
     test.add_argument("--to", required=True, metavar="ADDRESS")
@@ -122,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also resend a delivery_unknown slot (its message may have been delivered: check first)",
     )
+
+
+def _reading_commands(command: Command) -> None:
     runs = command(
         "next-runs",
         "a schedule in words and its next runs, from a JSON file (a schedule, an alert spec, or a list of "
@@ -135,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
     listing = command("list-alerts", "list alerts with their next run, state and last result")
     listing.add_argument("--organization", type=_alert_id, metavar="ORG")
-    listing.add_argument("--type", choices=["schedule", "threshold"], dest="alert_type")
+    listing.add_argument("--type", choices=[t.value for t in AlertType], dest="alert_type")
     listing.add_argument("--paused", action="store_true", help="only paused alerts")
     history = command("history", "an alert's recent ledger rows (also for a deleted alert)")
     history.add_argument("alert_id", type=_alert_id)
@@ -150,8 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     domains.add_argument("--clear", action="store_true", help="remove the list: any domain is allowed")
     prune = command("prune-results", "delete finished ledger rows older than --days")
-    prune.add_argument("--days", type=_retention_days, default=90)
-    return parser
+    prune.add_argument("--days", type=_retention_days, default=int(RETENTION_DAYS.value()))
 
 
 def _alert_id(text: str) -> int:

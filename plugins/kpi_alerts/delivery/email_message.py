@@ -325,23 +325,46 @@ def build_message(
     :param report: the report model the message renders (the attachments render the same one); when
         not given it is built from ``data`` and ``ctx`` alone (no comparison with a previous period).
     """
-    recipient_privacy = envelope.recipient_privacy
-    if recipient_privacy not in RECIPIENT_PRIVACY:
+    if envelope.recipient_privacy not in RECIPIENT_PRIVACY:
         raise AlertValidationError(
-            f"recipient privacy must be one of {', '.join(RECIPIENT_PRIVACY)}, not {recipient_privacy[:40]!r}"
+            f"recipient privacy must be one of {', '.join(RECIPIENT_PRIVACY)}, "
+            f"not {envelope.recipient_privacy[:40]!r}"
         )
     to = validate_recipients(recipients)
     from_ = _sender(envelope.sender)
     if report is None:
         report = build_report(data, ctx)
-    oversize = attachment is not None and attachment.size > envelope.max_attachment_bytes
-    chart_png = None
-    if report.chart is not None:
-        chart_png = render_chart_png(report.chart)
-    size_text, limit_text = _sizes(attachment.size if attachment else 0, envelope.max_attachment_bytes)
+    chart_png = render_chart_png(report.chart) if report.chart is not None else None
     mid = message_id(message_key, envelope.message_domain)
     chart_cid = f"chart.{mid[1:-1]}"
-    context: dict[str, Any] = {
+    context = _template_context(report, attachment, envelope, chart_cid if chart_png else None)
+    env = template_env()
+    msg = EmailMessage(policy=_HEADER_POLICY)
+    msg["Subject"] = _subject(env, context, report)
+    msg["From"] = from_
+    addresses = [Address(username=a.rpartition("@")[0], domain=a.rpartition("@")[2]) for a in to]
+    if envelope.recipient_privacy == "to" or len(addresses) == 1:
+        msg["To"] = addresses
+    else:  # customers never see each other's addresses
+        msg["To"] = UNDISCLOSED_RECIPIENTS
+        msg["Bcc"] = addresses
+    msg["Date"] = format_datetime(ctx.generated_at)
+    msg["Message-ID"] = mid
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, no vacation loops
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg["X-KPI-Alert-Kind"] = single_line(ctx.kind)
+    msg["X-KPI-Alert-Slot"] = ctx.slot.isoformat()
+    text, html = (env.get_template(name).render(**context) for name in ("email.txt", "email.html"))
+    _add_body(msg, text, html, chart_png, chart_cid, None if context["oversize"] else attachment)
+    return msg
+
+
+def _template_context(
+    report: ReportModel, attachment: Attachment | None, envelope: Envelope, chart_cid: str | None
+) -> dict[str, Any]:
+    """What the subject and body templates read: the report's fields made safe for one line each."""
+    size_text, limit_text = _sizes(attachment.size if attachment else 0, envelope.max_attachment_bytes)
+    return {
         "report": report,
         "kind": report.kind,
         "alert_name": single_line(report.alert_name),
@@ -361,39 +384,33 @@ def build_message(
         "dashboard_url": safe_dashboard_url(report.dashboard_url),
         "message": report.message,
         "table": _table(report),
-        "chart_cid": chart_cid if chart_png else None,
+        "chart_cid": chart_cid,
         "attachment": attachment,
-        "oversize": oversize,
+        "oversize": attachment is not None and attachment.size > envelope.max_attachment_bytes,
         "attachment_size": size_text,
         "size_limit": limit_text,
     }
-    env = template_env()
+
+
+def _subject(env: Any, context: dict[str, Any], report: ReportModel) -> str:
     short = {
         "alert_name": _shorten(context["alert_name"], 100),
         "condition": _shorten(context["condition"], 60) if context["condition"] else None,
         "gate_short": _shorten(report.gate_short, 60) if report.gate_short else None,
     }
-    subject = _shorten(
-        single_line(env.get_template("subject.txt").render(**{**context, **short})), MAX_SUBJECT
-    )
+    return _shorten(single_line(env.get_template("subject.txt").render(**{**context, **short})), MAX_SUBJECT)
 
-    msg = EmailMessage(policy=_HEADER_POLICY)
-    msg["Subject"] = subject
-    msg["From"] = from_
-    addresses = [Address(username=a.rpartition("@")[0], domain=a.rpartition("@")[2]) for a in to]
-    if recipient_privacy == "to" or len(addresses) == 1:
-        msg["To"] = addresses
-    else:  # customers never see each other's addresses
-        msg["To"] = UNDISCLOSED_RECIPIENTS
-        msg["Bcc"] = addresses
-    msg["Date"] = format_datetime(ctx.generated_at)
-    msg["Message-ID"] = mid
-    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, no vacation loops
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg["X-KPI-Alert-Kind"] = single_line(ctx.kind)
-    msg["X-KPI-Alert-Slot"] = ctx.slot.isoformat()
-    text, html = (env.get_template(name).render(**context) for name in ("email.txt", "email.html"))
-    # The tree is built top-down, each container with its boundary from the start.
+
+def _add_body(
+    msg: EmailMessage,
+    text: str,
+    html: str,
+    chart_png: bytes | None,
+    chart_cid: str,
+    attachment: Attachment | None,
+) -> None:
+    """The MIME tree under ``msg``'s headers: text and HTML (with the chart inline), then the attachment.
+    The tree is built top-down, each container with its boundary from the start."""
     text_part, body = _text(text, "plain"), _text(html, "html")
     if chart_png:
         image = _leaf("image/png", "base64", _base64(chart_png))
@@ -402,10 +419,9 @@ def build_message(
         body = _multipart(_part(), "related", body, image)
     msg.policy = _MIME_POLICY  # its MIME-Version and Content-Type are made here too
     msg["MIME-Version"] = "1.0"
-    if attachment is not None and not oversize:
+    if attachment is not None:
         alternative = _multipart(_part(), "alternative", text_part, body)
         _multipart(msg, "mixed", alternative, _attachment(attachment))
     else:
         _multipart(msg, "alternative", text_part, body)
     msg.policy = _HEADER_POLICY
-    return msg
