@@ -24,10 +24,11 @@ import pendulum
 from airflow.sdk import DAG
 
 from kpi_alerts.operators.alerts import DueAlertsOperator, KpiAlertOperator, KpiAlertsSummaryOperator
+from kpi_alerts.settings import TICK_MINUTES
 
 with DAG(
     dag_id="kpi_alerts",
-    schedule="*/5 * * * *",
+    schedule=f"*/{TICK_MINUTES} * * * *",
     start_date=pendulum.datetime(2026, 1, 1, tz="America/Los_Angeles"),
     catchup=False,
     max_active_runs=1,

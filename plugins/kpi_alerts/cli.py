@@ -24,7 +24,7 @@ from kpi_alerts.hooks.db_url import resolve_db_url
 from kpi_alerts.ledger.database import connect, describe_database_error
 from kpi_alerts.ledger.retention import MAX_RETENTION_DAYS
 from kpi_alerts.redaction import redact_url
-from kpi_alerts.settings import RETENTION_DAYS
+from kpi_alerts.settings import CUBE_CONN_ID, RETENTION_DAYS, SMTP_CONN_ID
 from kpi_alerts.vocabulary import AlertType
 
 
@@ -495,7 +495,7 @@ def _retry(conn: Any, args: argparse.Namespace) -> int:
 
     if load_alert(conn, args.alert_id) is None:
         raise AlertNotFound(f"alert {args.alert_id} does not exist")
-    _require_connections("cube_default", *(["smtp_default"] if production else []))
+    _require_connections(CUBE_CONN_ID, *([SMTP_CONN_ID] if production else []))
     mailer: Any = SmtpMailer()
     if not production:
         mailer = OutboxMailer(task.outbox)

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kpi_alerts.redaction import redact_url
+from kpi_alerts.settings import SMTP_CONN_ID
 
 
 @dataclass
@@ -100,7 +101,7 @@ def check_smtp() -> Check:
         from kpi_alerts.delivery.mailers import RELAY_CODES, relay_problem
 
         try:
-            with SmtpHook(smtp_conn_id="smtp_default") as hook:
+            with SmtpHook(smtp_conn_id=SMTP_CONN_ID) as hook:
                 hook.get_conn()
                 client: Any = hook._smtp_client
                 code, _ = client.noop()

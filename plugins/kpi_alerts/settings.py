@@ -87,5 +87,15 @@ SETTINGS = (
     RETENTION_DAYS,
 )
 
+#: How often the ``kpi_alerts`` DAG runs (its schedule is built from it): the oldest a slot is when a run
+#: first sees it.
+TICK_MINUTES = 5
+
+#: The Airflow connections, by their default ids (each hook's ``default_conn_name``; the operators'
+#: ``*_conn_id`` arguments default to them).
+ALERTS_DB_CONN_ID = "kpi_alerts_db"
+CUBE_CONN_ID = "cube_default"
+SMTP_CONN_ID = "smtp_default"
+
 #: The defaults as values, by name (the task settings' field defaults).
 DEFAULTS: dict[str, Any] = {s.name: s.value() for s in SETTINGS}

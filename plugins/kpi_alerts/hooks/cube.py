@@ -25,6 +25,7 @@ from airflow.sdk import BaseHook
 
 from kpi_alerts.cube.client import CubeClient, CubeError
 from kpi_alerts.errors import AlertValidationError
+from kpi_alerts.settings import CUBE_CONN_ID
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -50,7 +51,7 @@ class CubeHook(BaseHook):
     """
 
     conn_name_attr = "cube_conn_id"
-    default_conn_name = "cube_default"
+    default_conn_name = CUBE_CONN_ID
     conn_type = "cube"
     hook_name = "Cube.js"
 

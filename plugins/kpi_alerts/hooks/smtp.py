@@ -14,8 +14,7 @@ from airflow.providers.smtp.hooks.smtp import SmtpHook
 
 from kpi_alerts.delivery.mailers import Delivery, relay_problem, send_over_smtp
 from kpi_alerts.errors import KpiAlertError, TransientAlertError
-
-SMTP_CONN_ID = "smtp_default"
+from kpi_alerts.settings import SMTP_CONN_ID
 
 
 def smtp_session(smtp_conn_id: str = SMTP_CONN_ID) -> smtplib.SMTP:

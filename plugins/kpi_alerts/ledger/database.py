@@ -18,8 +18,9 @@ import psycopg
 from psycopg.rows import dict_row
 
 from kpi_alerts.redaction import redact_url
+from kpi_alerts.settings import ALERTS_DB_CONN_ID
 
-DB_CONN_ID = "kpi_alerts_db"
+DB_CONN_ID = ALERTS_DB_CONN_ID
 
 
 def configure(conn: psycopg.Connection[Any]) -> psycopg.Connection[dict[str, Any]]:

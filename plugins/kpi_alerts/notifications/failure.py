@@ -50,7 +50,7 @@ class FailureNotifier(BaseNotifier):
         to: str | Sequence[str],
         sender: str = SENDER,
         reason: str | None = None,
-        smtp_conn_id: str = "smtp_default",
+        smtp_conn_id: str = settings.SMTP_CONN_ID,
     ) -> None:
         super().__init__()
         self.to = to

@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 
 from kpi_alerts.settings import (
+    ALERTS_DB_CONN_ID,
     BATCH_SECONDS,
     BATCH_THREADS,
     BATCH_THRESHOLD,
+    CUBE_CONN_ID,
     ENVIRONMENT,
     LEASE_MINUTES,
     MAX_ATTACHMENT_MB,
@@ -37,6 +39,7 @@ from kpi_alerts.settings import (
     RETENTION_DAYS,
     SECONDS_PER_ALERT,
     SENDER,
+    SMTP_CONN_ID,
     Setting,
 )
 
@@ -52,12 +55,17 @@ class _KpiAlertsOperator(BaseOperator):
     when the task runs, never when the DAG is parsed."""
 
     settings: ClassVar[tuple[Setting, ...]] = ()
+    #: The ``*_conn_id`` arguments the operator takes (each defaults to its hook's ``default_conn_name``).
+    connections: ClassVar[tuple[str, ...]] = ("alerts_db_conn_id",)
 
     def task_settings(self) -> TaskSettings:
         """The rendered template fields, typed (the pipeline's modules load here, not at DAG parsing)."""
         from kpi_alerts.pipeline.inputs import TaskSettings
 
-        return TaskSettings.parse({s.name: getattr(self, s.name) for s in self.settings})
+        return TaskSettings.parse(
+            {s.name: getattr(self, s.name) for s in self.settings},
+            **{name: getattr(self, name) for name in self.connections},
+        )
 
 
 class DueAlertsOperator(_KpiAlertsOperator):
@@ -90,9 +98,11 @@ class DueAlertsOperator(_KpiAlertsOperator):
         batch_seconds: str | float = BATCH_SECONDS.template,
         seconds_per_alert: str | float = SECONDS_PER_ALERT.template,
         parallelism: str | int = PARALLELISM.template,
+        alerts_db_conn_id: str = ALERTS_DB_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.alerts_db_conn_id = alerts_db_conn_id
         self.misfire_minutes = misfire_minutes
         self.batch_threshold = batch_threshold
         self.batch_seconds = batch_seconds
@@ -140,6 +150,7 @@ class KpiAlertOperator(_KpiAlertsOperator):
         MESSAGE_ID_DOMAIN,
         BATCH_THREADS,
     )
+    connections = ("alerts_db_conn_id", "cube_conn_id", "smtp_conn_id")
     template_fields: Sequence[str] = tuple(s.name for s in settings)
     ui_color = "#fff4d6"
 
@@ -156,9 +167,15 @@ class KpiAlertOperator(_KpiAlertsOperator):
         recipient_privacy: str = RECIPIENT_PRIVACY.template,
         message_id_domain: str = MESSAGE_ID_DOMAIN.template,
         batch_threads: str | int = BATCH_THREADS.template,
+        alerts_db_conn_id: str = ALERTS_DB_CONN_ID,
+        cube_conn_id: str = CUBE_CONN_ID,
+        smtp_conn_id: str = SMTP_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.alerts_db_conn_id = alerts_db_conn_id
+        self.cube_conn_id = cube_conn_id
+        self.smtp_conn_id = smtp_conn_id
         self.item = item
         self.recipient_privacy = recipient_privacy
         self.message_id_domain = message_id_domain
@@ -196,9 +213,11 @@ class KpiAlertsSummaryOperator(_KpiAlertsOperator):
         *,
         retention_days: str | float = RETENTION_DAYS.template,
         misfire_minutes: str | float = MISFIRE_MINUTES.template,
+        alerts_db_conn_id: str = ALERTS_DB_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.alerts_db_conn_id = alerts_db_conn_id
         self.retention_days = retention_days
         self.misfire_minutes = misfire_minutes
 

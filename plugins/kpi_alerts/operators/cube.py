@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from kpi_alerts.settings import CUBE_CONN_ID
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -60,7 +62,7 @@ class CubeQueryOperator(BaseOperator):
         timezone: str = "UTC",
         output_path: str | None = None,
         max_xcom_rows: int = 1000,
-        cube_conn_id: str = "cube_default",
+        cube_conn_id: str = CUBE_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

@@ -24,6 +24,7 @@ instance's "Rendered Template" view shows the values it ran with:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,7 @@ from kpi_alerts.ledger.retention import prune_results
 from kpi_alerts.pipeline.batch import plan_batches, run_batch
 from kpi_alerts.pipeline.inputs import RunSettings, TaskSettings
 from kpi_alerts.pipeline.task_outcome import judge_item
+from kpi_alerts.settings import TICK_MINUTES
 
 if TYPE_CHECKING:
     from kpi_alerts.pipeline.batch import BatchPlan
@@ -63,12 +65,12 @@ log = logging.getLogger(__name__)
 # Under Airflow, the ledger's outcome counters go to Airflow's metrics client.
 metrics.set_sink(airflow_stats_sink)
 
-TICK = timedelta(minutes=5)  # the DAG's schedule: the oldest a slot is when a run first sees it
+TICK = timedelta(minutes=TICK_MINUTES)
 MAX_MAP_LENGTH = 1024  # Airflow's [core] max_map_length default; mapped lists must stay below it
 
 
-def _db_connection() -> Any:
-    return AlertsDbHook().get_conn()
+def _db_connection(conn_id: str) -> Any:
+    return AlertsDbHook(postgres_conn_id=conn_id).get_conn()
 
 
 @contextlib.contextmanager
@@ -152,7 +154,7 @@ def find_due_alerts(context: Any, settings: TaskSettings | None = None) -> list[
     per item when there are few)."""
     settings = settings or TaskSettings()
     logical_time = logical_time_of(context)
-    with _db_connection() as conn:
+    with _db_connection(settings.alerts_db_conn_id) as conn:
         park_inactive_alerts(conn, logical_time=logical_time)
         paused = record_paused_slots(conn, logical_time=logical_time, dag_run_id=context["run_id"])
         if paused:
@@ -209,12 +211,12 @@ def process_alerts(
         envelope=task_settings.envelope,
         claim=task_settings.claim,
     )
-    with CubeHook() as source:
+    with CubeHook(task_settings.cube_conn_id) as source:
         batch = run_batch(
             [a["alert_id"] for a in item["alerts"]],
-            connect=_db_connection,
+            connect=functools.partial(_db_connection, task_settings.alerts_db_conn_id),
             open_mailer=lambda: (
-                SessionMailer(smtp_session)
+                SessionMailer(functools.partial(smtp_session, task_settings.smtp_conn_id))
                 if task_settings.production
                 else OutboxMailer(task_settings.outbox)
             ),
@@ -261,14 +263,14 @@ def summarize(context: Any, settings: TaskSettings | None = None) -> dict[str, A
     finished ledger rows older than ``kpi_alerts_retention_days``, and fail — so the run shows red — when
     anything went wrong: a failed slot, a delivery never confirmed, a claim left unfinished, or a task
     of the run that did not succeed (the due listing itself, a map item that crashed)."""
-    retention = (settings or TaskSettings()).retention
-    with _db_connection() as conn:
+    settings = settings or TaskSettings()
+    with _db_connection(settings.alerts_db_conn_id) as conn:
         counts = run_status_counts(conn, context["run_id"])
         lateness = run_lateness(conn, context["run_id"])
         still_due = still_due_alerts(conn, logical_time_of(context))
-        pruned = prune_results(conn, retention=retention, keep_dag_run_id=context["run_id"])
+        pruned = prune_results(conn, retention=settings.retention, keep_dag_run_id=context["run_id"])
     if pruned:
-        log.info("Pruned %d ledger row(s) older than %s", pruned, retention)
+        log.info("Pruned %d ledger row(s) older than %s", pruned, settings.retention)
     log.info("KPI alerts run %s: %s", context["run_id"], dict(counts) or "nothing was due")
     if lateness and lateness["latest"] is not None:
         log.info(

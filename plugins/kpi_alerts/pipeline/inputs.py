@@ -16,7 +16,7 @@ from kpi_alerts.delivery.mailers import Delivery as Delivery
 from kpi_alerts.delivery.mailers import Mailer as Mailer
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.ledger.claims import Claimant, ClaimSettings
-from kpi_alerts.settings import DEFAULTS, SETTINGS
+from kpi_alerts.settings import ALERTS_DB_CONN_ID, CUBE_CONN_ID, DEFAULTS, SETTINGS, SMTP_CONN_ID
 
 
 class KpiSource(Protocol):
@@ -58,11 +58,17 @@ class TaskSettings:
     parallelism: int = DEFAULTS["parallelism"]
     batch_threads: int = DEFAULTS["batch_threads"]
     retention_days: float = DEFAULTS["retention_days"]
+    # The Airflow connections (the operators' ``*_conn_id`` arguments).
+    alerts_db_conn_id: str = ALERTS_DB_CONN_ID
+    cube_conn_id: str = CUBE_CONN_ID
+    smtp_conn_id: str = SMTP_CONN_ID
 
     @classmethod
-    def parse(cls, raw: Mapping[str, object]) -> TaskSettings:
+    def parse(cls, raw: Mapping[str, object], **connections: str) -> TaskSettings:
         """From text by setting name (rendered templates, Variables); names not given keep their default."""
-        return cls(**{s.name: s.value(raw[s.name]) for s in SETTINGS if s.name in raw})
+        values: dict[str, Any] = {s.name: s.value(raw[s.name]) for s in SETTINGS if s.name in raw}
+        values.update(connections)
+        return cls(**values)
 
     @property
     def production(self) -> bool:
