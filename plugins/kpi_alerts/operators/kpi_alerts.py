@@ -27,7 +27,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,6 +140,19 @@ def logical_time_of(context: Any) -> datetime:
     return datetime.fromisoformat(value.isoformat()).astimezone(UTC)
 
 
+def is_backfill(context: Any) -> bool:
+    """The run was made by ``airflow backfill create`` (Airflow 3: ``dag_run.run_type`` is ``backfill``, also
+    for an existing run a backfill reprocesses)."""
+    run_type = getattr(context.get("dag_run"), "run_type", None)
+    return getattr(run_type, "value", run_type) == "backfill"
+
+
+def claim_settings_of(context: Any, settings: TaskSettings) -> ClaimSettings:
+    """The run's claim settings: a backfill run measures lateness from the wall clock
+    (:meth:`~kpi_alerts.ledger.claims.ClaimSettings.oldest_sendable_slot`)."""
+    return replace(settings.claim, backfill=is_backfill(context))
+
+
 def map_items(
     alerts: Sequence[dict[str, Any]], plan: BatchPlan, *, single_up_to: int = 0
 ) -> list[dict[str, Any]]:
@@ -209,9 +222,9 @@ def find_due_alerts(context: Any, settings: TaskSettings | None = None) -> list[
         paused = record_paused_slots(conn, logical_time=logical_time, dag_run_id=context["run_id"])
         if paused:
             log.info("%d paused alert(s) had a slot due: recorded as skipped (paused by an operator)", paused)
-        initialised = initialise_first_runs(
-            conn, logical_time=logical_time, misfire_window=settings.claim.misfire_window
-        )
+        claim = claim_settings_of(context, settings)
+        oldest_slot = claim.oldest_sendable_slot(logical_time=logical_time, now=datetime.now(UTC))
+        initialised = initialise_first_runs(conn, logical_time=logical_time, oldest_slot=oldest_slot)
         due = list_due_alerts(conn, logical_time=logical_time, limit=100_000)
         ti = context.get("ti")
         if ti is not None and ti.try_number > 1:  # a later try: the run was cleared, or this task retried
@@ -227,6 +240,12 @@ def find_due_alerts(context: Any, settings: TaskSettings | None = None) -> list[
                 )
             due += unsent
     log.info("%d alert(s) due at %s (%d newly initialised)", len(due), logical_time.isoformat(), initialised)
+    if claim.backfill:
+        log.info(
+            "A backfill run: slots older than %s (the misfire window, from the wall clock) are recorded missed, "
+            "not sent",
+            oldest_slot.isoformat(),
+        )
     alerts = [{"alert_id": d.alert_id, "alert_name": d.alert_name} for d in due]
     plan = plan_for(len(alerts), settings)
     _say_if_overloaded(plan, context, settings)
@@ -260,7 +279,7 @@ def process_alerts(
         final_attempt=ti.try_number > ti.max_tries,
         sender=task_settings.sender,
         max_attachment_bytes=task_settings.max_attachment_bytes,
-        claim=task_settings.claim,
+        claim=claim_settings_of(context, task_settings),
         recipient_privacy=task_settings.recipient_privacy,
         message_id_domain=task_settings.message_id_domain,
     )
