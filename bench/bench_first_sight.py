@@ -82,7 +82,7 @@ def main(n: int = 10_000, runs: int = 3) -> None:
         load(url, n)
         with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
             started = time.perf_counter()
-            initialised = initialise_first_runs(conn, logical_time=T, misfire_window=timedelta(hours=1))
+            initialised = initialise_first_runs(conn, logical_time=T, oldest_slot=T - timedelta(hours=1))
             seconds.append(time.perf_counter() - started)
             left = conn.execute("SELECT count(*) AS n FROM cron_jobs WHERE next_run_at IS NULL").fetchone()
             assert left is not None and left["n"] == 0, f"{left} row(s) left uninitialised"

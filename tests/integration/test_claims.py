@@ -411,6 +411,64 @@ def test_a_late_slot_inside_the_window_still_runs_for_its_own_slot(db: psycopg.C
     assert row["status"] == "claimed" and row["slot"] == T
 
 
+BACKFILL = ClaimSettings(lease=timedelta(minutes=30), misfire_window=timedelta(hours=1), backfill=True)
+
+
+def test_a_backfill_run_measures_the_misfire_window_from_the_wall_clock(db: psycopg.Connection[Any]) -> None:
+    """``airflow backfill create`` runs logical times two days old, at T (the wall clock): a two-day-old
+    slot is recorded missed — from the wall clock it is two days late — not sent; and the backfill decides
+    only the slots due at its own logical time, never today's."""
+    two_days_ago = T - timedelta(days=2)
+    idle = new_alert(db, schedule_spec("Idle since two days ago"))  # daily at 17:05
+    db.execute("UPDATE cron_jobs SET next_run_at = %s WHERE id = %s", (two_days_ago, idle.cron_job_id))
+    # Measured from the run's logical time, the old slot would be on time; the one-statement claim leaves it.
+    assert (
+        claim_fresh_slots(
+            db, [reload(db, idle)], logical_time=two_days_ago, now=T, claimant=A, settings=BACKFILL
+        )
+        == {}
+    )
+
+    reason = refused(claim(db, reload(db, idle), at=two_days_ago, now=T, settings=BACKFILL))
+
+    assert reason == (
+        "missed 1 slot(s) from 2026-12-05T17:05:00+00:00 to 2026-12-05T17:05:00+00:00: not run within the "
+        "60-minute misfire window (found by a backfill run for 2026-12-05T17:05:00+00:00: the window is "
+        "measured from the wall clock, so an old report is recorded, not sent late)"
+    )
+    (row,) = ledger(db, idle)
+    assert (row["status"], row["slot"], row["error"]) == ("missed", two_days_ago, reason)
+    # Yesterday's slot is the next to decide (by a run at its time), not swept along by this run.
+    assert cron_job(db, idle)["next_run_at"] == T - timedelta(days=1)
+    reason = refused(claim(db, reload(db, idle), at=T - timedelta(days=1), now=T, settings=BACKFILL))
+    assert "missed 1 slot(s) from 2026-12-06T17:05:00+00:00" in reason
+    assert cron_job(db, idle)["next_run_at"] == T  # today's slot: due, inside the window, untouched
+
+    # Today's slot is due now; a backfill run for two days ago does not touch it; the normal run sends it.
+    assert "not due until 2026-12-07T17:05:00+00:00" in refused(
+        claim(db, reload(db, idle), at=two_days_ago, now=T + timedelta(minutes=3), settings=BACKFILL)
+    )
+    assert claimed(claim(db, reload(db, idle), at=T, now=T + timedelta(minutes=3), who=B)).slot == T
+
+
+def test_a_backfill_run_never_resends_a_sent_slot_even_if_next_run_at_points_at_it(
+    db: psycopg.Connection[Any],
+) -> None:
+    alert = new_alert(db)
+    two_days_ago = T - timedelta(days=2)
+    db.execute("UPDATE cron_jobs SET next_run_at = %s WHERE id = %s", (two_days_ago, alert.cron_job_id))
+    sent = claimed(claim(db, reload(db, alert), at=two_days_ago))
+    finish_claim(db, alert, sent, Outcome("sent"), now=two_days_ago)
+    (before,) = ledger(db, alert)
+    db.execute("UPDATE cron_jobs SET next_run_at = %s WHERE id = %s", (two_days_ago, alert.cron_job_id))
+
+    reason = refused(claim(db, reload(db, alert), at=two_days_ago, now=T, settings=BACKFILL))
+
+    assert reason == "slot 2026-12-05T17:05:00+00:00 already finished (sent)"
+    assert ledger(db, alert) == [before]
+    assert cron_job(db, alert)["next_run_at"] == T - timedelta(days=1)
+
+
 def test_threshold_alerts_claim_one_slot_per_utc_hour(db: psycopg.Connection[Any]) -> None:
     alert = new_alert(
         db,

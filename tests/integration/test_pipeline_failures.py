@@ -338,7 +338,7 @@ def test_inactive_alerts_leave_the_due_index_and_come_back_when_reactivated(
     assert list_due_alerts(db, logical_time=tick, limit=10) == []
 
     db.execute("UPDATE kpi_alerts SET is_active = true WHERE id = %s", (alert_id,))
-    assert initialise_first_runs(db, logical_time=tick, misfire_window=timedelta(hours=1)) == 1
+    assert initialise_first_runs(db, logical_time=tick, oldest_slot=tick - timedelta(hours=1)) == 1
     assert [d.alert_id for d in list_due_alerts(db, logical_time=tick, limit=10)] == [alert_id]
     assert (
         process_alert(db, alert_id, source=live_cube, mailer=SmtpMailer(), settings=settings(True)).status

@@ -171,7 +171,7 @@ class TestPlainSql:
             "VALUES (%s, 'cron', '30 8 * * mon-fri', 'America/St_Johns')",
             (alert["id"],),
         )
-        initialise_first_runs(db, logical_time=NOW, misfire_window=timedelta(hours=1))
+        initialise_first_runs(db, logical_time=NOW, oldest_slot=NOW - timedelta(hours=1))
         stored = load_alert(db, alert["id"])
         assert stored is not None
         assert stored.next_run_at == datetime(2026, 12, 7, 12, 0, tzinfo=UTC)  # 08:30 NST = 12:00 UTC

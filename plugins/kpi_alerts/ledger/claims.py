@@ -25,6 +25,9 @@ runners, an operator clearing a task instance):
 - A transient failure releases the row as ``retrying`` (its error kept in ``attempt_history``); the
   next Airflow try resumes it, and on the last try later ticks do, while the slot is inside the
   misfire window (:func:`may_retry_at_a_later_tick`). Past the window it is recorded as failed.
+- A slot older than the misfire window is recorded ``missed``, never sent late
+  (:meth:`ClaimSettings.oldest_sendable_slot`, the one rule: a backfill run measures it from the wall clock,
+  and decides only the slots due at its own logical time).
 - A later try of the *same* task instance (same DAG run, same map index) resumes its predecessor's
   claim at once, without waiting for the lease: the predecessor is known to be over.
 - An operator's re-attempt — clearing a failed ``process_alert`` task instance in the Airflow UI (a
@@ -82,10 +85,26 @@ class StoppedBeforeSending(LostClaim):
 @dataclass(frozen=True)
 class ClaimSettings:
     """:param lease: how long a claim may work before another claimant may take it over.
-    :param misfire_window: how late a slot may still run; older slots are recorded as missed."""
+    :param misfire_window: how late a slot may still run; older slots are recorded as missed.
+    :param backfill: the run re-runs a past logical time (Airflow's ``backfill create``): how late a slot
+        is, is measured from the wall clock (:meth:`oldest_sendable_slot`)."""
 
     lease: timedelta = timedelta(minutes=30)
     misfire_window: timedelta = timedelta(hours=1)
+    backfill: bool = False
+
+    def oldest_sendable_slot(self, *, logical_time: datetime, now: datetime) -> datetime:
+        """The misfire rule, decided here only: the oldest slot a run at ``logical_time`` may still send;
+        an older one is recorded ``missed``, never sent late.
+
+        A run measures lateness from its logical time (due-ness never reads the wall clock, so
+        ``airflow dags test kpi_alerts <T>`` is reproducible). A backfill run's logical time is in the
+        past — days ago — so measured from it a days-old slot would look on time and be sent now: a
+        backfill measures from the wall clock instead (from its logical time, if that is later). It only
+        ever decides the slots due at its logical time (:func:`_handle_misfire`): a later slot, e.g. today's
+        still inside the window, is left to the runs that reach it."""
+        late_from = max(logical_time, now) if self.backfill else logical_time
+        return late_from - self.misfire_window
 
 
 @dataclass(frozen=True)
@@ -151,7 +170,7 @@ def claim_slot(
                     f"attempted again: {refusal}"
                 )
             return NotClaimed(f"not due until {slot.isoformat()}")
-        if logical_time - slot > settings.misfire_window:
+        if slot < settings.oldest_sendable_slot(logical_time=logical_time, now=now):
             slot_or_reason = _handle_misfire(conn, alert, slot, logical_time, now, claimant, settings)
             if isinstance(slot_or_reason, NotClaimed):
                 return slot_or_reason
@@ -209,7 +228,7 @@ def _claim_fresh_slot(
     params = {
         **_claim_params(alert, logical_time, now, claimant, settings, token),
         "logical_time": logical_time,
-        "oldest_slot": logical_time - settings.misfire_window,
+        "oldest_slot": settings.oldest_sendable_slot(logical_time=logical_time, now=now),
     }
     try:
         with _one_statement(conn):
@@ -247,7 +266,7 @@ def claim_fresh_slots(
         "organization_ids": [a.organization_id for a in alerts],
         "tokens": tokens,
         "logical_time": logical_time,
-        "oldest_slot": logical_time - settings.misfire_window,
+        "oldest_slot": settings.oldest_sendable_slot(logical_time=logical_time, now=now),
         "now": now,
         "claimed_by": claimant.worker,
         "lease_expires_at": now + settings.lease,
@@ -498,13 +517,15 @@ def _worker_of(row: Any) -> str:
     return f"worker {row['claimed_by']}{try_number}"
 
 
-def may_retry_at_a_later_tick(claim: Claim, *, logical_time: datetime, settings: ClaimSettings) -> bool:
+def may_retry_at_a_later_tick(
+    claim: Claim, *, logical_time: datetime, now: datetime, settings: ClaimSettings
+) -> bool:
     """After a transient failure on the last Airflow try: may a later tick retry the slot? Yes while it is
     inside the misfire window; a tick that finds it past the window records it as failed. Never for an
     operator's re-attempt: later ticks look at the alert's next slot, not at this one."""
     if claim.reattempt:
         return False
-    return logical_time - claim.slot < settings.misfire_window
+    return claim.slot > settings.oldest_sendable_slot(logical_time=logical_time, now=now)
 
 
 def _handle_misfire(
@@ -516,17 +537,37 @@ def _handle_misfire(
     claimant: Claimant,
     settings: ClaimSettings,
 ) -> datetime | NotClaimed:
-    """Record the slots older than the misfire window as one ``missed`` row; return a slot still in it."""
-    in_window = alert.first_slot_at_or_after(logical_time - settings.misfire_window)
+    """Record the slots older than the misfire window (:meth:`ClaimSettings.oldest_sendable_slot`) as one
+    ``missed`` row; return a slot still in it if it is due. Only slots due at the run's logical time are
+    decided: a backfill run for two days ago leaves yesterday's slots to the runs at their own times, and
+    never touches today's, which a normal run may still send. A slot already finished (sent...) is left
+    as it is: the alert moves on."""
+    existing = conn.execute(
+        queries.LOCK_LEDGER_ROW, {"cron_job_id": alert.cron_job_id, "slot": slot}
+    ).fetchone()
+    if existing is not None and existing["status"] not in UNFINISHED:
+        _advance(conn, alert, slot)
+        return NotClaimed(f"slot {slot.isoformat()} already finished ({existing['status']})")
+    in_window = alert.first_slot_at_or_after(
+        settings.oldest_sendable_slot(logical_time=logical_time, now=now)
+    )
     missed, last_missed, cursor = 0, slot, slot
-    while cursor < in_window and missed < MAX_COUNTED_MISSES:
+    while cursor < in_window and cursor <= logical_time and missed < MAX_COUNTED_MISSES:
         missed, last_missed = missed + 1, cursor
         cursor = alert.next_slot_after(cursor)
+    capped = cursor < in_window and cursor <= logical_time  # counting stopped at the cap
+    following = in_window if capped else cursor
     window_minutes = int(settings.misfire_window.total_seconds() // 60)
-    counted = f"at least {missed}" if cursor < in_window else str(missed)  # counting stopped at the cap
+    counted = f"at least {missed}" if capped else str(missed)
+    why = (
+        f"found by a backfill run for {logical_time.isoformat()}: the window is measured from the wall "
+        "clock, so an old report is recorded, not sent late"
+        if settings.backfill
+        else "was the scheduler down?"
+    )
     error = (
         f"missed {counted} slot(s) from {slot.isoformat()} to {last_missed.isoformat()}: not run within "
-        f"the {window_minutes}-minute misfire window (was the scheduler down?)"
+        f"the {window_minutes}-minute misfire window ({why})"
     )
     conn.execute(
         queries.RECORD_UNCLAIMED_RESULT,
@@ -543,9 +584,9 @@ def _handle_misfire(
         },
     )
     metrics.slot_finished("missed", slot=slot, now=now)
-    if in_window <= logical_time:
-        return in_window
-    conn.execute(queries.ADVANCE_CRON_JOB, {"next_run_at": in_window, "cron_job_id": alert.cron_job_id})
+    if following <= logical_time:  # the first slot inside the window, due at this run's logical time
+        return following
+    conn.execute(queries.ADVANCE_CRON_JOB, {"next_run_at": following, "cron_job_id": alert.cron_job_id})
     return NotClaimed(error)
 
 

@@ -32,11 +32,12 @@ def initialise_first_runs(
     conn: psycopg.Connection[Any],
     *,
     logical_time: datetime,
-    misfire_window: timedelta,
+    oldest_slot: datetime,
     limit: int = 100_000,
     page: int = FIRST_SIGHT_PAGE,
 ) -> int:
-    """Give alerts created by plain SQL their first slot: the earliest one not older than the misfire window.
+    """Give alerts created by plain SQL their first slot: the earliest one at or after ``oldest_slot`` (the
+    run's :meth:`~kpi_alerts.ledger.claims.ClaimSettings.oldest_sendable_slot`: a new alert has nothing missed).
 
     Set-based: one query reads a page of uninitialised alerts (their timing columns only, never the JSON
     ones), the first slots are computed here, and one ``UPDATE ... FROM unnest(...)`` stores the page.
@@ -53,7 +54,7 @@ def initialise_first_runs(
         ids, firsts = [], []
         for row in rows:
             try:
-                first = AlertDefinition.from_row(row).first_slot_at_or_after(logical_time - misfire_window)
+                first = AlertDefinition.from_row(row).first_slot_at_or_after(oldest_slot)
             except Exception:  # invalid schedule, or a value no code expected: its run says which
                 first = logical_time
             ids.append(row["cron_job_id"])

@@ -27,6 +27,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,7 @@ from kpi_alerts.hooks.cube import CubeHook
 from kpi_alerts.hooks.metrics import airflow_stats_sink
 from kpi_alerts.hooks.smtp import smtp_session
 from kpi_alerts.ledger.alert_changes import record_paused_slots
-from kpi_alerts.ledger.claims import UNFINISHED, Claimant
+from kpi_alerts.ledger.claims import UNFINISHED, Claimant, ClaimSettings
 from kpi_alerts.ledger.database import describe_database_error
 from kpi_alerts.ledger.due_alerts import (
     initialise_first_runs,
@@ -88,6 +89,19 @@ def readable_database_errors() -> Iterator[None]:
 def logical_time_of(context: Any) -> datetime:
     value = context.get("logical_date") or context["dag_run"].run_after
     return datetime.fromisoformat(value.isoformat()).astimezone(UTC)
+
+
+def is_backfill(context: Any) -> bool:
+    """The run was made by ``airflow backfill create`` (Airflow 3: ``dag_run.run_type`` is ``backfill``, also
+    for an existing run a backfill reprocesses)."""
+    run_type = getattr(context.get("dag_run"), "run_type", None)
+    return getattr(run_type, "value", run_type) == "backfill"
+
+
+def claim_settings_of(context: Any, settings: TaskSettings) -> ClaimSettings:
+    """The run's claim settings: a backfill run measures lateness from the wall clock
+    (:meth:`~kpi_alerts.ledger.claims.ClaimSettings.oldest_sendable_slot`)."""
+    return replace(settings.claim, backfill=is_backfill(context))
 
 
 def map_items(
@@ -159,9 +173,9 @@ def find_due_alerts(context: Any, settings: TaskSettings | None = None) -> list[
         paused = record_paused_slots(conn, logical_time=logical_time, dag_run_id=context["run_id"])
         if paused:
             log.info("%d paused alert(s) had a slot due: recorded as skipped (paused by an operator)", paused)
-        initialised = initialise_first_runs(
-            conn, logical_time=logical_time, misfire_window=settings.claim.misfire_window
-        )
+        claim = claim_settings_of(context, settings)
+        oldest_slot = claim.oldest_sendable_slot(logical_time=logical_time, now=datetime.now(UTC))
+        initialised = initialise_first_runs(conn, logical_time=logical_time, oldest_slot=oldest_slot)
         due = list_due_alerts(conn, logical_time=logical_time, limit=100_000)
         ti = context.get("ti")
         if ti is not None and ti.try_number > 1:  # a later try: the run was cleared, or this task retried
@@ -177,6 +191,12 @@ def find_due_alerts(context: Any, settings: TaskSettings | None = None) -> list[
                 )
             due += unsent
     log.info("%d alert(s) due at %s (%d newly initialised)", len(due), logical_time.isoformat(), initialised)
+    if claim.backfill:
+        log.info(
+            "A backfill run: slots older than %s (the misfire window, from the wall clock) are recorded missed, "
+            "not sent",
+            oldest_slot.isoformat(),
+        )
     alerts = [{"alert_id": d.alert_id, "alert_name": d.alert_name} for d in due]
     plan = plan_for(len(alerts), settings)
     _say_if_overloaded(plan, context, settings)
@@ -209,7 +229,7 @@ def process_alerts(
         ),
         final_attempt=ti.try_number > ti.max_tries,
         envelope=task_settings.envelope,
-        claim=task_settings.claim,
+        claim=claim_settings_of(context, task_settings),
     )
     with CubeHook(task_settings.cube_conn_id) as source:
         batch = run_batch(

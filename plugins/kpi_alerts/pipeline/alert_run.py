@@ -172,7 +172,7 @@ def run_claim(
     except TransientAlertError as exc:
         # The next Airflow try resumes the slot; after the last one, a later tick (inside the misfire window).
         later_tick = settings.final_attempt and may_retry_at_a_later_tick(
-            claim, logical_time=settings.logical_time, settings=settings.claim
+            claim, logical_time=settings.logical_time, now=settings.clock(), settings=settings.claim
         )
         if not settings.final_attempt or later_tick:
             release_for_retry(conn, claim, now=settings.clock(), error=str(exc))
