@@ -65,6 +65,8 @@ def validate_alert_spec(
     _check_display_settings(spec)
     if spec.schedule is not None:
         spec.schedule.to_schedule().validate()
+        if spec.schedule.freshness is not None:
+            spec.schedule.freshness.to_freshness().validate()
         gate = parse_gating_condition(spec.schedule.gating_condition)
         if gate is not None:
             check_gate_measures(gate, spec.cube_query)
@@ -265,8 +267,9 @@ def schedule_row(spec: AlertSpec) -> dict[str, Any]:
     assert spec.schedule is not None
     gate = spec.schedule.gating_condition
     return {
-        **spec.schedule.model_dump(exclude={"gating_condition"}),
+        **spec.schedule.model_dump(exclude={"gating_condition", "freshness"}),
         "gating_condition": json.dumps(gate) if gate is not None else None,
+        **spec.schedule.freshness_columns(),
     }
 
 

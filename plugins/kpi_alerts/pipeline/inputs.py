@@ -24,6 +24,13 @@ class KpiSource(Protocol):
     ) -> KpiData: ...
 
 
+class AssetEvents(Protocol):
+    """When an Airflow asset was last updated (reports that wait for an asset; the DAG passes the Task
+    SDK's reader, :class:`kpi_alerts.hooks.assets.TaskAssetEvents`)."""
+
+    def last_updated(self, uri: str) -> datetime | None: ...
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """:param final_attempt: on the last Airflow try a transient error is recorded as failed."""
@@ -40,6 +47,8 @@ class RunSettings:
     recipient_privacy: str = "bcc"
     #: The right-hand side of Message-IDs: this deployment's domain (empty: the sender's domain).
     message_id_domain: str = ""
+    #: Where a report that waits for an Airflow asset reads its latest event (None: outside a task).
+    assets: AssetEvents | None = None
 
     @property
     def message_domain(self) -> str:
