@@ -118,6 +118,13 @@ ROUTES = [
 ]
 
 
+def fresh_spec(freshness: dict[str, Any]) -> dict[str, Any]:
+    """:func:`schedule_spec` with a report that waits for fresh data."""
+    spec = schedule_spec()
+    spec["schedule"] = {**spec["schedule"], "freshness": freshness}
+    return spec
+
+
 class TestAccess:
     @pytest.mark.parametrize(("method", "path", "body", "needs"), ROUTES)
     def test_every_route_needs_a_token_and_the_dag_permission(
@@ -272,9 +279,7 @@ class TestAlerts:
         self, airflow_api: AirflowApi, db: psycopg.Connection[Any]
     ) -> None:
         fresh = {"cube": True, "max_age_minutes": 60, "max_wait_minutes": 120}
-        created = airflow_api.call(
-            "POST", "/alerts", user="editor", json_body=schedule_spec(schedule={"freshness": fresh})
-        )
+        created = airflow_api.call("POST", "/alerts", user="editor", json_body=fresh_spec(fresh))
         assert created.status_code == 201, created.text
         alert = created.json()
         assert alert["definition"]["schedule"]["freshness"] == fresh
@@ -290,7 +295,14 @@ class TestAlerts:
         shown = airflow_api.call("GET", f"/alerts/{alert['id']}").json()
         assert shown["waiting_for_data"] == waiting
         assert shown["recent_results"][0]["status"] == "waiting"
-        asset = {"freshness": {"asset": "warehouse://orders", "max_age_minutes": 720, "max_wait_minutes": 60}}
+        asset = {  # a merge patch: null removes "cube"
+            "freshness": {
+                "cube": None,
+                "asset": "warehouse://orders",
+                "max_age_minutes": 720,
+                "max_wait_minutes": 60,
+            }
+        }
         patched = airflow_api.call(
             "PATCH", f"/alerts/{alert['id']}", user="editor", json_body={"schedule": asset}
         )
@@ -303,9 +315,7 @@ class TestAlerts:
             ({"max_age_minutes": 5, "max_wait_minutes": 5}, "what to wait for"),
             ({"cube": True, "max_age_minutes": 5, "max_wait_minutes": 2}, "max_wait_minutes"),
         ):
-            refused = airflow_api.call(
-                "POST", "/alerts", user="editor", json_body=schedule_spec(schedule={"freshness": bad})
-            )
+            refused = airflow_api.call("POST", "/alerts", user="editor", json_body=fresh_spec(bad))
             assert refused.status_code == 422 and reason in refused.text, refused.text
             assert "\n" not in refused.json()["detail"]
 
