@@ -29,3 +29,10 @@ class TestVocabulary:
         assert AttachmentKind.EXCEL.extension == "xlsx"
         assert EXTENSIONS == {"pdf": "pdf", "excel": "xlsx", "csv": "csv"}
         assert MIME_TYPES["csv"] == "text/csv"
+
+    def test_the_history_filter_of_the_rest_api_takes_every_status(self) -> None:
+        from typing import get_args
+
+        from kpi_alerts.web.api import ResultStatus
+
+        assert set(get_args(ResultStatus)) == {s.value for s in LedgerStatus}

@@ -31,6 +31,7 @@ from kpi_alerts.web.plugin import API_PREFIX
 ResultStatus = Literal[  # the ledger's status CHECK (include/sql/migrations)
     "claimed",
     "retrying",
+    "waiting",
     "sending",
     "sent",
     "delivery_unknown",
