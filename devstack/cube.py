@@ -147,6 +147,10 @@ def _server_env(
         CUBEJS_TELEMETRY="false",
         CUBEJS_CACHE_AND_QUEUE_DRIVER="memory",
         CUBEJS_SCHEMA_PATH="model",
+        # An API instance builds pre-aggregations itself (no refresh worker here): the loaded_orders rollup
+        # is built on the first query that needs it and rebuilt when its refresh key changes.
+        CUBEJS_PRE_AGGREGATIONS_BUILDER="true",
+        CUBEJS_PRE_AGGREGATIONS_SCHEMA="kpi_pre_aggregations",
         CUBEJS_CONCURRENCY="4",  # slow_orders tests hold queue slots; keep room for the others
         CUBEJS_HOST="127.0.0.1",
         KPI_CUBE_CONTINUE_WAIT_TIMEOUT=str(continue_wait_timeout),

@@ -562,6 +562,10 @@ def _show(conn: Any, args: argparse.Namespace) -> int:
         print(f"  quiet      {quiet['words']} ({quiet['of']})")
     if detail["snoozed_until"]:
         print(f"  snoozed    until {detail['snoozed_until']}")
+    if detail["freshness"]:
+        print(f"  fresh data {detail['freshness']}")
+    if detail["waiting_for_data"]:
+        print(f"  waiting    {detail['waiting_for_data']}")
     if detail["state"] is not None:
         print(f"  state      {detail['state']} (last value {detail['threshold_last_value']})")
         print(f"  rule       {detail['threshold_rule']}")

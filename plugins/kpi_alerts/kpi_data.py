@@ -47,12 +47,16 @@ class KpiData:
     :param rows: one mapping per row, keyed by :attr:`Column.key`; absent buckets are absent rows.
     :param timezone: the IANA timezone the query ran in (the alert's timezone).
     :param query: the Cube query that produced the rows.
+    :param refreshed_at: when Cube last refreshed the data it answered from (its ``lastRefreshTime``:
+        a pre-aggregation's build, or the query cache's refresh), None when it did not say. Reports that
+        wait for fresh data read it (:mod:`kpi_alerts.conditions.freshness`).
     """
 
     columns: tuple[Column, ...]
     rows: tuple[Mapping[str, CellValue], ...]
     timezone: str
     query: Mapping[str, Any] = field(default_factory=dict)
+    refreshed_at: datetime | None = None
 
     @property
     def measures(self) -> tuple[Column, ...]:

@@ -3,7 +3,7 @@
 Plain Python, no Airflow. Each list mirrors one outside authority, and a test checks it against it:
 
 - :data:`GRANULARITIES`: Cube's built-in time granularities;
-- :class:`LedgerStatus`: the ``cron_job_results_status_check`` CHECK constraint (migration 0006);
+- :class:`LedgerStatus`: the ``kpi_alerts_result_status_check`` CHECK constraint (migrations 0010, 0015);
 - :class:`AlertType`: the ``kpi_alerts.alert_type`` CHECK constraint (migration 0002);
 - :class:`AttachmentKind`: the ``kpi_schedules.attachment_type`` CHECK constraint (migration 0002);
 - :data:`ADDITIVE_AGGREGATIONS`: Cube measure types whose values add up over rows.
@@ -33,6 +33,8 @@ class LedgerStatus(StrEnum):
     CLAIMED = "claimed"
     #: a transient failure; a later try or tick takes the slot again inside the misfire window
     RETRYING = "retrying"
+    #: a report waiting for fresh data after its slot; later ticks look again until its deadline
+    WAITING = "waiting"
     #: the message is being handed to the SMTP server
     SENDING = "sending"
     #: the SMTP server accepted the message

@@ -29,3 +29,12 @@ class TestVocabulary:
         assert AttachmentKind.EXCEL.extension == "xlsx"
         assert EXTENSIONS == {"pdf": "pdf", "excel": "xlsx", "csv": "csv"}
         assert MIME_TYPES["csv"] == "text/csv"
+
+    def test_the_history_filter_of_the_rest_api_takes_every_status(self) -> None:
+        from kpi_alerts.web.api import create_api_app
+
+        schema = create_api_app().openapi()
+        parameters = schema["paths"]["/alerts/{alert_id}/history"]["get"]["parameters"]
+        status = next(p for p in parameters if p["name"] == "status")
+        enum = next(s for s in status["schema"]["anyOf"] if "$ref" in s)["$ref"].rsplit("/", 1)[-1]
+        assert set(schema["components"]["schemas"][enum]["enum"]) == {s.value for s in LedgerStatus}

@@ -19,7 +19,7 @@ from devstack.mail import MailCatcher
 from kpi_alerts.ledger.alert_store import create_alert
 from tests.conftest import REPO_ROOT
 from tests.web.conftest import PASSWORDS, AirflowApi
-from tests.web.test_rest_api import record_result, schedule_spec, threshold_spec
+from tests.web.test_rest_api import fresh_spec, record_result, schedule_spec, threshold_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 
@@ -165,6 +165,26 @@ def test_an_operator_reads_pauses_and_tries_out_alerts(
     frame.locator("body").evaluate(f"() => {{ window.location.hash = '#alert={threshold.alert_id}'; }}")
     expect(frame.locator("#alert-facts")).to_contain_text("TRIGGERED")
     expect(frame.locator("#alert-facts")).to_contain_text("> 1; no data: keep the last state; error: alert")
+
+
+def test_a_report_waiting_for_fresh_data_says_so_on_its_page(
+    page: Any, airflow_api: AirflowApi, db: psycopg.Connection[Any]
+) -> None:
+    from playwright.sync_api import expect
+
+    spec = fresh_spec({"cube": True, "max_age_minutes": 60, "max_wait_minutes": 120})
+    alert = create_alert(db, spec)
+    waiting = "waiting for fresh data: Cube's data is as of 2026-12-07 06:40, older than 1 h before the slot"
+    record_result(db, alert.alert_id, datetime(2026, 12, 7, 17, 0, tzinfo=UTC), "waiting", waiting)
+    frame = log_in(page, airflow_api, "viewer")
+    row = frame.locator(f'#alerts tr[data-alert-id="{alert.alert_id}"]')
+    expect(row.locator("td.status-waiting")).to_contain_text("waiting")
+    frame.locator("body").evaluate(f"() => {{ window.location.hash = '#alert={alert.alert_id}'; }}")
+    facts = frame.locator("#alert-facts")
+    expect(facts).to_contain_text("Fresh data")
+    expect(facts).to_contain_text("waits up to 2 h after its time for Cube's data to be at most 1 h old")
+    expect(facts.locator("dd.status-waiting")).to_have_text(waiting)
+    expect(frame.locator("#history td.status-waiting")).to_have_count(1)
 
 
 def test_a_viewer_reads_but_cannot_pause(

@@ -20,6 +20,7 @@ from devstack import free_port
 from devstack.mail import MailCatcher
 from devstack.stack import Stack
 from kpi_alerts.ledger.alert_store import create_alert, load_alert
+from tests.factories import ledger_row
 from tests.web.conftest import API, BIN, AirflowApi, api_server_env, running_api_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
@@ -115,6 +116,13 @@ ROUTES = [
     ),
     pytest.param("DELETE", "/organizations/{id}/quiet-hours", None, "edit", id="DELETE org quiet-hours"),
 ]
+
+
+def fresh_spec(freshness: dict[str, Any]) -> dict[str, Any]:
+    """:func:`schedule_spec` with a report that waits for fresh data."""
+    spec = schedule_spec()
+    spec["schedule"] = {**spec["schedule"], "freshness": freshness}
+    return spec
 
 
 class TestAccess:
@@ -266,6 +274,50 @@ class TestAlerts:
         assert not_json.status_code == 422
         assert airflow_api.call("POST", "/alerts", json_body=["a list"]).status_code == 422
         assert counts(db) == before  # nothing half-written
+
+    def test_a_report_that_waits_for_fresh_data_through_the_api(
+        self, airflow_api: AirflowApi, db: psycopg.Connection[Any]
+    ) -> None:
+        fresh = {"cube": True, "max_age_minutes": 60, "max_wait_minutes": 120}
+        created = airflow_api.call("POST", "/alerts", user="editor", json_body=fresh_spec(fresh))
+        assert created.status_code == 201, created.text
+        alert = created.json()
+        assert alert["definition"]["schedule"]["freshness"] == fresh
+        assert alert["freshness"] == (
+            "waits up to 2 h after its time for Cube's data to be at most 1 h old (then sent anyway, saying how old)"
+        )
+        assert alert["schedule_description"].endswith(alert["freshness"])
+        assert alert["waiting_for_data"] is None
+        waiting = (
+            "waiting for fresh data: Cube's data is as of 2026-12-07 06:40, older than 1 h before the slot"
+        )
+        ledger_row(db, alert["cron_job_id"], status="waiting", error=waiting, kpi_alert_id=alert["id"])
+        shown = airflow_api.call("GET", f"/alerts/{alert['id']}").json()
+        assert shown["waiting_for_data"] == waiting
+        assert shown["recent_results"][0]["status"] == "waiting"
+        asset = {  # a merge patch: null removes "cube"
+            "freshness": {
+                "cube": None,
+                "asset": "warehouse://orders",
+                "max_age_minutes": 720,
+                "max_wait_minutes": 60,
+            }
+        }
+        patched = airflow_api.call(
+            "PATCH", f"/alerts/{alert['id']}", user="editor", json_body={"schedule": asset}
+        )
+        assert patched.status_code == 200, patched.text
+        assert patched.json()["freshness"].startswith(
+            "waits up to 1 h after its time for asset 'warehouse://orders'"
+        )
+        for bad, reason in (
+            ({"cube": True, "asset": "x://y", "max_age_minutes": 5, "max_wait_minutes": 5}, "not both"),
+            ({"max_age_minutes": 5, "max_wait_minutes": 5}, "what to wait for"),
+            ({"cube": True, "max_age_minutes": 5, "max_wait_minutes": 2}, "max_wait_minutes"),
+        ):
+            refused = airflow_api.call("POST", "/alerts", user="editor", json_body=fresh_spec(bad))
+            assert refused.status_code == 422 and reason in refused.text, refused.text
+            assert "\n" not in refused.json()["detail"]
 
     def test_cron_and_calendar_schedules_through_the_api(
         self, airflow_api: AirflowApi, db: psycopg.Connection[Any]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from kpi_alerts.alerts.spec import cadence_of, quiet_hours_of
 from kpi_alerts.alerts.stored_json import StoredJsonDefect, decode_stored_json
 from kpi_alerts.conditions.anomaly import seasonal_granularity, validate_history
+from kpi_alerts.conditions.freshness import Freshness
 from kpi_alerts.conditions.gating_format import parse_gating_condition
 from kpi_alerts.conditions.groups import check_group_by
 from kpi_alerts.conditions.thresholds import (
@@ -124,6 +125,14 @@ class AlertDefinition:
     organization_quiet_hours: QuietHours | None = None
     quiet_reports: str = "delay"  # what a report due inside quiet hours does: "delay" or "skip"
     snoozed_until: datetime | None = None
+    #: A report that waits after its slot for fresh data (:mod:`kpi_alerts.conditions.freshness`).
+    freshness: Freshness | None = None
+
+    @property
+    def waits_at_most(self) -> timedelta:
+        """How long after its slot a slot of this alert may still be waiting for fresh data (the misfire
+        window counts from there: a waiting slot is not missed before its deadline)."""
+        return self.freshness.max_wait if self.freshness is not None else timedelta(0)
 
     @property
     def hold(self) -> Hold:
@@ -234,6 +243,7 @@ class AlertDefinition:
             if row.get("recipient_domains") is not None
             else None,
             only_if_changed=bool(row["only_if_changed"]),
+            freshness=Freshness.from_columns(row) if schedule is not None else None,
             quiet_hours=quiet_hours_of(
                 schedule.timezone if schedule else threshold.timezone if threshold else None, row
             ),
@@ -256,6 +266,8 @@ class AlertDefinition:
                 raise AlertValidationError("schedule alert has no kpi_schedules row")
             validate_schedule(self.schedule)
             parse_gating_condition(self.gating_condition)
+            if self.freshness is not None:
+                self.freshness.validate()
         else:
             if self.threshold is None:
                 raise AlertValidationError("threshold alert has no kpi_thresholds row")

@@ -87,6 +87,8 @@ def spec_of(alert: AlertDefinition) -> dict[str, Any]:
                 spec["schedule"][name] = value.isoformat() if isinstance(value, date) else value
         if alert.only_if_changed:  # shown once set (older specs stay as they were)
             spec["schedule"]["only_if_changed"] = True
+        if alert.freshness is not None:
+            spec["schedule"]["freshness"] = alert.freshness.spec()
     if alert.quiet_hours is not None:
         spec["quiet_hours"] = quiet_hours_spec(alert.quiet_hours, alert.quiet_reports)
     if alert.threshold is not None:
@@ -259,5 +261,6 @@ def describe_timing(alert: AlertDefinition) -> str:
     """The schedule in words, with its timezone; threshold alerts are checked at the top of every hour."""
     if alert.schedule is not None:
         changed = "; sent only if the data changed since the last report" if alert.only_if_changed else ""
-        return describe(alert.schedule) + changed
+        fresh = f"; {alert.freshness.describe()}" if alert.freshness is not None else ""
+        return describe(alert.schedule) + changed + fresh
     return describe_cadence(alert.check_cadence)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from kpi_alerts.conditions.freshness import MAX_AGE_MINUTES, MAX_ASSET_URI, MAX_WAIT_MINUTES, Freshness
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.scheduling.cadence import CheckCadence, clock, parse_clock
 from kpi_alerts.scheduling.quiet_hours import QuietHours
@@ -38,6 +39,31 @@ Whole = Annotated[int, BeforeValidator(_not_a_bool)]
 MAX_REARM_MINUTES = 525_600
 #: A month of hourly checks: a longer pending period would never notify in time to matter.
 MAX_PENDING_CHECKS = 720
+
+
+class FreshnessSpec(BaseModel):
+    """What fresh data a report waits for after its slot: ``{"cube": true, "max_age_minutes": 60,
+    "max_wait_minutes": 120}`` (Cube's refresh time of the report's query) or ``{"asset":
+    "warehouse://orders", ...}`` (an Airflow asset an upstream DAG updates); see
+    :mod:`kpi_alerts.conditions.freshness`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cube: bool = False
+    asset: str | None = Field(default=None, max_length=MAX_ASSET_URI)
+    max_age_minutes: Whole = Field(ge=1, le=MAX_AGE_MINUTES)
+    max_wait_minutes: Whole = Field(ge=5, le=MAX_WAIT_MINUTES)
+
+    def to_freshness(self) -> Freshness:
+        """The requirement (not yet validated: ``cube`` and ``asset`` together are refused there)."""
+        if self.cube and self.asset is not None:
+            raise AlertValidationError("freshness: give either cube: true or an asset, not both")
+        return Freshness(
+            source="asset" if self.asset is not None else "cube" if self.cube else "",  # type: ignore[arg-type]
+            max_age_minutes=self.max_age_minutes,
+            max_wait_minutes=self.max_wait_minutes,
+            asset=self.asset,
+        )
 
 
 class ScheduleSpec(BaseModel):
@@ -68,6 +94,21 @@ class ScheduleSpec(BaseModel):
     attachment_type: AttachmentKind | None = AttachmentKind.CSV
     #: Skip a slot (recorded ``skipped``) when the query's data equals the last report sent.
     only_if_changed: bool = False
+    #: Wait after the slot for fresh data, up to a deadline (``waiting`` in the ledger meanwhile).
+    freshness: FreshnessSpec | None = None
+
+    def freshness_columns(self) -> dict[str, Any]:
+        """The ``kpi_schedules.freshness_*`` columns (all NULL when the report does not wait)."""
+        if self.freshness is None:
+            return dict.fromkeys(
+                (
+                    "freshness_source",
+                    "freshness_asset",
+                    "freshness_max_age_minutes",
+                    "freshness_max_wait_minutes",
+                )
+            )
+        return self.freshness.to_freshness().columns()
 
     def to_schedule(self) -> Schedule:
         """The timing part, as the scheduler reads a ``kpi_schedules`` row (not yet validated)."""

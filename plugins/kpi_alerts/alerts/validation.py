@@ -51,6 +51,8 @@ def validate_alert_spec(
     _check_display_settings(spec)
     if spec.schedule is not None:
         validate_schedule(spec.schedule.to_schedule())
+        if spec.schedule.freshness is not None:
+            spec.schedule.freshness.to_freshness().validate()
         gate = parse_gating_condition(spec.schedule.gating_condition)
         if gate is not None:
             check_gate_measures(gate, spec.cube_query)

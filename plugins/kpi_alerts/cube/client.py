@@ -24,7 +24,7 @@ import requests
 import tenacity
 import urllib3
 
-from kpi_alerts.cube.rest_format import kpi_data_from_result, total_order
+from kpi_alerts.cube.rest_format import kpi_data_from_result, refresh_time, total_order
 from kpi_alerts.errors import AlertValidationError, KpiAlertError, PermanentAlertError, TransientAlertError
 from kpi_alerts.kpi_data import Column, KpiData
 from kpi_alerts.redaction import redact_url
@@ -164,6 +164,7 @@ class CubeClient:
         started = time.monotonic()
         offset = int(sent.get("offset") or 0)
         rows: list[Mapping[str, Any]] = []
+        answers: list[Mapping[str, Any]] = []
         page = 1
         while True:
             body = dict(sent)
@@ -174,6 +175,7 @@ class CubeClient:
             answer = self._load_page({"query": body}, security_context, f"{request_id}-span-{page}", started)
             data = answer.get("data") or []
             rows.extend(data)
+            answers.append(answer)
             if len(rows) > self.max_rows:
                 raise CubeQueryError(
                     f"the result exceeds {self.max_rows} rows: add a limit, filters or a coarser granularity",
@@ -182,7 +184,7 @@ class CubeClient:
             if not paging or len(data) < body["limit"]:
                 break
             page += 1
-        data = kpi_data_from_result(sent, answer.get("annotation") or {}, rows)
+        data = kpi_data_from_result(sent, answer.get("annotation") or {}, rows, refresh_time(*answers))
         return self._with_aggregation_types(data, security_context)
 
     def load_many(
@@ -229,7 +231,7 @@ class CubeClient:
             if paging and len(rows) >= first_page:  # more pages: the single-query path pages it
                 out.append(self.load(query, security_context=security_context, timezone=timezone))
                 continue
-            data = kpi_data_from_result(body, result.get("annotation") or {}, rows)
+            data = kpi_data_from_result(body, result.get("annotation") or {}, rows, refresh_time(result))
             out.append(self._with_aggregation_types(data, security_context))
         return out
 

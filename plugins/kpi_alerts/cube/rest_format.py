@@ -11,7 +11,7 @@ import difflib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -290,10 +290,27 @@ def total_order(query: Mapping[str, Any]) -> list[list[str]]:
     return [[member, direction] for member, direction in pairs]
 
 
+def refresh_time(*answers: Mapping[str, Any]) -> datetime | None:
+    """The oldest ``lastRefreshTime`` of a ``/load`` answer's pages (ISO with ``Z``), as an aware UTC
+    datetime; None when Cube did not say (or said something that is not a time)."""
+    times = []
+    for answer in answers:
+        value = answer.get("lastRefreshTime")
+        if not isinstance(value, str):
+            continue
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        times.append(parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC))
+    return min(times) if times else None
+
+
 def kpi_data_from_result(
     query: Mapping[str, Any],
     annotation: Mapping[str, Any],
     rows: list[Mapping[str, Any]],
+    refreshed_at: datetime | None = None,
 ) -> KpiData:
     """Cube's ``data`` rows as :class:`KpiData`: columns in display order (time dimensions,
     dimensions, measures) from the annotation; measures as Decimal, times as aware datetimes.
@@ -326,7 +343,9 @@ def kpi_data_from_result(
             )
         )
     typed = tuple({c.key: _cell(row.get(c.key), c, tz) for c in columns} for row in rows)
-    return KpiData(columns=tuple(columns), rows=typed, timezone=timezone, query=dict(query))
+    return KpiData(
+        columns=tuple(columns), rows=typed, timezone=timezone, query=dict(query), refreshed_at=refreshed_at
+    )
 
 
 def _cell(value: Any, column: Column, zone: ZoneInfo) -> CellValue:

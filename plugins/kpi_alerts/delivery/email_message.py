@@ -397,6 +397,7 @@ def _subject(env: Any, context: dict[str, Any], report: ReportModel) -> str:
         "alert_name": _shorten(context["alert_name"], 100),
         "condition": _shorten(context["condition"], 60) if context["condition"] else None,
         "gate_short": _shorten(report.gate_short, 60) if report.gate_short else None,
+        "data_age": report.data_age,
     }
     return _shorten(single_line(env.get_template("subject.txt").render(**{**context, **short})), MAX_SUBJECT)
 

@@ -178,8 +178,9 @@ def schedule_row(spec: AlertSpec) -> dict[str, Any]:
     assert spec.schedule is not None
     gate = spec.schedule.gating_condition
     return {
-        **spec.schedule.model_dump(exclude={"gating_condition"}),
+        **spec.schedule.model_dump(exclude={"gating_condition", "freshness"}),
         "gating_condition": json.dumps(gate) if gate is not None else None,
+        **spec.schedule.freshness_columns(),
     }
 
 

@@ -91,6 +91,9 @@ def alert_detail(conn: psycopg.Connection[Any], alert_id: int, *, now: datetime)
                 for of, q in (("alert", alert.quiet_hours), ("organization", alert.organization_quiet_hours))
                 if q is not None
             ],
+            # a report that waits for fresh data: what it waits for, and why its slot is waiting right now
+            "freshness": alert.freshness.describe() if alert.freshness is not None else None,
+            "waiting_for_data": last["error"] if last is not None and last["status"] == "waiting" else None,
             "recent_results": [history_row(r) for r in rows],
             "recent_events": [_plain(dict(e)) for e in alert_events(conn, alert_id, limit=10)],
         }

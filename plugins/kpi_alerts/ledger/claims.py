@@ -39,6 +39,10 @@ runners, an operator clearing a task instance):
   current value: a later evaluation supersedes it). The earlier outcome is kept in ``attempt_history``.
   (Airflow's own retry of a batch — another alert of the batch failed transiently — is a later try of
   the run too: its permanently failed alerts are attempted once more; their owners are not told twice.)
+- A report waiting for fresh data (:func:`wait_for_fresh_data`) gives its claim back as ``waiting``; the
+  alert's ``next_run_at`` stays on the slot, so every later tick claims the slot again (resuming the row,
+  never inserting a second one) and looks at the data again, until it is sent. Its misfire window counts
+  from its deadline (:func:`claim_settings_for`): a waiting slot is never recorded missed before then.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ import socket
 import uuid
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -69,6 +73,8 @@ UNFINISHED = frozenset({_S.CLAIMED, _S.RETRYING, _S.SENDING})
 NEVER_RESENT = frozenset({_S.SENDING, _S.SENT, _S.DELIVERY_UNKNOWN})  # the message may have gone out
 # What an operator's re-attempt (a cleared task instance, `retry ALERT SLOT`) runs again: nothing went out.
 REATTEMPTED = frozenset({_S.FAILED, _S.RETRYING, _S.CLAIMED})
+# What a later claim of the same slot takes up again: an unfinished attempt, or a report waiting for data.
+RESUMED = UNFINISHED | {_S.WAITING}
 MAX_COUNTED_MISSES = 10_000
 INVALID_RECHECK = timedelta(hours=24)
 
@@ -105,6 +111,14 @@ class ClaimSettings:
         still inside the window, is left to the runs that reach it."""
         late_from = max(logical_time, now) if self.backfill else logical_time
         return late_from - self.misfire_window
+
+
+def claim_settings_for(alert: AlertDefinition, settings: ClaimSettings) -> ClaimSettings:
+    """The settings a claim of ``alert`` runs with: a report that waits for fresh data has its misfire
+    window lengthened by its longest wait, so that the window counts from the slot's deadline."""
+    if not alert.waits_at_most:
+        return settings
+    return replace(settings, misfire_window=settings.misfire_window + alert.waits_at_most)
 
 
 @dataclass(frozen=True)
@@ -146,6 +160,7 @@ def claim_slot(
     settings: ClaimSettings = ClaimSettings(),
 ) -> Claim | NotClaimed:
     """Claim the alert's due slot at ``logical_time``, or say why not. Commits before returning."""
+    settings = claim_settings_for(alert, settings)
     fresh = _claim_fresh_slot(
         conn, alert, logical_time=logical_time, now=now, claimant=claimant, settings=settings
     )
@@ -344,7 +359,7 @@ def _claim_or_resume(
         )
     if status == "sending":
         return _record_interrupted_delivery(conn, alert, existing, slot, now)
-    if status not in UNFINISHED:
+    if status not in RESUMED:
         _advance(conn, alert, slot)  # finished earlier; make sure the alert has moved on
         return NotClaimed(f"slot {slot.isoformat()} already finished ({status})")
     takeover = status == LedgerStatus.CLAIMED  # its worker died, hung, or was our own earlier try
@@ -404,6 +419,8 @@ def why_not_reattempted(status: str, *, replay: bool = False) -> str | None:
         return "its message is being sent, or was when its worker stopped; a slot is never sent twice"
     if status == "missed":
         return "it was missed (not run within the misfire window); late reports are not sent"
+    if status == LedgerStatus.WAITING:
+        return "it is waiting for fresh data: later ticks send it when the data is fresh or at its deadline"
     return f"it finished as {status}, not as a failure; there is nothing to re-attempt"
 
 
@@ -752,6 +769,29 @@ def release_for_retry(conn: psycopg.Connection[Any], claim: Claim, *, now: datet
         )
         if released.rowcount == 1:  # a claim taken over meanwhile is the new claimant's to unlock
             conn.execute(queries.SET_CRON_JOB_LOCKED, {"locked": False, "cron_job_id": claim.cron_job_id})
+
+
+def wait_for_fresh_data(
+    conn: psycopg.Connection[Any], claim: Claim, *, now: datetime, reason: str, details: dict[str, Any]
+) -> None:
+    """Give the slot back as ``waiting`` (nothing was sent): the alert stays due at this slot, so the next
+    tick claims it again and looks at the data again. Raises :class:`LostClaim` if the claim is not ours."""
+    with conn.transaction():
+        # The cron_jobs row first, then the ledger row: a claim's order (the other order deadlocks).
+        conn.execute(queries.LOCK_CRON_JOB_WAIT, {"cron_job_id": claim.cron_job_id})
+        held = conn.execute(
+            queries.WAIT_FOR_FRESH_DATA,
+            {
+                "result_id": claim.result_id,
+                "token": claim.token,
+                "now": now,
+                "error": reason,
+                "details": json.dumps(details, default=str),
+            },
+        )
+        if held.rowcount != 1:
+            raise LostClaim(f"claim on slot {claim.slot.isoformat()} was taken over; not waiting")
+        conn.execute(queries.SET_CRON_JOB_LOCKED, {"locked": False, "cron_job_id": claim.cron_job_id})
 
 
 def _next_slot(alert: AlertDefinition, slot: datetime) -> datetime:

@@ -119,3 +119,11 @@ def list_unsent_in_run(conn: psycopg.Connection[Any], *, dag_run_id: str, limit:
     those slots (:func:`kpi_alerts.ledger.claims.claim_slot`). A first try never needs it."""
     rows = conn.execute(queries.UNSENT_ALERTS_OF_RUN, {"dag_run_id": dag_run_id, "limit": limit}).fetchall()
     return [DueAlert(r["alert_id"], r["alert_name"], r["cron_job_id"], r["slot"]) for r in rows]
+
+
+def close_abandoned_waits(conn: psycopg.Connection[Any], *, now: datetime) -> int:
+    """Record ``skipped`` the slots that were waiting for fresh data when their alert moved on without
+    them (paused, changed to another schedule, deleted): a waiting slot keeps its alert's ``next_run_at``
+    on it, so a slot whose alert points elsewhere will never be claimed again. Uses the partial index on
+    waiting rows (migration 0015): a tick without waiting slots reads nothing."""
+    return conn.execute(queries.CLOSE_ABANDONED_WAITS, {"now": now}).rowcount

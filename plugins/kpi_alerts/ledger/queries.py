@@ -53,6 +53,7 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
        ks.holiday_subdivision, ks.on_holiday,
        NULL::text AS gating_condition, ks.attachment_type, ks.only_if_changed,
+       ks.freshness_source, ks.freshness_asset, ks.freshness_max_age_minutes, ks.freshness_max_wait_minutes,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
        kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at, kt.check_every_minutes,
@@ -116,6 +117,7 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
        ks.holiday_subdivision, ks.on_holiday,
        ks.gating_condition::text AS gating_condition, ks.attachment_type, ks.only_if_changed,
+       ks.freshness_source, ks.freshness_asset, ks.freshness_max_age_minutes, ks.freshness_max_wait_minutes,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
        kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at, kt.check_every_minutes,
@@ -155,6 +157,7 @@ SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.o
        ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
        ks.holiday_subdivision, ks.on_holiday,
        ks.gating_condition::text AS gating_condition, ks.attachment_type, ks.only_if_changed,
+       ks.freshness_source, ks.freshness_asset, ks.freshness_max_age_minutes, ks.freshness_max_wait_minutes,
        kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
        kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
        kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at, kt.check_every_minutes,
@@ -216,11 +219,13 @@ INSERT_SCHEDULE = """
 INSERT INTO kpi_schedules (kpi_alert_id, frequency_interval, schedule_hour, schedule_minute, selected_days,
                            timezone, gating_condition, attachment_type, cron_expression, every_n_weeks,
                            start_date, business_day, holiday_country, holiday_subdivision, on_holiday,
-                           only_if_changed)
+                           only_if_changed, freshness_source, freshness_asset, freshness_max_age_minutes,
+                           freshness_max_wait_minutes)
 VALUES (%(kpi_alert_id)s, %(frequency_interval)s, %(schedule_hour)s, %(schedule_minute)s,
         %(selected_days)s::smallint[], %(timezone)s, %(gating_condition)s, %(attachment_type)s,
         %(cron_expression)s, %(every_n_weeks)s, %(start_date)s, %(business_day)s, %(holiday_country)s,
-        %(holiday_subdivision)s, %(on_holiday)s, %(only_if_changed)s)
+        %(holiday_subdivision)s, %(on_holiday)s, %(only_if_changed)s, %(freshness_source)s, %(freshness_asset)s,
+        %(freshness_max_age_minutes)s, %(freshness_max_wait_minutes)s)
 """
 
 INSERT_THRESHOLD = """
@@ -491,7 +496,7 @@ SET status = CASE cron_job_results.status WHEN 'sending' THEN 'delivery_unknown'
                  ELSE concat_ws(E'\\n', cron_job_results.error,
                                 'abandoned by ' || cron_job_results.claimed_by || ' (' || cron_job_results.status
                                 || ')', EXCLUDED.error) END
-WHERE cron_job_results.status IN ('claimed', 'retrying', 'sending')
+WHERE cron_job_results.status IN ('claimed', 'retrying', 'waiting', 'sending')
   AND (cron_job_results.lease_expires_at IS NULL OR cron_job_results.lease_expires_at <= EXCLUDED.updated_at)
 """
 
@@ -614,6 +619,32 @@ WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed'
 """
 )
 
+# A report waiting for fresh data gives its claim back (claims.wait_for_fresh_data); the alert's next_run_at
+# stays on the slot, so the next tick claims this row again (TAKE_OVER_CLAIM) and looks at the data again.
+WAIT_FOR_FRESH_DATA = """
+UPDATE cron_job_results
+SET status = 'waiting', lease_expires_at = NULL, updated_at = %(now)s, error = %(error)s,
+    details = coalesce(details, '{}'::jsonb) || %(details)s::jsonb
+WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed'
+"""
+
+# Waiting slots whose alert moved on without them — paused (the paused slot was recorded and next_run_at
+# moved past it), updated to another schedule, deleted: the slot is over, recorded skipped with the reason.
+# A waiting slot's alert keeps next_run_at on the slot; nothing else leaves it there.
+CLOSE_ABANDONED_WAITS = """
+UPDATE cron_job_results r
+SET status = 'skipped', finished_at = %(now)s, updated_at = %(now)s,
+    details = coalesce(r.details, '{}'::jsonb) || jsonb_build_object('reason',
+        CASE WHEN cj.master_locked AND ka.id IS NULL THEN 'deleted'
+             WHEN cj.master_locked THEN 'paused' ELSE 'changed' END),
+    error = CASE WHEN cj.master_locked AND ka.id IS NULL THEN 'the alert was deleted'
+                 WHEN cj.master_locked THEN 'paused by an operator'
+                 ELSE 'the alert was changed' END || ' while its slot waited for fresh data; not sent'
+FROM cron_jobs cj LEFT JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
+WHERE r.status = 'waiting' AND r.kpi_alert_id IS NOT NULL AND cj.id = r.cron_job_id AND NOT cj.locked
+  AND cj.next_run_at IS DISTINCT FROM r.slot
+"""
+
 # The slot before this one: failure notices go out on the first failure of a streak only.
 # The data digest of the alert's latest report sent before the slot (reports only if changed).
 LAST_SENT_DIGEST = """
@@ -659,11 +690,14 @@ SELECT max(finished_at - slot) AS latest, percentile_cont(0.5) WITHIN GROUP (ORD
 FROM cron_job_results WHERE dag_run_id = %(run_id)s AND status = 'sent'
 """
 
-# Alerts still due at the run's logical time once its tasks are over (an overloaded tick's remainder).
+# Alerts still due at the run's logical time once its tasks are over (an overloaded tick's remainder); a
+# report waiting for fresh data is due on purpose (the next tick looks again) and is not counted.
 STILL_DUE = """
 SELECT count(*) AS n, min(cj.next_run_at) AS oldest_slot
 FROM cron_jobs cj JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
 WHERE cj.next_run_at <= %(logical_time)s AND NOT cj.master_locked AND ka.is_active
+  AND NOT EXISTS (SELECT 1 FROM cron_job_results r WHERE r.cron_job_id = cj.id AND r.slot = cj.next_run_at
+                  AND r.status = 'waiting')
 """
 
 RUN_SUMMARY = """
@@ -718,7 +752,9 @@ SET frequency_interval = %(frequency_interval)s, schedule_hour = %(schedule_hour
     cron_expression = %(cron_expression)s, every_n_weeks = %(every_n_weeks)s, start_date = %(start_date)s,
     business_day = %(business_day)s, holiday_country = %(holiday_country)s,
     holiday_subdivision = %(holiday_subdivision)s, on_holiday = %(on_holiday)s,
-    only_if_changed = %(only_if_changed)s, updated_at = %(now)s
+    only_if_changed = %(only_if_changed)s, freshness_source = %(freshness_source)s,
+    freshness_asset = %(freshness_asset)s, freshness_max_age_minutes = %(freshness_max_age_minutes)s,
+    freshness_max_wait_minutes = %(freshness_max_wait_minutes)s, updated_at = %(now)s
 WHERE kpi_alert_id = %(kpi_alert_id)s
 """
 
@@ -844,7 +880,7 @@ RETURNING (SELECT count(*) FROM skipped) AS recorded
 PRUNE_RESULTS = """
 DELETE FROM cron_job_results
 WHERE kpi_alert_id IS NOT NULL AND created_at < now() - make_interval(secs => %(retention_seconds)s)
-  AND status NOT IN ('claimed', 'retrying', 'sending')
+  AND status NOT IN ('claimed', 'retrying', 'waiting', 'sending')
   AND (%(keep_dag_run_id)s::text IS NULL OR dag_run_id IS DISTINCT FROM %(keep_dag_run_id)s::text)
 """
 

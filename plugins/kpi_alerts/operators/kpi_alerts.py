@@ -39,6 +39,7 @@ from kpi_alerts import metrics
 from kpi_alerts.delivery.mailers import OutboxMailer, SessionMailer
 from kpi_alerts.errors import TransientAlertError
 from kpi_alerts.hooks.alerts_db import AlertsDbHook
+from kpi_alerts.hooks.assets import TaskAssetEvents
 from kpi_alerts.hooks.cube import CubeHook
 from kpi_alerts.hooks.metrics import airflow_stats_sink
 from kpi_alerts.hooks.smtp import smtp_session
@@ -46,6 +47,7 @@ from kpi_alerts.ledger.alert_changes import record_paused_slots
 from kpi_alerts.ledger.claims import UNFINISHED, Claimant, ClaimSettings
 from kpi_alerts.ledger.database import describe_database_error
 from kpi_alerts.ledger.due_alerts import (
+    close_abandoned_waits,
     initialise_first_runs,
     list_due_alerts,
     list_unsent_in_run,
@@ -173,6 +175,9 @@ def find_due_alerts(context: Any, settings: TaskSettings | None = None) -> list[
         paused = record_paused_slots(conn, logical_time=logical_time, dag_run_id=context["run_id"])
         if paused:
             log.info("%d paused alert(s) had a slot due: recorded as skipped (paused by an operator)", paused)
+        abandoned = close_abandoned_waits(conn, now=datetime.now(UTC))
+        if abandoned:
+            log.info("%d slot(s) waiting for fresh data whose alert moved on: recorded as skipped", abandoned)
         claim = claim_settings_of(context, settings)
         oldest_slot = claim.oldest_sendable_slot(logical_time=logical_time, now=datetime.now(UTC))
         initialised = initialise_first_runs(conn, logical_time=logical_time, oldest_slot=oldest_slot)
@@ -230,6 +235,7 @@ def process_alerts(
         final_attempt=ti.try_number > ti.max_tries,
         envelope=task_settings.envelope,
         claim=claim_settings_of(context, task_settings),
+        assets=TaskAssetEvents(),
     )
     with CubeHook(task_settings.cube_conn_id) as source:
         batch = run_batch(

@@ -19,6 +19,14 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from kpi_alerts.alerts.definition import AlertDefinition
+from kpi_alerts.conditions.freshness import (
+    Freshness,
+    FreshnessVerdict,
+    data_age,
+    judge_freshness,
+    stale_note,
+    waiting_reason,
+)
 from kpi_alerts.conditions.gating_evaluation import evaluate_gate
 from kpi_alerts.conditions.gating_format import parse_gating_condition
 from kpi_alerts.delivery.email_message import build_message, slot_message_key
@@ -41,6 +49,7 @@ from kpi_alerts.ledger.claims import (
     Outcome,
     ThresholdStateUpdate,
     cancel_sending,
+    claim_settings_for,
     claim_slot,
     delivered_recipients,
     finish_claim,
@@ -48,6 +57,7 @@ from kpi_alerts.ledger.claims import (
     record_partial_delivery,
     release_for_retry,
     start_sending,
+    wait_for_fresh_data,
 )
 from kpi_alerts.ledger.due_alerts import park_unusable_alert
 from kpi_alerts.ledger.results import cron_job_of_alert, group_states, last_sent_digest, previous_status
@@ -171,13 +181,14 @@ def run_claim(
         return AlertRun(alert_id, "skipped", str(exc), claim.slot.isoformat())
     except TransientAlertError as exc:
         # The next Airflow try resumes the slot; after the last one, a later tick (inside the misfire window).
+        claim_settings = claim_settings_for(alert, settings.claim)  # a waiting report's window is longer
         later_tick = settings.final_attempt and may_retry_at_a_later_tick(
-            claim, logical_time=settings.logical_time, now=settings.clock(), settings=settings.claim
+            claim, logical_time=settings.logical_time, now=settings.clock(), settings=claim_settings
         )
         if not settings.final_attempt or later_tick:
             release_for_retry(conn, claim, now=settings.clock(), error=str(exc))
             if later_tick:
-                until = (claim.slot + settings.claim.misfire_window).isoformat()
+                until = (claim.slot + claim_settings.misfire_window).isoformat()
                 kind = RelayRefused if isinstance(exc, RelayRefused) else TransientAlertError
                 raise kind(
                     f"{exc} (attempt {claim.attempts}; later ticks retry the slot until {until})"
@@ -336,12 +347,30 @@ class _SlotRun:
     def _scheduled_report(self) -> AlertRun:
         query = self.alert.cube_query
         now = self.settings.clock()
+        freshness, verdict = self.alert.freshness, None
+        if freshness is not None and freshness.source == "asset":  # asked before Cube: waiting costs no query
+            verdict = self._judge_freshness(freshness, self._asset_updated_at(freshness))
+            if verdict.wait:
+                return self._wait_for_fresh_data(freshness, verdict)
         pair = period_pair(query, self.alert.timezone, now)
         if pair is None or not self.prefetch_pair(pair):
             self.prefetch([query, *expected_report_queries(query, self.alert.timezone, now)])
         data = self.fetch()
+        if freshness is not None and freshness.source == "cube":
+            verdict = self._judge_freshness(freshness, data.refreshed_at)
+            if verdict.wait:
+                return self._wait_for_fresh_data(freshness, verdict)
         gate = parse_gating_condition(self.alert.gating_condition)
         details: dict[str, Any] = {}
+        stale: tuple[str, str] | None = None
+        if freshness is not None and verdict is not None:
+            details["freshness"] = verdict.details(freshness, self.claim.slot, now)
+            if not verdict.fresh:  # the deadline came: sent anyway, saying how old the data is
+                tz = self.alert.timezone
+                stale = (
+                    data_age(verdict.data_as_of, now=now, timezone=tz),
+                    stale_note(freshness, verdict, now=now, timezone=tz),
+                )
         decision = None
         if gate is not None:
             decision = evaluate_gate(gate, self.fetch, now=self.claim.slot)
@@ -359,7 +388,39 @@ class _SlotRun:
             unchanged = unchanged_since(self.conn, self.alert, data, self.claim.slot)
             if unchanged is not None:
                 return self._finish(Outcome("skipped", details=details, error=unchanged), detail=unchanged)
-        return self._send("report", data, details=details, gate=decision)
+        return self._send("report", data, details=details, gate=decision, stale=stale)
+
+    # --- reports that wait for fresh data ------------------------------------------------------
+
+    def _asset_updated_at(self, freshness: Freshness) -> datetime | None:
+        """The asset's latest event, read through the run's asset reader (the Task SDK in a DAG run)."""
+        if self.settings.assets is None:
+            raise PermanentAlertError(
+                "this report waits for an Airflow asset, which only a task of the kpi_alerts DAG can read"
+            )
+        assert freshness.asset is not None
+        return self.settings.assets.last_updated(freshness.asset)
+
+    def _judge_freshness(self, freshness: Freshness, data_as_of: datetime | None) -> FreshnessVerdict:
+        try:
+            next_slot: datetime | None = self.alert.next_slot_after(self.claim.slot)
+        except KpiAlertError:  # a schedule that never fires again: the maximum wait alone bounds it
+            next_slot = None
+        return judge_freshness(
+            freshness,
+            slot=self.claim.slot,
+            logical_time=self.settings.logical_time,
+            data_as_of=data_as_of,
+            next_slot=next_slot,
+        )
+
+    def _wait_for_fresh_data(self, freshness: Freshness, verdict: FreshnessVerdict) -> AlertRun:
+        """Nothing is sent: the slot is given back as ``waiting`` and the next tick looks again."""
+        reason = waiting_reason(freshness, verdict, self.alert.timezone)
+        now = self.settings.clock()
+        details = {"freshness": verdict.details(freshness, self.claim.slot, now)}
+        wait_for_fresh_data(self.conn, self.claim, now=now, reason=reason, details=details)
+        return AlertRun(self.alert.alert_id, "waiting", reason, self.claim.slot.isoformat())
 
     # --- threshold alerts -------------------------------------------------------------------
 
@@ -474,6 +535,7 @@ class _SlotRun:
         threshold_state: ThresholdStateUpdate | None = None,
         gate: GateDecision | None = None,
         group_states: Sequence[GroupStateUpdate] = (),
+        stale: tuple[str, str] | None = None,
     ) -> AlertRun:
         # An alert made by plain SQL, or before its organization's allow-list was set: nothing leaves for
         # a domain outside the list (the slot fails, naming them), before anything is composed.
@@ -506,6 +568,7 @@ class _SlotRun:
             expected=expected,
             fetch=self.fetch,
             gate=gate,
+            stale=stale,
         )
         delivery = self._deliver(message, pending, already)
         attached = attachment is not None and attachment.size <= self.settings.envelope.max_attachment_bytes
@@ -598,13 +661,15 @@ def compose_message(
     expected: ExpectedRange | None = None,
     fetch: Callable[[Mapping[str, Any]], KpiData] | None = None,
     gate: GateDecision | None = None,
+    stale: tuple[str, str] | None = None,
 ) -> tuple[EmailMessage, Attachment | None]:
     """The message (and its attachment) that recipients get: the one code path for a run, a test send
     and a preview (:mod:`kpi_alerts.pipeline.trial`).
 
     The report model is built once here (:func:`kpi_alerts.reports.model.build_report`; ``fetch`` asks
     Cube for the period's figure and the previous period's) and rendered by the attachment and the
-    message alike.
+    message alike. ``stale``: a report sent at its freshness deadline — the data's age (``Data as of 07:40
+    (1 h 20 min old)``, in the subject) and the sentence that explains it (a note in the body).
     """
     kpi = data.measures[0] if data.measures else None
     if alert.threshold is not None and alert.threshold.kpi_measure:
@@ -626,6 +691,8 @@ def compose_message(
         expected=expected,
         dashboard_url=alert.dashboard_url,
         message=alert.message,
+        data_age=stale[0] if stale else None,
+        data_age_note=stale[1] if stale else None,
     )
     report = build_report(data, ctx, display=alert.display, fetch=fetch, gate=gate)
     attachment = None

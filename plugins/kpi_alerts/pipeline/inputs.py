@@ -27,6 +27,13 @@ class KpiSource(Protocol):
     ) -> KpiData: ...
 
 
+class AssetEvents(Protocol):
+    """When an Airflow asset was last updated (reports that wait for an asset; the DAG passes the Task
+    SDK's reader, :class:`kpi_alerts.hooks.assets.TaskAssetEvents`)."""
+
+    def last_updated(self, uri: str) -> datetime | None: ...
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """:param final_attempt: on the last Airflow try a transient error is recorded as failed."""
@@ -37,6 +44,8 @@ class RunSettings:
     envelope: Envelope = field(default_factory=Envelope)
     claim: ClaimSettings = field(default_factory=ClaimSettings)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    #: Where a report that waits for an Airflow asset reads its latest event (None: outside a task).
+    assets: AssetEvents | None = None
 
 
 @dataclass(frozen=True)

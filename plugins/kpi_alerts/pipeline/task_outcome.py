@@ -1,7 +1,7 @@
 """What one map item's task instance shows in the Airflow UI, decided from how its alerts ended.
 
 - Every alert ended without sending and without failing — ``gated``, ``not_triggered``,
-  ``suppressed``, or not processed (``skipped``: paused, not due, already finished) — the task
+  ``suppressed``, ``waiting`` (for fresh data), or not processed (``skipped``: paused, not due, already finished) — the task
   instance is **skipped**, not a green success indistinguishable from a sent report.
 - Any alert failed: **failed**, and the log's verdict is one line with the reasons (the failures are
   recorded in the ledger already: no stack trace is needed to explain them).
@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-QUIET = frozenset({"gated", "not_triggered", "suppressed", "skipped"})  # nothing sent, nothing failed
+# nothing sent, nothing failed (``waiting``: a report waiting for fresh data; a later tick sends it)
+QUIET = frozenset({"gated", "not_triggered", "suppressed", "skipped", "waiting"})
 MAX_LINE = 2000
 
 

@@ -46,6 +46,8 @@ class ReportContext:
     :param expected: an anomaly condition's expected range (drawn on the chart as a band), if any.
     :param dashboard_url: link back to the graph's dashboard, when configured.
     :param message: the alert author's note for recipients (user text: escape it).
+    :param data_age: a report sent at its freshness deadline with older data: ``Data as of 07:40 (1 h 20 min
+        old)`` (in the subject); :param data_age_note: the sentence saying why (a note of the report).
     """
 
     alert_name: str
@@ -64,6 +66,8 @@ class ReportContext:
     expected: ExpectedRange | None = None
     dashboard_url: str | None = None
     message: str | None = None
+    data_age: str | None = None
+    data_age_note: str | None = None
 
 
 def describe_period(query: Mapping[str, Any]) -> str:

@@ -167,8 +167,10 @@ class ReportModel:
     columns: tuple[ReportColumn, ...]
     rows: tuple[Mapping[str, CellValue], ...]
     chart: ChartData | None = None
-    #: What a reader must know about the data itself: no rows, values that are not numbers.
+    #: What a reader must know about the data itself: no rows, values that are not numbers, its age.
     notes: tuple[str, ...] = ()
+    #: A report sent at its freshness deadline: ``Data as of 07:40 (1 h 20 min old)`` (in the subject).
+    data_age: str | None = None
 
     @property
     def subject_figure(self) -> str | None:
@@ -413,7 +415,9 @@ class _Builder:
             columns=columns,
             rows=data.rows if data is not None else (),
             chart=self._chart(previous_series),
-            notes=data_notes(data, columns) if data is not None and ctx.kind == "report" else (),
+            notes=(data_notes(data, columns) if data is not None and ctx.kind == "report" else ())
+            + ((ctx.data_age_note,) if ctx.data_age_note else ()),
+            data_age=ctx.data_age,
         )
 
     # --- labels and units -----------------------------------------------------------------------

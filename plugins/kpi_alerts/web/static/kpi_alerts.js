@@ -211,6 +211,12 @@ async function showAlert(alertId) {
     fact(facts, "Quiet hours (" + quiet.of + ")", quiet.words);
   }
   fact(facts, "Snoozed until", alert.snoozed_until);
+  if (alert.freshness) {
+    fact(facts, "Fresh data", alert.freshness);
+  }
+  if (alert.waiting_for_data) {
+    fact(facts, "Waiting", alert.waiting_for_data).className = "status-waiting";
+  }
   if (alert.definition && alert.definition.message) {
     fact(facts, "Message", alert.definition.message).className = "message-text";
   }
