@@ -27,7 +27,7 @@ from kpi_alerts.hooks.smtp import SmtpMailer
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.ledger.claims import Claimant
 from kpi_alerts.pipeline.alert_run import process_alert
-from kpi_alerts.pipeline.inputs import RunSettings
+from kpi_alerts.pipeline.inputs import KpiSource, RunSettings
 from tests.fault_table import FaultTable, deliveries
 from tests.faults.conftest import LOGICAL_TIME, due_report, ledger
 
@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.services]
 OLD, NEW = "old@org1.example.com", "new@org1.example.com"
 
 
-class ChangedDuringFetch:
+class ChangedDuringFetch(KpiSource):
     """The real Cube; ``change`` runs once, while the first answer is awaited."""
 
     def __init__(self, cube: CubeClient, change: Callable[[], None]) -> None:

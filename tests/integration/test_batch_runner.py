@@ -21,8 +21,9 @@ from kpi_alerts.delivery.mailers import SessionMailer
 from kpi_alerts.ledger.alert_store import create_alert
 from kpi_alerts.ledger.claims import Claimant
 from kpi_alerts.ledger.database import connect
-from kpi_alerts.pipeline.batch import WAIT_SHARE_FOR_THREADS, SharedQueries, run_batch
+from kpi_alerts.pipeline.batch import WAIT_SHARE_FOR_THREADS, run_batch
 from kpi_alerts.pipeline.inputs import RunSettings
+from kpi_alerts.pipeline.kpi_source import CachingKpiSource
 from kpi_alerts.reports.model import expected_report_queries
 
 pytestmark = [pytest.mark.services]
@@ -119,7 +120,7 @@ def test_a_report_and_a_threshold_on_one_graph_cost_one_cube_request(
 ) -> None:
     # The report asks both weeks at once (PeriodPair), the threshold alert on the same graph its week. In
     # one chunk both are asked ahead in one request; in two, the report's pair leaves its week in the
-    # batch's shared queries (SharedQueries.remember) for the threshold.
+    # batch's shared queries (CachingKpiSource.remember) for the threshold.
     (report,) = make_alerts(db, 1)
     watcher = create_alert(
         db,
@@ -198,7 +199,7 @@ def test_a_session_closed_by_the_server_is_renewed_and_nothing_is_sent_twice(mai
 def test_shared_queries_ask_a_report_and_its_previous_period_in_one_request(stack: Stack) -> None:
     org = {"organization_id": 1}
     with CubeClient(stack.cube_url, api_secret=stack.cube_secret) as cube:
-        queries = SharedQueries(cube)
+        queries = CachingKpiSource(cube)
         wanted = [query(1), *expected_report_queries(query(1), "UTC", LOGICAL_TIME)]
         assert len(wanted) == 2 and wanted[1]["timeDimensions"][0]["dateRange"] == [
             "2026-10-25",

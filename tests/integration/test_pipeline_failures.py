@@ -25,6 +25,7 @@ from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.ledger.alert_store import create_alert
 from kpi_alerts.ledger.claims import Claimant, ClaimSettings
 from kpi_alerts.pipeline.alert_run import AlertFailed, RunSettings, process_alert
+from kpi_alerts.pipeline.inputs import KpiSource
 
 pytestmark = pytest.mark.services
 
@@ -87,7 +88,7 @@ def stopped_cube(cube_server: CubeServer) -> CubeClient:
     )
 
 
-class ByOrganization:
+class ByOrganization(KpiSource):
     """Routes each organization to its own client (one tenant's Cube unreachable, the other's fine)."""
 
     def __init__(self, clients: Mapping[int, CubeClient]) -> None:
@@ -293,7 +294,7 @@ def test_a_worker_whose_claim_was_taken_over_stops_without_sending(
     short = ClaimSettings(lease=timedelta(seconds=1))
     taken_over: list[Any] = []
 
-    class SlowCube:
+    class SlowCube(KpiSource):
         """While the first worker fetches, its lease expires and a second claimant takes the slot."""
 
         def load(self, query: Mapping[str, Any], **kwargs: Any) -> KpiData:

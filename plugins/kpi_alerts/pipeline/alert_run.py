@@ -7,7 +7,6 @@ the ledger; the exception raised afterwards is what makes the Airflow task show 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
@@ -63,6 +62,7 @@ from kpi_alerts.ledger.due_alerts import park_unusable_alert
 from kpi_alerts.ledger.results import cron_job_of_alert, group_states, last_sent_digest, previous_status
 from kpi_alerts.pipeline.failure_notices import report_failure_needs_notice, send_error_notice
 from kpi_alerts.pipeline.inputs import Delivery, KpiSource, Mailer, RunSettings
+from kpi_alerts.pipeline.kpi_source import CachingKpiSource
 from kpi_alerts.pipeline.threshold_check import check_groups, check_threshold, threshold_transition
 from kpi_alerts.redaction import redact_url
 from kpi_alerts.reports import build_report, render_attachment
@@ -106,25 +106,31 @@ def process_alert(
     source: KpiSource,
     mailer: Mailer,
     settings: RunSettings,
-    loaded: AlertDefinition | None = None,
-    claimed: Claim | None = None,
 ) -> AlertRun:
-    """Claim, run and record the alert's due slot.
-
-    :param loaded: the alert, when the caller loaded it already (a batch loads all of its alerts at once).
-    :param claimed: the alert's claim, when the caller made it already (a batch claims its fresh slots
-        in one statement); the claim is then this call's to finish, whatever happens.
-    """
+    """Load, claim, run and record the alert's due slot."""
     try:
-        alert = loaded if loaded is not None else load_alert(conn, alert_id)
+        alert = load_alert(conn, alert_id)
     except Exception as exc:  # a row no code expected: record it and park it, the other alerts go on
         log.exception("Alert %s cannot be read", alert_id)
         return _unusable(conn, alert_id, f"{type(exc).__name__}: {exc}", settings)
     if alert is None:
         return AlertRun(alert_id, "skipped", "alert no longer exists")
-    if not alert.is_active and claimed is None:
+    return claim_and_run(conn, alert, source=source, mailer=mailer, settings=settings)
+
+
+def claim_and_run(
+    conn: psycopg.Connection[Any],
+    alert: AlertDefinition,
+    *,
+    source: KpiSource,
+    mailer: Mailer,
+    settings: RunSettings,
+) -> AlertRun:
+    """Claim the loaded alert's due slot, then run and record it (:func:`run_claim`)."""
+    alert_id = alert.alert_id
+    if not alert.is_active:
         return AlertRun(alert_id, "skipped", "alert is inactive")
-    claim = claimed or claim_slot(
+    claim = claim_slot(
         conn,
         alert,
         logical_time=settings.logical_time,
@@ -275,19 +281,14 @@ class _SlotRun:
         settings: RunSettings,
     ) -> None:
         self.conn, self.alert, self.claim = conn, alert, claim
-        self.source, self.mailer, self.settings = source, mailer, settings
-        self._cache: dict[str, KpiData] = {}
+        self.mailer, self.settings = mailer, settings
+        cache = source if isinstance(source, CachingKpiSource) else CachingKpiSource(source)
+        self.source = cache.for_run()
+        self.context = {"organization_id": alert.organization_id}  # the Cube token's tenant
 
     def fetch(self, query: Mapping[str, Any] | None = None) -> KpiData:
         query = query if query is not None else self.alert.cube_query
-        key = self._key(query)
-        if key not in self._cache:
-            self._cache[key] = self.source.load(
-                query,
-                security_context={"organization_id": self.alert.organization_id},
-                timezone=self.alert.timezone,
-            )
-        return self._cache[key]
+        return self.source.load(query, security_context=self.context, timezone=self.alert.timezone)
 
     def execute(self) -> AlertRun:
         held = self.alert.held_slot(self.claim.slot)
@@ -311,38 +312,22 @@ class _SlotRun:
     def prefetch(self, queries: Sequence[Mapping[str, Any]]) -> None:
         """Ask Cube for several of this alert's queries in one request, when the source can; a query
         Cube rejects is then asked alone by :meth:`fetch`, which names it (an outage is raised here)."""
-        load_many = getattr(self.source, "load_many", None)
-        if load_many is None:
-            return
         try:
-            results = load_many(
-                queries,
-                security_context={"organization_id": self.alert.organization_id},
-                timezone=self.alert.timezone,
-            )
+            self.source.load_many(queries, security_context=self.context, timezone=self.alert.timezone)
         except PermanentAlertError:
             return
-        for query, data in zip(queries, results, strict=True):
-            self._cache[self._key(query)] = data
 
     def prefetch_pair(self, pair: PeriodPair) -> bool:
         """The report's period and the previous one from one query (:class:`PeriodPair`); False when
         Cube refuses it (too many rows for one answer, say): then the two are asked as two queries."""
-        context, tz = {"organization_id": self.alert.organization_id}, self.alert.timezone
+        tz = self.alert.timezone
         try:
-            data = self.source.load(pair.query, security_context=context, timezone=tz)
+            data = self.source.load(pair.query, security_context=self.context, timezone=tz)
         except PermanentAlertError:
             return False
-        remember = getattr(self.source, "remember", None)  # a batch's shared queries keep them for others
         for query, part in zip((pair.current_query, pair.previous_query), pair.split(data), strict=True):
-            self._cache[self._key(query)] = part
-            if remember is not None:
-                remember(query, part, security_context=context, timezone=tz)
+            self.source.remember(query, part, security_context=self.context, timezone=tz)
         return True
-
-    @staticmethod
-    def _key(query: Mapping[str, Any]) -> str:
-        return json.dumps(query, sort_keys=True, default=str)
 
     def _scheduled_report(self) -> AlertRun:
         query = self.alert.cube_query

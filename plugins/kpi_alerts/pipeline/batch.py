@@ -10,7 +10,7 @@ What a batch shares, and what it does not:
   takeovers) is claimed one alert at a time by :func:`~kpi_alerts.ledger.claims.claim_slot`, as before;
 - **one Cube HTTP session** (the source's) and **each distinct Cube query fetched once** per batch:
   same organization (security context), timezone and query — a batch has one logical time
-  (:class:`SharedQueries`);
+  (:class:`~kpi_alerts.pipeline.kpi_source.CachingKpiSource`);
 - **a small thread pool** (``threads``) overlapping Cube, SMTP and database waits; each thread has its
   own database connection and its own SMTP session (:class:`~kpi_alerts.delivery.mailers.SessionMailer`,
   reconnecting after a failure and never resending what the server may have taken), kept for the
@@ -22,14 +22,13 @@ What a batch shares, and what it does not:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,11 +38,11 @@ import psycopg
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.cube.client import first_granularity
 from kpi_alerts.errors import KpiAlertError, RelayRefused, TransientAlertError
-from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.ledger.alert_store import load_alerts
 from kpi_alerts.ledger.claims import Claim, claim_fresh_slots, release_for_retry
-from kpi_alerts.pipeline.alert_run import AlertRun, first_queries, process_alert
+from kpi_alerts.pipeline.alert_run import AlertRun, claim_and_run, first_queries, process_alert, run_claim
 from kpi_alerts.pipeline.inputs import KpiSource, Mailer, RunSettings
+from kpi_alerts.pipeline.kpi_source import CachingKpiSource, WaitClock
 
 log = logging.getLogger(__name__)
 
@@ -114,23 +113,6 @@ def plan_batches(
 # --- sharing ------------------------------------------------------------------------------------
 
 
-class WaitClock:
-    """Wall seconds the batch's threads spent waiting on Cube and SMTP (summed over threads)."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def timing(self) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.seconds += time.perf_counter() - started
-
-
 class _TimedMailer:
     """A mailer whose deliveries count as waiting (see :class:`WaitClock`)."""
 
@@ -140,110 +122,6 @@ class _TimedMailer:
     def deliver(self, *args: Any, **kwargs: Any) -> Any:
         with self.waits.timing():
             return self.mailer.deliver(*args, **kwargs)
-
-
-class SharedQueries:
-    """A :class:`KpiSource` that fetches each distinct (security context, timezone, query) once.
-
-    Thread-safe: alerts asking for a query being fetched wait for that one request. A failed fetch is
-    not kept (the next alert asking tries again; those waiting on it get the same error).
-    """
-
-    def __init__(self, source: KpiSource, waits: WaitClock | None = None) -> None:
-        self.source = source
-        self.waits = waits or WaitClock()
-        self._lock = threading.Lock()
-        self._entries: dict[str, Future[KpiData]] = {}
-        self.requests = 0
-        self.shared = 0
-
-    def load_many(
-        self, queries: Sequence[Mapping[str, Any]], *, security_context: Mapping[str, Any], timezone: str
-    ) -> list[KpiData]:
-        """``queries``' rows, those not fetched yet in one request when the source can (``load_many``);
-        later :meth:`load` calls get them from the batch too. A failed request is not kept and is raised
-        (each query asked alone again then says which one is wrong)."""
-        many = getattr(self.source, "load_many", None)
-        owned: list[tuple[str, Mapping[str, Any], Future[KpiData]]] = []
-        with self._lock:
-            for query in queries:
-                key = self._key(query, security_context, timezone)
-                if key in self._entries:
-                    self.shared += 1
-                elif all(key != k for k, _, _ in owned):
-                    owned.append((key, query, Future()))
-            if many is None or len(owned) < 2:
-                owned = []
-            for key, _, entry in owned:
-                self._entries[key] = entry
-            self.requests += 1 if owned else 0
-        if owned:
-            assert many is not None
-            try:
-                with self.waits.timing():
-                    results = many(
-                        [q for _, q, _ in owned], security_context=security_context, timezone=timezone
-                    )
-            except BaseException as exc:
-                with self._lock:
-                    for key, _, _ in owned:
-                        del self._entries[key]
-                for _, _, entry in owned:
-                    entry.set_exception(exc)
-                raise
-            for (_, _, entry), data in zip(owned, results, strict=True):
-                entry.set_result(data)
-        return [self._load(q, security_context, timezone, counted=False) for q in queries]
-
-    def remember(
-        self, query: Mapping[str, Any], data: KpiData, *, security_context: Mapping[str, Any], timezone: str
-    ) -> None:
-        """Keep ``data`` as ``query``'s answer for the rest of the batch, unless it was fetched already:
-        a report that got its rows from a wider query (``reports.model.PeriodPair``) leaves them for a
-        threshold alert on the same graph."""
-        key = self._key(query, security_context, timezone)
-        with self._lock:
-            if key not in self._entries:
-                entry: Future[KpiData] = Future()
-                entry.set_result(data)
-                self._entries[key] = entry
-
-    @staticmethod
-    def _key(query: Mapping[str, Any], security_context: Mapping[str, Any], timezone: str) -> str:
-        return json.dumps([dict(security_context), timezone, query], sort_keys=True, default=str)
-
-    def load(
-        self, query: Mapping[str, Any], *, security_context: Mapping[str, Any], timezone: str
-    ) -> KpiData:
-        return self._load(query, security_context, timezone)
-
-    def _load(
-        self,
-        query: Mapping[str, Any],
-        security_context: Mapping[str, Any],
-        timezone: str,
-        *,
-        counted: bool = True,
-    ) -> KpiData:
-        key = self._key(query, security_context, timezone)
-        with self._lock:
-            entry = self._entries.get(key)
-            owner = entry is None
-            if entry is None:
-                entry = self._entries[key] = Future()
-                self.requests += 1
-            elif counted:
-                self.shared += 1
-        if owner:
-            try:
-                with self.waits.timing():
-                    data = self.source.load(query, security_context=security_context, timezone=timezone)
-                entry.set_result(data)
-            except BaseException as exc:
-                with self._lock:
-                    del self._entries[key]
-                entry.set_exception(exc)
-        return entry.result()
 
 
 # --- running ------------------------------------------------------------------------------------
@@ -296,7 +174,7 @@ def run_batch(
     started = time.monotonic()
     result = BatchResult()
     waits = WaitClock()
-    queries = SharedQueries(source, waits)
+    queries = CachingKpiSource(source, waits)
     local = _Resources()
     opened: list[Any] = []
     opened_lock = threading.Lock()
@@ -333,15 +211,21 @@ def run_batch(
                 started_claims.add(alert_id)
             conn, mailer = resources()
             try:
-                return process_alert(
-                    conn,
-                    alert_id,
-                    source=queries,
-                    mailer=mailer,
-                    settings=settings,
-                    loaded=alerts.get(alert_id),
-                    claimed=claims.get(alert_id),
-                )
+                if alert_id in claims:  # claimed with its chunk: this call's to finish, whatever happens
+                    return run_claim(
+                        conn,
+                        alerts[alert_id],
+                        claims[alert_id],
+                        source=queries,
+                        mailer=mailer,
+                        settings=settings,
+                    )
+                if alert_id in alerts:  # a misfire, a resumption, a takeover: claimed alone
+                    return claim_and_run(
+                        conn, alerts[alert_id], source=queries, mailer=mailer, settings=settings
+                    )
+                # not loaded with the batch (its row could not be read): read alone, recorded if unreadable
+                return process_alert(conn, alert_id, source=queries, mailer=mailer, settings=settings)
             except RelayRefused as exc:
                 relay.append(exc)
                 raise
@@ -403,7 +287,7 @@ def run_batch(
     return result
 
 
-def _prefetch(source: SharedQueries, alerts: Sequence[AlertDefinition], now: datetime) -> None:
+def _prefetch(source: CachingKpiSource, alerts: Sequence[AlertDefinition], now: datetime) -> None:
     """Ask Cube for the first queries of a chunk's alerts (:func:`~kpi_alerts.pipeline.alert_run.first_queries`)
     up to :data:`PREFETCH_QUERIES` per request, one organization, timezone and granularity each (Cube's
     multi-query): Cube's cost is mostly per request, not per query. The alerts then find their rows in

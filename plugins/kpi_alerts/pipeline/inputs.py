@@ -5,7 +5,7 @@ other real ones (a ``CubeClient``, a mailer writing to a folder)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,11 +20,19 @@ from kpi_alerts.settings import ALERTS_DB_CONN_ID, CUBE_CONN_ID, DEFAULTS, SETTI
 
 
 class KpiSource(Protocol):
-    """Where KPI values come from (``CubeHook`` in production)."""
+    """Where KPI values come from (``CubeHook`` in production; a run wraps it in
+    :class:`~kpi_alerts.pipeline.kpi_source.CachingKpiSource`)."""
 
     def load(
         self, query: Mapping[str, Any], *, security_context: Mapping[str, Any], timezone: str
     ) -> KpiData: ...
+
+    def load_many(
+        self, queries: Sequence[Mapping[str, Any]], *, security_context: Mapping[str, Any], timezone: str
+    ) -> list[KpiData]:
+        """Several queries of one organization and timezone in one request where the source can (Cube's
+        multi-query); a source that cannot asks them one by one, as this default does."""
+        return [self.load(q, security_context=security_context, timezone=timezone) for q in queries]
 
 
 class AssetEvents(Protocol):
