@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from kpi_alerts.cube.client import CubeClient
-from kpi_alerts.reports.model import period_pair, previous_series_query
 from kpi_alerts.reports.periods import query_date_range, resolve_date_range
+from kpi_alerts.reports.query_plan import period_pair, previous_series_query
 
 pytestmark = pytest.mark.services
 

@@ -24,7 +24,7 @@ from kpi_alerts.ledger.database import connect
 from kpi_alerts.pipeline.batch import WAIT_SHARE_FOR_THREADS, run_batch
 from kpi_alerts.pipeline.inputs import RunSettings
 from kpi_alerts.pipeline.kpi_source import CachingKpiSource
-from kpi_alerts.reports.model import expected_report_queries
+from kpi_alerts.reports.query_plan import expected_report_queries
 
 pytestmark = [pytest.mark.services]
 

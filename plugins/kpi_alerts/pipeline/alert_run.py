@@ -67,7 +67,7 @@ from kpi_alerts.pipeline.threshold_check import check_groups, check_threshold, t
 from kpi_alerts.redaction import redact_url
 from kpi_alerts.reports import build_report, render_attachment
 from kpi_alerts.reports.context import ExpectedRange, MessageKind, ReportContext, describe_period
-from kpi_alerts.reports.model import PeriodPair, expected_report_queries, period_pair
+from kpi_alerts.reports.query_plan import PeriodPair, expected_report_queries, period_pair
 
 if TYPE_CHECKING:
     from kpi_alerts.conditions.gating_evaluation import GateDecision

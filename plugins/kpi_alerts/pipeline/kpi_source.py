@@ -108,7 +108,7 @@ class CachingKpiSource:
         self, query: Mapping[str, Any], data: KpiData, *, security_context: Mapping[str, Any], timezone: str
     ) -> None:
         """Keep ``data`` as ``query``'s answer for the rest of the batch, unless it was fetched already:
-        a report that got its rows from a wider query (``reports.model.PeriodPair``) leaves them for a
+        a report that got its rows from a wider query (``reports.query_plan.PeriodPair``) leaves them for a
         threshold alert on the same graph."""
         key = self._key(query, security_context, timezone)
         with self._lock:
