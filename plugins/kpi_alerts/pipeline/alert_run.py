@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from email.message import EmailMessage
@@ -18,16 +18,6 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from kpi_alerts.alerts.definition import AlertDefinition
-from kpi_alerts.conditions.freshness import (
-    Freshness,
-    FreshnessVerdict,
-    data_age,
-    judge_freshness,
-    stale_note,
-    waiting_reason,
-)
-from kpi_alerts.conditions.gating_evaluation import evaluate_gate
-from kpi_alerts.conditions.gating_format import parse_gating_condition
 from kpi_alerts.delivery.email_message import build_message, slot_message_key
 from kpi_alerts.delivery.recipients import check_recipient_domains, outside_domains
 from kpi_alerts.errors import (
@@ -59,27 +49,22 @@ from kpi_alerts.ledger.claims import (
     wait_for_fresh_data,
 )
 from kpi_alerts.ledger.due_alerts import park_unusable_alert
-from kpi_alerts.ledger.results import cron_job_of_alert, group_states, last_sent_digest, previous_status
+from kpi_alerts.ledger.results import cron_job_of_alert, previous_status
+from kpi_alerts.pipeline.evaluation import LedgerFacts, evaluate
 from kpi_alerts.pipeline.failure_notices import report_failure_needs_notice, send_error_notice
 from kpi_alerts.pipeline.inputs import Delivery, KpiSource, Mailer, RunSettings
 from kpi_alerts.pipeline.kpi_source import CachingKpiSource
-from kpi_alerts.pipeline.threshold_check import check_groups, check_threshold, threshold_transition
+from kpi_alerts.pipeline.threshold_check import threshold_transition
 from kpi_alerts.redaction import redact_url
 from kpi_alerts.reports import build_report, render_attachment
 from kpi_alerts.reports.context import ExpectedRange, MessageKind, ReportContext, describe_period
-from kpi_alerts.reports.query_plan import PeriodPair, expected_report_queries, period_pair
+from kpi_alerts.reports.query_plan import expected_report_queries, period_pair
 
 if TYPE_CHECKING:
     from kpi_alerts.conditions.gating_evaluation import GateDecision
     from kpi_alerts.reports import Attachment
 
 log = logging.getLogger(__name__)
-
-#: The message a threshold notice is sent as (any other notice: a breach).
-_MESSAGE_KINDS: dict[str | None, MessageKind] = {
-    "recovered": "threshold_recovered",
-    "no_data": "threshold_no_data",
-}
 
 
 @dataclass(frozen=True)
@@ -146,7 +131,7 @@ def claim_and_run(
 
 def first_queries(alert: AlertDefinition, now: datetime) -> list[Mapping[str, Any]]:
     """The Cube queries a run of ``alert`` asks first, known before any answer (what
-    :class:`_SlotRun` asks): a report's period pair, or its query and its previous period; a threshold
+    :class:`ClaimedSlot` asks): a report's period pair, or its query and its previous period; a threshold
     alert's query; none for a slot held back by a snooze or quiet hours. A batch asks them for many
     alerts in one request."""
     if alert.next_run_at is not None and alert.held_slot(alert.next_run_at) is not None:
@@ -171,7 +156,7 @@ def run_claim(
     alert_id = alert.alert_id
     try:
         alert.validate()
-        run = _SlotRun(conn, alert, claim, source, mailer, settings).execute()
+        run = ClaimedSlot(conn, alert, claim, source, mailer, settings).execute()
         # One line per alert, written when it ends (a peak tick logs ten thousand of them).
         log.info(
             "Alert %s slot %s (%s): %s — %s",
@@ -270,7 +255,10 @@ def _fail(
         send_error_notice(alert, claim, reason, notify, mailer=mailer, settings=settings, detailed=detailed)
 
 
-class _SlotRun:
+class ClaimedSlot:
+    """A claimed slot's run: the decision (:func:`~kpi_alerts.pipeline.evaluation.evaluate`), then the
+    ledger writes and the message it calls for."""
+
     def __init__(
         self,
         conn: psycopg.Connection[Any],
@@ -283,12 +271,12 @@ class _SlotRun:
         self.conn, self.alert, self.claim = conn, alert, claim
         self.mailer, self.settings = mailer, settings
         cache = source if isinstance(source, CachingKpiSource) else CachingKpiSource(source)
-        self.source = cache.for_run()
-        self.context = {"organization_id": alert.organization_id}  # the Cube token's tenant
+        self.queries = cache.for_run()
 
     def fetch(self, query: Mapping[str, Any] | None = None) -> KpiData:
         query = query if query is not None else self.alert.cube_query
-        return self.source.load(query, security_context=self.context, timezone=self.alert.timezone)
+        context = {"organization_id": self.alert.organization_id}
+        return self.queries.load(query, security_context=context, timezone=self.alert.timezone)
 
     def execute(self) -> AlertRun:
         held = self.alert.held_slot(self.claim.slot)
@@ -303,207 +291,48 @@ class _SlotRun:
                 detail=held.detail,
                 next_run_at=held.next_run_at,
             )
-        if self.alert.alert_type == "schedule":
-            return self._scheduled_report()
-        return self._threshold_alert()
-
-    # --- scheduled reports ------------------------------------------------------------------
-
-    def prefetch(self, queries: Sequence[Mapping[str, Any]]) -> None:
-        """Ask Cube for several of this alert's queries in one request, when the source can; a query
-        Cube rejects is then asked alone by :meth:`fetch`, which names it (an outage is raised here)."""
-        try:
-            self.source.load_many(queries, security_context=self.context, timezone=self.alert.timezone)
-        except PermanentAlertError:
-            return
-
-    def prefetch_pair(self, pair: PeriodPair) -> bool:
-        """The report's period and the previous one from one query (:class:`PeriodPair`); False when
-        Cube refuses it (too many rows for one answer, say): then the two are asked as two queries."""
-        tz = self.alert.timezone
-        try:
-            data = self.source.load(pair.query, security_context=self.context, timezone=tz)
-        except PermanentAlertError:
-            return False
-        for query, part in zip((pair.current_query, pair.previous_query), pair.split(data), strict=True):
-            self.source.remember(query, part, security_context=self.context, timezone=tz)
-        return True
-
-    def _scheduled_report(self) -> AlertRun:
-        query = self.alert.cube_query
         now = self.settings.clock()
-        freshness, verdict = self.alert.freshness, None
-        if freshness is not None and freshness.source == "asset":  # asked before Cube: waiting costs no query
-            verdict = self._judge_freshness(freshness, self._asset_updated_at(freshness))
-            if verdict.wait:
-                return self._wait_for_fresh_data(freshness, verdict)
-        pair = period_pair(query, self.alert.timezone, now)
-        if pair is None or not self.prefetch_pair(pair):
-            self.prefetch([query, *expected_report_queries(query, self.alert.timezone, now)])
-        data = self.fetch()
-        if freshness is not None and freshness.source == "cube":
-            verdict = self._judge_freshness(freshness, data.refreshed_at)
-            if verdict.wait:
-                return self._wait_for_fresh_data(freshness, verdict)
-        gate = parse_gating_condition(self.alert.gating_condition)
-        details: dict[str, Any] = {}
-        stale: tuple[str, str] | None = None
-        if freshness is not None and verdict is not None:
-            details["freshness"] = verdict.details(freshness, self.claim.slot, now)
-            if not verdict.fresh:  # the deadline came: sent anyway, saying how old the data is
-                tz = self.alert.timezone
-                stale = (
-                    data_age(verdict.data_as_of, now=now, timezone=tz),
-                    stale_note(freshness, verdict, now=now, timezone=tz),
-                )
-        decision = None
-        if gate is not None:
-            decision = evaluate_gate(gate, self.fetch, now=self.claim.slot)
-            details["gate"] = {
-                "passed": decision.passed,
-                "description": decision.description,
-                "values": [_plain(v) for v in decision.values],
-            }
-            if not decision.passed:
-                return self._finish(
-                    Outcome("gated", details=details, error=None), detail=decision.description
-                )
-        if self.alert.only_if_changed:
-            details["data_digest"] = data.digest()
-            unchanged = unchanged_since(self.conn, self.alert, data, self.claim.slot)
-            if unchanged is not None:
-                return self._finish(Outcome("skipped", details=details, error=unchanged), detail=unchanged)
-        return self._send("report", data, details=details, gate=decision, stale=stale)
-
-    # --- reports that wait for fresh data ------------------------------------------------------
-
-    def _asset_updated_at(self, freshness: Freshness) -> datetime | None:
-        """The asset's latest event, read through the run's asset reader (the Task SDK in a DAG run)."""
-        if self.settings.assets is None:
-            raise PermanentAlertError(
-                "this report waits for an Airflow asset, which only a task of the kpi_alerts DAG can read"
-            )
-        assert freshness.asset is not None
-        return self.settings.assets.last_updated(freshness.asset)
-
-    def _judge_freshness(self, freshness: Freshness, data_as_of: datetime | None) -> FreshnessVerdict:
-        try:
-            next_slot: datetime | None = self.alert.next_slot_after(self.claim.slot)
-        except KpiAlertError:  # a schedule that never fires again: the maximum wait alone bounds it
-            next_slot = None
-        return judge_freshness(
-            freshness,
-            slot=self.claim.slot,
+        decided = evaluate(
+            self.alert,
+            self.claim.slot,
+            queries=self.queries,
+            now=now,
             logical_time=self.settings.logical_time,
-            data_as_of=data_as_of,
-            next_slot=next_slot,
+            facts=LedgerFacts(self.conn),
+            assets=self.settings.assets,
         )
-
-    def _wait_for_fresh_data(self, freshness: Freshness, verdict: FreshnessVerdict) -> AlertRun:
-        """Nothing is sent: the slot is given back as ``waiting`` and the next tick looks again."""
-        reason = waiting_reason(freshness, verdict, self.alert.timezone)
-        now = self.settings.clock()
-        details = {"freshness": verdict.details(freshness, self.claim.slot, now)}
-        wait_for_fresh_data(self.conn, self.claim, now=now, reason=reason, details=details)
-        return AlertRun(self.alert.alert_id, "waiting", reason, self.claim.slot.isoformat())
-
-    # --- threshold alerts -------------------------------------------------------------------
-
-    def _threshold_alert(self) -> AlertRun:
-        data = self.fetch()
-        assert self.alert.threshold is not None
-        if self.alert.threshold.group_by is not None:
-            return self._per_group_alert(data)
-        # re-arm and pending periods are measured in slots (logical time), so runs are reproducible
-        check = check_threshold(self.alert, data, now=self.claim.slot, fetch=self.fetch)
-        result, transition = check.result, check.transition
-        notify, reason = transition.notify, transition.reason
-        details: dict[str, Any] = {
-            "observation": result.status,
-            "description": result.description,
-            "transition": reason,
-            "streak": transition.streak,
-            "change_percent": str(result.change_percent) if result.change_percent is not None else None,
-        }
-        state = check.state_update
-        held = self._held_by_quiet_hours(notify, details)
-        if held is not None:  # nothing sent, the state stays; the first check after their end decides
-            reason, state, notify = held, self._unchanged_state(result.value), None
-        if notify is None:
-            status = "suppressed" if result.status == "breached" else "not_triggered"
-            return self._finish(
-                Outcome(status, value=result.value, previous_value=result.previous, details=details),
-                detail=reason,
-                threshold_state=state,
+        if (
+            decided.wait is not None
+        ):  # nothing sent: the slot is given back as waiting, the next tick looks again
+            wait_for_fresh_data(
+                self.conn, self.claim, now=now, reason=decided.detail, details=decided.details
             )
-        return self._send(
-            _MESSAGE_KINDS.get(notify, "threshold_triggered"),
-            data,
-            details=details,
-            value=result.value,
-            previous=result.previous,
-            condition=check.condition,
-            threshold_value=check.threshold_value,
-            decision=check.decision,
-            expected=check.expected,
-            threshold_state=state,
-        )
-
-    def _held_by_quiet_hours(self, notify: str | None, details: dict[str, Any]) -> str | None:
-        """A notification due inside quiet hours is held (:mod:`kpi_alerts.scheduling.quiet_hours`): the
-        reason, also recorded in ``details``; None when nothing is held."""
-        until = self.alert.hold.quiet_end(self.claim.slot) if notify is not None else None
-        if until is None:
-            return None
-        details["quiet_hours"] = {"until": until.isoformat(), "held": notify}
-        return f"{notify} held by quiet hours until {until.isoformat()}"
-
-    def _unchanged_state(self, value: Decimal | None) -> ThresholdStateUpdate:
-        t = self.alert.threshold
-        assert t is not None
-        return ThresholdStateUpdate(
-            t.state, value if value is not None else t.last_value, t.last_notified_at, t.streak
-        )
-
-    def _per_group_alert(self, data: KpiData) -> AlertRun:
-        stored = group_states(self.conn, self.alert.alert_id)
-        check = check_groups(self.alert, data, now=self.claim.slot, stored=stored)
-        decision = check.decision
-        sentence = decision.describe()
-        details: dict[str, Any] = {
-            "description": sentence,
-            "groups": {
-                c.group: {
-                    "observation": c.result.status,
-                    "value": str(c.result.value) if c.result.value is not None else None,
-                    "description": c.result.description,
-                    "transition": c.transition.reason,
-                    "streak": c.transition.streak,
-                }
-                for c in decision.checks
-            },
-        }
-        held = self._held_by_quiet_hours(decision.notify, details)
-        if decision.notify is None or held is not None:
-            breached = any(c.result.status == "breached" for c in decision.checks)
-            return self._finish(  # held: the alert's and its groups' states stay as they were
-                Outcome("suppressed" if breached else "not_triggered", details=details),
-                detail=held or sentence,
-                threshold_state=check.state_update if held is None else self._unchanged_state(None),
-                group_states=check.group_updates if held is None else (),
+            return AlertRun(self.alert.alert_id, "waiting", decided.detail, self.claim.slot.isoformat())
+        if decided.sends:
+            assert decided.data is not None
+            return self._send(
+                decided.kind,
+                decided.data,
+                details=decided.details,
+                threshold_state=decided.threshold_state,
+                group_states=decided.group_states,
+                **decided.message.as_kwargs(),
             )
-        return self._send(
-            _MESSAGE_KINDS.get(decision.notify, "threshold_triggered"),
-            data,
-            details=details,
-            condition=check.condition,
-            threshold_value=check.threshold_value,
-            decision=sentence,
-            threshold_state=check.state_update,
-            group_states=check.group_updates,
+        outcome = Outcome(
+            decided.status,
+            value=decided.message.value,
+            previous_value=decided.message.previous,
+            details=decided.details,
+            error=decided.detail if decided.status == "skipped" else None,
+        )
+        return self._finish(
+            outcome,
+            detail=decided.detail,
+            threshold_state=decided.threshold_state,
+            group_states=decided.group_states,
         )
 
-    # --- shared -------------------------------------------------------------------------------
+    # --- sending and recording ------------------------------------------------------------------
 
     def _send(
         self,
@@ -705,25 +534,6 @@ def _partial_reason(reached: Sequence[str], failure: str, total: int) -> str:
     if not reached:
         return failure
     return f"delivered to {len(reached)} of {total} recipient(s) ({', '.join(reached)}), not to the others: {failure}"
-
-
-def unchanged_since(
-    conn: psycopg.Connection[Any], alert: AlertDefinition, data: KpiData, slot: datetime
-) -> str | None:
-    """Why a report that is sent only if its data changed is skipped at ``slot``; None: send it. A run
-    and a trial ask this one question."""
-    last = last_sent_digest(conn, alert.cron_job_id, slot)
-    if last is None or last[1] != data.digest():
-        return None
-    return f"skipped: the data equals the report sent for {last[0].isoformat()} (only if changed)"
-
-
-def _plain(value: Any) -> Any:
-    return (
-        {k: str(v) if v is not None else None for k, v in asdict(value).items()}
-        if is_dataclass(value) and not isinstance(value, type)
-        else value
-    )
 
 
 __all__ = [

@@ -1,8 +1,8 @@
 """Trying an alert out: a test send to one address, or a preview written to a folder.
 
-Both fetch live data with the alert's own query and organization, and build the message through the
-same code path as a run (:func:`kpi_alerts.pipeline.alert_run.compose_message`), so what they show is
-what recipients get — with the subject marked ``[TEST]`` and only the given address as recipient.
+Both fetch live data with the alert's own query and organization, decide as a run does
+(:func:`kpi_alerts.pipeline.evaluation.evaluate`) and build the message through the same code path as a run
+(:func:`kpi_alerts.pipeline.alert_run.compose_message`), so what they show is what recipients get — with the subject marked ``[TEST]`` and only the given address as recipient.
 Neither claims a slot, writes the ledger or changes a threshold alert's state; a test send is recorded
 as a ``test_send`` event in ``kpi_alert_events``.
 
@@ -17,6 +17,7 @@ import re
 import shutil
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -24,16 +25,14 @@ from typing import Any
 import psycopg
 
 from kpi_alerts.alerts.definition import AlertDefinition
-from kpi_alerts.conditions.gating_evaluation import evaluate_gate
-from kpi_alerts.conditions.gating_format import parse_gating_condition
 from kpi_alerts.delivery.recipients import check_recipient_domains, validate_recipients
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.ledger.alert_changes import AlertNotFound
 from kpi_alerts.ledger.alert_store import load_alert, record_event
-from kpi_alerts.ledger.results import group_states
-from kpi_alerts.pipeline.alert_run import compose_message, unchanged_since
+from kpi_alerts.pipeline.alert_run import compose_message
+from kpi_alerts.pipeline.evaluation import LedgerFacts, evaluate
 from kpi_alerts.pipeline.inputs import KpiSource, Mailer, RunSettings
-from kpi_alerts.pipeline.threshold_check import check_groups, check_threshold
+from kpi_alerts.pipeline.kpi_source import CachingKpiSource
 
 TEST_SUBJECT_PREFIX = "[TEST] "
 
@@ -82,69 +81,39 @@ def compose_trial(
     """
     alert.validate()
     slot = settings.logical_time
+    queries = CachingKpiSource(source).for_run()
+    asset = alert.freshness.asset if alert.freshness is not None else None
+    decided = evaluate(
+        alert,
+        slot,
+        queries=queries,
+        now=settings.clock(),
+        logical_time=slot,
+        facts=LedgerFacts(conn),
+        assets=settings.assets if settings.assets is not None or asset is None else _NoAssetEvents(),
+    )
+    verdict = decided.verdict
+    if asset is not None and settings.assets is None:
+        verdict = (
+            f"a run waits until the asset {asset} is updated (its events are read inside a DAG run only)"
+        )
+    context = {"organization_id": alert.organization_id}
 
     def fetch(query: Any = None) -> Any:
-        return source.load(
-            query if query is not None else alert.cube_query,
-            security_context={"organization_id": alert.organization_id},
-            timezone=alert.timezone,
-        )
+        query = query if query is not None else alert.cube_query
+        return queries.load(query, security_context=context, timezone=alert.timezone)
 
-    data = fetch()
-    extra: dict[str, Any] = {}
-    if alert.threshold is not None and alert.threshold.group_by is not None:
-        stored = group_states(conn, alert.alert_id) if conn is not None else {}
-        groups = check_groups(alert, data, now=slot, stored=stored)
-        kind = "threshold_triggered"
-        extra = {"condition": groups.condition, "threshold_value": groups.threshold_value}
-        extra["decision"] = groups.decision.describe()
-        notice = groups.decision.notify or "no notice"
-        verdict = f"groups: {groups.decision.describe()} — a run now would send {notice}"
-    elif alert.threshold is not None:
-        check = check_threshold(alert, data, now=slot, fetch=fetch)
-        kind = "threshold_triggered"
-        extra = {
-            "value": check.result.value,
-            "previous": check.result.previous,
-            "condition": check.condition,
-            "threshold_value": check.threshold_value,
-            "decision": check.decision,
-            "expected": check.expected,
-        }
-        notice = check.transition.notify or "no notice"
-        verdict = (
-            f"threshold {check.result.status}: {check.decision} — a run now would send {notice} "
-            f"({check.transition.reason})"
-        )
-    else:
-        kind = "report"
-        gate = parse_gating_condition(alert.gating_condition)
-        verdict = "a run would send this report"
-        passed = True
-        if gate is not None:
-            decision = evaluate_gate(gate, fetch, now=slot)
-            extra["gate"] = decision
-            passed = decision.passed
-            verdict = (
-                f"gate passed: {decision.description}"
-                if decision.passed
-                else f"gated out (a run would not send it now): {decision.description}"
-            )
-        # as a run: the gate first, then whether the data changed
-        check_change = conn is not None and alert.only_if_changed and passed
-        unchanged = unchanged_since(conn, alert, data, slot) if conn is not None and check_change else None
-        if unchanged is not None:
-            verdict = f"{unchanged} — a run would not send it now"
     message, attachment = compose_message(
         alert,
-        data,
-        kind=kind,  # type: ignore[arg-type]
+        decided.data if decided.data is not None else fetch(),
+        # a threshold alert as the notice its recipients get when it fires, whatever it would do now
+        kind="report" if alert.alert_type == "schedule" else "threshold_triggered",
         slot=slot,
         settings=settings,
         recipients=[to],
         message_key=f"test:{alert.cron_job_id}:{uuid.uuid4()}",
         fetch=fetch,
-        **extra,
+        **decided.message.as_kwargs(),
     )
     subject = str(message["Subject"])
     del message["Subject"]
@@ -155,6 +124,13 @@ def compose_trial(
         attachment.content if attachment else None,
         verdict,
     )
+
+
+class _NoAssetEvents:
+    """Outside a DAG run an asset's events cannot be read: the trial goes on as if none came yet."""
+
+    def last_updated(self, uri: str) -> datetime | None:
+        return None
 
 
 def send_test_message(
