@@ -1,25 +1,19 @@
-"""Many alerts in one task instance: a batch that shares what can be shared, and how batches are sized.
+"""Many alerts in one task instance, and how batches are sized.
 
 Plain Python (no Airflow imports): the operator passes factories for database connections and SMTP
-sessions, and the Cube source.
+sessions, and the Cube source. A batch shares:
 
-What a batch shares, and what it does not:
+- one load of all its alerts, and one claim statement per chunk of 32 for their fresh slots
+  (:func:`~kpi_alerts.ledger.claims.claim_fresh_slots`), just before they start; any other case (misfire,
+  resumption, takeover) is claimed alone (:func:`~kpi_alerts.pipeline.alert_run.claim_and_run`);
+- the Cube answers (:class:`~kpi_alerts.pipeline.kpi_source.CachingKpiSource`: each distinct query of an
+  organization and timezone asked once; a chunk's first queries asked several to a request);
+- per thread, one database connection and one SMTP session, kept for the batch.
 
-- **one load** of all its alerts (one query) and **one claim statement per 32 alerts** for their fresh slots
-  (:func:`~kpi_alerts.ledger.claims.claim_fresh_slots`), just before they start; every other case (misfires, resumptions,
-  takeovers) is claimed one alert at a time by :func:`~kpi_alerts.ledger.claims.claim_slot`, as before;
-- **one Cube HTTP session** (the source's) and **each distinct Cube query fetched once** per batch:
-  same organization (security context), timezone and query — a batch has one logical time
-  (:class:`~kpi_alerts.pipeline.kpi_source.CachingKpiSource`);
-- **a small thread pool** (``threads``) overlapping Cube, SMTP and database waits; each thread has its
-  own database connection and its own SMTP session (:class:`~kpi_alerts.delivery.mailers.SessionMailer`,
-  reconnecting after a failure and never resending what the server may have taken), kept for the
-  whole batch. Each alert is still claimed, sent and recorded exactly once, by one thread, through
-  :func:`~kpi_alerts.pipeline.alert_run.process_alert` — the same retry rules as a single alert.
-- Claims the batch made but could not start (the batch stopped early) are released for retry, so no
-  claim is left waiting for its lease to expire.
+Each alert is claimed, run and recorded exactly once, by one thread, through the pipeline's one path
+(:func:`~kpi_alerts.pipeline.alert_run.run_claim`). Claims the batch made but never started (it stopped
+early) are released for retry at once.
 """
-
 from __future__ import annotations
 
 import logging
@@ -172,119 +166,156 @@ def run_batch(
         those alerts start.
     """
     started = time.monotonic()
-    result = BatchResult()
-    waits = WaitClock()
-    queries = CachingKpiSource(source, waits)
-    local = _Resources()
-    opened: list[Any] = []
-    opened_lock = threading.Lock()
-
-    def resources() -> tuple[psycopg.Connection[Any], Mailer]:
-        if local.conn is None:
-            conn, mailer = connect(), open_mailer()
-            local.conn, local.mailer = conn, _TimedMailer(mailer, waits)
-            with opened_lock:
-                opened.extend([conn, mailer])
-        assert local.mailer is not None
-        return local.conn, local.mailer
-
+    batch = _Batch(connect, open_mailer, source, settings)
     with ExitStack() as cleanup:
-        cleanup.callback(_close_all, opened)
-        conn, _ = resources()
-        alerts = load_alerts(conn, alert_ids)
-        claims: dict[int, Claim] = {}
+        cleanup.callback(_close_all, batch.opened)
+        conn, _ = batch.resources()
+        batch.alerts = load_alerts(conn, alert_ids)
         pool = None
         if threads > 1 and len(alert_ids) > 1:
             pool = cleanup.enter_context(
                 ThreadPoolExecutor(max_workers=min(threads, len(alert_ids)), thread_name_prefix="kpi-batch")
             )
-        started_claims: set[int] = set()
-        started_lock = threading.Lock()
-        overlap = False  # decided after the first chunk, which runs one alert at a time
-
-        relay: list[RelayRefused] = []  # the relay refused this deployment: the rest of the batch waits
-
-        def one(alert_id: int) -> AlertRun:
-            if relay:
-                raise relay[0]  # not started: its claim is released for the next try (_release_unstarted)
-            with started_lock:
-                started_claims.add(alert_id)
-            conn, mailer = resources()
-            try:
-                if alert_id in claims:  # claimed with its chunk: this call's to finish, whatever happens
-                    return run_claim(
-                        conn,
-                        alerts[alert_id],
-                        claims[alert_id],
-                        source=queries,
-                        mailer=mailer,
-                        settings=settings,
-                    )
-                if alert_id in alerts:  # a misfire, a resumption, a takeover: claimed alone
-                    return claim_and_run(
-                        conn, alerts[alert_id], source=queries, mailer=mailer, settings=settings
-                    )
-                # not loaded with the batch (its row could not be read): read alone, recorded if unreadable
-                return process_alert(conn, alert_id, source=queries, mailer=mailer, settings=settings)
-            except RelayRefused as exc:
-                relay.append(exc)
-                raise
-
         try:
             outcomes: list[Any] = []
             for start in range(0, len(alert_ids), claim_chunk):
                 # Claimed a chunk at a time, just before its alerts start: a batch stopped hard (its run's
                 # timeout, a killed worker) leaves at most one chunk of claims waiting for their lease.
                 chunk = alert_ids[start : start + claim_chunk]
-                if relay:  # the relay refuses us: claim nothing more, the next try takes them
-                    outcomes.extend([relay[0]] * len(chunk))
-                    continue
-                claims.update(
-                    claim_fresh_slots(
-                        conn,
-                        [alerts[i] for i in chunk if i in alerts and alerts[i].is_active],
-                        logical_time=settings.logical_time,
-                        now=settings.clock(),
-                        claimant=settings.claimant,
-                        settings=settings.claim,
-                    )
-                )
-                _prefetch(queries, [alerts[i] for i in chunk if i in claims], settings.clock())
-                chunk_started, waited = time.perf_counter(), waits.seconds
-                outcomes.extend(_map(one, chunk, pool if overlap else None))
-                if start == 0 and pool is not None:
-                    share = (waits.seconds - waited) / max(time.perf_counter() - chunk_started, 1e-9)
-                    overlap = share >= WAIT_SHARE_FOR_THREADS
-                    result.threads, result.wait_share = (threads if overlap else 1), share
-                    log.debug("waiting share %.0f %%: %d thread(s)", 100 * share, result.threads)
-            waiting = sum(isinstance(o, RelayRefused) for o in outcomes)
-            if relay:  # said once for the batch, not once per alert: it is the deployment's problem
-                result.transient = True
-                result.failures.append(f"{relay[0]} ({waiting} alert(s) of this batch wait for it)")
-            for alert_id, outcome in zip(alert_ids, outcomes, strict=True):
-                if isinstance(outcome, RelayRefused):
-                    continue
-                if isinstance(outcome, AlertRun):
-                    result.runs.append(outcome)
-                elif isinstance(outcome, TransientAlertError):
-                    result.transient = True
-                    result.failures.append(f"alert {alert_id}: {outcome} (will retry)")
-                elif isinstance(outcome, KpiAlertError):
-                    result.failures.append(str(outcome))
-                elif isinstance(outcome, psycopg.Error):
-                    raise outcome  # the database is in trouble: the next try resumes the claims (claims.py)
-                else:  # one alert's bug never stops the others
-                    log.error("alert %s: unexpected error", alert_id, exc_info=outcome)
-                    result.failures.append(
-                        f"alert {alert_id}: internal error: {type(outcome).__name__}: {outcome}"[:500]
-                    )
+                outcomes.extend(batch.run_chunk(conn, chunk, pool, measure=start == 0, threads=threads))
+            batch.collect(alert_ids, outcomes)
         finally:
-            why = str(relay[0]) if relay else "the batch stopped before this alert"
-            _release_unstarted(conn, claims, started_claims, settings, why)
-    result.cube_requests, result.cube_shared = queries.requests, queries.shared
-    result.smtp_sessions = sum(getattr(m, "sessions", 0) for m in opened[1::2])
+            batch.release_unstarted(conn)
+    result = batch.result
+    result.cube_requests, result.cube_shared = batch.queries.requests, batch.queries.shared
+    result.smtp_sessions = sum(getattr(m, "sessions", 0) for m in batch.opened[1::2])
     result.seconds = time.monotonic() - started
     return result
+
+
+class _Batch:
+    """One batch's shared state: its alerts and claims, the Cube answers, a connection and a mailer per
+    thread, which alerts started, and whether the SMTP relay refused this deployment."""
+
+    def __init__(
+        self,
+        connect: Callable[[], psycopg.Connection[Any]],
+        open_mailer: Callable[[], Mailer],
+        source: KpiSource,
+        settings: RunSettings,
+    ) -> None:
+        self.connect, self.open_mailer, self.settings = connect, open_mailer, settings
+        self.result = BatchResult()
+        self.waits = WaitClock()
+        self.queries = CachingKpiSource(source, self.waits)
+        self.local = _Resources()
+        self.opened: list[Any] = []  # connection, mailer, connection, mailer ... (closed at the end)
+        self.lock = threading.Lock()
+        self.alerts: dict[int, AlertDefinition] = {}
+        self.claims: dict[int, Claim] = {}
+        self.started: set[int] = set()
+        self.overlap = False  # decided after the first chunk, which runs one alert at a time
+        self.relay: list[RelayRefused] = []  # the relay refused this deployment: the rest of the batch waits
+
+    def resources(self) -> tuple[psycopg.Connection[Any], Mailer]:
+        """This thread's database connection and mailer, opened at its first alert."""
+        if self.local.conn is None:
+            conn, mailer = self.connect(), self.open_mailer()
+            self.local.conn, self.local.mailer = conn, _TimedMailer(mailer, self.waits)
+            with self.lock:
+                self.opened.extend([conn, mailer])
+        assert self.local.mailer is not None
+        return self.local.conn, self.local.mailer
+
+    def run_chunk(
+        self,
+        conn: psycopg.Connection[Any],
+        chunk: Sequence[int],
+        pool: ThreadPoolExecutor | None,
+        *,
+        measure: bool,
+        threads: int,
+    ) -> list[Any]:
+        """Claim the chunk's fresh slots in one statement, ask Cube for their first queries, run its alerts."""
+        if self.relay:  # the relay refuses us: claim nothing more, the next try takes them
+            return [self.relay[0]] * len(chunk)
+        settings = self.settings
+        self.claims.update(
+            claim_fresh_slots(
+                conn,
+                [self.alerts[i] for i in chunk if i in self.alerts and self.alerts[i].is_active],
+                logical_time=settings.logical_time,
+                now=settings.clock(),
+                claimant=settings.claimant,
+                settings=settings.claim,
+            )
+        )
+        _prefetch(self.queries, [self.alerts[i] for i in chunk if i in self.claims], settings.clock())
+        chunk_started, waited = time.perf_counter(), self.waits.seconds
+        outcomes = _map(self.one, chunk, pool if self.overlap else None)
+        if measure and pool is not None:
+            share = (self.waits.seconds - waited) / max(time.perf_counter() - chunk_started, 1e-9)
+            self.overlap = share >= WAIT_SHARE_FOR_THREADS
+            self.result.threads, self.result.wait_share = (threads if self.overlap else 1), share
+            log.debug("waiting share %.0f %%: %d thread(s)", 100 * share, self.result.threads)
+        return outcomes
+
+    def one(self, alert_id: int) -> AlertRun:
+        """Run one alert of the batch through the pipeline's one path (claimed with its chunk, or alone)."""
+        if self.relay:
+            raise self.relay[0]  # not started: its claim is released for the next try (release_unstarted)
+        with self.lock:
+            self.started.add(alert_id)
+        conn, mailer = self.resources()
+        source, settings = self.queries, self.settings
+        try:
+            if alert_id in self.claims:  # claimed with its chunk: this call's to finish, whatever happens
+                alert, claim = self.alerts[alert_id], self.claims[alert_id]
+                return run_claim(conn, alert, claim, source=source, mailer=mailer, settings=settings)
+            if alert_id in self.alerts:  # a misfire, a resumption, a takeover: claimed alone
+                alert = self.alerts[alert_id]
+                return claim_and_run(conn, alert, source=source, mailer=mailer, settings=settings)
+            # not loaded with the batch (its row could not be read): read alone, recorded if unreadable
+            return process_alert(conn, alert_id, source=source, mailer=mailer, settings=settings)
+        except RelayRefused as exc:
+            self.relay.append(exc)
+            raise
+
+    def collect(self, alert_ids: Sequence[int], outcomes: Sequence[Any]) -> None:
+        """Each alert's outcome into the result: its run, or the error that ended it."""
+        result = self.result
+        waiting = sum(isinstance(o, RelayRefused) for o in outcomes)
+        if self.relay:  # said once for the batch, not once per alert: it is the deployment's problem
+            result.transient = True
+            result.failures.append(f"{self.relay[0]} ({waiting} alert(s) of this batch wait for it)")
+        for alert_id, outcome in zip(alert_ids, outcomes, strict=True):
+            if isinstance(outcome, RelayRefused):
+                continue
+            if isinstance(outcome, AlertRun):
+                result.runs.append(outcome)
+            elif isinstance(outcome, TransientAlertError):
+                result.transient = True
+                result.failures.append(f"alert {alert_id}: {outcome} (will retry)")
+            elif isinstance(outcome, KpiAlertError):
+                result.failures.append(str(outcome))
+            elif isinstance(outcome, psycopg.Error):
+                raise outcome  # the database is in trouble: the next try resumes the claims (claims.py)
+            else:  # one alert's bug never stops the others
+                log.error("alert %s: unexpected error", alert_id, exc_info=outcome)
+                result.failures.append(
+                    f"alert {alert_id}: internal error: {type(outcome).__name__}: {outcome}"[:500]
+                )
+
+    def release_unstarted(self, conn: psycopg.Connection[Any]) -> None:
+        """Claims made for alerts the batch never started (it stopped early): give them back at once."""
+        why = str(self.relay[0]) if self.relay else "the batch stopped before this alert"
+        for alert_id, claim in self.claims.items():
+            if alert_id in self.started:
+                continue
+            try:
+                release_for_retry(conn, claim, now=self.settings.clock(), error=why)
+            except psycopg.Error:  # the lease frees it later
+                log.exception("Could not release the claim of alert %s", alert_id)
 
 
 def _prefetch(source: CachingKpiSource, alerts: Sequence[AlertDefinition], now: datetime) -> None:
@@ -332,23 +363,6 @@ def _map(
     if pool is None:
         return [guarded(item) for item in items]
     return list(pool.map(guarded, items))
-
-
-def _release_unstarted(
-    conn: psycopg.Connection[Any],
-    claims: Mapping[int, Claim],
-    started: set[int],
-    settings: RunSettings,
-    why: str,
-) -> None:
-    """Claims made for alerts the batch never started (it stopped early): give them back at once."""
-    for alert_id, claim in claims.items():
-        if alert_id in started:
-            continue
-        try:
-            release_for_retry(conn, claim, now=settings.clock(), error=why)
-        except psycopg.Error:  # the lease frees it later
-            log.exception("Could not release the claim of alert %s", alert_id)
 
 
 def _close_all(opened: list[Any]) -> None:
