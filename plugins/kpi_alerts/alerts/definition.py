@@ -78,6 +78,34 @@ class ThresholdDefinition:
     group_by: str | None = None
     cadence: CheckCadence | None = None  # None: every hour on the hour (UTC), in ``timezone``
 
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ThresholdDefinition:
+        """From the ``LOAD_ALERT`` query's row (its ``kpi_thresholds`` columns)."""
+        return cls(
+            condition=row["condition"],
+            threshold_value=row["threshold_value"],
+            timezone=row["threshold_timezone"],
+            kpi_measure=row["kpi_measure"],
+            rearm_minutes=row["rearm_minutes"],
+            notify_on_recovery=row["notify_on_recovery"],
+            on_no_data=row["on_no_data"],
+            on_error=row["on_error"],
+            state=row["state"],
+            last_value=row["last_value"],
+            last_evaluated_at=row["last_evaluated_at"],
+            last_notified_at=row["last_notified_at"],
+            state_changed_at=row["state_changed_at"],
+            cadence=cadence_of(row["threshold_timezone"], row),
+            recovery_threshold=row["recovery_threshold"],
+            pending_checks=row["pending_checks"],
+            recovery_checks=row["recovery_checks"],
+            streak=row["streak"],
+            anomaly_method=row["anomaly_method"],
+            history_weeks=row["history_weeks"],
+            min_history=row["min_history"],
+            group_by=row["group_by"],
+        )
+
     @property
     def check_cadence(self) -> CheckCadence:
         return self.cadence if self.cadence is not None else CheckCadence(self.timezone)
@@ -186,30 +214,7 @@ class AlertDefinition:
         if row["frequency_interval"] is not None:
             schedule = Schedule.from_row(row)
         if row["condition"] is not None:
-            threshold = ThresholdDefinition(
-                condition=row["condition"],
-                threshold_value=row["threshold_value"],
-                timezone=row["threshold_timezone"],
-                kpi_measure=row["kpi_measure"],
-                rearm_minutes=row["rearm_minutes"],
-                notify_on_recovery=row["notify_on_recovery"],
-                on_no_data=row["on_no_data"],
-                on_error=row["on_error"],
-                state=row["state"],
-                last_value=row["last_value"],
-                last_evaluated_at=row["last_evaluated_at"],
-                last_notified_at=row["last_notified_at"],
-                state_changed_at=row["state_changed_at"],
-                cadence=cadence_of(row["threshold_timezone"], row),
-                recovery_threshold=row["recovery_threshold"],
-                pending_checks=row["pending_checks"],
-                recovery_checks=row["recovery_checks"],
-                streak=row["streak"],
-                anomaly_method=row["anomaly_method"],
-                history_weeks=row["history_weeks"],
-                min_history=row["min_history"],
-                group_by=row["group_by"],
-            )
+            threshold = ThresholdDefinition.from_row(row)
         return cls(
             alert_id=row["alert_id"],
             cron_job_id=row["cron_job_id"],

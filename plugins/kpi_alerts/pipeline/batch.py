@@ -14,6 +14,7 @@ Each alert is claimed, run and recorded exactly once, by one thread, through the
 (:func:`~kpi_alerts.pipeline.alert_run.run_claim`). Claims the batch made but never started (it stopped
 early) are released for retry at once.
 """
+
 from __future__ import annotations
 
 import logging
