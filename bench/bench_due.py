@@ -39,7 +39,7 @@ DATASET = "due-v2: 1,000,000 alerts, 1,000 due, 5,000 paused and overdue, 10,000
 ALERTS = 1_000_000
 DUE = 1_000
 T = datetime(2026, 12, 7, 17, 5, tzinfo=UTC)
-DAG_LIMIT = 100_000  # what kpi_alerts.operators.kpi_alerts.find_due_alerts asks for
+DAG_LIMIT = 100_000  # what kpi_alerts.operators.tasks.find_due_alerts asks for
 
 # Row n: n <= 1,000 are due within the last 10 minutes; 1,000 < n <= 6,000 are paused by an operator
 # with a slot in the past; the rest are spread over the next 30 days. Every 100th future alert is

@@ -10,7 +10,7 @@ once, whatever the number of schedulers, workers or retries), **fetch** the KPI 
 Connections: `kpi_alerts_db` (Postgres), `cube_default` (Cube.js), `smtp_default` (SMTP).
 E-mail is sent only when the Variable `kpi_alerts_environment` is `production`; otherwise each
 message is written to an outbox folder. Every setting is a templated argument of the operators
-(`kpi_alerts.operators.alerts`) whose default reads its Variable: see each task's "Rendered Template".
+(`kpi_alerts.operators.kpi_alerts`) whose default reads its Variable: see each task's "Rendered Template".
 
 Parsing this file imports only Airflow, the standard library and the operator classes: no database,
 network or heavy libraries at parse time.
@@ -23,7 +23,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG
 
-from kpi_alerts.operators.alerts import DueAlertsOperator, KpiAlertOperator, KpiAlertsSummaryOperator
+from kpi_alerts.operators.kpi_alerts import DueAlertsOperator, KpiAlertOperator, KpiAlertsSummaryOperator
 from kpi_alerts.settings import TICK_MINUTES
 
 with DAG(

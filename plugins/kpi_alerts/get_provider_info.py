@@ -39,7 +39,7 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["kpi_alerts.operators.alerts", "kpi_alerts.operators.cube"],
+                "python-modules": ["kpi_alerts.operators.kpi_alerts", "kpi_alerts.operators.cube"],
             }
         ],
         "notifications": ["kpi_alerts.notifications.failure.FailureNotifier"],

@@ -6,7 +6,7 @@
 seconds; divide by the status counts' sum for the mean).
 
 Plain Python: the sink is pluggable (:func:`set_sink`); without one, nothing is sent. The Airflow glue
-(:mod:`kpi_alerts.operators.kpi_alerts`) installs :func:`kpi_alerts.hooks.metrics.airflow_stats_sink`,
+(:mod:`kpi_alerts.operators.tasks`) installs :func:`kpi_alerts.hooks.metrics.airflow_stats_sink`,
 Airflow's metrics client (StatsD or OpenTelemetry, as ``[metrics]`` configures it; a no-op when metrics
 are off), so under Airflow the names arrive with Airflow's prefix: ``airflow.kpi_alerts.sent``.
 Metrics never break an alert: a sink's error is logged and dropped.

@@ -391,7 +391,7 @@ class TestAClearedDagRun:
     ) -> None:
         from types import SimpleNamespace
 
-        from kpi_alerts.operators.kpi_alerts import find_due_alerts
+        from kpi_alerts.operators.tasks import find_due_alerts
 
         alert_id = failed_once(db, cube, mailbox)
         sent = report(db, alert_name="Sent fine", cube_query=QUERY)

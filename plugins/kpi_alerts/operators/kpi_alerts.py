@@ -1,352 +1,227 @@
-"""The Airflow shell: what the ``kpi_alerts`` DAG's tasks do, given their Airflow context and settings.
+"""The KPI alert operators: the due-alert listing, one alert (or batch) per task, the run's summary.
 
-The operators (:mod:`kpi_alerts.operators.alerts`) call these functions from ``execute`` with a
-:class:`TaskSettings` built from their rendered template fields. The fields' defaults read Airflow
-Variables (``AIRFLOW_VAR_*`` works too) through Jinja at run time, never at parse time, so each task
-instance's "Rendered Template" view shows the values it ran with:
+Usable in any DAG; the ``kpi_alerts`` DAG is::
 
-- ``kpi_alerts_environment``: ``production`` sends e-mail; anything else writes ``.eml`` files to
-  ``kpi_alerts_outbox_dir`` (default ``$AIRFLOW_HOME/kpi_alerts_outbox``) — a dry run.
-- ``kpi_alerts_sender``, ``kpi_alerts_misfire_minutes`` (60), ``kpi_alerts_lease_minutes`` (30),
-  ``kpi_alerts_max_attachment_mb`` (10), ``kpi_alerts_retention_days`` (90).
-- Batches (:func:`kpi_alerts.pipeline.batch.plan_batches`): ``kpi_alerts_batch_seconds`` (60, the target
-  duration of one map item), ``kpi_alerts_seconds_per_alert`` (0.06, the estimate batches are cut by),
-  ``kpi_alerts_parallelism`` (0: ``[core] parallelism``), ``kpi_alerts_batch_threads`` (4, alerts in
-  flight per map item), ``kpi_alerts_batch_threshold`` (0; up to this many due alerts, one map item
-  each whatever the plan).
-- ``kpi_alerts_recipient_privacy``: ``bcc`` (default) — a message to several recipients has
-  ``To: undisclosed-recipients:;`` and everyone in Bcc, so no one sees the others' addresses; ``to``
-  puts them all in ``To:``.
-- ``kpi_alerts_message_id_domain``: the right-hand side of Message-IDs (default: the sender's domain),
-  so two deployments never share one; the left-hand side is random per slot, kept across its retries.
+    due = DueAlertsOperator(task_id="find_due_alerts")
+    processed = KpiAlertOperator.partial(
+        task_id="process_alert", map_index_template="{{ alert_label }}"
+    ).expand(item=due.output)
+    processed >> KpiAlertsSummaryOperator(task_id="summarize", trigger_rule="all_done")
+
+Every setting is a templated argument whose default reads the package's Airflow Variable through
+Jinja (``{{ var.value.get('kpi_alerts_sender', ...) }}``) when the task runs, never when the DAG is
+parsed; the values a task ran with show in its "Rendered Template" view. Importing this module loads
+only the Airflow Task SDK: the pipeline (psycopg, requests, the report libraries) is imported in
+``execute``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import psycopg
-from airflow.sdk.configuration import conf
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk import BaseOperator
 
-from kpi_alerts import metrics
-from kpi_alerts.delivery.mailers import OutboxMailer, SessionMailer
-from kpi_alerts.errors import TransientAlertError
-from kpi_alerts.hooks.alerts_db import AlertsDbHook
-from kpi_alerts.hooks.assets import TaskAssetEvents
-from kpi_alerts.hooks.cube import CubeHook
-from kpi_alerts.hooks.metrics import airflow_stats_sink
-from kpi_alerts.hooks.smtp import smtp_session
-from kpi_alerts.ledger.alert_changes import record_paused_slots
-from kpi_alerts.ledger.claims import UNFINISHED, Claimant, ClaimSettings
-from kpi_alerts.ledger.database import describe_database_error
-from kpi_alerts.ledger.due_alerts import (
-    close_abandoned_waits,
-    initialise_first_runs,
-    list_due_alerts,
-    list_unsent_in_run,
-    park_inactive_alerts,
+from kpi_alerts.settings import (
+    ALERTS_DB_CONN_ID,
+    BATCH_SECONDS,
+    BATCH_THREADS,
+    BATCH_THRESHOLD,
+    CUBE_CONN_ID,
+    ENVIRONMENT,
+    LEASE_MINUTES,
+    MAX_ATTACHMENT_MB,
+    MESSAGE_ID_DOMAIN,
+    MISFIRE_MINUTES,
+    OUTBOX_DIR,
+    PARALLELISM,
+    RECIPIENT_PRIVACY,
+    RETENTION_DAYS,
+    SECONDS_PER_ALERT,
+    SENDER,
+    SMTP_CONN_ID,
+    Setting,
 )
-from kpi_alerts.ledger.results import run_lateness, run_status_counts, still_due_alerts
-from kpi_alerts.ledger.retention import prune_results
-from kpi_alerts.pipeline.batch import plan_batches, run_batch
-from kpi_alerts.pipeline.inputs import RunSettings, TaskSettings
-from kpi_alerts.pipeline.task_outcome import judge_item
-from kpi_alerts.settings import TICK_MINUTES
 
 if TYPE_CHECKING:
-    from kpi_alerts.pipeline.batch import BatchPlan
+    from airflow.sdk import Context
 
-log = logging.getLogger(__name__)
-
-# Under Airflow, the ledger's outcome counters go to Airflow's metrics client.
-metrics.set_sink(airflow_stats_sink)
-
-TICK = timedelta(minutes=TICK_MINUTES)
-MAX_MAP_LENGTH = 1024  # Airflow's [core] max_map_length default; mapped lists must stay below it
+    from kpi_alerts.pipeline.inputs import TaskSettings
 
 
-def _db_connection(conn_id: str) -> Any:
-    return AlertsDbHook(postgres_conn_id=conn_id).get_conn()
+class _KpiAlertsOperator(BaseOperator):
+    """What the package's operators share: their ``settings`` (rows of :data:`kpi_alerts.settings.SETTINGS`)
+    are arguments and template fields whose default (``Setting.template``) reads the setting's Variable
+    when the task runs, never when the DAG is parsed."""
+
+    settings: ClassVar[tuple[Setting, ...]] = ()
+    #: The ``*_conn_id`` arguments the operator takes (each defaults to its hook's ``default_conn_name``).
+    connections: ClassVar[tuple[str, ...]] = ("alerts_db_conn_id",)
+
+    def task_settings(self) -> TaskSettings:
+        """The rendered template fields, typed (the pipeline's modules load here, not at DAG parsing)."""
+        from kpi_alerts.pipeline.inputs import TaskSettings
+
+        return TaskSettings.parse(
+            {s.name: getattr(self, s.name) for s in self.settings},
+            **{name: getattr(self, name) for name in self.connections},
+        )
 
 
-@contextlib.contextmanager
-def readable_database_errors() -> Iterator[None]:
-    """A database failure ends the task with one readable line (retried by Airflow like any transient
-    failure), not psycopg's traceback: a read-only database says so and what to do."""
-    try:
-        yield
-    except psycopg.Error as exc:
-        reason = describe_database_error(exc)
-        log.error("%s", reason)
-        raise TransientAlertError(reason) from None
+class DueAlertsOperator(_KpiAlertsOperator):
+    """List the alerts due at the run's logical time as map items for :class:`KpiAlertOperator`.
+
+    Before listing, it parks alerts that can no longer run, records paused alerts' due slots as
+    skipped and gives new alerts their first slot. Returns (XCom) the map items: batches of about
+    ``batch_seconds`` of work each, at least one per parallel slot and whole waves of ``parallelism``
+    (:func:`kpi_alerts.pipeline.batch.plan_batches`); one alert per item when there are no more alerts
+    than slots.
+
+    :param misfire_minutes: how late a slot may still run (Variable ``kpi_alerts_misfire_minutes``).
+    :param batch_threshold: up to this many due alerts, one item per alert whatever the plan (Variable
+        ``kpi_alerts_batch_threshold``, default 0).
+    :param batch_seconds: the target duration of one item (Variable ``kpi_alerts_batch_seconds``, 60).
+    :param seconds_per_alert: the estimate batches are cut by (Variable ``kpi_alerts_seconds_per_alert``).
+    :param parallelism: task instances running at once; 0 reads ``[core] parallelism`` (Variable
+        ``kpi_alerts_parallelism``).
+    """
+
+    settings = (MISFIRE_MINUTES, BATCH_THRESHOLD, BATCH_SECONDS, SECONDS_PER_ALERT, PARALLELISM)
+    template_fields: Sequence[str] = tuple(s.name for s in settings)
+    ui_color = "#e8f1fb"
+
+    def __init__(
+        self,
+        *,
+        misfire_minutes: str | float = MISFIRE_MINUTES.template,
+        batch_threshold: str | int = BATCH_THRESHOLD.template,
+        batch_seconds: str | float = BATCH_SECONDS.template,
+        seconds_per_alert: str | float = SECONDS_PER_ALERT.template,
+        parallelism: str | int = PARALLELISM.template,
+        alerts_db_conn_id: str = ALERTS_DB_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.alerts_db_conn_id = alerts_db_conn_id
+        self.misfire_minutes = misfire_minutes
+        self.batch_threshold = batch_threshold
+        self.batch_seconds = batch_seconds
+        self.seconds_per_alert = seconds_per_alert
+        self.parallelism = parallelism
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        from kpi_alerts.operators.tasks import find_due_alerts
+
+        return find_due_alerts(context, self.task_settings())
 
 
-def logical_time_of(context: Any) -> datetime:
-    value = context.get("logical_date") or context["dag_run"].run_after
-    return datetime.fromisoformat(value.isoformat()).astimezone(UTC)
+class KpiAlertOperator(_KpiAlertsOperator):
+    """Process one alert, or one batch of alerts, at the run's logical time: claim its slot in the
+    ledger → fetch the KPI from Cube → check the gating condition or threshold → render the
+    attachment → send it → record the outcome. Every alert of the item is attempted; the task then
+    fails if any failed (retried by Airflow when the failure is transient).
 
+    :param item: a map item of :class:`DueAlertsOperator` (``{"alerts": [{"alert_id": ...}], "label": ...}``);
+        ``{{ alert_label }}`` in ``map_index_template`` is its label.
+    :param environment: ``production`` sends over ``smtp_default``; anything else writes ``.eml`` files
+        to ``outbox_dir`` (Variable ``kpi_alerts_environment``).
+    :param sender: the ``From`` address (Variable ``kpi_alerts_sender``).
+    :param outbox_dir: the dry run's folder; empty: ``$AIRFLOW_HOME/kpi_alerts_outbox`` (Variable
+        ``kpi_alerts_outbox_dir``).
+    :param misfire_minutes: how late a slot may still run (Variable ``kpi_alerts_misfire_minutes``).
+    :param lease_minutes: how long a claim is held (Variable ``kpi_alerts_lease_minutes``).
+    :param max_attachment_mb: larger attachments are refused (Variable ``kpi_alerts_max_attachment_mb``).
+    :param recipient_privacy: ``bcc`` (default): several recipients never see each other (``To:
+        undisclosed-recipients:;``, all in Bcc); ``to``: all in ``To:`` (Variable
+        ``kpi_alerts_recipient_privacy``).
+    :param message_id_domain: the Message-IDs' domain; empty: the sender's (Variable
+        ``kpi_alerts_message_id_domain``).
+    :param batch_threads: alerts of a batch in flight at once (Variable ``kpi_alerts_batch_threads``, 4).
+    """
 
-def is_backfill(context: Any) -> bool:
-    """The run was made by ``airflow backfill create`` (Airflow 3: ``dag_run.run_type`` is ``backfill``, also
-    for an existing run a backfill reprocesses)."""
-    run_type = getattr(context.get("dag_run"), "run_type", None)
-    return getattr(run_type, "value", run_type) == "backfill"
-
-
-def claim_settings_of(context: Any, settings: TaskSettings) -> ClaimSettings:
-    """The run's claim settings: a backfill run measures lateness from the wall clock
-    (:meth:`~kpi_alerts.ledger.claims.ClaimSettings.oldest_sendable_slot`)."""
-    return replace(settings.claim, backfill=is_backfill(context))
-
-
-def map_items(
-    alerts: Sequence[dict[str, Any]], plan: BatchPlan, *, single_up_to: int = 0
-) -> list[dict[str, Any]]:
-    """The due alerts as map items: one alert per item when the plan says so (no more alerts than
-    parallel slots) or up to ``single_up_to`` alerts, else the plan's batches, labelled
-    ``batch 3/40: alerts 1201-1240`` (positions in the due list)."""
-    if len(alerts) <= single_up_to or plan.batches == len(alerts):
-        return [{"alerts": [a], "label": f"alert {a['alert_id']}: {a['alert_name']}"[:200]} for a in alerts]
-    return [
-        {"alerts": list(alerts[start:end]), "label": plan.label(n)}
-        for n, (start, end) in enumerate(plan.ranges)
-    ]
-
-
-def plan_for(due: int, settings: TaskSettings) -> BatchPlan:
-    return plan_batches(
-        due,
-        parallelism=settings.parallelism or _configured_parallelism(),
-        target_seconds=settings.batch_seconds,
-        seconds_per_alert=settings.seconds_per_alert,
-        max_items=MAX_MAP_LENGTH - 1,
+    settings = (
+        ENVIRONMENT,
+        SENDER,
+        OUTBOX_DIR,
+        MISFIRE_MINUTES,
+        LEASE_MINUTES,
+        MAX_ATTACHMENT_MB,
+        RECIPIENT_PRIVACY,
+        MESSAGE_ID_DOMAIN,
+        BATCH_THREADS,
     )
+    connections = ("alerts_db_conn_id", "cube_conn_id", "smtp_conn_id")
+    template_fields: Sequence[str] = tuple(s.name for s in settings)
+    ui_color = "#fff4d6"
+
+    def __init__(
+        self,
+        *,
+        item: dict[str, Any],
+        environment: str = ENVIRONMENT.template,
+        sender: str = SENDER.template,
+        outbox_dir: str = OUTBOX_DIR.template,
+        misfire_minutes: str | float = MISFIRE_MINUTES.template,
+        lease_minutes: str | float = LEASE_MINUTES.template,
+        max_attachment_mb: str | float = MAX_ATTACHMENT_MB.template,
+        recipient_privacy: str = RECIPIENT_PRIVACY.template,
+        message_id_domain: str = MESSAGE_ID_DOMAIN.template,
+        batch_threads: str | int = BATCH_THREADS.template,
+        alerts_db_conn_id: str = ALERTS_DB_CONN_ID,
+        cube_conn_id: str = CUBE_CONN_ID,
+        smtp_conn_id: str = SMTP_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.alerts_db_conn_id = alerts_db_conn_id
+        self.cube_conn_id = cube_conn_id
+        self.smtp_conn_id = smtp_conn_id
+        self.item = item
+        self.recipient_privacy = recipient_privacy
+        self.message_id_domain = message_id_domain
+        self.batch_threads = batch_threads
+        self.environment = environment
+        self.sender = sender
+        self.outbox_dir = outbox_dir
+        self.misfire_minutes = misfire_minutes
+        self.lease_minutes = lease_minutes
+        self.max_attachment_mb = max_attachment_mb
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        from kpi_alerts.operators.tasks import process_alerts
+
+        context["alert_label"] = self.item.get("label", "")  # type: ignore[typeddict-unknown-key]
+        return process_alerts(self.item, context, self.task_settings())
 
 
-def _configured_parallelism() -> int:
-    return max(1, conf.getint("core", "parallelism", fallback=32))
+class KpiAlertsSummaryOperator(_KpiAlertsOperator):
+    """Count the run's ledger rows by status, prune old ledger rows, and fail (so the run shows red)
+    when a slot failed, a delivery was never confirmed, a claim was left unfinished or another task of
+    the run did not succeed. Give it ``trigger_rule="all_done"`` so it runs whatever happened upstream.
 
+    :param retention_days: finished ledger rows older than this are pruned (Variable
+        ``kpi_alerts_retention_days``).
+    :param misfire_minutes: named when alerts are left due (Variable ``kpi_alerts_misfire_minutes``).
+    """
 
-def _say_if_overloaded(plan: BatchPlan, context: Any, settings: TaskSettings) -> None:
-    """Overload is never silent: when the tick is estimated to outlast the run's timeout, say what happens
-    (the run is stopped; what it did not reach stays due and later ticks continue it while its slot is
-    inside the misfire window; older slots are recorded ``missed``)."""
-    timeout = getattr(context.get("dag"), "dagrun_timeout", None)
-    if timeout is None:
-        return
-    claim = settings.claim
-    if TICK + timeout + claim.lease >= claim.misfire_window:
-        log.warning(
-            "dagrun_timeout (%s) + lease (%s) + one tick (%s) reach the misfire window (%s): claims held by a "
-            "run stopped at its timeout may expire only after their slots' window closed (recorded missed)",
-            timeout,
-            claim.lease,
-            TICK,
-            claim.misfire_window,
-        )
-    if plan.estimated_seconds <= timeout.total_seconds():
-        return
-    log.warning(
-        "%d due alerts need an estimated %.0f s, more than the run's timeout (%s): the rest stays due and "
-        "later ticks continue it within the %s misfire window; raise kpi_alerts_parallelism with [core] "
-        "parallelism, or add workers",
-        plan.due,
-        plan.estimated_seconds,
-        timeout,
-        settings.claim.misfire_window,
-    )
+    settings = (RETENTION_DAYS, MISFIRE_MINUTES)
+    template_fields: Sequence[str] = tuple(s.name for s in settings)
+    ui_color = "#e9f5e9"
 
+    def __init__(
+        self,
+        *,
+        retention_days: str | float = RETENTION_DAYS.template,
+        misfire_minutes: str | float = MISFIRE_MINUTES.template,
+        alerts_db_conn_id: str = ALERTS_DB_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.alerts_db_conn_id = alerts_db_conn_id
+        self.retention_days = retention_days
+        self.misfire_minutes = misfire_minutes
 
-@readable_database_errors()
-def find_due_alerts(context: Any, settings: TaskSettings | None = None) -> list[dict[str, Any]]:
-    """List due alerts as map items: batches sized from a target duration and the parallelism (one alert
-    per item when there are few)."""
-    settings = settings or TaskSettings()
-    logical_time = logical_time_of(context)
-    with _db_connection(settings.alerts_db_conn_id) as conn:
-        park_inactive_alerts(conn, logical_time=logical_time)
-        paused = record_paused_slots(conn, logical_time=logical_time, dag_run_id=context["run_id"])
-        if paused:
-            log.info("%d paused alert(s) had a slot due: recorded as skipped (paused by an operator)", paused)
-        abandoned = close_abandoned_waits(conn, now=datetime.now(UTC))
-        if abandoned:
-            log.info("%d slot(s) waiting for fresh data whose alert moved on: recorded as skipped", abandoned)
-        claim = claim_settings_of(context, settings)
-        oldest_slot = claim.oldest_sendable_slot(logical_time=logical_time, now=datetime.now(UTC))
-        initialised = initialise_first_runs(conn, logical_time=logical_time, oldest_slot=oldest_slot)
-        due = list_due_alerts(conn, logical_time=logical_time, limit=100_000)
-        ti = context.get("ti")
-        if ti is not None and ti.try_number > 1:  # a later try: the run was cleared, or this task retried
-            listed = {d.alert_id for d in due}
-            unsent = [
-                d
-                for d in list_unsent_in_run(conn, dag_run_id=context["run_id"], limit=100_000)
-                if d.alert_id not in listed
-            ]
-            if unsent:
-                log.info(
-                    "%d alert(s) of this run left a slot unsent: listed again to re-attempt it", len(unsent)
-                )
-            due += unsent
-    log.info("%d alert(s) due at %s (%d newly initialised)", len(due), logical_time.isoformat(), initialised)
-    if claim.backfill:
-        log.info(
-            "A backfill run: slots older than %s (the misfire window, from the wall clock) are recorded missed, "
-            "not sent",
-            oldest_slot.isoformat(),
-        )
-    alerts = [{"alert_id": d.alert_id, "alert_name": d.alert_name} for d in due]
-    plan = plan_for(len(alerts), settings)
-    _say_if_overloaded(plan, context, settings)
-    items = map_items(alerts, plan, single_up_to=settings.batch_threshold)
-    if len(items) < len(alerts):
-        sizes = [len(item["alerts"]) for item in items]
-        log.info(
-            "%d batch(es) of %d-%d alerts; estimated %.0f s for the tick",
-            len(items),
-            min(sizes),
-            max(sizes),
-            plan.estimated_seconds,
-        )
-    return items
+    def execute(self, context: Context) -> dict[str, Any]:
+        from kpi_alerts.operators.tasks import summarize
 
-
-@readable_database_errors()
-def process_alerts(
-    item: dict[str, Any], context: Any, settings: TaskSettings | None = None
-) -> list[dict[str, Any]]:
-    """Process one map item; every alert is attempted, then the task fails if any alert failed."""
-    task_settings = settings or TaskSettings()
-    ti = context["ti"]
-    run_settings = RunSettings(
-        logical_time=logical_time_of(context),
-        claimant=Claimant(
-            dag_run_id=context["run_id"],
-            task_instance=f"{ti.task_id}[{ti.map_index}]",
-            try_number=ti.try_number,
-        ),
-        final_attempt=ti.try_number > ti.max_tries,
-        envelope=task_settings.envelope,
-        claim=claim_settings_of(context, task_settings),
-        assets=TaskAssetEvents(),
-    )
-    with CubeHook(task_settings.cube_conn_id) as source:
-        batch = run_batch(
-            [a["alert_id"] for a in item["alerts"]],
-            connect=functools.partial(_db_connection, task_settings.alerts_db_conn_id),
-            open_mailer=lambda: (
-                SessionMailer(functools.partial(smtp_session, task_settings.smtp_conn_id))
-                if task_settings.production
-                else OutboxMailer(task_settings.outbox)
-            ),
-            source=source,
-            settings=run_settings,
-            threads=task_settings.batch_threads,
-        )
-    results = [run.as_dict() for run in batch.runs]  # each alert's line is logged as it ends (alert_run)
-    if len(item["alerts"]) > 1:
-        log.info(
-            "%d alert(s) in %.1f s: %d Cube request(s) (%d more answered from the batch), %d SMTP session(s), "
-            "%d at a time",
-            len(item["alerts"]),
-            batch.seconds,
-            batch.cube_requests,
-            batch.cube_shared,
-            batch.smtp_sessions,
-            batch.threads,
-        )
-
-    verdict = judge_item(
-        item["label"], len(item["alerts"]), results, batch.failures, transient=batch.transient
-    )
-    context["alert_label"] = verdict.label  # a batch's label says how its alerts ended
-    if (
-        verdict.state == "retry"
-    ):  # Airflow retries the item; finished alerts are no longer due and are skipped
-        log.error("%s", verdict.headline)
-        raise TransientAlertError(verdict.headline)
-    if verdict.state == "failed":
-        # Recorded in the ledger already; retrying cannot help, so fail now without retries. The reason comes
-        # first, in one line; the failure carries no traceback of ours (it is expected and recorded).
-        log.error("%s", verdict.headline)
-        raise AirflowFailException(verdict.headline) from None
-    if verdict.state == "skipped":
-        raise AirflowSkipException(verdict.headline)
-    log.info("%s", verdict.headline)
-    return results
-
-
-@readable_database_errors()
-def summarize(context: Any, settings: TaskSettings | None = None) -> dict[str, Any]:
-    """Count this run's ledger rows by status (reads the ledger, so failed tasks are counted too), prune
-    finished ledger rows older than ``kpi_alerts_retention_days``, and fail — so the run shows red — when
-    anything went wrong: a failed slot, a delivery never confirmed, a claim left unfinished, or a task
-    of the run that did not succeed (the due listing itself, a map item that crashed)."""
-    settings = settings or TaskSettings()
-    with _db_connection(settings.alerts_db_conn_id) as conn:
-        counts = run_status_counts(conn, context["run_id"])
-        lateness = run_lateness(conn, context["run_id"])
-        still_due = still_due_alerts(conn, logical_time_of(context))
-        pruned = prune_results(conn, retention=settings.retention, keep_dag_run_id=context["run_id"])
-    if pruned:
-        log.info("Pruned %d ledger row(s) older than %s", pruned, settings.retention)
-    log.info("KPI alerts run %s: %s", context["run_id"], dict(counts) or "nothing was due")
-    if lateness and lateness["latest"] is not None:
-        log.info(
-            "Sends after their slot: latest %s, median %s",
-            _duration(lateness["latest"]),
-            _duration(lateness["median"]),
-        )
-    if still_due and still_due["n"]:
-        misfire = (settings or TaskSettings()).claim.misfire_window
-        log.warning(
-            "%d alert(s) are still due (oldest slot %s): this run did not reach them; later ticks continue "
-            "them until %s (the %s misfire window), then record them missed",
-            still_due["n"],
-            still_due["oldest_slot"].isoformat(),
-            (still_due["oldest_slot"] + misfire).isoformat(),
-            misfire,
-        )
-    problems = []
-    if counts["failed"]:
-        problems.append(f"{counts['failed']} alert(s) failed (see cron_job_results.error)")
-    if counts["delivery_unknown"]:
-        problems.append(
-            f"{counts['delivery_unknown']} message(s) were transmitted but never confirmed by the SMTP server; "
-            "not resent (status delivery_unknown: check and replay if needed)"
-        )
-    unfinished = {status: counts[status] for status in sorted(UNFINISHED) if counts[status]}
-    if unfinished:
-        problems.append(f"{sum(unfinished.values())} slot(s) left unfinished {unfinished}")
-    not_succeeded = _tasks_not_succeeded(context)
-    if not_succeeded:
-        problems.append(f"task(s) that did not succeed: {', '.join(not_succeeded)}")
-    if problems:
-        # The other alerts were processed; failing here makes the run itself show red in the UI.
-        raise AirflowFailException("; ".join(problems))
-    return dict(counts)
-
-
-def _duration(value: timedelta | None) -> str:
-    if value is None:
-        return "-"
-    seconds = value.total_seconds()
-    return f"{seconds:.0f} s" if abs(seconds) < 120 else f"{seconds / 60:.1f} min"
-
-
-def _tasks_not_succeeded(context: Any) -> list[str]:
-    """This run's other task instances that failed (or never ran because an upstream one failed)."""
-    ti = context["ti"]
-    states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
-    return sorted(
-        key
-        for key, state in states.items()
-        if key != ti.task_id and str(state) in {"failed", "upstream_failed"}
-    )
+        return summarize(context, self.task_settings())

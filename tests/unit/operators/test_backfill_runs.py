@@ -10,7 +10,7 @@ import pytest
 from airflow.sdk.api.datamodels._generated import DagRunType
 
 from kpi_alerts.ledger.claims import ClaimSettings
-from kpi_alerts.operators.kpi_alerts import TaskSettings, claim_settings_of, is_backfill
+from kpi_alerts.operators.tasks import TaskSettings, claim_settings_of, is_backfill
 
 NOW = datetime(2026, 12, 7, 17, 5, tzinfo=UTC)
 TWO_DAYS_AGO = NOW - timedelta(days=2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from kpi_alerts.operators.kpi_alerts import MAX_MAP_LENGTH, TaskSettings, map_items, plan_for
+from kpi_alerts.operators.tasks import MAX_MAP_LENGTH, TaskSettings, map_items, plan_for
 
 
 def alerts(n: int) -> list[dict[str, object]]:

@@ -8,7 +8,7 @@ from airflow.providers.smtp.hooks.smtp import SmtpHook
 
 from kpi_alerts.hooks.alerts_db import AlertsDbHook
 from kpi_alerts.hooks.cube import CubeHook
-from kpi_alerts.operators.alerts import DueAlertsOperator, KpiAlertOperator, KpiAlertsSummaryOperator
+from kpi_alerts.operators.kpi_alerts import DueAlertsOperator, KpiAlertOperator, KpiAlertsSummaryOperator
 from kpi_alerts.settings import SETTINGS
 
 
