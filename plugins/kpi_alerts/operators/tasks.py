@@ -1,26 +1,10 @@
 """The Airflow shell: what the ``kpi_alerts`` DAG's tasks do, given their Airflow context and settings.
 
 The operators (:mod:`kpi_alerts.operators.kpi_alerts`) call these functions from ``execute`` with a
-:class:`TaskSettings` built from their rendered template fields. The fields' defaults read Airflow
-Variables (``AIRFLOW_VAR_*`` works too) through Jinja at run time, never at parse time, so each task
-instance's "Rendered Template" view shows the values it ran with:
-
-- ``kpi_alerts_environment``: ``production`` sends e-mail; anything else writes ``.eml`` files to
-  ``kpi_alerts_outbox_dir`` (default ``$AIRFLOW_HOME/kpi_alerts_outbox``) — a dry run.
-- ``kpi_alerts_sender``, ``kpi_alerts_misfire_minutes`` (60), ``kpi_alerts_lease_minutes`` (30),
-  ``kpi_alerts_max_attachment_mb`` (10), ``kpi_alerts_retention_days`` (90).
-- Batches (:func:`kpi_alerts.pipeline.batch.plan_batches`): ``kpi_alerts_batch_seconds`` (60, the target
-  duration of one map item), ``kpi_alerts_seconds_per_alert`` (0.06, the estimate batches are cut by),
-  ``kpi_alerts_parallelism`` (0: ``[core] parallelism``), ``kpi_alerts_batch_threads`` (4, alerts in
-  flight per map item), ``kpi_alerts_batch_threshold`` (0; up to this many due alerts, one map item
-  each whatever the plan).
-- ``kpi_alerts_recipient_privacy``: ``bcc`` (default) — a message to several recipients has
-  ``To: undisclosed-recipients:;`` and everyone in Bcc, so no one sees the others' addresses; ``to``
-  puts them all in ``To:``.
-- ``kpi_alerts_message_id_domain``: the right-hand side of Message-IDs (default: the sender's domain),
-  so two deployments never share one; the left-hand side is random per slot, kept across its retries.
+:class:`~kpi_alerts.pipeline.inputs.TaskSettings` built from their rendered template fields, whose
+defaults read the package's Airflow Variables at run time (each one's name, default and meaning:
+:data:`kpi_alerts.settings.SETTINGS`; README "Settings").
 """
-
 from __future__ import annotations
 
 import contextlib
