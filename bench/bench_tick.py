@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import resource
@@ -846,6 +847,45 @@ def run_profile(n: int) -> None:
             )
 
 
+def run_cpu(n: int, runs: int) -> None:
+    """The mix's batch in this process, one thread, no profiler: the task CPU per alert (the figure a change
+    on the per-alert path moves, without the scheduler's noise)."""
+    import smtplib
+
+    from devstack.stack import up
+    from kpi_alerts.cube.client import CubeClient
+    from kpi_alerts.delivery.mailers import SessionMailer
+    from kpi_alerts.ledger.claims import Claimant
+    from kpi_alerts.ledger.database import connect
+    from kpi_alerts.pipeline.batch import run_batch
+    from kpi_alerts.pipeline.inputs import RunSettings
+
+    base = up(with_mail=True)
+    figures = []
+    for run in range(runs):
+        url = fresh_alerts(base.pg, n)
+        settings = RunSettings(logical_time=LOGICAL_TIME, claimant=Claimant(dag_run_id=f"bench-cpu-{run}"))
+        with CubeClient(base.cube_url, api_secret=base.cube_secret) as cube:
+            c0 = time.process_time()
+            result = run_batch(
+                list(range(1, n + 1)),
+                connect=functools.partial(connect, url),
+                open_mailer=lambda: SessionMailer(
+                    lambda: smtplib.SMTP("127.0.0.1", base.smtp_port, timeout=30)
+                ),
+                source=cube,
+                settings=settings,
+                threads=1,
+            )
+            figures.append((time.process_time() - c0) / n * 1000)
+        print(
+            f"cpu run {run + 1}/{runs}: {figures[-1]:.2f} ms CPU per alert, {len(result.failures)} failure(s)"
+        )
+    print(
+        f"cpu: median {statistics.median(figures):.2f} ms per alert (min {min(figures):.2f}, max {max(figures):.2f})"
+    )
+
+
 def clear(folder: Path) -> None:
     for path in folder.glob("*.eml"):
         path.unlink()
@@ -857,7 +897,9 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the servers it started are stopped
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--n", type=int, default=1000, help="due alerts (default 1000)")
-    parser.add_argument("--mode", choices=("scheduler", "dags-test", "both", "profile"), default="both")
+    parser.add_argument(
+        "--mode", choices=("scheduler", "dags-test", "both", "profile", "cpu"), default="both"
+    )
     parser.add_argument(
         "--parallelism", type=int, default=4, help="[core] parallelism (README: 4 on 2 cores)"
     )
@@ -867,6 +909,10 @@ def main(argv: list[str]) -> int:
     command = f"PYTHONPATH=plugins:. .venv/bin/python -m bench.bench_tick {shlex.join(argv)}".rstrip()
     if args.mode == "profile":
         run_profile(args.n)
+        print(f"reproduce: {command}")
+        return 0
+    if args.mode == "cpu":
+        run_cpu(args.n, args.runs)
         print(f"reproduce: {command}")
         return 0
     print(f"{args.n} due alerts (80 % CSV/XLSX/PDF reports, 10 % thresholds, 10 % anomaly thresholds; "
