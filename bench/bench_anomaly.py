@@ -54,7 +54,7 @@ from devstack.stack import up  # noqa: E402
 from kpi_alerts.cube.client import CubeClient  # noqa: E402
 from kpi_alerts.delivery.mailers import SessionMailer  # noqa: E402
 from kpi_alerts.ledger.alert_store import create_alert  # noqa: E402
-from kpi_alerts.ledger.claims import Claimant  # noqa: E402
+from kpi_alerts.ledger.claim_terms import Claimant  # noqa: E402
 from kpi_alerts.ledger.database import connect  # noqa: E402
 from kpi_alerts.ledger.migrations import migrate  # noqa: E402
 from kpi_alerts.pipeline.alert_run import process_alert  # noqa: E402

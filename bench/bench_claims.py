@@ -88,16 +88,10 @@ def prepare(url: str) -> None:
 def claimant(number: int, processes: int, url: str, seconds: float, start: Any, results: Any) -> None:
     """One claimant process: claim + finish its own alerts, hour after hour, until the deadline."""
     from kpi_alerts.ledger.alert_store import list_alerts
-    from kpi_alerts.ledger.claims import (
-        Claim,
-        Claimant,
-        ClaimSettings,
-        Outcome,
-        ThresholdStateUpdate,
-        claim_slot,
-        finish_claim,
-    )
+    from kpi_alerts.ledger.claim_terms import Claim, Claimant, ClaimSettings
+    from kpi_alerts.ledger.claims import claim_slot
     from kpi_alerts.ledger.database import connect
+    from kpi_alerts.ledger.outcomes import Outcome, ThresholdStateUpdate, finish_claim
 
     with connect(url) as conn:
         mine = [a for a in list_alerts(conn) if a.alert_id % processes == number]

@@ -796,8 +796,8 @@ AREAS = (  # (label, a function whose cumulative time is that area's), for --mod
     ("Cube multi-query", "client.py", "load_many"),
     ("SMTP send", "mailers.py", "send_over_smtp"),
     ("claim (batch)", "claims.py", "claim_fresh_slots"),
-    ("start sending", "claims.py", "start_sending"),
-    ("finish", "claims.py", "finish_claim"),
+    ("start sending", "outcomes.py", "start_sending"),
+    ("finish", "outcomes.py", "finish_claim"),
     ("load (batch)", "alert_store.py", "load_alerts"),
 )
 
@@ -811,7 +811,7 @@ def run_profile(n: int) -> None:
     from devstack.stack import up
     from kpi_alerts.cube.client import CubeClient
     from kpi_alerts.delivery.mailers import SessionMailer
-    from kpi_alerts.ledger.claims import Claimant
+    from kpi_alerts.ledger.claim_terms import Claimant
     from kpi_alerts.ledger.database import connect
     from kpi_alerts.pipeline.batch import run_batch
     from kpi_alerts.pipeline.inputs import RunSettings

@@ -483,7 +483,7 @@ def _retry(conn: Any, args: argparse.Namespace) -> int:
     from kpi_alerts.hooks.cube import CubeHook
     from kpi_alerts.hooks.smtp import SmtpMailer
     from kpi_alerts.hooks.variables import trial_settings, variable_settings
-    from kpi_alerts.ledger.claims import Claimant, ClaimSettings
+    from kpi_alerts.ledger.claim_terms import Claimant, ClaimSettings
     from kpi_alerts.pipeline.retry import retry_slot
 
     # The run's own rules: only `production` sends e-mail, anything else writes to the outbox.

@@ -25,7 +25,7 @@ from kpi_alerts import cli
 from kpi_alerts.cube.client import CubeClient
 from kpi_alerts.hooks.smtp import SmtpMailer
 from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.ledger.claims import Claimant
+from kpi_alerts.ledger.claim_terms import Claimant
 from kpi_alerts.pipeline.alert_run import process_alert
 from kpi_alerts.pipeline.inputs import KpiSource, RunSettings
 from tests.fault_table import FaultTable, deliveries

@@ -26,7 +26,7 @@ from kpi_alerts import cli
 from kpi_alerts.cube.client import CubeClient
 from kpi_alerts.hooks.smtp import SmtpMailer
 from kpi_alerts.ledger.alert_store import create_alert
-from kpi_alerts.ledger.claims import Claimant
+from kpi_alerts.ledger.claim_terms import Claimant
 from kpi_alerts.pipeline.alert_run import AlertFailed, process_alert
 from kpi_alerts.pipeline.inputs import RunSettings
 from tests.factories import report_spec, threshold_spec

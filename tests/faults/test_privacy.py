@@ -23,7 +23,9 @@ from devstack import free_port
 from devstack.mail import MailCatcher
 from kpi_alerts.delivery.email_message import slot_message_key
 from kpi_alerts.ledger.alert_store import create_alert, load_alert
-from kpi_alerts.ledger.claims import Claim, Claimant, claim_slot, release_for_retry
+from kpi_alerts.ledger.claim_terms import Claim, Claimant
+from kpi_alerts.ledger.claims import claim_slot
+from kpi_alerts.ledger.outcomes import release_for_retry
 from tests.fault_table import FaultTable, deliveries, duplicates
 from tests.faults.conftest import LOGICAL_TIME, due_report, ledger
 

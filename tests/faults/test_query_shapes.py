@@ -22,7 +22,7 @@ from kpi_alerts.cube.client import CubeClient, CubeQueryError
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.hooks.smtp import SmtpMailer
 from kpi_alerts.ledger.alert_store import create_alert
-from kpi_alerts.ledger.claims import Claimant
+from kpi_alerts.ledger.claim_terms import Claimant
 from kpi_alerts.pipeline.alert_run import AlertFailed, RunSettings, process_alert
 from tests.factories import threshold_spec
 from tests.fault_table import FaultTable, duplicates

@@ -21,16 +21,9 @@ from kpi_alerts.cli import main
 from kpi_alerts.delivery.email_message import BODY_CELL_CHARS, BODY_ROWS, Envelope, build_message
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.ledger.alert_store import create_alert, load_alert
-from kpi_alerts.ledger.claims import (
-    MAX_COUNTED_MISSES,
-    Claim,
-    Claimant,
-    NotClaimed,
-    Outcome,
-    claim_slot,
-    finish_claim,
-    release_for_retry,
-)
+from kpi_alerts.ledger.claim_terms import Claim, Claimant, NotClaimed
+from kpi_alerts.ledger.claims import MAX_COUNTED_MISSES, claim_slot
+from kpi_alerts.ledger.outcomes import Outcome, finish_claim, release_for_retry
 from tests.unit.reports.test_reports import REGION, REVENUE, context
 
 pytestmark = [pytest.mark.faults]

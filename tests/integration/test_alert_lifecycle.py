@@ -181,7 +181,9 @@ class TestUpdate:
         assert code == 2 and "JSON object" in err
 
     def test_a_claim_in_flight_keeps_the_next_run_the_update_set(self, db: psycopg.Connection[Any]) -> None:
-        from kpi_alerts.ledger.claims import Claimant, Outcome, claim_slot, finish_claim
+        from kpi_alerts.ledger.claim_terms import Claimant
+        from kpi_alerts.ledger.claims import claim_slot
+        from kpi_alerts.ledger.outcomes import Outcome, finish_claim
 
         created = create_alert(db, report(), now=NOW)
         alert = load_alert(db, created.alert_id)

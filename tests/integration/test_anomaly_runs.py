@@ -25,7 +25,7 @@ from devstack.mail import MailCatcher
 from kpi_alerts.cube.client import CubeClient
 from kpi_alerts.hooks.smtp import SmtpMailer
 from kpi_alerts.ledger.alert_store import create_alert, load_alert
-from kpi_alerts.ledger.claims import Claimant
+from kpi_alerts.ledger.claim_terms import Claimant
 from kpi_alerts.pipeline.alert_run import RunSettings, process_alert
 from kpi_alerts.pipeline.trial import compose_trial
 from tests.polling import wait_until

@@ -19,7 +19,7 @@ from kpi_alerts.cube.client import CubeClient, CubeQueryError
 from kpi_alerts.delivery.email_message import Envelope
 from kpi_alerts.delivery.mailers import SessionMailer
 from kpi_alerts.ledger.alert_store import create_alert
-from kpi_alerts.ledger.claims import Claimant
+from kpi_alerts.ledger.claim_terms import Claimant
 from kpi_alerts.ledger.database import connect
 from kpi_alerts.pipeline.batch import WAIT_SHARE_FOR_THREADS, run_batch
 from kpi_alerts.pipeline.inputs import RunSettings

@@ -13,8 +13,10 @@ import psycopg
 import pytest
 
 from kpi_alerts.ledger.alert_store import list_alerts
-from kpi_alerts.ledger.claims import Claim, Claimant, ClaimSettings, Outcome, claim_slot, finish_claim
+from kpi_alerts.ledger.claim_terms import Claim, Claimant, ClaimSettings
+from kpi_alerts.ledger.claims import claim_slot
 from kpi_alerts.ledger.database import connect
+from kpi_alerts.ledger.outcomes import Outcome, finish_claim
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +120,8 @@ CLAIM_AND_HANG = """
 import json, sys, time
 from datetime import UTC, datetime, timedelta
 from kpi_alerts.ledger.alert_store import load_alert
-from kpi_alerts.ledger.claims import Claim, Claimant, ClaimSettings, claim_slot
+from kpi_alerts.ledger.claim_terms import Claim, Claimant, ClaimSettings
+from kpi_alerts.ledger.claims import claim_slot
 from kpi_alerts.ledger.database import connect
 
 db_url, alert_id, logical_time, lease = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])

@@ -19,21 +19,16 @@ import pytest
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.ledger import queries
 from kpi_alerts.ledger.alert_store import create_alert, load_alert
-from kpi_alerts.ledger.claims import (
-    Claim,
-    Claimant,
-    ClaimSettings,
-    LostClaim,
-    NotClaimed,
+from kpi_alerts.ledger.claim_terms import Claim, Claimant, ClaimSettings, LostClaim, NotClaimed
+from kpi_alerts.ledger.claims import claim_fresh_slots, claim_slot
+from kpi_alerts.ledger.database import connect
+from kpi_alerts.ledger.outcomes import (
     Outcome,
     ThresholdStateUpdate,
-    claim_fresh_slots,
-    claim_slot,
     finish_claim,
     release_for_retry,
     start_sending,
 )
-from kpi_alerts.ledger.database import connect
 from tests.polling import wait_until
 
 T = datetime(2026, 12, 7, 17, 5, tzinfo=UTC)  # the DAG run's logical time in most tests

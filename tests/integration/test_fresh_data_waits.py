@@ -21,7 +21,8 @@ from kpi_alerts.cube.client import CubeClient
 from kpi_alerts.hooks.smtp import SmtpMailer
 from kpi_alerts.ledger.alert_changes import pause_alert, record_paused_slots
 from kpi_alerts.ledger.alert_store import create_alert, load_alert
-from kpi_alerts.ledger.claims import Claimant, claim_slot
+from kpi_alerts.ledger.claim_terms import Claimant
+from kpi_alerts.ledger.claims import claim_slot
 from kpi_alerts.ledger.due_alerts import close_abandoned_waits, list_due_alerts
 from kpi_alerts.pipeline.alert_run import RunSettings, process_alert
 from tests.polling import wait_until

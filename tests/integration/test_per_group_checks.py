@@ -18,7 +18,7 @@ from kpi_alerts.cube.client import CubeClient
 from kpi_alerts.hooks.smtp import SmtpMailer
 from kpi_alerts.ledger.alert_changes import update_alert
 from kpi_alerts.ledger.alert_store import create_alert
-from kpi_alerts.ledger.claims import Claimant
+from kpi_alerts.ledger.claim_terms import Claimant
 from kpi_alerts.pipeline.alert_run import RunSettings, process_alert
 from kpi_alerts.pipeline.trial import preview
 from tests.polling import wait_until

@@ -23,7 +23,7 @@ from kpi_alerts.errors import TransientAlertError
 from kpi_alerts.hooks.smtp import SmtpMailer
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.ledger.alert_store import create_alert
-from kpi_alerts.ledger.claims import Claimant, ClaimSettings
+from kpi_alerts.ledger.claim_terms import Claimant, ClaimSettings
 from kpi_alerts.pipeline.alert_run import AlertFailed, RunSettings, process_alert
 from kpi_alerts.pipeline.inputs import KpiSource
 
@@ -288,7 +288,8 @@ def test_a_worker_whose_claim_was_taken_over_stops_without_sending(
 ) -> None:
     """A hung worker (its lease expired while Cube was slow) must not send once another took over."""
     from kpi_alerts.ledger.alert_store import load_alert
-    from kpi_alerts.ledger.claims import Claim, ClaimSettings, claim_slot
+    from kpi_alerts.ledger.claim_terms import Claim, ClaimSettings
+    from kpi_alerts.ledger.claims import claim_slot
 
     alert_id = report(db, 1, ["cfo@org1.example.com"])
     short = ClaimSettings(lease=timedelta(seconds=1))

@@ -1,7 +1,7 @@
 """Attempting a failed slot again — a later try of the same DAG run (a cleared task instance) and
 ``python -m kpi_alerts retry ALERT SLOT`` — against real PostgreSQL, Cube.js and SMTP servers.
 
-The rule (``claims.why_not_reattempted``): a failed slot runs again and is sent once; a slot that was
+The rule (``reattempts.why_not_reattempted``): a failed slot runs again and is sent once; a slot that was
 sent, or may have been (``sending``, ``delivery_unknown``), is never sent again, except that an
 operator may replay a ``delivery_unknown`` one explicitly (``--replay``).
 """
@@ -21,7 +21,8 @@ from kpi_alerts.cube.client import CubeClient
 from kpi_alerts.hooks.smtp import SmtpMailer
 from kpi_alerts.ledger.alert_changes import pause_alert, update_alert
 from kpi_alerts.ledger.alert_store import create_alert
-from kpi_alerts.ledger.claims import Claimant, why_not_reattempted
+from kpi_alerts.ledger.claim_terms import Claimant
+from kpi_alerts.ledger.reattempts import why_not_reattempted
 from kpi_alerts.pipeline.alert_run import AlertFailed, RunSettings, process_alert
 
 pytestmark = pytest.mark.services

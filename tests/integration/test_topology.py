@@ -29,7 +29,7 @@ from devstack.mail import read_message
 from devstack.statsd import counters
 from devstack.topology import Topology
 from kpi_alerts.ledger.alert_store import create_alert
-from kpi_alerts.ledger.claims import UNFINISHED
+from kpi_alerts.ledger.claim_terms import UNFINISHED
 from kpi_alerts.ledger.database import connect
 
 pytestmark = [pytest.mark.slow, pytest.mark.services, pytest.mark.timeout(900)]

@@ -34,6 +34,7 @@ from kpi_alerts.ledger.alert_store import (
     schedule_row,
     threshold_row,
 )
+from kpi_alerts.ledger.claim_terms import ACTIVE, status_list
 from kpi_alerts.ledger.due_alerts import park_unusable_alert
 from kpi_alerts.scheduling.quiet_hours import check_snooze
 
@@ -117,7 +118,8 @@ def update_alert(
         )
         updated = load_alert(conn, alert_id)
         flying = conn.execute(
-            queries.IN_FLIGHT_SLOT, {"cron_job_id": current.cron_job_id, "now": now}
+            queries.IN_FLIGHT_SLOT,
+            {"cron_job_id": current.cron_job_id, "now": now, "active": status_list(ACTIVE)},
         ).fetchone()
     assert updated is not None
     note = None

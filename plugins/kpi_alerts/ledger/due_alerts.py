@@ -11,6 +11,8 @@ import psycopg
 
 from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.ledger import queries
+from kpi_alerts.ledger.claim_terms import status_list
+from kpi_alerts.ledger.reattempts import REATTEMPTED
 from kpi_alerts.redaction import redact_url
 
 
@@ -37,7 +39,7 @@ def initialise_first_runs(
     page: int = FIRST_SIGHT_PAGE,
 ) -> int:
     """Give alerts created by plain SQL their first slot: the earliest one at or after ``oldest_slot`` (the
-    run's :meth:`~kpi_alerts.ledger.claims.ClaimSettings.oldest_sendable_slot`: a new alert has nothing missed).
+    run's :meth:`~kpi_alerts.ledger.claim_terms.ClaimSettings.oldest_sendable_slot`: a new alert has nothing missed).
 
     Set-based: one query reads a page of uninitialised alerts (their timing columns only, never the JSON
     ones), the first slots are computed here, and one ``UPDATE ... FROM unnest(...)`` stores the page.
@@ -116,8 +118,10 @@ def list_due_alerts(conn: psycopg.Connection[Any], *, logical_time: datetime, li
 def list_unsent_in_run(conn: psycopg.Connection[Any], *, dag_run_id: str, limit: int) -> list[DueAlert]:
     """The alerts whose slot in this DAG run was left unsent (failed, or unfinished): what a later try of
     the run's due listing — the whole run was cleared — lists again, so that their task instances re-attempt
-    those slots (:func:`kpi_alerts.ledger.claims.claim_slot`). A first try never needs it."""
-    rows = conn.execute(queries.UNSENT_ALERTS_OF_RUN, {"dag_run_id": dag_run_id, "limit": limit}).fetchall()
+    those slots (:func:`kpi_alerts.ledger.claims.claim_slot`; the statuses:
+    :data:`~kpi_alerts.ledger.reattempts.REATTEMPTED`). A first try never needs it."""
+    params = {"dag_run_id": dag_run_id, "limit": limit, "reattempted": status_list(REATTEMPTED)}
+    rows = conn.execute(queries.UNSENT_ALERTS_OF_RUN, params).fetchall()
     return [DueAlert(r["alert_id"], r["alert_name"], r["cron_job_id"], r["slot"]) for r in rows]
 
 

@@ -18,11 +18,17 @@ from typing import Any
 
 import psycopg
 
+from kpi_alerts.ledger.claim_terms import ACTIVE, status_list
+from kpi_alerts.vocabulary import LedgerStatus
+
+#: What ``doctor`` counts as a failure of the last 24 hours.
+FAILURES = frozenset({LedgerStatus.FAILED, LedgerStatus.DELIVERY_UNKNOWN})
+
 STALE_CLAIMS = """
 SELECT id AS result_id, kpi_alert_id AS alert_id, slot, status, claimed_by, lease_expires_at, dag_run_id,
        task_instance
 FROM cron_job_results
-WHERE kpi_alert_id IS NOT NULL AND status IN ('claimed', 'sending') AND lease_expires_at < %(now)s
+WHERE kpi_alert_id IS NOT NULL AND status = ANY(%(active)s::text[]) AND lease_expires_at < %(now)s
 ORDER BY lease_expires_at
 LIMIT %(limit)s
 """
@@ -43,7 +49,7 @@ SELECT status,
        count(*) AS n, max(coalesce(finished_at, updated_at)) AS last_at,
        (array_agg(DISTINCT kpi_alert_id))[1:5] AS alert_ids
 FROM cron_job_results
-WHERE kpi_alert_id IS NOT NULL AND status IN ('failed', 'delivery_unknown')
+WHERE kpi_alert_id IS NOT NULL AND status = ANY(%(failures)s::text[])
   AND coalesce(finished_at, updated_at) >= %(since)s
 GROUP BY status, reason
 ORDER BY n DESC, reason
@@ -80,7 +86,7 @@ class FailureGroup:
 
 
 def stale_claims(conn: psycopg.Connection[Any], *, now: datetime, limit: int = 100) -> list[StaleClaim]:
-    rows = conn.execute(STALE_CLAIMS, {"now": now, "limit": limit}).fetchall()
+    rows = conn.execute(STALE_CLAIMS, {"now": now, "limit": limit, "active": status_list(ACTIVE)}).fetchall()
     return [StaleClaim(**r) for r in rows]
 
 
@@ -94,7 +100,8 @@ def overdue_alerts(
 def recent_failures(
     conn: psycopg.Connection[Any], *, now: datetime, window: timedelta = timedelta(hours=24), limit: int = 50
 ) -> list[FailureGroup]:
-    rows = conn.execute(RECENT_FAILURES, {"since": now - window, "limit": limit}).fetchall()
+    params = {"since": now - window, "limit": limit, "failures": status_list(FAILURES)}
+    rows = conn.execute(RECENT_FAILURES, params).fetchall()
     return [
         FailureGroup(r["status"], r["reason"], r["n"], r["last_at"], tuple(a for a in r["alert_ids"] if a))
         for r in rows

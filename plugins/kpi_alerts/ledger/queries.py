@@ -2,6 +2,53 @@
 
 from __future__ import annotations
 
+# --- an alert's columns, tables and filter: written once ---------------------------------------
+
+# Every column AlertDefinition.from_row reads (LOAD_ALERT(S), LIST_ALERTS, ALERT_OVERVIEW,
+# UNINITIALISED_ALERT_ROWS) but the JSON ones, which first sight never reads.
+_ALERT_SCALAR_COLUMNS = """ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.organization_id,
+       ka.alert_type, ka.alert_name, ka.recipients, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
+       ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
+       cj.master_locked, cj.locked, cj.next_run_at,
+       ka.locale, ka.currency, ka.percent_scale,
+       kos.currency AS organization_currency, kos.recipient_domains,
+       ka.quiet_from_minute, ka.quiet_until_minute, ka.quiet_days, ka.quiet_reports, ka.snoozed_until,
+       kos.quiet_from_minute AS org_quiet_from_minute, kos.quiet_until_minute AS org_quiet_until_minute,
+       kos.quiet_days AS org_quiet_days, kos.quiet_timezone AS org_quiet_timezone,
+       ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
+       ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
+       ks.holiday_subdivision, ks.on_holiday, ks.attachment_type, ks.only_if_changed,
+       ks.freshness_source, ks.freshness_asset, ks.freshness_max_age_minutes, ks.freshness_max_wait_minutes,
+       kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
+       kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
+       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at, kt.check_every_minutes,
+       kt.check_daily_minute, kt.active_days, kt.active_from_minute, kt.active_until_minute,
+       kt.recovery_threshold, kt.pending_checks, kt.recovery_checks, kt.streak,
+       kt.anomaly_method, kt.history_weeks, kt.min_history, kt.group_by"""
+
+# The JSON columns are read as text and decoded per row by AlertDefinition.from_row (a row written by
+# plain SQL may hold jsonb no decoder should recurse into).
+_ALERT_JSON_COLUMNS = """ka.cube_query::text AS cube_query, ks.gating_condition::text AS gating_condition,
+       ka.column_labels::text AS column_labels"""
+
+_ALERT_SELECT = "SELECT " + _ALERT_SCALAR_COLUMNS + ",\n       " + _ALERT_JSON_COLUMNS
+
+# The tables of an alert: the alert and its cron job, its schedule or threshold, its organization's settings.
+_ALERT_TABLES = """FROM kpi_alerts ka
+JOIN cron_jobs cj ON cj.id = ka.cron_job_id
+LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
+LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
+LEFT JOIN kpi_organization_settings kos ON kos.organization_id = ka.organization_id
+"""
+
+# The management overview's filters (ALERT_OVERVIEW and its count, COUNT_ALERTS): each one if given.
+_ALERT_FILTER = """WHERE (%(organization_id)s::bigint IS NULL OR ka.organization_id = %(organization_id)s)
+  AND (%(alert_type)s::text IS NULL OR ka.alert_type = %(alert_type)s)
+  AND (%(state)s::text IS NULL OR kt.state = %(state)s)
+  AND (%(is_active)s::boolean IS NULL OR ka.is_active = %(is_active)s)
+  AND (%(paused)s::boolean IS NULL OR cj.master_locked = %(paused)s)
+"""
+
 # --- due selection ----------------------------------------------------------------------------
 
 # Uses cron_jobs_due_idx; rows paused by an operator or inactive are never listed.
@@ -41,35 +88,17 @@ UPDATE cron_jobs SET next_run_at = %(next_run_at)s WHERE id = %(cron_job_id)s::k
 # First sight in bulk (initialise_first_runs): a page of uninitialised alerts with everything needed to
 # compute their first slot, then one UPDATE for the whole page. Pages follow cron_jobs.id, so a row that
 # could not be set (a concurrent change) is never read again in the same pass.
-UNINITIALISED_ALERT_ROWS = """
-SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.organization_id, ka.alert_type, ka.alert_name,
-       ka.recipients, NULL::text AS cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
-       ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
-       cj.master_locked, cj.locked, cj.next_run_at,
-       ka.quiet_from_minute, ka.quiet_until_minute, ka.quiet_days, ka.quiet_reports, ka.snoozed_until,
-       kos.quiet_from_minute AS org_quiet_from_minute, kos.quiet_until_minute AS org_quiet_until_minute,
-       kos.quiet_days AS org_quiet_days, kos.quiet_timezone AS org_quiet_timezone,
-       ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
-       ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
-       ks.holiday_subdivision, ks.on_holiday,
-       NULL::text AS gating_condition, ks.attachment_type, ks.only_if_changed,
-       ks.freshness_source, ks.freshness_asset, ks.freshness_max_age_minutes, ks.freshness_max_wait_minutes,
-       kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
-       kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
-       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at, kt.check_every_minutes,
-       kt.check_daily_minute, kt.active_days, kt.active_from_minute, kt.active_until_minute,
-       kt.recovery_threshold, kt.pending_checks, kt.recovery_checks, kt.streak,
-       kt.anomaly_method, kt.history_weeks, kt.min_history, kt.group_by
-FROM cron_jobs cj
-JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
-LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
-LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
-LEFT JOIN kpi_organization_settings kos ON kos.organization_id = ka.organization_id
-WHERE cj.next_run_at IS NULL AND NOT cj.master_locked AND ka.is_active
+UNINITIALISED_ALERT_ROWS = (
+    "SELECT "
+    + _ALERT_SCALAR_COLUMNS
+    + ", NULL::text AS cube_query, NULL::text AS gating_condition\n"
+    + _ALERT_TABLES
+    + """WHERE cj.next_run_at IS NULL AND NOT cj.master_locked AND ka.is_active
   AND (%(after)s::kpi_cron_job_id IS NULL OR cj.id > %(after)s::kpi_cron_job_id)
 ORDER BY cj.id
 LIMIT %(limit)s
 """
+)
 
 SET_FIRST_RUNS = """
 UPDATE cron_jobs cj SET next_run_at = v.next_run_at
@@ -101,35 +130,7 @@ RETURNING (SELECT count(*) FROM failed) AS recorded
 
 # --- one alert --------------------------------------------------------------------------------
 
-# The JSON columns are read as text and decoded per row by AlertDefinition.from_row (a row written by
-# plain SQL may hold jsonb no decoder should recurse into).
-_ALERT_COLUMNS = """
-SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.organization_id, ka.alert_type, ka.alert_name,
-       ka.recipients, ka.cube_query::text AS cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
-       ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
-       cj.master_locked, cj.locked, cj.next_run_at,
-       ka.locale, ka.currency, ka.percent_scale, ka.column_labels::text AS column_labels,
-       kos.currency AS organization_currency, kos.recipient_domains,
-       ka.quiet_from_minute, ka.quiet_until_minute, ka.quiet_days, ka.quiet_reports, ka.snoozed_until,
-       kos.quiet_from_minute AS org_quiet_from_minute, kos.quiet_until_minute AS org_quiet_until_minute,
-       kos.quiet_days AS org_quiet_days, kos.quiet_timezone AS org_quiet_timezone,
-       ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
-       ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
-       ks.holiday_subdivision, ks.on_holiday,
-       ks.gating_condition::text AS gating_condition, ks.attachment_type, ks.only_if_changed,
-       ks.freshness_source, ks.freshness_asset, ks.freshness_max_age_minutes, ks.freshness_max_wait_minutes,
-       kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
-       kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
-       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at, kt.check_every_minutes,
-       kt.check_daily_minute, kt.active_days, kt.active_from_minute, kt.active_until_minute,
-       kt.recovery_threshold, kt.pending_checks, kt.recovery_checks, kt.streak,
-       kt.anomaly_method, kt.history_weeks, kt.min_history, kt.group_by
-FROM kpi_alerts ka
-JOIN cron_jobs cj ON cj.id = ka.cron_job_id
-LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
-LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
-LEFT JOIN kpi_organization_settings kos ON kos.organization_id = ka.organization_id
-"""
+_ALERT_COLUMNS = _ALERT_SELECT + "\n" + _ALERT_TABLES
 
 CRON_JOB_OF_ALERT = "SELECT cron_job_id::text AS cron_job_id FROM kpi_alerts WHERE id = %(alert_id)s"
 
@@ -145,54 +146,31 @@ LIST_ALERTS = (
 
 # The management overview (REST API, UI page, list-alerts): filtered, paged, with each alert's latest
 # ledger row (one index probe per listed alert on cron_job_results_slot_key).
-ALERT_OVERVIEW = """
-SELECT ka.id AS alert_id, ka.cron_job_id::text AS cron_job_id, cj.job_name, ka.organization_id, ka.alert_type, ka.alert_name,
-       ka.recipients, ka.cube_query::text AS cube_query, ka.is_active, ka.dashboard_url, ka.owners, ka.message,
-       ka.graph_id, ka.dashboard_id, ka.created_at, ka.updated_at,
-       cj.master_locked, cj.locked, cj.next_run_at,
-       ka.quiet_from_minute, ka.quiet_until_minute, ka.quiet_days, ka.quiet_reports, ka.snoozed_until,
-       kos.quiet_from_minute AS org_quiet_from_minute, kos.quiet_until_minute AS org_quiet_until_minute,
-       kos.quiet_days AS org_quiet_days, kos.quiet_timezone AS org_quiet_timezone,
-       ks.frequency_interval, ks.schedule_hour, ks.schedule_minute, ks.selected_days, ks.timezone,
-       ks.cron_expression, ks.every_n_weeks, ks.start_date, ks.business_day, ks.holiday_country,
-       ks.holiday_subdivision, ks.on_holiday,
-       ks.gating_condition::text AS gating_condition, ks.attachment_type, ks.only_if_changed,
-       ks.freshness_source, ks.freshness_asset, ks.freshness_max_age_minutes, ks.freshness_max_wait_minutes,
-       kt.condition, kt.threshold_value, kt.timezone AS threshold_timezone, kt.kpi_measure,
-       kt.rearm_minutes, kt.notify_on_recovery, kt.on_no_data, kt.on_error, kt.state, kt.last_value,
-       kt.last_evaluated_at, kt.last_notified_at, kt.state_changed_at, kt.check_every_minutes,
-       kt.check_daily_minute, kt.active_days, kt.active_from_minute, kt.active_until_minute,
-       kt.recovery_threshold, kt.pending_checks, kt.recovery_checks, kt.streak,
-       kt.anomaly_method, kt.history_weeks, kt.min_history, kt.group_by,
+ALERT_OVERVIEW = (
+    _ALERT_SELECT  # noqa: S608 -- constant fragments of this module joined, no input
+    + """,
        last.slot AS last_slot, last.status AS last_status, last.error AS last_error,
        last.finished_at AS last_finished_at
-FROM kpi_alerts ka
-JOIN cron_jobs cj ON cj.id = ka.cron_job_id
-LEFT JOIN kpi_schedules ks ON ks.kpi_alert_id = ka.id
-LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
-LEFT JOIN kpi_organization_settings kos ON kos.organization_id = ka.organization_id
-LEFT JOIN LATERAL (
+"""
+    + _ALERT_TABLES
+    + """LEFT JOIN LATERAL (
     SELECT r.slot, r.status, r.error, r.finished_at FROM cron_job_results r
     WHERE r.cron_job_id = ka.cron_job_id AND r.kpi_alert_id IS NOT NULL ORDER BY r.slot DESC LIMIT 1
 ) last ON true
-WHERE (%(organization_id)s::bigint IS NULL OR ka.organization_id = %(organization_id)s)
-  AND (%(alert_type)s::text IS NULL OR ka.alert_type = %(alert_type)s)
-  AND (%(state)s::text IS NULL OR kt.state = %(state)s)
-  AND (%(is_active)s::boolean IS NULL OR ka.is_active = %(is_active)s)
-  AND (%(paused)s::boolean IS NULL OR cj.master_locked = %(paused)s)
-ORDER BY ka.id LIMIT %(limit)s OFFSET %(offset)s
 """
+    + _ALERT_FILTER
+    + "ORDER BY ka.id LIMIT %(limit)s OFFSET %(offset)s\n"
+)
 
-COUNT_ALERTS = """
+# ALERT_OVERVIEW's total: the tables its filter reads, no more.
+COUNT_ALERTS = (
+    """
 SELECT count(*) AS n FROM kpi_alerts ka
 JOIN cron_jobs cj ON cj.id = ka.cron_job_id
 LEFT JOIN kpi_thresholds kt ON kt.kpi_alert_id = ka.id
-WHERE (%(organization_id)s::bigint IS NULL OR ka.organization_id = %(organization_id)s)
-  AND (%(alert_type)s::text IS NULL OR ka.alert_type = %(alert_type)s)
-  AND (%(state)s::text IS NULL OR kt.state = %(state)s)
-  AND (%(is_active)s::boolean IS NULL OR ka.is_active = %(is_active)s)
-  AND (%(paused)s::boolean IS NULL OR cj.master_locked = %(paused)s)
 """
+    + _ALERT_FILTER
+)
 
 # --- creation ---------------------------------------------------------------------------------
 
@@ -414,17 +392,18 @@ SET attempt_history = CASE WHEN %(note)s::text IS NULL THEN attempt_history
     updated_at = %(now)s,
     error = CASE WHEN %(note)s::text IS NULL THEN error ELSE concat_ws(E'\\n', error, %(note)s::text) END
 WHERE id = %(result_id)s
-RETURNING attempts, message_token
+RETURNING id, attempts, message_token
 """
 )
 
 # A cleared task instance (a later try of the same DAG run): this alert's slot in the run, the one left
-# unsent first — failed, or unfinished by an earlier try of the same task instance — by an attempt other
-# than this very one (same task instance, same try).
+# unsent first — ended unsent (%(ended_unsent)s: failed, retrying), or still held (%(active)s) by an
+# earlier try of the same task instance — by an attempt other than this very one (same task instance,
+# same try).
 RUN_SLOT_OF_ALERT = """
 SELECT slot, status,
-       coalesce((status IN ('failed', 'retrying')
-                 OR (status IN ('claimed', 'sending') AND task_instance = %(task_instance)s
+       coalesce((status = ANY(%(ended_unsent)s::text[])
+                 OR (status = ANY(%(active)s::text[]) AND task_instance = %(task_instance)s
                      AND try_number < %(try_number)s))
                 AND NOT (task_instance IS NOT DISTINCT FROM %(task_instance)s
                          AND try_number IS NOT DISTINCT FROM %(try_number)s), false) AS unsent
@@ -434,22 +413,25 @@ ORDER BY unsent DESC, slot DESC LIMIT 1
 """
 
 # A DAG run cleared as a whole (its due listing runs again, as a later try): the alerts whose slot in
-# this run was left unsent — they are no longer due, so the due query alone would not list them.
+# this run was left unsent (%(reattempted)s) — they are no longer due, so the due query alone would not
+# list them.
 UNSENT_ALERTS_OF_RUN = """
 SELECT ka.id AS alert_id, ka.alert_name, cj.id::text AS cron_job_id, r.slot
 FROM cron_job_results r
 JOIN cron_jobs cj ON cj.id = r.cron_job_id
 JOIN kpi_alerts ka ON ka.cron_job_id = cj.id
-WHERE r.dag_run_id = %(dag_run_id)s AND r.status IN ('failed', 'retrying', 'claimed')
+WHERE r.dag_run_id = %(dag_run_id)s AND r.status = ANY(%(reattempted)s::text[])
   AND NOT cj.master_locked AND ka.is_active
 ORDER BY r.slot, cj.id
 LIMIT %(limit)s
 """
 
-# A threshold alert's later evaluation supersedes an earlier slot (it measures the current value).
+# A threshold alert's later evaluation supersedes an earlier slot (it measures the current value); a slot
+# in %(not_evaluated)s (missed, skipped) measured nothing.
 LATER_EVALUATED_SLOT = """
 SELECT slot, status FROM cron_job_results
-WHERE cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND slot > %(slot)s AND status NOT IN ('missed', 'skipped')
+WHERE cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND slot > %(slot)s
+  AND status <> ALL(%(not_evaluated)s::text[])
 ORDER BY slot LIMIT 1
 """
 
@@ -465,7 +447,7 @@ SET attempt_history = attempt_history || jsonb_build_array(jsonb_build_object(
     task_instance = %(task_instance)s, try_number = %(try_number)s, attempts = attempts + 1,
     updated_at = %(now)s, finished_at = NULL, error = NULL
 WHERE id = %(result_id)s
-RETURNING attempts, message_token
+RETURNING id, attempts, message_token
 """
 
 SET_CRON_JOB_LOCKED = "UPDATE cron_jobs SET locked = %(locked)s WHERE id = %(cron_job_id)s::kpi_cron_job_id"
@@ -496,7 +478,7 @@ SET status = CASE cron_job_results.status WHEN 'sending' THEN 'delivery_unknown'
                  ELSE concat_ws(E'\\n', cron_job_results.error,
                                 'abandoned by ' || cron_job_results.claimed_by || ' (' || cron_job_results.status
                                 || ')', EXCLUDED.error) END
-WHERE cron_job_results.status IN ('claimed', 'retrying', 'waiting', 'sending')
+WHERE cron_job_results.status = ANY(%(resumed)s::text[])
   AND (cron_job_results.lease_expires_at IS NULL OR cron_job_results.lease_expires_at <= EXCLUDED.updated_at)
 """
 
@@ -531,10 +513,11 @@ WITH result AS (
 UPDATE cron_jobs SET locked = false WHERE id IN (SELECT cron_job_id FROM result)
 """
 
-# A slot of the alert a worker is on right now (its lease running): a change does not reach it.
+# A slot of the alert a worker is on right now (%(active)s, its lease running): a change does not reach it.
 IN_FLIGHT_SLOT = """
 SELECT slot, status FROM cron_job_results
-WHERE cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND status IN ('claimed', 'sending') AND lease_expires_at > %(now)s
+WHERE cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND status = ANY(%(active)s::text[])
+  AND lease_expires_at > %(now)s
 ORDER BY slot DESC LIMIT 1
 """
 
@@ -619,7 +602,7 @@ WHERE id = %(result_id)s AND claim_token = %(token)s AND status = 'claimed'
 """
 )
 
-# A report waiting for fresh data gives its claim back (claims.wait_for_fresh_data); the alert's next_run_at
+# A report waiting for fresh data gives its claim back (outcomes.wait_for_fresh_data); the alert's next_run_at
 # stays on the slot, so the next tick claims this row again (TAKE_OVER_CLAIM) and looks at the data again.
 WAIT_FOR_FRESH_DATA = """
 UPDATE cron_job_results
@@ -706,21 +689,23 @@ WHERE dag_run_id = %(run_id)s AND kpi_alert_id IS NOT NULL GROUP BY status
 """
 
 # By cron_job_id, so a deleted alert's ledger (kept for audit) stays readable.
-ALERT_HISTORY = """
+# The history's filter (ALERT_HISTORY, COUNT_HISTORY): one alert's rows, of one status if given.
+_HISTORY_FILTER = """WHERE r.cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND r.kpi_alert_id IS NOT NULL
+  AND (%(status)s::text IS NULL OR r.status = %(status)s)
+"""
+
+ALERT_HISTORY = (
+    """
 SELECT r.slot, r.status, r.value, r.previous_value, r.error, r.attachment, r.attachment_bytes, r.delivery,
        r.recipients, r.started_at, r.finished_at, r.dag_run_id, r.task_instance, r.try_number, r.attempts,
        r.details, r.attempt_history
 FROM cron_job_results r
-WHERE r.cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND r.kpi_alert_id IS NOT NULL
-  AND (%(status)s::text IS NULL OR r.status = %(status)s)
-ORDER BY r.slot DESC LIMIT %(limit)s OFFSET %(offset)s
 """
+    + _HISTORY_FILTER
+    + "ORDER BY r.slot DESC LIMIT %(limit)s OFFSET %(offset)s\n"
+)
 
-COUNT_HISTORY = """
-SELECT count(*) AS n FROM cron_job_results r
-WHERE r.cron_job_id = %(cron_job_id)s::kpi_cron_job_id AND r.kpi_alert_id IS NOT NULL
-  AND (%(status)s::text IS NULL OR r.status = %(status)s)
-"""
+COUNT_HISTORY = "SELECT count(*) AS n FROM cron_job_results r\n" + _HISTORY_FILTER  # noqa: S608 -- constants
 
 # --- the lifecycle: update, pause / resume, delete, events ------------------------------------
 
@@ -876,11 +861,12 @@ RETURNING (SELECT count(*) FROM skipped) AS recorded
 """
 
 # retention.prune_results(): created_at is the database's wall clock, so is the cut-off (like with like).
-# The product's rows only (kpi_alert_id): the backend's other jobs keep their history.
+# The product's rows only (kpi_alert_id): the backend's other jobs keep their history. A slot not finished
+# (%(unfinished)s: claimed, retrying, waiting, sending) is never pruned.
 PRUNE_RESULTS = """
 DELETE FROM cron_job_results
 WHERE kpi_alert_id IS NOT NULL AND created_at < now() - make_interval(secs => %(retention_seconds)s)
-  AND status NOT IN ('claimed', 'retrying', 'waiting', 'sending')
+  AND status <> ALL(%(unfinished)s::text[])
   AND (%(keep_dag_run_id)s::text IS NULL OR dag_run_id IS DISTINCT FROM %(keep_dag_run_id)s::text)
 """
 

@@ -16,6 +16,7 @@ import psycopg
 
 from kpi_alerts.errors import AlertValidationError
 from kpi_alerts.ledger import queries
+from kpi_alerts.ledger.claim_terms import RESUMED, status_list
 
 #: Longer periods keep everything anyway, and the cut-off must stay inside PostgreSQL's timestamps.
 MAX_RETENTION_DAYS = 36_600  # 100 years
@@ -35,5 +36,9 @@ def prune_results(
         )
     return conn.execute(
         queries.PRUNE_RESULTS,
-        {"retention_seconds": retention.total_seconds(), "keep_dag_run_id": keep_dag_run_id},
+        {
+            "retention_seconds": retention.total_seconds(),
+            "keep_dag_run_id": keep_dag_run_id,
+            "unfinished": status_list(RESUMED),  # not finished yet: never pruned
+        },
     ).rowcount

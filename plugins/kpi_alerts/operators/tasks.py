@@ -5,6 +5,7 @@ The operators (:mod:`kpi_alerts.operators.kpi_alerts`) call these functions from
 defaults read the package's Airflow Variables at run time (each one's name, default and meaning:
 :data:`kpi_alerts.settings.SETTINGS`; README "Settings").
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,7 +29,7 @@ from kpi_alerts.hooks.cube import CubeHook
 from kpi_alerts.hooks.metrics import airflow_stats_sink
 from kpi_alerts.hooks.smtp import smtp_session
 from kpi_alerts.ledger.alert_changes import record_paused_slots
-from kpi_alerts.ledger.claims import UNFINISHED, Claimant, ClaimSettings
+from kpi_alerts.ledger.claim_terms import UNFINISHED, Claimant, ClaimSettings
 from kpi_alerts.ledger.database import describe_database_error
 from kpi_alerts.ledger.due_alerts import (
     close_abandoned_waits,
@@ -86,7 +87,7 @@ def is_backfill(context: Any) -> bool:
 
 def claim_settings_of(context: Any, settings: TaskSettings) -> ClaimSettings:
     """The run's claim settings: a backfill run measures lateness from the wall clock
-    (:meth:`~kpi_alerts.ledger.claims.ClaimSettings.oldest_sendable_slot`)."""
+    (:meth:`~kpi_alerts.ledger.claim_terms.ClaimSettings.oldest_sendable_slot`)."""
     return replace(settings.claim, backfill=is_backfill(context))
 
 

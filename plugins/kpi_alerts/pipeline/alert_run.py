@@ -30,25 +30,22 @@ from kpi_alerts.errors import (
 )
 from kpi_alerts.kpi_data import KpiData
 from kpi_alerts.ledger.alert_store import load_alert
-from kpi_alerts.ledger.claims import (
-    Claim,
+from kpi_alerts.ledger.claim_terms import Claim, LostClaim, NotClaimed, claim_settings_for
+from kpi_alerts.ledger.claims import claim_slot
+from kpi_alerts.ledger.due_alerts import park_unusable_alert
+from kpi_alerts.ledger.outcomes import (
     GroupStateUpdate,
-    LostClaim,
-    NotClaimed,
     Outcome,
     ThresholdStateUpdate,
     cancel_sending,
-    claim_settings_for,
-    claim_slot,
     delivered_recipients,
     finish_claim,
-    may_retry_at_a_later_tick,
     record_partial_delivery,
     release_for_retry,
     start_sending,
     wait_for_fresh_data,
 )
-from kpi_alerts.ledger.due_alerts import park_unusable_alert
+from kpi_alerts.ledger.reattempts import may_retry_at_a_later_tick
 from kpi_alerts.ledger.results import cron_job_of_alert, previous_status
 from kpi_alerts.pipeline.evaluation import LedgerFacts, evaluate
 from kpi_alerts.pipeline.failure_notices import report_failure_needs_notice, send_error_notice

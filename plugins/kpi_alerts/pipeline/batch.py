@@ -34,7 +34,9 @@ from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.cube.client import first_granularity
 from kpi_alerts.errors import KpiAlertError, RelayRefused, TransientAlertError
 from kpi_alerts.ledger.alert_store import load_alerts
-from kpi_alerts.ledger.claims import Claim, claim_fresh_slots, release_for_retry
+from kpi_alerts.ledger.claim_terms import Claim
+from kpi_alerts.ledger.claims import claim_fresh_slots
+from kpi_alerts.ledger.outcomes import release_for_retry
 from kpi_alerts.pipeline.alert_run import AlertRun, claim_and_run, first_queries, process_alert, run_claim
 from kpi_alerts.pipeline.inputs import KpiSource, Mailer, RunSettings
 from kpi_alerts.pipeline.kpi_source import CachingKpiSource, WaitClock

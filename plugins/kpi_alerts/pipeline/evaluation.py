@@ -31,7 +31,7 @@ from kpi_alerts.conditions.gating_evaluation import evaluate_gate
 from kpi_alerts.conditions.gating_format import parse_gating_condition
 from kpi_alerts.errors import KpiAlertError, PermanentAlertError
 from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.ledger.claims import GroupStateUpdate, ThresholdStateUpdate
+from kpi_alerts.ledger.outcomes import GroupStateUpdate, ThresholdStateUpdate
 from kpi_alerts.ledger.results import group_states, last_sent_digest
 from kpi_alerts.pipeline.inputs import AssetEvents
 from kpi_alerts.pipeline.kpi_source import RunQueries

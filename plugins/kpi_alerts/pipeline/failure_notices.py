@@ -15,7 +15,7 @@ from kpi_alerts.alerts.definition import AlertDefinition
 from kpi_alerts.delivery.email_message import slot_message_key
 from kpi_alerts.delivery.error_notices import FailureNotice, compose_failure_notice
 from kpi_alerts.delivery.mailers import Mailer
-from kpi_alerts.ledger.claims import Claim
+from kpi_alerts.ledger.claim_terms import Claim
 from kpi_alerts.pipeline.inputs import RunSettings
 from kpi_alerts.redaction import redact_url
 from kpi_alerts.reports.context import describe_period

@@ -15,7 +15,7 @@ from kpi_alerts.delivery.email_message import Envelope as Envelope
 from kpi_alerts.delivery.mailers import Delivery as Delivery
 from kpi_alerts.delivery.mailers import Mailer as Mailer
 from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.ledger.claims import Claimant, ClaimSettings
+from kpi_alerts.ledger.claim_terms import Claimant, ClaimSettings
 from kpi_alerts.settings import ALERTS_DB_CONN_ID, CUBE_CONN_ID, DEFAULTS, SETTINGS, SMTP_CONN_ID
 
 

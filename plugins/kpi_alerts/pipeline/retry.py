@@ -1,7 +1,7 @@
 """An operator's re-attempt of one slot from the command line: ``python -m kpi_alerts retry ALERT SLOT``.
 
 The same rule as clearing a failed ``process_alert`` task instance in the Airflow UI
-(:func:`kpi_alerts.ledger.claims.why_not_reattempted`): a ``failed`` slot (or one left ``retrying`` /
+(:func:`kpi_alerts.ledger.reattempts.why_not_reattempted`): a ``failed`` slot (or one left ``retrying`` /
 ``claimed`` by a worker that is gone) runs again through the same pipeline as a run — fetch, check,
 render, send, record — and ends in the ledger like any run. A slot that was sent, or may have been
 (``sending``, ``delivery_unknown``), is refused; ``delivery_unknown`` is replayed only when asked
@@ -19,7 +19,8 @@ import psycopg
 from kpi_alerts.errors import RetryRefused
 from kpi_alerts.ledger.alert_changes import AlertNotFound
 from kpi_alerts.ledger.alert_store import load_alert
-from kpi_alerts.ledger.claims import NotClaimed, reattempt_slot
+from kpi_alerts.ledger.claim_terms import NotClaimed
+from kpi_alerts.ledger.reattempts import reattempt_slot
 from kpi_alerts.pipeline.alert_run import AlertRun, run_claim
 from kpi_alerts.pipeline.inputs import KpiSource, Mailer, RunSettings
 

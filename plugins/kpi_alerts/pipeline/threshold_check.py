@@ -48,7 +48,7 @@ from kpi_alerts.conditions.thresholds import (
 )
 from kpi_alerts.errors import PermanentAlertError
 from kpi_alerts.kpi_data import KpiData
-from kpi_alerts.ledger.claims import GroupStateUpdate, ThresholdStateUpdate
+from kpi_alerts.ledger.outcomes import GroupStateUpdate, ThresholdStateUpdate
 from kpi_alerts.reports.context import ExpectedRange
 from kpi_alerts.reports.units import format_plain, headline_places, unit_for
 

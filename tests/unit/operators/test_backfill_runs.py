@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from airflow.sdk.api.datamodels._generated import DagRunType
 
-from kpi_alerts.ledger.claims import ClaimSettings
+from kpi_alerts.ledger.claim_terms import ClaimSettings
 from kpi_alerts.operators.tasks import TaskSettings, claim_settings_of, is_backfill
 
 NOW = datetime(2026, 12, 7, 17, 5, tzinfo=UTC)
